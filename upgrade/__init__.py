@@ -1,0 +1,1 @@
+"""AKS node-upgrade automation: Azure Functions that run upgrades as idempotent queue steps."""

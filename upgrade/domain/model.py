@@ -1,0 +1,187 @@
+"""The cluster as the domain sees it: frozen snapshots of clusters, pools, nodes, pods and PDBs.
+
+Adapters build these from SDK objects; services and domain decisions never see SDK types or raw
+dicts. Only the fields the decisions need are carried.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from upgrade.errors import InvalidInput
+
+QUARANTINE_LABEL = "kubernetes.azure.com/upgrade-status"
+QUARANTINE_VALUE = "Quarantined"
+AGENTPOOL_LABEL = "kubernetes.azure.com/agentpool"
+
+_ARM_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+    r"/providers/Microsoft\.ContainerService/managedClusters/(?P<name>[^/]+)/?$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, order=True)
+class ClusterRef:
+    """An AKS managed cluster, named by its ARM id parts."""
+
+    subscription_id: str
+    resource_group: str
+    name: str
+
+    @property
+    def arm_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.ContainerService/managedClusters/{self.name}"
+        )
+
+    @classmethod
+    def parse(cls, arm_id: object, *, what: str = "cluster id", field: str = "cluster") -> ClusterRef:
+        """Parse an ARM id; raises InvalidInput naming ``field`` when it is not a managed cluster id."""
+        if not isinstance(arm_id, str) or not arm_id:
+            raise InvalidInput(what, field, "must be a non-empty AKS cluster ARM id string")
+        match = _ARM_ID.match(arm_id.strip())
+        if not match:
+            raise InvalidInput(
+                what,
+                field,
+                f"{arm_id!r} is not an AKS cluster ARM id "
+                "(/subscriptions/<id>/resourceGroups/<rg>/providers/"
+                "Microsoft.ContainerService/managedClusters/<name>)",
+            )
+        return cls(match["sub"], match["rg"], match["name"])
+
+    def __str__(self) -> str:
+        return self.arm_id
+
+
+@dataclass(frozen=True)
+class UpgradeSettings:
+    """An agent pool's ``upgradeSettings``; None means AKS's default applies."""
+
+    max_surge: str | None = None
+    max_unavailable: str | None = None
+    drain_timeout_minutes: int | None = None
+    node_soak_minutes: int | None = None
+    undrainable_node_behavior: str | None = None  # "Cordon" | "Schedule"
+    max_blocked_nodes: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentPool:
+    name: str
+    mode: str  # "System" | "User"
+    count: int
+    orchestrator_version: str
+    vm_size: str = "Standard_D4s_v5"
+    provisioning_state: str = "Succeeded"
+    power_state: str = "Running"
+    os_type: str = "Linux"
+    os_sku: str | None = None
+    max_pods: int | None = None
+    zones: tuple[str, ...] = ()
+    node_labels: tuple[tuple[str, str], ...] = ()
+    node_taints: tuple[str, ...] = ()
+    upgrade_settings: UpgradeSettings = field(default_factory=UpgradeSettings)
+    node_image_version: str | None = None
+    etag: str | None = None
+    error: str | None = None  # ARM's message when the last operation failed
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    pool: str
+    kubernetes_version: str  # "1.30.0", without the leading v
+    unschedulable: bool = False
+    ready: bool = True
+    labels: tuple[tuple[str, str], ...] = ()
+    taints: tuple[str, ...] = ()
+    created_at: datetime | None = None
+    cordoned_at: datetime | None = None  # when the unschedulable taint was added, if known
+    allocatable_cpu_millis: int = 0
+
+    def label(self, key: str) -> str | None:
+        return dict(self.labels).get(key)
+
+    @property
+    def quarantined(self) -> bool:
+        return self.label(QUARANTINE_LABEL) == QUARANTINE_VALUE
+
+
+@dataclass(frozen=True)
+class Pod:
+    namespace: str
+    name: str
+    uid: str
+    node: str | None
+    phase: str = "Running"
+    ready: bool = True
+    labels: tuple[tuple[str, str], ...] = ()
+    owner_kind: str | None = None  # ReplicaSet, DaemonSet, StatefulSet, Job, Node (mirror) or None
+    owner_name: str | None = None
+    deleting: bool = False  # metadata.deletionTimestamp is set
+    mirror: bool = False  # static pod: the kubelet's, the API cannot evict it
+    empty_dir: bool = False
+    restart_count: int = 0
+    crash_looping: bool = False
+    grace_seconds: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+@dataclass(frozen=True)
+class Pdb:
+    namespace: str
+    name: str
+    selector: tuple[tuple[str, str], ...]  # matchLabels
+    min_available: str | None = None  # "1" or "50%"
+    max_unavailable: str | None = None
+    disruptions_allowed: int = 0
+    current_healthy: int = 0
+    desired_healthy: int = 0
+    expected_pods: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def selects(self, pod: Pod) -> bool:
+        if pod.namespace != self.namespace or not self.selector:
+            return False
+        labels = pod.label_map()
+        return all(labels.get(k) == v for k, v in self.selector)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A pod controller as counted by validation: desired versus ready replicas."""
+
+    namespace: str
+    kind: str  # Deployment | ReplicaSet | StatefulSet
+    name: str
+    desired: int
+    ready: int
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    """A consistent-enough read of one cluster, input to preflight and diagnosis."""
+
+    cluster: ClusterRef
+    kubernetes_version: str
+    pools: tuple[AgentPool, ...]
+    nodes: tuple[Node, ...]
+    pods: tuple[Pod, ...]
+    pdbs: tuple[Pdb, ...]
+
+    def pool(self, name: str) -> AgentPool | None:
+        return next((p for p in self.pools if p.name == name), None)

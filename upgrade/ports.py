@@ -1,0 +1,150 @@
+"""The ports services depend on: Protocols that the adapters (and test fakes) implement.
+
+Every method speaks domain types (upgrade.domain.*) and raises the project's errors
+(upgrade.errors): TemporaryError when a retry may help, PermanentError (NotFound, Conflict,
+NotAllowed) when it cannot. No SDK type crosses these boundaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from upgrade.domain.alerts import Alert
+from upgrade.domain.model import AgentPool, ClusterRef, Node, Pdb, Pod, Workload
+from upgrade.domain.runs import HistoryEntry, RunRecord
+from upgrade.domain.steps import StepMessage
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class StepQueue(Protocol):
+    def send(self, message: StepMessage, *, delay_seconds: float = 0.0) -> None:
+        """Enqueue ``message`` on ``upgrade-steps``, invisible for ``delay_seconds``."""
+
+    def send_to_poison(self, body: str) -> None:
+        """Put a message that can never succeed (invalid, unknown step) straight on the poison queue."""
+
+
+class RunStore(Protocol):
+    def create(self, run: RunRecord) -> RunRecord:
+        """Insert a new run. For an active run, at most one per cluster/pool: raises Conflict
+        (with ``.code`` = the active run's id) when another active run holds the pool."""
+
+    def get(self, run_id: str) -> RunRecord:
+        """Raises NotFound."""
+
+    def update(self, run: RunRecord) -> RunRecord:
+        """Write ``run`` if its ETag still matches; returns it with the new ETag; raises Conflict."""
+
+    def find_active(self, cluster: str, pool: str | None) -> RunRecord | None: ...
+
+    def list_runs(self, *, cluster: str | None = None, limit: int = 50) -> Sequence[RunRecord]: ...
+
+    def append_history(self, entry: HistoryEntry) -> None: ...
+
+    def history(self, run_id: str) -> Sequence[HistoryEntry]: ...
+
+
+class StateStore(Protocol):
+    """Small keyed documents with ETags (alert dedup state, event dedup)."""
+
+    def get(self, partition: str, key: str) -> tuple[dict[str, Any], str] | None: ...
+
+    def put(self, partition: str, key: str, value: dict[str, Any], *, etag: str | None) -> str:
+        """Insert (etag None) or replace if the ETag matches; raises Conflict otherwise."""
+
+    def delete(self, partition: str, key: str) -> None: ...
+
+    def list(self, partition: str) -> Sequence[tuple[str, dict[str, Any]]]: ...
+
+
+class AlertSink(Protocol):
+    def publish(self, alert: Alert) -> None:
+        """Deliver the alert; never raises for a delivery failure (it retries, then logs)."""
+
+
+class Kube(Protocol):
+    """One cluster's Kubernetes API."""
+
+    def list_nodes(
+        self, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> list[Node]: ...
+
+    def get_node(self, name: str) -> Node: ...
+
+    def set_unschedulable(self, node: str, value: bool) -> bool:
+        """Cordon (True) or uncordon (False); patches only when needed; returns whether it patched."""
+
+    def set_node_label(self, node: str, key: str, value: str | None) -> bool:
+        """Set, or remove when value is None; patches only when needed."""
+
+    def list_pods(
+        self,
+        *,
+        node: str | None = None,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> list[Pod]: ...
+
+    def get_pod(self, namespace: str, name: str) -> Pod:
+        """Raises NotFound."""
+
+    def evict(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
+        """policy/v1 Eviction. Raises TemporaryError(status=429) when a PDB forbids it now,
+        NotFound when the pod is gone."""
+
+    def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None: ...
+
+    def list_pdbs(self, *, namespace: str | None = None) -> list[Pdb]: ...
+
+    def get_pdb_manifest(self, namespace: str, name: str) -> dict[str, Any]:
+        """The PDB's spec as stored (for an exact restore after a temporary relax)."""
+
+    def patch_pdb_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None: ...
+
+    def list_workloads(self, *, namespace: str | None = None) -> list[Workload]: ...
+
+    def list_events(self, *, reasons: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Recent Kubernetes events (reason, message, object, time) as plain data."""
+
+
+class Aks(Protocol):
+    """One subscription's AKS management plane (ARM). Operations start and return at once:
+    callers check progress from a later, delayed step instead of blocking."""
+
+    def get_cluster_version(self, cluster: ClusterRef) -> str: ...
+
+    def list_pools(self, cluster: ClusterRef) -> list[AgentPool]: ...
+
+    def get_pool(self, cluster: ClusterRef, pool: str) -> AgentPool:
+        """Raises NotFound."""
+
+    def begin_put_pool(self, cluster: ClusterRef, pool: AgentPool, *, if_match: str | None = None) -> None:
+        """Create or update (version, count, upgradeSettings) without waiting."""
+
+    def begin_delete_pool(
+        self, cluster: ClusterRef, pool: str, *, ignore_pod_disruption_budget: bool = False
+    ) -> None: ...
+
+    def begin_delete_machines(self, cluster: ClusterRef, pool: str, machines: Sequence[str]) -> None: ...
+
+    def available_upgrades(self, cluster: ClusterRef, pool: str) -> list[str]:
+        """Kubernetes versions the pool's upgrade profile offers."""
+
+
+class Platform(Protocol):
+    """What the services get from the wiring: ports, built lazily once per worker."""
+
+    clock: Clock
+    queue: StepQueue
+    runs: RunStore
+    state: StateStore
+    alerts: AlertSink
+
+    def kube(self, cluster: ClusterRef) -> Kube: ...
+
+    def aks(self, cluster: ClusterRef) -> Aks: ...

@@ -1,0 +1,41 @@
+"""The explicit step registry: every step name the worker executes, and its handler.
+
+Each workflow module exposes ``STEPS: dict[str, StepSpec]``; they are merged here, in one
+visible list, so an unknown step name is a clear error, never a silent no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from upgrade.domain.steps import Outcome
+    from upgrade.services.step_runner import StepContext
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    handler: Callable[[StepContext], Outcome]
+    needs_run: bool = True  # False: a stateless step (scan fan-out) with no run record to advance
+    lease_seconds: float = 120.0  # how long a worker's claim on the step holds before another may take over
+
+
+def _workflow_modules() -> list:
+    from upgrade.services import ping
+
+    return [ping]
+
+
+@cache
+def step_registry() -> dict[str, StepSpec]:
+    registry: dict[str, StepSpec] = {}
+    for module in _workflow_modules():
+        for name, spec in module.STEPS.items():
+            if name in registry:
+                raise RuntimeError(f"step {name!r} registered twice ({module.__name__})")
+            registry[name] = spec
+    return registry

@@ -1,0 +1,312 @@
+"""Executes one step message: the at-least-once, crash-safe loop every workflow runs on.
+
+Protocol for a step bound to a run (``StepSpec.needs_run``):
+
+1. The run says which message is live: ``(run.state, run.attempt)``. Any other message for the
+   run is stale (a duplicate, or overtaken by an operator's decision) and is dropped, except
+   that a redelivered message whose transition was written but maybe not sent re-sends the
+   run's ``outbox`` (the host died between the state write and the send).
+2. The worker claims the live step with an ETag-conditional write. A second copy arriving while
+   the claim holds is put back with a delay; once the first copy's transition lands it is stale.
+   A claim whose worker died expires after the step's lease.
+3. The handler runs and returns an Outcome; expected failures come back as errors translated
+   to Retry (TemporaryError) or Failed (PermanentError). An unexpected exception is left to the
+   host: the message is redelivered and after maxDequeueCount lands in the poison queue, which
+   ``on_poison_step`` watches.
+4. The transition (next state, attempt, facts, status, outbox) is one conditional write; then the
+   next message is sent; then a history row records the attempt.
+
+Invalid messages and unknown steps never reach a handler or a run: they are logged with what
+is wrong and moved straight to the poison queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from upgrade.domain.model import ClusterRef
+from upgrade.domain.runs import FINAL_STATUSES, HistoryEntry, RunRecord
+from upgrade.domain.steps import (
+    Done,
+    Failed,
+    Next,
+    Outcome,
+    Retry,
+    StepMessage,
+    outcome_label,
+    parse_step_message,
+)
+from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError, TemporaryError
+from upgrade.ports import Platform
+from upgrade.services.registry import StepSpec, step_registry
+
+log = logging.getLogger("upgrade.steps")
+
+# A Retry never comes back sooner than this: the queue's visibility granularity is a second.
+MIN_RETRY_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class StepContext:
+    message: StepMessage
+    platform: Platform
+    run: RunRecord | None  # None for stateless steps
+
+    @property
+    def cluster(self) -> ClusterRef:
+        return self.message.cluster_ref
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What happened to one delivery, for the trigger's log line and for tests."""
+
+    step: str
+    run_id: str | None
+    result: str  # executed | stale | resent | deferred | poisoned | refused
+    outcome: Outcome | None = None
+    detail: str = ""
+
+
+def run_step_message(
+    body: str | bytes, platform: Platform, *, message_id: str, dequeue_count: int = 1
+) -> StepReport:
+    """Execute one queue delivery. Raises only for unexpected errors (the host retries those)."""
+    try:
+        message = parse_step_message(body)
+        spec = step_registry().get(message.step)
+        if spec is None:
+            raise InvalidInput("step message", "step", f"unknown step {message.step!r}")
+    except InvalidInput as exc:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        log.error("step message refused, moved to poison: %s; body=%.500s", exc, text)
+        platform.queue.send_to_poison(text)
+        return StepReport(step="?", run_id=None, result="poisoned", detail=str(exc))
+    if not _cluster_allowed(platform, message.cluster):
+        reason = f"cluster {message.cluster} is not in ALLOWED_CLUSTERS: refusing to act on it"
+        log.error("step %s of run %s refused: %s", message.step, message.run_id, reason)
+        _fail_run_if_any(platform, message, reason)
+        return StepReport(message.step, message.run_id, "refused", detail=reason)
+    if not spec.needs_run:
+        outcome = _execute(spec, StepContext(message, platform, None))
+        _send_follow_up(platform, message, outcome)
+        _log_outcome(message, outcome, dequeue_count)
+        return StepReport(message.step, message.run_id, "executed", outcome)
+    return _run_bound_step(spec, message, platform, message_id=message_id, dequeue_count=dequeue_count)
+
+
+def _cluster_allowed(platform: Platform, cluster: str) -> bool:
+    allowed = getattr(platform, "allowed_clusters", None)
+    return allowed is None or cluster.lower() in {c.lower() for c in allowed}
+
+
+def _run_bound_step(
+    spec: StepSpec, message: StepMessage, platform: Platform, *, message_id: str, dequeue_count: int
+) -> StepReport:
+    clock, runs = platform.clock, platform.runs
+    while True:
+        try:
+            run = runs.get(message.run_id)
+        except NotFound:
+            log.error("step %s names run %s, which does not exist: dropped", message.step, message.run_id)
+            return StepReport(message.step, message.run_id, "stale", detail="no such run")
+        if run.status in FINAL_STATUSES:
+            return StepReport(message.step, run.run_id, "stale", detail=f"run is {run.status}")
+        if (run.state, run.attempt) != (message.step, message.attempt):
+            return _stale_or_resend(platform, run, message)
+        if run.status == "paused":
+            # Parked: the step stays live and is re-run by resume; this copy is not needed.
+            return StepReport(message.step, run.run_id, "stale", detail="run is paused")
+        now = clock.now()
+        claim = run.claim
+        if claim and claim.get("message_id") != message_id and claim.get("until", "") > now.isoformat():
+            platform.queue.send(message, delay_seconds=spec.lease_seconds / 4)
+            return StepReport(message.step, run.run_id, "deferred", detail="another worker holds the step")
+        claimed = run.evolve(
+            now=now,
+            claim={"message_id": message_id, "until": (now + timedelta(seconds=spec.lease_seconds)).isoformat()},
+        )
+        try:
+            run = runs.update(claimed)
+        except Conflict:
+            continue  # the run moved under us: look again
+        break
+
+    outcome = _execute(spec, StepContext(message, platform, run))
+    try:
+        transitioned = _write_transition(platform, run, message, outcome)
+    except Conflict:
+        # An operator decision (pause, rollback, abort) or another worker moved the run while the
+        # step ran. Its side effects are idempotent; the run's new state decides what happens next.
+        current = runs.get(run.run_id)
+        log.warning(
+            "step %s of run %s finished but the run moved to %s/%s meanwhile: outcome %s not applied",
+            message.step, run.run_id, current.state, current.status, outcome_label(outcome),
+        )
+        return StepReport(message.step, run.run_id, "stale", outcome, detail="run moved during the step")
+    _send_outbox(platform, transitioned)
+    runs.append_history(
+        HistoryEntry(
+            run_id=run.run_id,
+            at=clock.now(),
+            step=message.step,
+            attempt=message.attempt,
+            outcome=outcome_label(outcome),
+            reason=_reason(outcome),
+            actor=message.actor,
+        )
+    )
+    _log_outcome(message, outcome, dequeue_count)
+    return StepReport(message.step, run.run_id, "executed", outcome)
+
+
+def _execute(spec: StepSpec, ctx: StepContext) -> Outcome:
+    try:
+        return spec.handler(ctx)
+    except TemporaryError as exc:
+        return Retry(delay_seconds=max(MIN_RETRY_SECONDS, exc.delay_seconds), reason=str(exc))
+    except PermanentError as exc:
+        return Failed(reason=str(exc))
+
+
+def _next_message(message: StepMessage, outcome: Outcome) -> StepMessage | None:
+    if isinstance(outcome, Next):
+        return message.model_copy(
+            update={"step": outcome.step, "attempt": 1, "args": outcome.args if outcome.args is not None else message.args}
+        )
+    if isinstance(outcome, Retry):
+        return message.model_copy(
+            update={"attempt": message.attempt + 1, "args": outcome.args if outcome.args is not None else message.args}
+        )
+    return None
+
+
+def _delay(outcome: Outcome) -> float:
+    if isinstance(outcome, (Next, Retry)):
+        return max(0.0, outcome.delay_seconds)
+    return 0.0
+
+
+def _write_transition(platform: Platform, run: RunRecord, message: StepMessage, outcome: Outcome) -> RunRecord:
+    now = platform.clock.now()
+    follow_up = _next_message(message, outcome)
+    outbox = (
+        {
+            "from": [message.step, message.attempt],
+            "message": follow_up.to_json(),
+            "delay": _delay(outcome),
+        }
+        if follow_up
+        else None
+    )
+    changes: dict = {"claim": None, "outbox": outbox, "facts": getattr(outcome, "facts", None) or {}}
+    if follow_up:
+        changes.update(state=follow_up.step, attempt=follow_up.attempt)
+    if isinstance(outcome, Next):
+        changes.update(status=outcome.status, reason=outcome.reason or run.reason)
+    elif isinstance(outcome, Retry):
+        changes.update(reason=outcome.reason)
+    elif isinstance(outcome, Done):
+        changes.update(status=outcome.status, reason=outcome.summary)
+    elif isinstance(outcome, Failed):
+        changes.update(status=outcome.status, reason=outcome.reason)
+    return platform.runs.update(run.evolve(now=now, **changes))
+
+
+def _send_outbox(platform: Platform, run: RunRecord) -> None:
+    if run.outbox:
+        platform.queue.send(
+            parse_step_message(run.outbox["message"]), delay_seconds=float(run.outbox.get("delay", 0))
+        )
+
+
+def _stale_or_resend(platform: Platform, run: RunRecord, message: StepMessage) -> StepReport:
+    outbox = run.outbox or {}
+    if outbox.get("from") == [message.step, message.attempt]:
+        # This delivery's transition is written but its send may have been lost in a crash:
+        # send again; a duplicate is dropped as stale or deferred by the claim.
+        _send_outbox(platform, run)
+        return StepReport(message.step, run.run_id, "resent", detail="re-sent the transition's message")
+    return StepReport(
+        message.step, run.run_id, "stale",
+        detail=f"run expects {run.state}#{run.attempt}, got {message.step}#{message.attempt}",
+    )
+
+
+def _send_follow_up(platform: Platform, message: StepMessage, outcome: Outcome) -> None:
+    follow_up = _next_message(message, outcome)
+    if follow_up:
+        platform.queue.send(follow_up, delay_seconds=_delay(outcome))
+
+
+def _fail_run_if_any(platform: Platform, message: StepMessage, reason: str) -> None:
+    try:
+        run = platform.runs.get(message.run_id)
+    except NotFound:
+        return
+    if run.active:
+        try:
+            platform.runs.update(run.evolve(now=platform.clock.now(), status="failed", reason=reason, claim=None))
+        except Conflict:
+            log.warning("run %s changed while being failed; left as is", run.run_id)
+
+
+def _reason(outcome: Outcome) -> str:
+    if isinstance(outcome, Done):
+        return outcome.summary
+    return getattr(outcome, "reason", "")
+
+
+def _log_outcome(message: StepMessage, outcome: Outcome, dequeue_count: int) -> None:
+    log.info(
+        "step %s#%d of run %s on %s: %s %s",
+        message.step, message.attempt, message.run_id, message.cluster, outcome_label(outcome), _reason(outcome),
+        extra={"run_id": message.run_id, "step": message.step, "outcome": outcome_label(outcome),
+               "dequeue_count": dequeue_count},
+    )
+
+
+def record_poisoned_step(body: str, platform: Platform, *, dequeue_count: int | None) -> RunRecord | None:
+    """The poison queue's handler: mark the step's run failed, record it, and raise an alert."""
+    from upgrade.domain.alerts import Alert
+
+    try:
+        message = parse_step_message(body)
+    except InvalidInput as exc:
+        log.error("poison queue: unreadable step message (%s); body=%.500s", exc, body)
+        platform.alerts.publish(
+            Alert(kind="step.poisoned", severity="error", cluster="(unknown)",
+                  summary=f"An unreadable step message was moved to the poison queue: {exc}",
+                  details={"body": body[:2000]})
+        )
+        return None
+    reason = (
+        f"step {message.step}#{message.attempt} failed repeatedly "
+        f"({dequeue_count or '?'} deliveries) and was moved to the poison queue"
+    )
+    run: RunRecord | None = None
+    try:
+        run = platform.runs.get(message.run_id)
+    except NotFound:
+        pass
+    while run is not None and run.active:
+        try:
+            run = platform.runs.update(
+                run.evolve(now=platform.clock.now(), status="failed", reason=reason, claim=None)
+            )
+        except Conflict:
+            run = platform.runs.get(message.run_id)
+    if run is not None:
+        platform.runs.append_history(
+            HistoryEntry(run_id=run.run_id, at=platform.clock.now(), step=message.step,
+                         attempt=message.attempt, outcome="poison", reason=reason, actor="system")
+        )
+    log.error("poison: %s (run %s on %s)", reason, message.run_id, message.cluster)
+    platform.alerts.publish(
+        Alert(kind="run.failed", severity="error", cluster=message.cluster, pool=message.pool,
+              run_id=message.run_id, summary=reason, details={"step": message.step})
+    )
+    return run
+

@@ -1,0 +1,41 @@
+"""Event Grid trigger: AKS system-topic events (``on_aks_event``)."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+bp = func.Blueprint()
+log = logging.getLogger("upgrade.triggers.events")
+
+
+def event_as_dict(event: func.EventGridEvent) -> dict:
+    """The Event Grid schema fields of the host's event object, for the domain parser."""
+    return {
+        "id": event.id,
+        "topic": event.topic,
+        "subject": event.subject,
+        "eventType": event.event_type,
+        "eventTime": event.event_time.isoformat() if event.event_time else None,
+        "dataVersion": event.data_version,
+        "data": event.get_json(),
+    }
+
+
+@bp.function_name("on_aks_event")
+@bp.event_grid_trigger(arg_name="event")
+def on_aks_event(event: func.EventGridEvent) -> None:
+    from upgrade.domain.events import parse_events
+    from upgrade.errors import InvalidInput
+    from upgrade.services.event_reactions import react_to_events
+    from upgrade.wiring import platform
+
+    try:
+        events = parse_events(event_as_dict(event))
+    except InvalidInput as exc:
+        # Retrying a malformed event cannot help: log what was wrong and drop it.
+        log.error("AKS event %s refused: %s", event.id, exc)
+        return
+    for reaction in react_to_events(events, platform()):
+        log.info("AKS event reaction: %s", reaction)

@@ -1,0 +1,22 @@
+"""Timer trigger: the quarantine scan fan-out (``scan_quarantine``)."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+bp = func.Blueprint()
+log = logging.getLogger("upgrade.triggers.timers")
+
+
+@bp.function_name("scan_quarantine")
+@bp.timer_trigger(arg_name="timer", schedule="%QUARANTINE_SCAN_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def scan_quarantine(timer: func.TimerRequest) -> None:
+    from upgrade.services.quarantine_scan import fan_out_scans
+    from upgrade.wiring import platform
+
+    if timer.past_due:
+        log.warning("scan_quarantine is running late (past due)")
+    count = fan_out_scans(platform())
+    log.info("scan_quarantine: enqueued %d cluster scans", count)

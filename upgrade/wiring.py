@@ -1,0 +1,87 @@
+"""Builds the real adapters from settings, lazily and once per worker.
+
+Only this module (and the CLI's equivalent) turns settings into SDK clients, so a cold start
+imports no SDK until a function first needs one. Adapter modules each expose
+``from_settings(settings)``; this module only chooses and caches them.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from functools import cache, cached_property
+from typing import TYPE_CHECKING
+
+from upgrade.domain.model import ClusterRef
+from upgrade.settings import Settings, current_settings
+
+if TYPE_CHECKING:
+    from upgrade.ports import AlertSink, Aks, Kube, RunStore, StateStore, StepQueue
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class AzurePlatform:
+    """The Platform the services run on in Azure (and on the dev host against the sandbox)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clock = SystemClock()
+        self._lock = threading.Lock()
+        self._kube: dict[str, Kube] = {}
+        self._aks: dict[str, Aks] = {}
+
+    @property
+    def allowed_clusters(self) -> frozenset[str]:
+        return self.settings.allowed_clusters
+
+    @cached_property
+    def queue(self) -> StepQueue:
+        from upgrade.adapters.queue import AzureStepQueue
+
+        return AzureStepQueue.from_settings(self.settings)
+
+    @cached_property
+    def runs(self) -> RunStore:
+        from upgrade.adapters.tables import TableRunStore
+
+        return TableRunStore.from_settings(self.settings)
+
+    @cached_property
+    def state(self) -> StateStore:
+        from upgrade.adapters.tables import TableStateStore
+
+        return TableStateStore.from_settings(self.settings)
+
+    @cached_property
+    def alerts(self) -> AlertSink:
+        from upgrade.adapters.alerts import alert_sink_from_settings
+
+        return alert_sink_from_settings(self.settings)
+
+    def kube(self, cluster: ClusterRef) -> Kube:
+        key = cluster.arm_id.lower()
+        with self._lock:
+            if key not in self._kube:
+                from upgrade.adapters.kube import kube_from_settings
+
+                self._kube[key] = kube_from_settings(self.settings, cluster)
+            return self._kube[key]
+
+    def aks(self, cluster: ClusterRef) -> Aks:
+        key = cluster.subscription_id.lower()
+        with self._lock:
+            if key not in self._aks:
+                from upgrade.adapters.aks import aks_from_settings
+
+                self._aks[key] = aks_from_settings(self.settings, cluster.subscription_id)
+            return self._aks[key]
+
+
+@cache
+def platform() -> AzurePlatform:
+    """The worker's platform, built on first use."""
+    return AzurePlatform(current_settings())
