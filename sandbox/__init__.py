@@ -1,0 +1,1 @@
+"""Local stand-ins for Azure used by the demo and the tests; never deployed."""

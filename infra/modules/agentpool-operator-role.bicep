@@ -40,4 +40,5 @@ resource agentPoolOperatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-
   }
 }
 
-output id string = agentPoolOperatorRole.id
+// The role's GUID: an assignment in another subscription refers to it under that subscription.
+output roleGuid string = agentPoolOperatorRole.name

@@ -3,11 +3,14 @@
 
 param clusterName string
 param principalId string
-param agentPoolOperatorRoleId string
+param agentPoolOperatorRoleGuid string
 
 resource cluster 'Microsoft.ContainerService/managedClusters@2024-05-01' existing = {
   name: clusterName
 }
+
+// Built in the cluster's subscription: custom roles are tenant-wide, assignable where listed.
+var agentPoolOperatorRoleId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', agentPoolOperatorRoleGuid)
 
 resource agentPoolOperatorGrant 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(cluster.id, principalId, agentPoolOperatorRoleId)

@@ -13,6 +13,7 @@ param maximumInstanceCount int
 param instanceMemoryMB int
 
 resource flexPlan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  #checkov:skip=CKV_AZURE_225: Flex zone redundancy needs a supported region and a ZRS storage account; work survives an instance loss anyway because every step is a queue message that is retried
   name: planName
   location: location
   tags: tags
@@ -27,7 +28,10 @@ resource flexPlan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  #checkov:skip=CKV_AZURE_221: without a VNet in this template the app's HTTP API and the Event Grid webhook need the public endpoint; every route requires a function key or the Event Grid system key
+  #checkov:skip=CKV_AZURE_222: Event Grid delivers AKS events to the function's public webhook; every route still requires a function key or the Event Grid system key
+  #checkov:skip=CKV_AZURE_17: Event Grid cannot present a client certificate; callers authenticate with function keys and the Event Grid system key instead
+  #checkov:skip=CKV_AZURE_212: Flex Consumption scales per trigger from zero; a step that finds no instance waits on the queue and runs on the next one
+  #checkov:skip=CKV_AZURE_213: health check removes unhealthy instances from HTTP load balancing; this app is driven by queue, Event Grid and timer triggers and exposes no anonymous health route
   name: appName
   location: location
   tags: tags

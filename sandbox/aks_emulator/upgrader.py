@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sandbox.aks_emulator.clock import ScaledClock
-from sandbox.aks_emulator.kube import DisruptionBlocked, KubeCluster, PodNotFound
+from sandbox.aks_emulator.kube import DisruptionBlocked, EvictionNotSupported, KubeCluster, PodNotFound
 
 QUARANTINE_LABEL = "kubernetes.azure.com/upgrade-status"
 QUARANTINE_VALUE = "Quarantined"
@@ -56,6 +56,8 @@ class BlockedEviction:
     namespace: str | None = None
     pod: str | None = None
     pdb: str | None = None
+    unready_pods: int = 0
+    reason: str = "Too Many Requests"
 
     def drain_failure_message(self) -> str:
         """AKS's drain failure message (shape from AKS's UpgradeFailed errors)."""
@@ -63,11 +65,11 @@ class BlockedEviction:
             return f"Drain node {self.node} failed: timed out waiting for its pods to terminate."
         pdb_name = (self.pdb or "").split("/")[-1]
         return (
-            f"Drain node {self.node} failed when evicting pod {self.pod} failed with Too Many Requests "
+            f"Drain node {self.node} failed when evicting pod {self.pod} failed with {self.reason} "
             "error. This is often caused by a restrictive Pod Disruption Budget (PDB) policy. "
             "See http://aka.ms/aks/debugdrainfailures. Original error: Cannot evict pod as it would "
             "violate the pod's disruption budget.. PDB debug info: "
-            f"{self.namespace}/{self.pod} blocked by pdb {pdb_name} with 0 unready pods."
+            f"{self.namespace}/{self.pod} blocked by pdb {pdb_name} with {self.unready_pods} unready pods."
         )
 
 
@@ -243,8 +245,11 @@ class PoolContext:
                             self.kube.delete_pod(*key)
                     except PodNotFound:
                         continue
-                    except DisruptionBlocked as refused:
-                        blocked[node] = BlockedEviction(node, key[0], key[1], refused.pdb)
+                    except (DisruptionBlocked, EvictionNotSupported) as refused:
+                        if isinstance(refused, DisruptionBlocked):
+                            blocked[node] = BlockedEviction(node, key[0], key[1], refused.pdb, refused.unready_pods)
+                        else:
+                            blocked[node] = BlockedEviction(node, key[0], key[1], reason="Internal Server Error")
                         next_attempt[key] = now + timedelta(seconds=EVICTION_RETRY_SECONDS)
                         if key not in announced:
                             announced.add(key)

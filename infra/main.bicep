@@ -1,0 +1,191 @@
+// Everything the AKS node upgrade Function App needs, deployed by `azd provision` (or `azd up`).
+// The Event Grid subscriptions that feed it are NOT here: they are created after the code is
+// deployed, by subscriptions.bicep from the postdeploy hook (see README.md, "Why two stages").
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; part of every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region of the app and its resources.')
+param location string
+
+@minLength(1)
+@description('ARM ids of the AKS clusters the app may act on (no trailing slash). Each one gets the agent-pool operator role and, after deploy, an Event Grid subscription.')
+param targetClusterIds array
+
+@description('Name of the resource group to create; default rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('UPGRADE_POLICY app setting: policy per cluster/pool (an object, stored as JSON). {} means the defaults.')
+param upgradePolicy object = {}
+
+@description('QUARANTINE_SCAN_SCHEDULE app setting: NCRONTAB (six fields) of the quarantine scan.')
+param quarantineScanSchedule string = '0 */5 * * * *'
+
+@minValue(40)
+@maxValue(1000)
+@description('Flex Consumption: most instances the app may scale out to.')
+param maximumInstanceCount int = 40
+
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Flex Consumption: memory of each instance.')
+param instanceMemoryMB int = 2048
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+
+// Fixed by the app's code (function_app.py triggers and the run store): one place to change them.
+var stepQueueNames = [
+  'upgrade-steps'
+  'upgrade-steps-poison'
+]
+var runStoreTableNames = [
+  'runs'
+  'runhistory'
+  'alertstate'
+]
+var deploymentContainerName = 'app-package'
+
+var clusterResourceGroupIds = [for clusterId in targetClusterIds: '/subscriptions/${split(clusterId, '/')[2]}/resourceGroups/${split(clusterId, '/')[4]}']
+
+resource appResourceGroup 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: appResourceGroup
+  params: {
+    name: 'id-aksupgrade-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: appResourceGroup
+  params: {
+    logAnalyticsName: 'log-aksupgrade-${resourceToken}'
+    applicationInsightsName: 'appi-aksupgrade-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: appResourceGroup
+  params: {
+    name: 'staksupg${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    queueNames: stepQueueNames
+    tableNames: runStoreTableNames
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
+  }
+}
+
+module alertsTopic 'modules/alerts-topic.bicep' = {
+  name: 'alerts-topic'
+  scope: appResourceGroup
+  params: {
+    name: 'evgt-aksupgrade-alerts-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module appDataAccess 'modules/app-data-access.bicep' = {
+  name: 'app-data-access'
+  scope: appResourceGroup
+  params: {
+    principalId: identity.outputs.principalId
+    storageAccountName: storage.outputs.name
+    alertsTopicName: alertsTopic.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+  }
+}
+
+// Exactly the app settings the code reads when deployed (upgrade/settings.py, deployed=True),
+// plus APPLICATIONINSIGHTS_AUTHENTICATION_STRING, read by the Functions host itself because
+// Application Insights accepts Entra ID authenticated telemetry only. tests/integration/test_infra.py
+// checks these names against the settings module.
+var appSettings = {
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.outputs.clientId
+  AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
+  AzureWebJobsStorage__queueServiceUri: storage.outputs.queueEndpoint
+  AzureWebJobsStorage__tableServiceUri: storage.outputs.tableEndpoint
+  AZURE_CLIENT_ID: identity.outputs.clientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  ALLOWED_CLUSTERS: join(targetClusterIds, ',')
+  QUARANTINE_SCAN_SCHEDULE: quarantineScanSchedule
+  UPGRADE_POLICY: string(upgradePolicy)
+  ALERTS_TOPIC_ENDPOINT: alertsTopic.outputs.endpoint
+}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'function-app'
+  scope: appResourceGroup
+  // The host reads its storage and deployment package with the identity as soon as it starts.
+  dependsOn: [
+    appDataAccess
+  ]
+  params: {
+    planName: 'plan-aksupgrade-${resourceToken}'
+    appName: 'func-aksupgrade-${resourceToken}'
+    location: location
+    tags: union(tags, {
+      'azd-service-name': 'upgrader'
+    })
+    identityId: identity.outputs.id
+    deploymentContainerUrl: '${storage.outputs.blobEndpoint}${deploymentContainerName}'
+    appSettings: appSettings
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+  }
+}
+
+module agentPoolOperatorRole 'modules/agentpool-operator-role.bicep' = {
+  name: 'agentpool-operator-role-${resourceToken}'
+  params: {
+    roleName: 'AKS node upgrade agent-pool operator (${environmentName}-${resourceToken})'
+    // union() removes duplicates: several clusters may share a resource group.
+    assignableScopes: union(clusterResourceGroupIds, clusterResourceGroupIds)
+  }
+}
+
+module clusterAccess 'modules/cluster-access.bicep' = [for (clusterId, index) in targetClusterIds: {
+  name: 'cluster-access-${index}-${resourceToken}'
+  scope: resourceGroup(split(clusterId, '/')[2], split(clusterId, '/')[4])
+  params: {
+    clusterName: last(split(clusterId, '/'))
+    principalId: identity.outputs.principalId
+    agentPoolOperatorRoleGuid: agentPoolOperatorRole.outputs.roleGuid
+  }
+}]
+
+output AZURE_LOCATION string = location
+output AZURE_RESOURCE_GROUP string = appResourceGroup.name
+output AZURE_FUNCTION_APP_ID string = functionApp.outputs.id
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_APP_HOSTNAME string = functionApp.outputs.defaultHostName
+output APP_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output APP_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output ALERTS_TOPIC_ID string = alertsTopic.outputs.id
+output ALERTS_TOPIC_ENDPOINT string = alertsTopic.outputs.endpoint
+output TARGET_CLUSTER_IDS array = targetClusterIds

@@ -1,0 +1,239 @@
+"""The ARM HTTP API of the emulated AKS, as azure-mgmt-containerservice calls it.
+
+Routes are ARM's (matched case-insensitively, as ARM does) for managedClusters (get, list by
+subscription and resource group, upgradeProfiles/default, listClusterUserCredential), agentPools
+(list, get, PUT, DELETE, upgradeProfiles/default, abort, deleteMachines, upgradeNodeImageVersion)
+and the operation status resources long-running operations point at. Every request needs
+`Authorization: Bearer <token>`; any api-version is accepted. Writes answer like ARM: 200/201 with
+the resource and `Azure-AsyncOperation` for PUT, 202 with `Azure-AsyncOperation` and `Location`
+for DELETE and POST actions, ETag headers, and `{"error": {"code", "message"}}` on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+
+from werkzeug.wrappers import Request, Response
+
+from sandbox.aks_emulator.arm import PROVIDER, ArmError, ArmModel, EmulatedCluster, Operation
+
+_SEGMENT = r"([^/]+)"
+_SUBSCRIPTION = rf"/subscriptions/{_SEGMENT}"
+_CLUSTER = rf"{_SUBSCRIPTION}/resourceGroups/{_SEGMENT}/providers/{PROVIDER}/managedClusters/{_SEGMENT}"
+_POOL = rf"{_CLUSTER}/agentPools/{_SEGMENT}"
+_LOCATION = rf"{_SUBSCRIPTION}/providers/{PROVIDER}/locations/{_SEGMENT}"
+
+Handler = Callable[..., Response]
+
+
+def _json(body: object, status: int = 200, headers: dict | None = None) -> Response:
+    response = Response(json.dumps(body), status=status, content_type="application/json; charset=utf-8")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _error(error: ArmError) -> Response:
+    return _json(error.to_arm(), error.status)
+
+
+class ArmApp:
+    """WSGI application serving `ArmModel` over ARM's REST shapes."""
+
+    def __init__(self, model: ArmModel) -> None:
+        self.model = model
+        self.routes: list[tuple[str, re.Pattern, Handler]] = []
+        self._route("GET", rf"{_SUBSCRIPTION}/providers/{PROVIDER}/managedClusters", self.list_clusters)
+        self._route("GET", rf"{_SUBSCRIPTION}/resourceGroups/{_SEGMENT}/providers/{PROVIDER}/managedClusters",
+                    self.list_clusters_in_group)
+        self._route("GET", _CLUSTER, self.get_cluster)
+        self._route("GET", rf"{_CLUSTER}/upgradeProfiles/default", self.get_cluster_upgrade_profile)
+        self._route("POST", rf"{_CLUSTER}/listClusterUserCredential", self.list_user_credentials)
+        self._route("GET", rf"{_CLUSTER}/agentPools", self.list_pools)
+        self._route("GET", _POOL, self.get_pool)
+        self._route("PUT", _POOL, self.put_pool)
+        self._route("DELETE", _POOL, self.delete_pool)
+        self._route("GET", rf"{_POOL}/upgradeProfiles/default", self.get_pool_upgrade_profile)
+        self._route("POST", rf"{_POOL}/abort", self.abort)
+        self._route("POST", rf"{_POOL}/deleteMachines", self.delete_machines)
+        self._route("POST", rf"{_POOL}/upgradeNodeImageVersion", self.upgrade_node_image)
+        self._route("GET", rf"{_LOCATION}/operations/{_SEGMENT}", self.get_operation_status)
+        self._route("GET", rf"{_LOCATION}/operationresults/{_SEGMENT}", self.get_operation_result)
+
+    def _route(self, method: str, pattern: str, handler: Handler) -> None:
+        self.routes.append((method, re.compile(f"^{pattern}/?$", re.IGNORECASE), handler))
+
+    def __call__(self, environ: dict, start_response: Callable) -> object:
+        request = Request(environ)
+        response = self._dispatch(request)
+        response.headers["x-ms-request-id"] = str(uuid.uuid4())
+        response.headers["x-ms-correlation-request-id"] = request.headers.get(
+            "x-ms-client-request-id", str(uuid.uuid4()))
+        return response(environ, start_response)
+
+    def _dispatch(self, request: Request) -> Response:
+        unauthorized = self._check_token(request)
+        if unauthorized is not None:
+            return unauthorized
+        path_matched = False
+        for method, pattern, handler in self.routes:
+            match = pattern.match(request.path)
+            if match is None:
+                continue
+            path_matched = True
+            if method != request.method:
+                continue
+            try:
+                return handler(request, *match.groups())
+            except ArmError as error:
+                return _error(error)
+        if path_matched:
+            return _error(ArmError(405, "MethodNotAllowed", f"The method {request.method} is not allowed on this resource."))
+        return _error(ArmError(404, "InvalidResourceType", f"The resource path {request.path} is not served by this emulator."))
+
+    def _check_token(self, request: Request) -> Response | None:
+        header = request.headers.get("Authorization")
+        if not header:
+            error = ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+        elif header != f"Bearer {self.model.token}":
+            error = ArmError(401, "InvalidAuthenticationToken", "The access token is invalid.")
+        else:
+            return None
+        response = _error(error)
+        response.headers["WWW-Authenticate"] = (
+            'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"'
+        )
+        return response
+
+    # ---- helpers --------------------------------------------------------------------------------
+    @staticmethod
+    def _body(request: Request) -> dict:
+        if not request.data:
+            return {}
+        try:
+            body = json.loads(request.data)
+        except ValueError as exc:
+            raise ArmError(400, "InvalidRequestContent", f"The request content was invalid and could not be deserialized: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ArmError(400, "InvalidRequestContent", "The request content must be a JSON object.")
+        return body
+
+    @staticmethod
+    def _lro_headers(request: Request, operation: Operation, *, location: bool) -> dict:
+        query = f"?api-version={request.args.get('api-version', '')}"
+        root = request.host_url.rstrip("/")
+        headers = {"Azure-AsyncOperation": f"{root}{operation.async_operation_path}{query}"}
+        if location:
+            headers["Location"] = f"{root}{operation.result_path}{query}"
+        return headers
+
+    def _pool_response(self, cluster: EmulatedCluster, pool_name: str, status: int = 200,
+                       headers: dict | None = None) -> Response:
+        pool = self.model.get_pool(cluster, pool_name)
+        body = self.model.pool_to_arm(cluster, pool)
+        all_headers = {"ETag": f'"{body["properties"]["eTag"]}"', **(headers or {})}
+        return _json(body, status, all_headers)
+
+    # ---- managed clusters -----------------------------------------------------------------------
+    def list_clusters(self, request: Request, subscription_id: str) -> Response:
+        clusters = self.model.list_clusters(subscription_id)
+        return _json({"value": [self.model.cluster_to_arm(c) for c in clusters]})
+
+    def list_clusters_in_group(self, request: Request, subscription_id: str, resource_group: str) -> Response:
+        clusters = self.model.list_clusters(subscription_id, resource_group)
+        return _json({"value": [self.model.cluster_to_arm(c) for c in clusters]})
+
+    def get_cluster(self, request: Request, subscription_id: str, resource_group: str, name: str) -> Response:
+        return _json(self.model.cluster_to_arm(self.model.get_cluster(subscription_id, resource_group, name)))
+
+    def get_cluster_upgrade_profile(self, request: Request, subscription_id: str, resource_group: str,
+                                    name: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        return _json(self.model.cluster_upgrade_profile(cluster))
+
+    def list_user_credentials(self, request: Request, subscription_id: str, resource_group: str,
+                              name: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        return _json(self.model.user_credentials(cluster))
+
+    # ---- agent pools ----------------------------------------------------------------------------
+    def list_pools(self, request: Request, subscription_id: str, resource_group: str, name: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        pools = self.model.list_pools(cluster)
+        return _json({"value": [self.model.pool_to_arm(cluster, p) for p in pools]})
+
+    def get_pool(self, request: Request, subscription_id: str, resource_group: str, name: str,
+                 pool_name: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        return self._pool_response(cluster, pool_name)
+
+    def put_pool(self, request: Request, subscription_id: str, resource_group: str, name: str,
+                 pool_name: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        pool, operation, created = self.model.put_pool(
+            cluster, pool_name, self._body(request),
+            if_match=request.headers.get("If-Match"), if_none_match=request.headers.get("If-None-Match"),
+        )
+        body = self.model.pool_to_arm(cluster, pool)
+        headers = {"ETag": f'"{body["properties"]["eTag"]}"', **self._lro_headers(request, operation, location=False)}
+        return _json(body, 201 if created else 200, headers)
+
+    def delete_pool(self, request: Request, subscription_id: str, resource_group: str, name: str,
+                    pool_name: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        ignore_pdbs = request.args.get("ignore-pod-disruption-budget", "false").lower() == "true"
+        operation = self.model.delete_pool(cluster, pool_name, ignore_pdbs=ignore_pdbs,
+                                           if_match=request.headers.get("If-Match"))
+        if operation is None:
+            return Response(status=204)
+        return Response(status=202, headers=self._lro_headers(request, operation, location=True))
+
+    def get_pool_upgrade_profile(self, request: Request, subscription_id: str, resource_group: str, name: str,
+                                 pool_name: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        return _json(self.model.pool_upgrade_profile(cluster, self.model.get_pool(cluster, pool_name)))
+
+    def abort(self, request: Request, subscription_id: str, resource_group: str, name: str,
+              pool_name: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        operation = self.model.abort(cluster, pool_name)
+        if operation is None:
+            return Response(status=204)
+        return Response(status=202, headers=self._lro_headers(request, operation, location=True))
+
+    def delete_machines(self, request: Request, subscription_id: str, resource_group: str, name: str,
+                        pool_name: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        machine_names = self._body(request).get("machineNames")
+        if not isinstance(machine_names, list) or not all(isinstance(m, str) for m in machine_names):
+            raise ArmError(400, "InvalidParameter", "The value of parameter machineNames is invalid: a list of "
+                           "machine names is required.", "machineNames")
+        operation = self.model.delete_machines(cluster, pool_name, machine_names)
+        return Response(status=202, headers=self._lro_headers(request, operation, location=True))
+
+    def upgrade_node_image(self, request: Request, subscription_id: str, resource_group: str, name: str,
+                           pool_name: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        _, operation = self.model.upgrade_node_image(cluster, pool_name)
+        return self._pool_response(cluster, pool_name, 202, self._lro_headers(request, operation, location=True))
+
+    # ---- operations -----------------------------------------------------------------------------
+    def get_operation_status(self, request: Request, subscription_id: str, location: str,
+                             operation_id: str) -> Response:
+        return _json(self.model.get_operation(operation_id).to_arm())
+
+    def get_operation_result(self, request: Request, subscription_id: str, location: str,
+                             operation_id: str) -> Response:
+        operation = self.model.get_operation(operation_id)
+        if operation.status == "InProgress":
+            return Response(status=202, headers={"Location": request.url})
+        if operation.status != "Succeeded":
+            return _json({"error": operation.error}, 400)
+        return Response(status=204)
+
+
+def make_arm_app(model: ArmModel) -> ArmApp:
+    return ArmApp(model)

@@ -1,0 +1,334 @@
+"""Offline validation of infra/: every Bicep file parses, checkov finds nothing, skips are
+justified inline, and the infrastructure agrees with the code (app settings, function names,
+queues, event types, Kubernetes and ARM rights). No Azure access: checkov runs from the repo's
+``.venv-checkov`` (one scan per test session) and the postdeploy hook runs against a fake ``az``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.infra_checks import (
+    INFRA_DIR,
+    REPO_ROOT,
+    BicepParse,
+    CheckovReport,
+    bicep_files,
+    parse_bicep,
+    run_checkov,
+    skip_comments,
+    variable_value,
+)
+from upgrade.settings import SETTINGS
+
+pytestmark = pytest.mark.integration
+
+MAIN_BICEP = INFRA_DIR / "main.bicep"
+SUBSCRIPTIONS_BICEP = INFRA_DIR / "subscriptions.bicep"
+OPERATOR_ROLE_BICEP = INFRA_DIR / "modules" / "agentpool-operator-role.bicep"
+KUBERNETES_RBAC = INFRA_DIR / "k8s" / "upgrade-operator-rbac.yaml"
+POSTDEPLOY_HOOK = INFRA_DIR / "hooks" / "postdeploy.sh"
+LOCAL_SETTINGS_EXAMPLE = REPO_ROOT / "local.settings.json.example"
+
+# Set by infra but read by the Functions host, not by our code, so not in upgrade/settings.py:
+# Application Insights has local auth disabled, so the host must send telemetry with the identity.
+HOST_ONLY_SETTINGS = {"APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
+
+AKS_UPGRADE_EVENT_TYPES = [
+    "Microsoft.ContainerService.NewKubernetesVersionAvailable",
+    "Microsoft.ContainerService.ClusterSupportEnding",
+    "Microsoft.ContainerService.ClusterSupportEnded",
+    "Microsoft.ContainerService.NodePoolRollingStarted",
+    "Microsoft.ContainerService.NodePoolRollingSucceeded",
+    "Microsoft.ContainerService.NodePoolRollingFailed",
+]
+
+# (API group, resource, verb) the product uses; anything more is a least-privilege regression.
+KUBERNETES_RIGHTS = {
+    ("", "nodes", "get"),
+    ("", "nodes", "list"),
+    ("", "nodes", "patch"),
+    ("", "pods", "get"),
+    ("", "pods", "list"),
+    ("", "pods", "delete"),
+    ("", "pods/eviction", "create"),
+    ("policy", "poddisruptionbudgets", "get"),
+    ("policy", "poddisruptionbudgets", "list"),
+    ("policy", "poddisruptionbudgets", "patch"),
+    ("", "events", "list"),
+}
+
+
+@pytest.fixture(scope="module")
+def bicep() -> BicepParse:
+    return parse_bicep(bicep_files())
+
+
+@pytest.fixture(scope="module")
+def checkov() -> CheckovReport:
+    report = run_checkov(INFRA_DIR, ("bicep", "kubernetes"))
+    print(f"\ncheckov: {report.counts()}")
+    return report
+
+
+@pytest.fixture(scope="module")
+def registered_functions():
+    # function_app.py must import cleanly: the deployed host imports it the same way.
+    from function_app import app
+
+    return list(app.get_functions())
+
+
+def _template(bicep: BicepParse, path: Path) -> dict:
+    assert path not in bicep.errors, f"{path.name} does not parse: {bicep.errors[path]}"
+    return bicep.templates[path]
+
+
+# --- every file parses ----------------------------------------------------------------------
+
+
+def test_infra_has_the_two_deployment_stages():
+    # GIVEN the infra directory WHEN its Bicep files are listed THEN both stages are there
+    names = {path.relative_to(INFRA_DIR).as_posix() for path in bicep_files()}
+    assert {"main.bicep", "subscriptions.bicep"} <= names
+
+
+@pytest.mark.parametrize("bicep_file", bicep_files(), ids=lambda p: p.relative_to(INFRA_DIR).as_posix())
+def test_every_bicep_file_parses(bicep, bicep_file):
+    # GIVEN a Bicep file WHEN checkov's parser reads it THEN it yields a template with content
+    template = _template(bicep, bicep_file)
+    assert template.get("resources") or template.get("modules"), f"{bicep_file.name} declares nothing"
+
+
+def test_checkov_parses_and_scans_every_infra_file(checkov):
+    # GIVEN the checkov scan of infra/ WHEN its parse results are read
+    # THEN nothing failed to parse and both the Bicep and the Kubernetes files were scanned
+    assert checkov.parsing_errors == []
+    assert set(checkov.summaries) == {"bicep", "kubernetes"}
+    assert all(summary["resource_count"] > 0 for summary in checkov.summaries.values())
+
+
+# --- checkov policy -------------------------------------------------------------------------
+
+
+def test_checkov_reports_no_failed_checks(checkov):
+    # GIVEN the checkov scan WHEN failures are listed THEN there are none
+    assert checkov.failed == [], "checkov failures:\n" + "\n".join(f.describe() for f in checkov.failed)
+    assert checkov.passed, "checkov passed nothing: the scan did not run any check"
+
+
+def test_every_checkov_skip_is_inline_on_its_resource_with_a_reason(checkov):
+    # GIVEN the skip comments in infra/ and the skips checkov applied
+    infra_files = [*bicep_files(), *INFRA_DIR.rglob("*.yaml")]
+    comments = skip_comments(infra_files)
+    # THEN every comment gives a reason
+    without_reason = [f"{c.file.name}:{c.line} {c.check_id}" for c in comments if len(c.reason) < 20]
+    assert without_reason == [], f"skips without a reason: {without_reason}"
+    # AND every applied skip comes from a comment inside the skipped resource's lines
+    for skip in checkov.skipped:
+        assert any(
+            c.check_id == skip.check_id
+            and c.file.resolve() == skip.file.resolve()
+            and skip.first_line <= c.line <= skip.last_line
+            for c in comments
+        ), f"skip without an inline comment on the resource: {skip.describe()}"
+    # AND no comment is stale (skips a check that no longer applies there)
+    applied = {(s.check_id, s.file.resolve()) for s in checkov.skipped}
+    stale = [
+        f"{c.file.name}:{c.line} {c.check_id}"
+        for c in comments
+        if (c.check_id, c.file.resolve()) not in applied
+    ]
+    assert stale == [], f"stale skip comments: {stale}"
+
+
+# --- infra agrees with the code ---------------------------------------------------------------
+
+
+def _bicep_app_settings(bicep: BicepParse) -> set[str]:
+    return set(variable_value(_template(bicep, MAIN_BICEP), "appSettings"))
+
+
+@pytest.mark.parametrize(
+    ("direction", "extra_names"),
+    [
+        (
+            "set by Bicep but not read by the code",
+            lambda bicep, deployed: _bicep_app_settings(bicep) - deployed - HOST_ONLY_SETTINGS,
+        ),
+        (
+            "read by the code when deployed but not set by Bicep",
+            lambda bicep, deployed: (deployed | HOST_ONLY_SETTINGS) - _bicep_app_settings(bicep),
+        ),
+    ],
+    ids=["no-unused-setting", "no-missing-setting"],
+)
+def test_app_settings_in_bicep_equal_the_deployed_settings(bicep, direction, extra_names):
+    # GIVEN the settings module's deployed settings WHEN compared with main.bicep's app settings
+    deployed = {spec.name for spec in SETTINGS if spec.deployed}
+    # THEN no name is on one side only
+    assert extra_names(bicep, deployed) == set(), direction
+
+
+def test_host_only_settings_are_not_code_settings():
+    # GIVEN the settings the host reads itself THEN the settings module does not list them too
+    assert HOST_ONLY_SETTINGS.isdisjoint({spec.name for spec in SETTINGS})
+
+
+def test_local_settings_example_names_every_setting():
+    # GIVEN local.settings.json.example (written for local development)
+    if not LOCAL_SETTINGS_EXAMPLE.exists():
+        pytest.fail(f"{LOCAL_SETTINGS_EXAMPLE.name} is missing at the repo root")
+    values = json.loads(LOCAL_SETTINGS_EXAMPLE.read_text(encoding="utf-8"))["Values"]
+    # THEN every setting of the settings module has an entry
+    missing = sorted({spec.name for spec in SETTINGS} - set(values))
+    assert missing == [], f"{LOCAL_SETTINGS_EXAMPLE.name} lacks {missing}"
+
+
+def test_event_subscriptions_deliver_to_the_event_grid_functions(bicep, registered_functions):
+    # GIVEN the functions registered in function_app.app with an Event Grid trigger
+    event_grid_functions = {
+        fn.get_function_name()
+        for fn in registered_functions
+        if any(binding.type == "eventGridTrigger" for binding in fn.get_bindings())
+    }
+    # WHEN subscriptions.bicep names its destination function
+    destination = variable_value(_template(bicep, SUBSCRIPTIONS_BICEP), "eventHandlerFunctionName")
+    # THEN they are the same single function
+    assert event_grid_functions == {destination}
+
+
+def test_event_subscriptions_filter_the_six_aks_event_types(bicep):
+    # GIVEN subscriptions.bicep THEN its filter lists exactly the six AKS upgrade events
+    event_types = variable_value(_template(bicep, SUBSCRIPTIONS_BICEP), "aksUpgradeEventTypes")
+    assert sorted(event_types) == sorted(AKS_UPGRADE_EVENT_TYPES)
+
+
+def test_queues_in_bicep_are_the_queues_the_app_triggers_on(bicep, registered_functions):
+    # GIVEN the queue names of the app's queue triggers
+    triggered_queues = {
+        binding.queue_name
+        for fn in registered_functions
+        for binding in fn.get_bindings()
+        if binding.type == "queueTrigger"
+    }
+    # THEN main.bicep creates exactly those queues
+    assert set(variable_value(_template(bicep, MAIN_BICEP), "stepQueueNames")) == triggered_queues
+
+
+# --- least privilege ---------------------------------------------------------------------------
+
+
+def test_cluster_role_grants_exactly_the_kubernetes_rights_used():
+    # GIVEN the Kubernetes RBAC manifest
+    documents = list(yaml.safe_load_all(KUBERNETES_RBAC.read_text(encoding="utf-8")))
+    by_kind = {doc["kind"]: doc for doc in documents}
+    # WHEN its ClusterRole rules are expanded to (group, resource, verb)
+    granted = {
+        (group, resource, verb)
+        for rule in by_kind["ClusterRole"]["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    # THEN they are exactly the rights the product uses, bound to the app identity only
+    assert granted == KUBERNETES_RIGHTS
+    binding = by_kind["ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == by_kind["ClusterRole"]["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "${APP_IDENTITY_PRINCIPAL_ID}"}
+    ]
+
+
+def test_agent_pool_operator_role_holds_only_named_aks_actions(bicep):
+    # GIVEN the custom ARM role's actions
+    actions = variable_value(_template(bicep, OPERATOR_ROLE_BICEP), "agentPoolOperatorActions")
+    # THEN each is one named AKS managed-cluster action: no wildcard, nothing outside AKS
+    assert actions
+    assert [
+        a for a in actions if "*" in a or not a.startswith("Microsoft.ContainerService/managedClusters/")
+    ] == []
+    assert len(actions) == len(set(actions))
+
+
+# --- postdeploy hook (second stage) ------------------------------------------------------------
+
+_FAKE_AZ = """#!/bin/sh
+# Records each call; fails the deployment while a countdown file says so.
+printf '%s\\n' "$*" >> "$FAKE_AZ_LOG"
+for arg in "$@"; do
+  case "$arg" in @*) cp "${arg#@}" "$FAKE_AZ_PARAMETERS" ;; esac
+done
+remaining=$(cat "$FAKE_AZ_FAILURES")
+if [ "$remaining" -gt 0 ]; then
+  echo $((remaining - 1)) > "$FAKE_AZ_FAILURES"
+  echo "ERROR: Destination endpoint not found" >&2
+  exit 1
+fi
+"""
+
+CLUSTER_IDS = [
+    "/subscriptions/0000/resourceGroups/rg-a/providers/Microsoft.ContainerService/managedClusters/aks-a",
+    "/subscriptions/1111/resourceGroups/rg-b/providers/Microsoft.ContainerService/managedClusters/aks-b",
+]
+
+
+def _run_postdeploy(tmp_path: Path, failures: int, attempts: int) -> tuple[subprocess.CompletedProcess, Path]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_az = bin_dir / "az"
+    fake_az.write_text(_FAKE_AZ)
+    fake_az.chmod(fake_az.stat().st_mode | stat.S_IEXEC)
+    (tmp_path / "failures").write_text(str(failures))
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_AZ_LOG": str(tmp_path / "az.log"),
+        "FAKE_AZ_PARAMETERS": str(tmp_path / "parameters.json"),
+        "FAKE_AZ_FAILURES": str(tmp_path / "failures"),
+        "AZURE_ENV_NAME": "dev",
+        "AZURE_RESOURCE_GROUP": "rg-dev",
+        "AZURE_FUNCTION_APP_ID": "/subscriptions/0000/resourceGroups/rg-dev/providers/Microsoft.Web/sites/func-x",
+        "TARGET_CLUSTER_IDS": json.dumps(CLUSTER_IDS),
+        "APP_IDENTITY_PRINCIPAL_ID": "11111111-2222-3333-4444-555555555555",
+        "EVENT_SUBSCRIPTION_ATTEMPTS": str(attempts),
+        "EVENT_SUBSCRIPTION_RETRY_SECONDS": "0",
+        "APPLY_KUBERNETES_RBAC": "false",
+    }
+    completed = subprocess.run(
+        ["sh", str(POSTDEPLOY_HOOK)], env=env, capture_output=True, text=True, check=False
+    )
+    return completed, tmp_path
+
+
+@pytest.mark.parametrize(
+    ("failures", "attempts", "expected_returncode", "expected_calls"),
+    [
+        (0, 3, 0, 1),  # the function is already indexed
+        (2, 3, 0, 3),  # "Destination endpoint not found" twice, then created
+        (3, 3, 1, 3),  # never found: the hook fails and says so
+    ],
+)
+def test_postdeploy_hook_deploys_the_subscriptions_stage(
+    tmp_path, failures, attempts, expected_returncode, expected_calls
+):
+    # GIVEN azd's environment values and an az that fails `failures` times
+    # WHEN the postdeploy hook runs
+    completed, workdir = _run_postdeploy(tmp_path, failures, attempts)
+    # THEN it retries up to `attempts` deployments of subscriptions.bicep
+    assert completed.returncode == expected_returncode, completed.stderr
+    calls = (workdir / "az.log").read_text().splitlines()
+    assert len(calls) == expected_calls
+    assert all(f"--template-file {SUBSCRIPTIONS_BICEP}" in call for call in calls)
+    assert all("--resource-group rg-dev" in call for call in calls)
+    # AND the parameters it passes are valid JSON with the cluster ids as an array
+    parameters = json.loads((workdir / "parameters.json").read_text())["parameters"]
+    assert parameters["targetClusterIds"]["value"] == CLUSTER_IDS
+    assert parameters["functionAppId"]["value"].endswith("/sites/func-x")

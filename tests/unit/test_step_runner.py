@@ -1,0 +1,355 @@
+"""The step executor over in-memory fakes: at-least-once delivery, crashes, stale copies, claims."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fakes import FakePlatform, SimulatedCrash
+from upgrade.domain.runs import RunRecord
+from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
+from upgrade.services import step_runner
+from upgrade.services.registry import StepSpec
+from upgrade.services.step_runner import StepContext, run_step_message
+
+CLUSTER = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-aks/providers/Microsoft.ContainerService/managedClusters/aks-prod"
+
+
+class RecordingStep:
+    """A step whose side effects are counted; ``outcome`` is what it returns."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self.calls: list[StepContext] = []
+        self.during: list = []  # callables run inside the handler (a concurrent delivery)
+
+    def __call__(self, ctx: StepContext) -> Outcome:
+        self.calls.append(ctx)
+        for action in self.during:
+            action()
+        return self.outcome
+
+
+@pytest.fixture
+def platform() -> FakePlatform:
+    return FakePlatform()
+
+
+def install(monkeypatch: pytest.MonkeyPatch, **handlers: RecordingStep) -> None:
+    registry = {name: StepSpec(name, handler) for name, handler in handlers.items()}
+    monkeypatch.setattr(step_runner, "step_registry", lambda: registry)
+
+
+def start_run(platform: FakePlatform, step: str = "work", run_id: str = "run-1") -> StepMessage:
+    now = platform.clock.now()
+    platform.runs.create(
+        RunRecord(run_id=run_id, kind="ping", cluster=CLUSTER, pool="user1", state=step, status="running",
+                  created_at=now, updated_at=now)
+    )
+    return StepMessage(v=1, run_id=run_id, step=step, cluster=CLUSTER, pool="user1", attempt=1)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status", "state", "attempt", "sent"),
+    [
+        (Next("after", delay_seconds=30, facts={"pools": 1}), "running", "after", 1, [("after", 1, 30.0)]),
+        (Retry(delay_seconds=10, reason="PDB blocks eviction"), "running", "work", 2, [("work", 2, 10.0)]),
+        (Done(summary="all nodes on 1.31"), "succeeded", "work", 1, []),
+        (Failed(reason="drain timed out"), "failed", "work", 1, []),
+    ],
+    ids=["next", "retry", "done", "failed"],
+)
+def test_a_message_is_executed_and_its_outcome_moves_the_run(
+    monkeypatch, platform, outcome, status, state, attempt, sent
+):
+    # GIVEN a running run whose live step is "work"
+    work = RecordingStep(outcome)
+    install(monkeypatch, work=work, after=RecordingStep(Done()))
+    message = start_run(platform)
+
+    # WHEN the message is delivered
+    report = run_step_message(message.to_json(), platform, message_id="m1")
+
+    # THEN the handler ran once, the run moved in one write, the follow-up was sent with its delay
+    assert report.result == "executed"
+    assert len(work.calls) == 1
+    run = platform.runs.get("run-1")
+    assert (run.status, run.state, run.attempt, run.claim) == (status, state, attempt, None)
+    assert [(s.message.step, s.message.attempt, s.delay_seconds) for s in platform.queue.take()] == sent
+    assert [h.outcome for h in platform.runs.history("run-1")] == [type(outcome).__name__.lower()]
+
+
+def test_facts_of_the_outcome_are_merged_into_the_run(monkeypatch, platform):
+    # GIVEN a run that already learnt a fact
+    install(monkeypatch, work=RecordingStep(Next("after", facts={"green_pool": "green131"})))
+    message = start_run(platform)
+    run = platform.runs.get("run-1")
+    platform.runs.update(run.evolve(now=platform.clock.now(), facts={"blue_pool": "user1"}))
+
+    # WHEN the step returns new facts
+    run_step_message(message.to_json(), platform, message_id="m1")
+
+    # THEN both are kept
+    assert platform.runs.get("run-1").facts == {"blue_pool": "user1", "green_pool": "green131"}
+
+
+@pytest.mark.parametrize(
+    ("outcome", "second_result", "sends_after_duplicate"),
+    [
+        (Done(), "stale", 0),  # the run is final: the copy is dropped
+        (Next("after"), "resent", 1),  # the transition's message is re-sent; its own copy is then stale
+    ],
+    ids=["after-done", "after-next"],
+)
+def test_a_duplicate_delivery_does_not_execute_the_step_again(
+    monkeypatch, platform, outcome, second_result, sends_after_duplicate
+):
+    # GIVEN a step that already ran to completion
+    work = RecordingStep(outcome)
+    install(monkeypatch, work=work, after=RecordingStep(Done()))
+    message = start_run(platform)
+    run_step_message(message.to_json(), platform, message_id="m1")
+    platform.queue.take()
+
+    # WHEN the queue delivers the same message again
+    report = run_step_message(message.to_json(), platform, message_id="m1", dequeue_count=2)
+
+    # THEN the handler is not called again
+    assert report.result == second_result
+    assert len(work.calls) == 1
+    assert len(platform.queue.take()) == sends_after_duplicate
+
+
+def test_a_resent_follow_up_that_arrives_twice_runs_once(monkeypatch, platform):
+    # GIVEN a step whose follow-up was sent, then re-sent by a duplicate delivery
+    after = RecordingStep(Done())
+    install(monkeypatch, work=RecordingStep(Next("after")), after=after)
+    message = start_run(platform)
+    run_step_message(message.to_json(), platform, message_id="m1")
+    run_step_message(message.to_json(), platform, message_id="m1", dequeue_count=2)
+    first, second = platform.queue.take()
+
+    # WHEN both copies of the follow-up are delivered
+    results = [
+        run_step_message(first.message.to_json(), platform, message_id="m2").result,
+        run_step_message(second.message.to_json(), platform, message_id="m3").result,
+    ]
+
+    # THEN the follow-up step executed exactly once
+    assert results == ["executed", "stale"]
+    assert len(after.calls) == 1
+
+
+def test_a_crash_between_the_side_effect_and_the_state_write_reruns_the_idempotent_step(monkeypatch, platform):
+    # GIVEN a worker that dies after the handler acted but before the transition was written
+    work = RecordingStep(Next("after"))
+    install(monkeypatch, work=work, after=RecordingStep(Done()))
+    message = start_run(platform)
+
+    def crash_on_transition(run: RunRecord) -> None:
+        if run.claim is None:  # the transition write clears the claim; the claim write sets it
+            platform.runs.before_update = None
+            raise SimulatedCrash("worker died before writing the transition")
+
+    platform.runs.before_update = crash_on_transition
+    with pytest.raises(SimulatedCrash):
+        run_step_message(message.to_json(), platform, message_id="m1")
+    assert platform.runs.get("run-1").state == "work"
+
+    # WHEN the host redelivers the message (same id, its own claim)
+    report = run_step_message(message.to_json(), platform, message_id="m1", dequeue_count=2)
+
+    # THEN the step runs again (handlers check before acting) and the run moves on once
+    assert report.result == "executed"
+    assert len(work.calls) == 2
+    assert platform.runs.get("run-1").state == "after"
+    assert [s.message.step for s in platform.queue.take()] == ["after"]
+
+
+def test_a_crash_between_the_state_write_and_the_send_resends_from_the_outbox(monkeypatch, platform):
+    # GIVEN a worker that wrote the transition but died before sending the next message
+    work = RecordingStep(Next("after", delay_seconds=20))
+    install(monkeypatch, work=work, after=RecordingStep(Done()))
+    message = start_run(platform)
+    platform.queue.fail_sends = 1
+    with pytest.raises(SimulatedCrash):
+        run_step_message(message.to_json(), platform, message_id="m1")
+    assert platform.queue.take() == []
+
+    # WHEN the host redelivers the message
+    report = run_step_message(message.to_json(), platform, message_id="m1", dequeue_count=2)
+
+    # THEN the outbox message is sent, with its delay, and the step is not executed again
+    assert report.result == "resent"
+    assert len(work.calls) == 1
+    assert [(s.message.step, s.delay_seconds) for s in platform.queue.take()] == [("after", 20.0)]
+
+
+@pytest.mark.parametrize(
+    ("step", "attempt"),
+    [("work", 1), ("other", 1), ("after", 2)],
+    ids=["older-attempt", "other-step", "newer-attempt"],
+)
+def test_a_stale_message_is_dropped(monkeypatch, platform, step, attempt):
+    # GIVEN a run whose live step is after#1 (an operator decision or a retry moved it)
+    work = RecordingStep(Done())
+    install(monkeypatch, work=work, other=work, after=work)
+    start_run(platform)
+    run = platform.runs.get("run-1")
+    platform.runs.update(run.evolve(now=platform.clock.now(), state="after", attempt=1))
+    writes = platform.runs.writes
+
+    # WHEN a message for another (step, attempt) arrives
+    stale = StepMessage(v=1, run_id="run-1", step=step, cluster=CLUSTER, pool="user1", attempt=attempt)
+    report = run_step_message(stale.to_json(), platform, message_id="m9")
+
+    # THEN it is dropped without running or writing anything
+    assert report.result == "stale"
+    assert work.calls == []
+    assert platform.runs.writes == writes
+    assert platform.queue.take() == []
+
+
+def test_a_claim_defers_a_concurrent_copy(monkeypatch, platform):
+    # GIVEN a worker executing the live step
+    work = RecordingStep(Done())
+    install(monkeypatch, work=work)
+    message = start_run(platform)
+    concurrent: list = []
+    work.during.append(
+        lambda: concurrent.append(run_step_message(message.to_json(), platform, message_id="m2"))
+    )
+
+    # WHEN a second copy (another message id) arrives while the first runs
+    first = run_step_message(message.to_json(), platform, message_id="m1")
+
+    # THEN the copy is put back with a delay instead of executing
+    assert [r.result for r in concurrent] == ["deferred"]
+    assert first.result == "executed"
+    assert len(work.calls) == 1
+    deferred = platform.queue.take()
+    assert [(s.message.step, s.message.attempt) for s in deferred] == [("work", 1)]
+    assert deferred[0].delay_seconds > 0
+    # AND once delivered again it is stale, because the first copy finished the run
+    assert run_step_message(deferred[0].message.to_json(), platform, message_id="m2").result == "stale"
+
+
+def test_an_expired_claim_lets_another_copy_take_over(monkeypatch, platform):
+    # GIVEN a claim left by a worker that died mid-step
+    work = RecordingStep(Done())
+    install(monkeypatch, work=work)
+    message = start_run(platform)
+    run = platform.runs.get("run-1")
+    platform.runs.update(
+        run.evolve(now=platform.clock.now(), claim={"message_id": "dead", "until": platform.clock.now().isoformat()})
+    )
+    platform.clock.advance(1)
+
+    # WHEN another copy arrives after the lease ran out
+    report = run_step_message(message.to_json(), platform, message_id="m2")
+
+    # THEN it executes
+    assert report.result == "executed"
+    assert len(work.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        json.dumps({"v": 1, "run_id": "run-1", "step": "work", "cluster": CLUSTER, "attempt": "first"}),
+        json.dumps({"v": 2, "run_id": "run-1", "step": "work", "cluster": CLUSTER}),
+        json.dumps({"v": 1, "run_id": "run-1", "step": "no-such-step", "cluster": CLUSTER}),
+        json.dumps({"v": 1, "run_id": "run-1", "step": "work", "cluster": CLUSTER, "color": "blue"}),
+    ],
+    ids=["not-json", "wrong-type", "unknown-version", "unknown-step", "unknown-field"],
+)
+def test_an_invalid_message_goes_to_poison_without_touching_state(monkeypatch, platform, body, caplog):
+    # GIVEN a running run
+    work = RecordingStep(Done())
+    install(monkeypatch, work=work)
+    start_run(platform)
+    writes = platform.runs.writes
+
+    # WHEN an invalid message arrives
+    report = run_step_message(body, platform, message_id="m1")
+
+    # THEN it is moved to poison as is, with a log line naming the problem, and nothing else happens
+    assert report.result == "poisoned"
+    assert platform.queue.poison == [body]
+    assert platform.runs.writes == writes
+    assert platform.runs.get("run-1").status == "running"
+    assert work.calls == []
+    assert "moved to poison" in caplog.text
+
+
+def test_a_cluster_outside_the_allow_list_fails_the_run_without_running_the_step(monkeypatch):
+    # GIVEN a platform that allows another cluster only
+    platform = FakePlatform(allowed_clusters=frozenset({CLUSTER.replace("aks-prod", "aks-test")}))
+    work = RecordingStep(Done())
+    install(monkeypatch, work=work)
+    message = start_run(platform)
+
+    # WHEN a step for the refused cluster arrives
+    run_step_message(message.to_json(), platform, message_id="m1")
+
+    # THEN the step does not run and the run is failed with the reason
+    assert work.calls == []
+    run = platform.runs.get("run-1")
+    assert run.status == "failed"
+    assert "ALLOWED_CLUSTERS" in run.reason
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (step_runner.TemporaryError("ARM busy", delay_seconds=7), ("running", 2)),
+        (step_runner.PermanentError("pool is gone"), ("failed", 1)),
+    ],
+    ids=["temporary-retries", "permanent-fails"],
+)
+def test_expected_errors_become_outcomes(monkeypatch, platform, error, expected):
+    # GIVEN a step that raises one of the project's errors
+    def raising(ctx: StepContext) -> Outcome:
+        raise error
+
+    monkeypatch.setattr(step_runner, "step_registry", lambda: {"work": StepSpec("work", raising)})
+    message = start_run(platform)
+
+    # WHEN it is executed
+    report = run_step_message(message.to_json(), platform, message_id="m1")
+
+    # THEN the executor maps it instead of letting it escape
+    assert report.result == "executed"
+    run = platform.runs.get("run-1")
+    assert (run.status, run.attempt) == expected
+
+
+def test_an_unexpected_exception_is_left_to_the_host(monkeypatch, platform):
+    # GIVEN a step with a bug
+    def buggy(ctx: StepContext) -> Outcome:
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(step_runner, "step_registry", lambda: {"work": StepSpec("work", buggy)})
+    message = start_run(platform)
+
+    # WHEN it runs, THEN the exception escapes (the host retries, then poisons it)
+    with pytest.raises(ZeroDivisionError):
+        run_step_message(message.to_json(), platform, message_id="m1")
+    assert platform.runs.get("run-1").status == "running"
+
+
+def test_the_poison_handler_fails_the_run_records_it_and_alerts(platform):
+    # GIVEN a running run whose step kept crashing
+    message = start_run(platform, step="ping")
+
+    # WHEN the poison queue delivers it
+    run = step_runner.record_poisoned_step(message.to_json(), platform, dequeue_count=1)
+
+    # THEN the run is failed, its history says poison, and an alert names the run
+    assert run is not None and run.status == "failed"
+    assert [h.outcome for h in platform.runs.history("run-1")] == ["poison"]
+    assert [(a.kind, a.run_id) for a in platform.alerts.published] == [("run.failed", "run-1")]
+    # AND the pool is free for a new run
+    assert platform.runs.find_active(CLUSTER, "user1") is None

@@ -1,0 +1,266 @@
+"""The Aks port over azure-mgmt-containerservice: agent pools and managed clusters through ARM.
+
+Long-running operations are started and left running (``polling=False``: no poller thread, no
+``.result()``): a function never blocks for the minutes an upgrade takes; a later delayed step
+reads ``get_pool(...).provisioning_state`` instead. A pool PUT overlays the domain's changes on the
+pool as ARM has it, so properties this project does not model (subnets, autoscaling, ...) survive.
+ARM errors leave as the project's errors with ARM's ``error.code`` and message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.mgmt.containerservice import ContainerServiceClient
+from azure.mgmt.containerservice import models as sdk
+from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+
+from upgrade.domain.model import AgentPool, ClusterRef, UpgradeSettings
+from upgrade.errors import Conflict, NotFound, PermanentError, TemporaryError, UpgradeError
+from upgrade.settings import Settings, is_loopback_url
+
+ARM_SCOPE = "https://management.azure.com/.default"
+DEFAULT_RETRY_SECONDS = 10.0
+# Another operation on the pool or cluster is running: it usually ends within minutes.
+OPERATION_IN_PROGRESS_RETRY_SECONDS = 60.0
+QUOTA_CODES = frozenset({"QuotaExceeded", "InsufficientVCPUQuota", "OperationNotAllowedQuota"})
+# The SDK retries 429/5xx itself; a few tries keep a step short, the step's own Retry does the rest.
+SDK_RETRY_TOTAL = 3
+# Preview setting the SDK model does not declare yet; the models keep unknown keys as raw JSON.
+MAX_BLOCKED_NODES = "maxBlockedNodes"
+
+
+class LoopbackBearerTokenPolicy(ARMChallengeAuthenticationPolicy):
+    """ARM bearer auth that also permits plain http, used only when ARM_ENDPOINT is loopback (the
+    emulator); every other endpoint keeps the SDK's https-only policy."""
+
+    def on_request(self, request: Any) -> None:
+        request.context.options["enforce_https"] = False
+        super().on_request(request)
+
+
+def container_service_client(
+    settings: Settings, subscription_id: str, credential: Any, **kwargs: Any
+) -> ContainerServiceClient:
+    kwargs.setdefault("retry_total", SDK_RETRY_TOTAL)
+    endpoint = settings.arm_endpoint
+    if is_loopback_url(endpoint) and not endpoint.lower().startswith("https"):
+        kwargs["authentication_policy"] = LoopbackBearerTokenPolicy(credential, ARM_SCOPE)
+    return ContainerServiceClient(credential, subscription_id, base_url=endpoint, **kwargs)
+
+
+def _retry_after(exc: HttpResponseError) -> float:
+    headers = exc.response.headers if exc.response is not None else {}
+    try:
+        return float(headers.get("Retry-After", DEFAULT_RETRY_SECONDS))
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_SECONDS
+
+
+def arm_error(what: str, exc: Exception) -> UpgradeError:
+    """The project error for a failed ARM call on ``what`` (the caller raises it ``from exc``)."""
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return TemporaryError(f"{what}: ARM unreachable: {exc}", delay_seconds=DEFAULT_RETRY_SECONDS)
+    if isinstance(exc, ClientAuthenticationError):
+        return PermanentError(f"{what}: ARM refused the credentials: {exc.message}", status=exc.status_code)
+    if not isinstance(exc, HttpResponseError):
+        return TemporaryError(f"{what}: {exc}", delay_seconds=DEFAULT_RETRY_SECONDS)
+    status = exc.status_code or 0
+    code = exc.error.code if exc.error is not None else None
+    message = (exc.error.message if exc.error is not None else None) or exc.reason or str(exc)
+    text = f"{what}: {code or status}: {message}"
+    if code in QUOTA_CODES:
+        return PermanentError(text, status=status, code=code)
+    if status == 404:
+        return NotFound(text, status=status, code=code)
+    if status == 409 and code == "OperationNotAllowed":
+        # A conflicting operation in progress: temporary, it finishes on its own.
+        return TemporaryError(text, delay_seconds=OPERATION_IN_PROGRESS_RETRY_SECONDS, status=status)
+    if status in (409, 412):
+        return Conflict(text, status=status, code=code)
+    if status == 429 or status >= 500:
+        return TemporaryError(text, delay_seconds=_retry_after(exc), status=status)
+    return PermanentError(text, status=status, code=code)
+
+
+def pool_from_sdk(pool: sdk.AgentPool) -> AgentPool:
+    settings = pool.upgrade_settings
+    upgrade = UpgradeSettings()
+    if settings is not None:
+        upgrade = UpgradeSettings(
+            max_surge=settings.max_surge,
+            max_unavailable=settings.max_unavailable,
+            drain_timeout_minutes=settings.drain_timeout_in_minutes,
+            node_soak_minutes=settings.node_soak_duration_in_minutes,
+            undrainable_node_behavior=settings.undrainable_node_behavior,
+            max_blocked_nodes=settings.get(MAX_BLOCKED_NODES),
+        )
+    error = pool.status.provisioning_error if pool.status is not None else None
+    return AgentPool(
+        name=pool.name or "",
+        mode=str(pool.mode or "User"),
+        count=pool.count or 0,
+        orchestrator_version=pool.orchestrator_version or pool.current_orchestrator_version or "",
+        vm_size=pool.vm_size or AgentPool.__dataclass_fields__["vm_size"].default,
+        provisioning_state=pool.provisioning_state or "Succeeded",
+        power_state=str(pool.power_state.code) if pool.power_state and pool.power_state.code else "Running",
+        os_type=str(pool.os_type or "Linux"),
+        os_sku=str(pool.os_sku) if pool.os_sku else None,
+        max_pods=pool.max_pods,
+        zones=tuple(pool.availability_zones or ()),
+        node_labels=tuple(sorted((pool.node_labels or {}).items())),
+        node_taints=tuple(pool.node_taints or ()),
+        upgrade_settings=upgrade,
+        node_image_version=pool.node_image_version,
+        etag=pool.e_tag,
+        error=error.message if error is not None else None,
+    )
+
+
+def _sdk_upgrade_settings(settings: UpgradeSettings) -> sdk.AgentPoolUpgradeSettings:
+    result = sdk.AgentPoolUpgradeSettings(
+        max_surge=settings.max_surge,
+        max_unavailable=settings.max_unavailable,
+        drain_timeout_in_minutes=settings.drain_timeout_minutes,
+        node_soak_duration_in_minutes=settings.node_soak_minutes,
+        undrainable_node_behavior=settings.undrainable_node_behavior,
+    )
+    if settings.max_blocked_nodes is not None:
+        result[MAX_BLOCKED_NODES] = settings.max_blocked_nodes
+    return result
+
+
+def pool_to_sdk(pool: AgentPool, current: sdk.AgentPool | None = None) -> sdk.AgentPool:
+    """The PUT body: ``current`` (as ARM has it) with the domain's version, count, mode, labels,
+    taints and upgrade settings; a new pool also gets its size, OS, max pods and zones."""
+    if current is None:
+        body = sdk.AgentPool(
+            vm_size=pool.vm_size,
+            os_type=pool.os_type,
+            max_pods=pool.max_pods,
+            availability_zones=list(pool.zones) or None,
+        )
+        if pool.os_sku:
+            body.os_sku = pool.os_sku
+    else:
+        body = sdk.AgentPool(current.as_dict())
+    body.count = pool.count
+    body.mode = pool.mode
+    body.orchestrator_version = pool.orchestrator_version
+    body.node_labels = dict(pool.node_labels)
+    body.node_taints = list(pool.node_taints)
+    body.upgrade_settings = _sdk_upgrade_settings(pool.upgrade_settings)
+    return body
+
+
+class ContainerServiceAks:
+    """The Aks port for one subscription."""
+
+    def __init__(self, client: ContainerServiceClient) -> None:
+        self.client = client
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except AzureError as exc:
+            raise arm_error(what, exc) from exc
+
+    def get_cluster_version(self, cluster: ClusterRef) -> str:
+        managed = self._call(
+            f"get cluster {cluster.name}", self.client.managed_clusters.get, cluster.resource_group, cluster.name
+        )
+        return managed.current_kubernetes_version or managed.kubernetes_version or ""
+
+    def list_pools(self, cluster: ClusterRef) -> list[AgentPool]:
+        def listed() -> list[AgentPool]:
+            return [
+                pool_from_sdk(p) for p in self.client.agent_pools.list(cluster.resource_group, cluster.name)
+            ]
+
+        return self._call(f"list pools of {cluster.name}", listed)
+
+    def _get_sdk_pool(self, cluster: ClusterRef, pool: str) -> sdk.AgentPool:
+        return self._call(
+            f"get pool {pool} of {cluster.name}",
+            self.client.agent_pools.get,
+            cluster.resource_group,
+            cluster.name,
+            pool,
+        )
+
+    def get_pool(self, cluster: ClusterRef, pool: str) -> AgentPool:
+        return pool_from_sdk(self._get_sdk_pool(cluster, pool))
+
+    def begin_put_pool(self, cluster: ClusterRef, pool: AgentPool, *, if_match: str | None = None) -> None:
+        try:
+            current = self._get_sdk_pool(cluster, pool.name)
+        except NotFound:
+            current = None
+        conditions: dict[str, Any] = {}
+        if if_match:
+            conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
+        self._call(
+            f"put pool {pool.name} of {cluster.name}",
+            self.client.agent_pools.begin_create_or_update,
+            cluster.resource_group,
+            cluster.name,
+            pool.name,
+            pool_to_sdk(pool, current),
+            polling=False,
+            **conditions,
+        )
+
+    def begin_delete_pool(
+        self, cluster: ClusterRef, pool: str, *, ignore_pod_disruption_budget: bool = False
+    ) -> None:
+        self._call(
+            f"delete pool {pool} of {cluster.name}",
+            self.client.agent_pools.begin_delete,
+            cluster.resource_group,
+            cluster.name,
+            pool,
+            ignore_pod_disruption_budget=ignore_pod_disruption_budget or None,
+            polling=False,
+        )
+
+    def begin_delete_machines(self, cluster: ClusterRef, pool: str, machines: Sequence[str]) -> None:
+        self._call(
+            f"delete machines of pool {pool} of {cluster.name}",
+            self.client.agent_pools.begin_delete_machines,
+            cluster.resource_group,
+            cluster.name,
+            pool,
+            sdk.AgentPoolDeleteMachinesParameter(machine_names=list(machines)),
+            polling=False,
+        )
+
+    def available_upgrades(self, cluster: ClusterRef, pool: str) -> list[str]:
+        profile = self._call(
+            f"get upgrade profile of pool {pool} of {cluster.name}",
+            self.client.agent_pools.get_upgrade_profile,
+            cluster.resource_group,
+            cluster.name,
+            pool,
+        )
+        upgrades = (profile.properties.upgrades or []) if profile.properties else []
+        return [u.kubernetes_version for u in upgrades if u.kubernetes_version]
+
+
+def aks_from_settings(settings: Settings, subscription_id: str) -> ContainerServiceAks:
+    from upgrade.adapters.auth import arm_credential
+
+    return ContainerServiceAks(
+        container_service_client(settings, subscription_id, arm_credential(settings))
+    )

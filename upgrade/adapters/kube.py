@@ -1,0 +1,411 @@
+"""The Kube port over the official ``kubernetes`` client: one cluster's Kubernetes API.
+
+Reads ask for raw JSON (``_preload_content=False``) and convert it straight into the domain's
+frozen types: building the client's pydantic models for 100,000 pods only to throw them away
+would dominate a preflight. Lists page with ``limit``/``continue``. Writes patch only when the
+object differs (cordon, labels), so repeating a step changes nothing. Every SDK or connection
+error leaves as the project's errors with the HTTP status and Kubernetes' own message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from upgrade.domain.model import AGENTPOOL_LABEL, ClusterRef, Node, Pdb, Pod, Workload
+from upgrade.errors import Conflict, NotFound, PermanentError, TemporaryError
+from upgrade.settings import Settings
+
+PAGE_SIZE = 500
+DEFAULT_RETRY_SECONDS = 5.0
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+# Evictions of a whole node run in parallel: keep a connection per worker instead of discarding them.
+CONNECTION_POOL_SIZE = 32
+
+
+def _retry_after(exc: ApiException) -> float:
+    raw = (exc.headers or {}).get("Retry-After") if exc.headers else None
+    try:
+        return max(float(raw), 0.0) if raw is not None else DEFAULT_RETRY_SECONDS
+    except ValueError:
+        return DEFAULT_RETRY_SECONDS
+
+
+def _kubernetes_message(exc: ApiException) -> str:
+    """Kubernetes' Status message, plus the causes (a PDB eviction refusal names its budget there)."""
+    try:
+        body = json.loads(exc.body) if exc.body else {}
+    except (ValueError, TypeError):
+        body = {}
+    if not isinstance(body, dict):
+        return str(exc.reason or "")
+    message = body.get("message") or exc.reason or ""
+    causes = [c.get("message") for c in (body.get("details") or {}).get("causes", []) if c.get("message")]
+    return f"{message} ({'; '.join(causes)})" if causes else str(message)
+
+
+def translate_api_error(what: str, exc: Exception) -> Exception:
+    """The project error for a failed Kubernetes call on ``what`` (raise it ``from exc``)."""
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        text = f"{what}: {status} {_kubernetes_message(exc)}"
+        if status == 429:
+            return TemporaryError(text, delay_seconds=_retry_after(exc), status=429)
+        if status >= 500:
+            return TemporaryError(text, delay_seconds=_retry_after(exc), status=status)
+        if status == 404:
+            return NotFound(text, status=404)
+        if status == 409:
+            return Conflict(text, status=409)
+        return PermanentError(text, status=status)
+    # urllib3 and socket errors: the API server is unreachable or hung up; worth another try.
+    return TemporaryError(f"{what}: Kubernetes API unreachable: {exc}", delay_seconds=DEFAULT_RETRY_SECONDS)
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise translate_api_error(what, exc) from exc
+
+
+def _parse_time(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _cpu_millis(raw: str | None) -> int:
+    if not raw:
+        return 0
+    raw = str(raw)
+    try:
+        if raw.endswith("m"):
+            return int(float(raw[:-1]))
+        return int(float(raw) * 1000)
+    except ValueError:
+        return 0
+
+
+def _taint_text(taint: dict[str, Any]) -> str:
+    value = taint.get("value")
+    key = f"{taint.get('key', '')}={value}" if value else str(taint.get("key", ""))
+    return f"{key}:{taint.get('effect', '')}"
+
+
+def node_from_json(raw: dict[str, Any]) -> Node:
+    meta, spec, status = raw.get("metadata", {}), raw.get("spec", {}), raw.get("status", {})
+    labels = meta.get("labels") or {}
+    taints = spec.get("taints") or []
+    cordon_taint = next((t for t in taints if t.get("key") == UNSCHEDULABLE_TAINT), None)
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    version = (status.get("nodeInfo") or {}).get("kubeletVersion", "")
+    return Node(
+        name=meta.get("name", ""),
+        pool=labels.get(AGENTPOOL_LABEL) or labels.get("agentpool", ""),
+        kubernetes_version=version[1:] if version.startswith("v") else version,
+        unschedulable=bool(spec.get("unschedulable")),
+        ready=ready,
+        labels=tuple(sorted(labels.items())),
+        taints=tuple(_taint_text(t) for t in taints),
+        created_at=_parse_time(meta.get("creationTimestamp")),
+        cordoned_at=_parse_time(cordon_taint.get("timeAdded")) if cordon_taint else None,
+        allocatable_cpu_millis=_cpu_millis((status.get("allocatable") or {}).get("cpu")),
+    )
+
+
+def _controller(owners: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((o for o in owners if o.get("controller")), owners[0] if owners else None)
+
+
+def pod_from_json(raw: dict[str, Any]) -> Pod:
+    meta, spec, status = raw.get("metadata", {}), raw.get("spec", {}), raw.get("status", {})
+    owner = _controller(meta.get("ownerReferences") or [])
+    container_statuses = status.get("containerStatuses") or []
+    grace = spec.get("terminationGracePeriodSeconds")
+    return Pod(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        node=spec.get("nodeName"),
+        phase=status.get("phase", "Pending"),
+        ready=any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+        ),
+        labels=tuple(sorted((meta.get("labels") or {}).items())),
+        owner_kind=owner.get("kind") if owner else None,
+        owner_name=owner.get("name") if owner else None,
+        deleting=bool(meta.get("deletionTimestamp")),
+        mirror=MIRROR_ANNOTATION in (meta.get("annotations") or {}),
+        empty_dir=any("emptyDir" in v for v in spec.get("volumes") or []),
+        restart_count=sum(int(c.get("restartCount", 0)) for c in container_statuses),
+        crash_looping=any(
+            ((c.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff"
+            for c in container_statuses
+        ),
+        grace_seconds=int(grace) if grace is not None else None,
+    )
+
+
+def _int_or_percent(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def pdb_from_json(raw: dict[str, Any]) -> Pdb:
+    meta, spec, status = raw.get("metadata", {}), raw.get("spec", {}), raw.get("status", {})
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    return Pdb(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        selector=tuple(sorted(selector.items())),
+        min_available=_int_or_percent(spec.get("minAvailable")),
+        max_unavailable=_int_or_percent(spec.get("maxUnavailable")),
+        disruptions_allowed=int(status.get("disruptionsAllowed") or 0),
+        current_healthy=int(status.get("currentHealthy") or 0),
+        desired_healthy=int(status.get("desiredHealthy") or 0),
+        expected_pods=int(status.get("expectedPods") or 0),
+    )
+
+
+def _workload(kind: str, raw: dict[str, Any]) -> Workload:
+    meta, spec, status = raw.get("metadata", {}), raw.get("spec", {}), raw.get("status", {})
+    replicas = spec.get("replicas")
+    return Workload(
+        namespace=meta.get("namespace", ""),
+        kind=kind,
+        name=meta.get("name", ""),
+        desired=1 if replicas is None else int(replicas),
+        ready=int(status.get("readyReplicas") or 0),
+    )
+
+
+def _event(raw: dict[str, Any]) -> dict[str, Any]:
+    involved = raw.get("involvedObject") or {}
+    return {
+        "reason": raw.get("reason"),
+        "message": raw.get("message"),
+        "type": raw.get("type"),
+        "count": raw.get("count"),
+        "object": {
+            "kind": involved.get("kind"),
+            "namespace": involved.get("namespace"),
+            "name": involved.get("name"),
+        },
+        "time": raw.get("lastTimestamp") or raw.get("eventTime") or raw.get("firstTimestamp"),
+    }
+
+
+class KubernetesKube:
+    """The Kube port for one cluster, over a configured ``kubernetes.client.ApiClient``."""
+
+    def __init__(self, api_client: k8s.ApiClient, *, page_size: int = PAGE_SIZE) -> None:
+        self.api_client = api_client
+        self.core = k8s.CoreV1Api(api_client)
+        self.policy = k8s.PolicyV1Api(api_client)
+        self.apps = k8s.AppsV1Api(api_client)
+        self.page_size = page_size
+
+    def close(self) -> None:
+        self.api_client.close()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _list(self, what: str, call: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a list call, following ``continue`` tokens page by page."""
+        token: str | None = None
+        while True:
+            with _translated(what):
+                response = call(
+                    limit=self.page_size, _continue=token, _preload_content=False, **kwargs
+                )
+                body = json.loads(response.data)
+            yield from body.get("items") or []
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+    def _get(self, what: str, call: Any, *args: Any) -> dict[str, Any]:
+        with _translated(what):
+            return json.loads(call(*args, _preload_content=False).data)
+
+    def list_nodes(self, *, label_selector: str | None = None, field_selector: str | None = None) -> list[Node]:
+        items = self._list(
+            "list nodes", self.core.list_node, label_selector=label_selector, field_selector=field_selector
+        )
+        return [node_from_json(n) for n in items]
+
+    def get_node(self, name: str) -> Node:
+        return node_from_json(self._get(f"get node {name}", self.core.read_node, name))
+
+    def list_pods(
+        self, *, node: str | None = None, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[Pod]:
+        field_selector = f"spec.nodeName={node}" if node else None
+        what = f"list pods{' on ' + node if node else ''}"
+        if namespace:
+            items = self._list(
+                what,
+                self.core.list_namespaced_pod,
+                namespace=namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+            )
+        else:
+            items = self._list(
+                what,
+                self.core.list_pod_for_all_namespaces,
+                label_selector=label_selector,
+                field_selector=field_selector,
+            )
+        return [pod_from_json(p) for p in items]
+
+    def get_pod(self, namespace: str, name: str) -> Pod:
+        return pod_from_json(
+            self._get(f"get pod {namespace}/{name}", self.core.read_namespaced_pod, name, namespace)
+        )
+
+    def list_pdbs(self, *, namespace: str | None = None) -> list[Pdb]:
+        if namespace:
+            items = self._list(
+                "list PDBs", self.policy.list_namespaced_pod_disruption_budget, namespace=namespace
+            )
+        else:
+            items = self._list("list PDBs", self.policy.list_pod_disruption_budget_for_all_namespaces)
+        return [pdb_from_json(p) for p in items]
+
+    def get_pdb_manifest(self, namespace: str, name: str) -> dict[str, Any]:
+        raw = self._get(
+            f"get PDB {namespace}/{name}",
+            self.policy.read_namespaced_pod_disruption_budget,
+            name,
+            namespace,
+        )
+        return raw.get("spec") or {}
+
+    def list_workloads(self, *, namespace: str | None = None) -> list[Workload]:
+        def listed(kind: str, namespaced: Any, everywhere: Any) -> Iterator[dict[str, Any]]:
+            if namespace:
+                return self._list(f"list {kind}s", namespaced, namespace=namespace)
+            return self._list(f"list {kind}s", everywhere)
+
+        workloads = [
+            _workload("Deployment", d)
+            for d in listed(
+                "Deployment",
+                self.apps.list_namespaced_deployment,
+                self.apps.list_deployment_for_all_namespaces,
+            )
+        ]
+        for rs in listed(
+            "ReplicaSet", self.apps.list_namespaced_replica_set, self.apps.list_replica_set_for_all_namespaces
+        ):
+            owners = (rs.get("metadata") or {}).get("ownerReferences") or []
+            if not any(o.get("kind") == "Deployment" for o in owners):
+                workloads.append(_workload("ReplicaSet", rs))
+        workloads += [
+            _workload("StatefulSet", s)
+            for s in listed(
+                "StatefulSet",
+                self.apps.list_namespaced_stateful_set,
+                self.apps.list_stateful_set_for_all_namespaces,
+            )
+        ]
+        return workloads
+
+    def list_events(self, *, reasons: Sequence[str] = ()) -> list[dict[str, Any]]:
+        wanted = set(reasons)
+        items = self._list("list events", self.core.list_event_for_all_namespaces)
+        return [_event(e) for e in items if not wanted or e.get("reason") in wanted]
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def set_unschedulable(self, node: str, value: bool) -> bool:
+        current = self._get(f"get node {node}", self.core.read_node, node)
+        if bool((current.get("spec") or {}).get("unschedulable")) == value:
+            return False
+        with _translated(f"{'cordon' if value else 'uncordon'} node {node}"):
+            self.core.patch_node(
+                node, {"spec": {"unschedulable": value}}, _content_type=STRATEGIC_MERGE_PATCH
+            )
+        return True
+
+    def set_node_label(self, node: str, key: str, value: str | None) -> bool:
+        current = self._get(f"get node {node}", self.core.read_node, node)
+        labels = (current.get("metadata") or {}).get("labels") or {}
+        if labels.get(key) == value:
+            return False
+        with _translated(f"label node {node} {key}"):
+            self.core.patch_node(
+                node, {"metadata": {"labels": {key: value}}}, _content_type=MERGE_PATCH
+            )
+        return True
+
+    def evict(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
+        body = k8s.V1Eviction(
+            metadata=k8s.V1ObjectMeta(name=name, namespace=namespace),
+            delete_options=(
+                k8s.V1DeleteOptions(grace_period_seconds=grace_seconds) if grace_seconds is not None else None
+            ),
+        )
+        with _translated(f"evict pod {namespace}/{name}"):
+            self.core.create_namespaced_pod_eviction(name, namespace, body, _preload_content=False)
+
+    def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
+        with _translated(f"delete pod {namespace}/{name}"):
+            self.core.delete_namespaced_pod(
+                name, namespace, grace_period_seconds=grace_seconds, _preload_content=False
+            )
+
+    def patch_pdb_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        """Make the PDB's spec exactly ``spec``: a merge patch that also nulls the keys ``spec`` lacks
+        (restoring minAvailable must drop a temporary maxUnavailable, and the reverse)."""
+        current = self.get_pdb_manifest(namespace, name)
+        patch = {key: None for key in current if key not in spec} | dict(spec)
+        with _translated(f"patch PDB {namespace}/{name}"):
+            self.policy.patch_namespaced_pod_disruption_budget(
+                name, namespace, {"spec": patch}, _content_type=MERGE_PATCH, _preload_content=False
+            )
+
+
+def api_client_from_kubeconfig(path: str) -> k8s.ApiClient:
+    from kubernetes import config
+
+    configuration = k8s.Configuration()
+    try:
+        config.load_kube_config(config_file=path, client_configuration=configuration)
+    except (OSError, config.ConfigException) as exc:
+        raise PermanentError(f"kubeconfig {path}: {exc}") from exc
+    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+    return k8s.ApiClient(configuration)
+
+
+def kube_from_kubeconfig(path: str) -> KubernetesKube:
+    """A cluster reached with a plain kubeconfig file (the emulator, or a user's own cluster)."""
+    return KubernetesKube(api_client_from_kubeconfig(path))
+
+
+def kube_from_settings(settings: Settings, cluster: ClusterRef) -> KubernetesKube:
+    """The cluster's Kubernetes API: a kubeconfig from CLUSTER_KUBECONFIGS when one is named for
+    it, else the endpoint from ARM's user credentials with an Entra ID token (upgrade.adapters.auth)."""
+    path = settings.cluster_kubeconfigs.get(cluster.arm_id.lower())
+    if path:
+        return kube_from_kubeconfig(path)
+    from upgrade.adapters.auth import entra_api_client
+
+    return KubernetesKube(entra_api_client(settings, cluster))

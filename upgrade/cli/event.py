@@ -1,0 +1,64 @@
+"""``python -m upgrade event [--dry-run] FILE|-``: parse AKS events and show the app's reaction.
+
+Reads one event or an array (Event Grid or CloudEvents 1.0 schema) from a file or stdin and
+prints JSON: the typed events and, for each, the reaction ``on_aks_event`` takes. With
+``--dry-run`` nothing else happens; without it the events are also handed to the app's event
+reactions, with the app settings from the environment, exactly as the trigger does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from upgrade.domain.events import parse_events
+from upgrade.domain.reactions import planned_reaction
+from upgrade.errors import InvalidInput
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "event",
+        help="parse an AKS event file and show the reaction",
+        description=__doc__.split("\n\n")[1],
+    )
+    parser.add_argument("file", metavar="FILE|-", help="event JSON file, or - for stdin")
+    parser.add_argument("--dry-run", action="store_true", help="only show what would happen")
+    parser.set_defaults(handler=run)
+
+
+def read_payload(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError as exc:
+        raise InvalidInput("event file", "FILE", f"cannot read {path!r}: {exc.strerror}") from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    events = parse_events(read_payload(args.file))
+    policies = None if args.dry_run else _policies()
+    report = {
+        "dryRun": args.dry_run,
+        "events": [event.to_public() for event in events],
+        "reactions": [planned_reaction(event, policies and policies.for_pool(event.cluster)) for event in events],
+    }
+    if not args.dry_run:
+        from upgrade.services.event_reactions import react_to_events
+        from upgrade.wiring import platform
+
+        report["applied"] = [str(outcome) for outcome in react_to_events(events, platform())]
+    json.dump(report, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _policies():
+    from upgrade.domain.policy import parse_policy
+    from upgrade.settings import current_settings
+
+    settings = current_settings()
+    return parse_policy(settings.upgrade_policy_json, settings.allowed_clusters)

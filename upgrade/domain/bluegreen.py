@@ -1,0 +1,437 @@
+"""Blue-green node pool upgrades: options, the green pool, batch planning and THE transition table.
+
+A blue-green run creates a green pool that mirrors the blue one at the target version, cordons
+blue, drains it batch by batch (soaking after each batch), validates the workloads on green,
+soaks, optionally waits for an operator's decision, then commits (deletes blue) or rolls back
+(uncordons blue, drains green, deletes green). Each state is one queue step; which state follows
+which is the data in ``TRANSITIONS``, not code: a step reports an *event* and the table (with
+its guards) names the next state. An operator's decision (approve, rollback, pause, resume,
+abort) is an event too. Anything not in the table raises ``TransitionNotAllowed``.
+
+Defaults follow AKS's native blue-green preview: drain batch 10%, batch soak 15 minutes,
+final soak 60 minutes, drain timeout 30 minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from upgrade.domain.drain import DrainOptions, parse_label_selector
+from upgrade.domain.model import AgentPool
+from upgrade.domain.steps import describe_validation_error
+from upgrade.domain.surge import ceil_percent, parse_count_or_percent
+from upgrade.errors import Conflict, InvalidInput
+
+KIND = "blue-green"
+
+# ---- options ----------------------------------------------------------------------------------
+
+CHECK_NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,62}$"
+
+
+class _Options(BaseModel):
+    # camelCase on the wire (HTTP bodies, stored run options), snake_case in code.
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, alias_generator=to_camel)
+
+
+class HttpProbe(_Options):
+    """GET ``url`` must answer ``expected_status``."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+.*$", max_length=2000)
+    expected_status: int = Field(200, ge=100, le=599)
+
+
+class ValidationChecks(_Options):
+    """What "the workloads are fine on green" means for this run."""
+
+    restart_threshold: int = Field(5, ge=0, le=10_000, description="Container restarts on green above this fail.")
+    http_probes: tuple[HttpProbe, ...] = Field((), max_length=20)
+    custom_checks: tuple[str, ...] = Field((), max_length=20, description="Names of checks registered in code.")
+    ready_timeout_minutes: float = Field(
+        10.0, ge=0, le=1440, description="How long validate waits for moved pods to become Ready."
+    )
+
+    @field_validator("custom_checks")
+    @classmethod
+    def _check_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if not re.match(CHECK_NAME_PATTERN, name):
+                raise ValueError(f"{name!r} is not a check name (lowercase letters, digits, _ . -)")
+        return names
+
+
+class Approval(_Options):
+    required: bool = False
+    timeout_minutes: float = Field(24 * 60.0, gt=0, le=7 * 24 * 60)
+    on_timeout: Literal["commit", "rollback"] = "rollback"
+
+
+class BlueGreenDrain(_Options):
+    """The drain engine's options as a run takes them; like the operator's
+    ``kubectl drain --ignore-daemonsets --delete-emptydir-data`` by default."""
+
+    ignore_daemonsets: bool = True
+    delete_emptydir_data: bool = True
+    force: bool = False
+    grace_period_seconds: int = Field(-1, ge=-1, le=24 * 3600)
+    pod_selector: str | None = Field(None, max_length=1000)
+
+    @field_validator("pod_selector")
+    @classmethod
+    def _selector_parses(cls, selector: str | None) -> str | None:
+        if selector:
+            try:
+                parse_label_selector(selector)
+            except InvalidInput as exc:
+                raise ValueError(exc.problem) from exc
+        return selector
+
+
+class BlueGreenOptions(_Options):
+    drain_batch_size: str = Field("10%", description='Nodes per drain batch: a count ("2") or a percent ("10%").')
+    batch_soak_minutes: float = Field(15.0, ge=0, le=1440)
+    final_soak_minutes: float = Field(60.0, ge=0, le=1440)
+    drain_timeout_minutes: float = Field(30.0, gt=0, le=1440, description="Per batch, as AKS's drainTimeout.")
+    drain: BlueGreenDrain = Field(default_factory=BlueGreenDrain)
+    validation: ValidationChecks = Field(default_factory=ValidationChecks)
+    approval: Approval = Field(default_factory=Approval)
+    auto_rollback_on_failed_validation: bool = True
+    rollback_on_drain_timeout: bool = False
+    green_ready_timeout_minutes: float = Field(60.0, gt=0, le=1440)
+    poll_interval_seconds: float = Field(10.0, ge=1, le=600, description="How often progress is checked.")
+
+    @field_validator("drain_batch_size", mode="before")
+    @classmethod
+    def _count_or_percent(cls, value: object) -> str:
+        try:
+            number, is_percent = parse_count_or_percent(value, field="drainBatchSize")
+        except InvalidInput as exc:
+            raise ValueError(exc.problem) from exc
+        if number == 0:
+            raise ValueError("must be at least 1 node or 1%")
+        return f"{number}%" if is_percent else str(number)
+
+    @classmethod
+    def parse(cls, raw: object) -> BlueGreenOptions:
+        """Options from a request body or a stored run; InvalidInput names the field (options.<path>)."""
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise InvalidInput("options", "options", "must be a JSON object")
+        try:
+            return cls.model_validate(dict(raw))
+        except ValidationError as exc:
+            problem = describe_validation_error("options", exc)
+            raise InvalidInput(
+                "options", f"options.{_camel_path(problem.field)}", problem.problem.removeprefix("Value error, ")
+            ) from exc
+
+    def for_storage(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def drain_options(self) -> DrainOptions:
+        return DrainOptions(
+            ignore_daemonsets=self.drain.ignore_daemonsets,
+            delete_emptydir_data=self.drain.delete_emptydir_data,
+            force=self.drain.force,
+            grace_seconds=self.drain.grace_period_seconds,
+            pod_selector=self.drain.pod_selector,
+        )
+
+    @property
+    def batch_soak_seconds(self) -> float:
+        return self.batch_soak_minutes * 60
+
+    @property
+    def final_soak_seconds(self) -> float:
+        return self.final_soak_minutes * 60
+
+    @property
+    def drain_timeout_seconds(self) -> float:
+        return self.drain_timeout_minutes * 60
+
+
+def _camel_path(path: str) -> str:
+    return ".".join(p if p.isdigit() else to_camel(p) for p in path.split("."))
+
+
+# ---- the green pool ---------------------------------------------------------------------------
+
+POOL_NAME_RULE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+MAX_POOL_NAME = 12
+# The tag this module appends; stripped from a blue name that is itself an earlier green pool,
+# so repeated blue-green upgrades keep the operator's stem instead of stacking tags.
+_GREEN_TAG = re.compile(r"g\d{3,}$")
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def green_pool_name(blue: str, target_version: str) -> str:
+    """The green pool's name: deterministic from blue's name and the target version (so every retry
+    names the same pool), valid for AKS (lowercase alphanumeric, starts with a letter, ≤ 12 chars)
+    and never blue's own name."""
+    tag = "g" + "".join(str(p) for p in version_tuple(target_version))
+    stem = _GREEN_TAG.sub("", blue) or "np"
+    name = stem[: max(1, MAX_POOL_NAME - len(tag))] + tag
+    if len(name) > MAX_POOL_NAME:  # a very long version: keep the stem readable, hash the rest
+        digest = hashlib.sha256(f"{blue}/{target_version}".encode()).hexdigest()
+        name = stem[:4] + "g" + digest[: MAX_POOL_NAME - 5]
+    if name == blue:
+        name = name[: MAX_POOL_NAME - 1] + "x" if len(name) == MAX_POOL_NAME else name + "x"
+    if not POOL_NAME_RULE.match(name):
+        raise InvalidInput("pool name", "pool", f"cannot derive a valid green pool name from {blue!r}")
+    return name
+
+
+def green_pool_spec(blue: AgentPool, *, name: str, target_version: str) -> AgentPool:
+    """Blue's shape at the target version, so workloads with nodeSelectors and tolerations follow."""
+    return AgentPool(
+        name=name,
+        mode=blue.mode,
+        count=blue.count,
+        orchestrator_version=target_version,
+        vm_size=blue.vm_size,
+        provisioning_state="Creating",
+        os_type=blue.os_type,
+        os_sku=blue.os_sku,
+        max_pods=blue.max_pods,
+        zones=blue.zones,
+        node_labels=blue.node_labels,
+        node_taints=blue.node_taints,
+        upgrade_settings=blue.upgrade_settings,
+    )
+
+
+def vcpus_of_vm_size(vm_size: str) -> int:
+    """vCPUs from an Azure VM size name (Standard_D4s_v5 -> 4); 2 when the name does not say."""
+    match = re.match(r"^Standard_[A-Za-z]+?(\d+)", vm_size)
+    return int(match.group(1)) if match else 2
+
+
+def quota_estimate(blue: AgentPool) -> dict[str, Any]:
+    """The extra quota a blue-green run holds while both pools exist (2x the pool's nodes)."""
+    vcpus = vcpus_of_vm_size(blue.vm_size)
+    return {
+        "vmSize": blue.vm_size,
+        "extraNodes": blue.count,
+        "extraVcpus": blue.count * vcpus,
+        "peakNodes": 2 * blue.count,
+        "peakVcpus": 2 * blue.count * vcpus,
+    }
+
+
+# ---- batches ----------------------------------------------------------------------------------
+
+
+def drain_batch_size(setting: str, blue_node_count: int) -> int:
+    """Nodes per batch: a count, or a percent of the blue pool rounded up; at least one node."""
+    number, is_percent = parse_count_or_percent(setting, field="drainBatchSize")
+    size = ceil_percent(number, blue_node_count) if is_percent else number
+    return max(1, size)
+
+
+def plan_batches(blue_nodes: Sequence[str], setting: str) -> list[list[str]]:
+    """Blue's nodes in drain batches, in name order (stable across retries)."""
+    nodes = sorted(blue_nodes)
+    size = drain_batch_size(setting, len(nodes))
+    return [nodes[i : i + size] for i in range(0, len(nodes), size)]
+
+
+# ---- the transition table ---------------------------------------------------------------------
+
+PRE_COMMIT_STATES = (
+    "preflight",
+    "create_green",
+    "wait_green_ready",
+    "cordon_blue",
+    "drain_batch",
+    "batch_soak",
+    "validate",
+    "final_soak",
+    "await_decision",
+)
+ROLLBACK_STATES = ("rollback", "uncordon_blue", "drain_green", "delete_green", "wait_green_deleted")
+TERMINAL_STATES = ("done", "failed", "aborted")
+STEP_STATES = (*PRE_COMMIT_STATES, "commit", *ROLLBACK_STATES, "done", "failed")
+STATES = (*PRE_COMMIT_STATES, "commit", *ROLLBACK_STATES, *TERMINAL_STATES)
+DECISIONS = ("approve", "rollback", "pause", "resume", "abort")
+
+
+@dataclass(frozen=True)
+class GuardContext:
+    """What guards may look at: the run's options, its facts and its status."""
+
+    options: BlueGreenOptions
+    facts: Mapping[str, Any]
+    status: str = "running"
+
+
+def _facts_flag(key: str) -> Callable[[GuardContext], bool]:
+    return lambda ctx: bool(ctx.facts.get(key))
+
+
+GUARDS: dict[str, Callable[[GuardContext], bool]] = {
+    "batches_remain": lambda c: int(c.facts.get("batchIndex", 0)) < len(c.facts.get("batches", [])),
+    "blue_drained": lambda c: int(c.facts.get("batchIndex", 0)) >= len(c.facts.get("batches", [])),
+    "rollback_on_drain_timeout": lambda c: c.options.rollback_on_drain_timeout,
+    "fail_on_drain_timeout": lambda c: not c.options.rollback_on_drain_timeout,
+    "auto_rollback": lambda c: c.options.auto_rollback_on_failed_validation,
+    "ask_operator": lambda c: not c.options.auto_rollback_on_failed_validation,
+    "approval_required": lambda c: c.options.approval.required,
+    "no_approval": lambda c: not c.options.approval.required,
+    "validated": lambda c: bool((c.facts.get("validation") or {}).get("passed")),
+    "commit_on_timeout": lambda c: c.options.approval.on_timeout == "commit"
+    and bool((c.facts.get("validation") or {}).get("passed"))
+    and not c.facts.get("commitRefused"),
+    "rollback_on_timeout": lambda c: not (
+        c.options.approval.on_timeout == "commit"
+        and bool((c.facts.get("validation") or {}).get("passed"))
+        and not c.facts.get("commitRefused")
+    ),
+    "rollback_after_failure": _facts_flag("rollbackAfterFailure"),
+    "rollback_as_asked": lambda c: not c.facts.get("rollbackAfterFailure"),
+    "running": lambda c: c.status != "paused",
+    "paused": lambda c: c.status == "paused",
+}
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: str
+    event: str
+    guard: str | None
+    next_state: str
+
+
+def _rows(state: str, *rows: tuple[str, str | None, str]) -> list[Transition]:
+    return [Transition(state, event, guard, target) for event, guard, target in rows]
+
+
+TRANSITIONS: tuple[Transition, ...] = (
+    *_rows("preflight", ("passed", None, "create_green"), ("refused", None, "failed"), ("error", None, "failed")),
+    *_rows("create_green", ("requested", None, "wait_green_ready"), ("error", None, "rollback")),
+    *_rows(
+        "wait_green_ready",
+        ("pending", None, "wait_green_ready"),
+        ("ready", None, "cordon_blue"),
+        ("create_failed", None, "rollback"),
+        ("timed_out", None, "rollback"),
+        ("error", None, "rollback"),
+    ),
+    *_rows("cordon_blue", ("cordoned", None, "drain_batch"), ("error", None, "rollback")),
+    *_rows(
+        "drain_batch",
+        ("blocked", None, "drain_batch"),
+        ("drained", None, "batch_soak"),
+        ("timed_out", "rollback_on_drain_timeout", "rollback"),
+        ("timed_out", "fail_on_drain_timeout", "failed"),
+        ("error", None, "rollback"),
+    ),
+    *_rows(
+        "batch_soak",
+        ("soaking", None, "batch_soak"),
+        ("soaked", "batches_remain", "drain_batch"),
+        ("soaked", "blue_drained", "validate"),
+    ),
+    *_rows(
+        "validate",
+        ("pending", None, "validate"),
+        ("passed", None, "final_soak"),
+        ("failed", "auto_rollback", "rollback"),
+        ("failed", "ask_operator", "await_decision"),
+        ("error", None, "rollback"),
+    ),
+    *_rows(
+        "final_soak",
+        ("soaking", None, "final_soak"),
+        ("passed", "approval_required", "await_decision"),
+        ("passed", "no_approval", "commit"),
+        ("failed", "auto_rollback", "rollback"),
+        ("failed", "ask_operator", "await_decision"),
+        ("approve", "validated", "commit"),  # skip the rest of the soak (GKE's complete-upgrade)
+    ),
+    *_rows(
+        "await_decision",
+        ("waiting", None, "await_decision"),
+        ("timed_out", "commit_on_timeout", "commit"),
+        ("timed_out", "rollback_on_timeout", "rollback"),
+        ("approve", None, "commit"),
+    ),
+    *_rows(
+        "commit",
+        ("deleting", None, "commit"),
+        ("committed", None, "done"),
+        ("refused", None, "await_decision"),
+        ("error", None, "failed"),
+    ),
+    *_rows("rollback", ("started", None, "uncordon_blue")),
+    *_rows("uncordon_blue", ("uncordoned", None, "drain_green"), ("error", None, "failed")),
+    *_rows(
+        "drain_green",
+        ("blocked", None, "drain_green"),
+        ("drained", None, "delete_green"),
+        ("timed_out", None, "failed"),
+        ("error", None, "failed"),
+    ),
+    *_rows("delete_green", ("requested", None, "wait_green_deleted"), ("error", None, "failed")),
+    *_rows(
+        "wait_green_deleted",
+        ("deleting", None, "wait_green_deleted"),
+        ("deleted", "rollback_after_failure", "failed"),
+        ("deleted", "rollback_as_asked", "done"),
+        ("error", None, "failed"),
+    ),
+    # Operator decisions. Rollback is allowed at any point before commit; pause/resume/abort on
+    # any live state. Pause and resume keep the state (the run's status changes).
+    *[Transition(s, "rollback", None, "rollback") for s in PRE_COMMIT_STATES],
+    *[Transition(s, "pause", "running", s) for s in STEP_STATES if s not in ("done", "failed")],
+    *[Transition(s, "resume", "paused", s) for s in STEP_STATES if s not in ("done", "failed")],
+    *[Transition(s, "abort", None, "aborted") for s in STEP_STATES if s not in ("done", "failed")],
+)
+
+# The run status each state is entered with; every other live state runs.
+STATE_STATUS = {"await_decision": "awaiting-decision"}
+
+
+class TransitionNotAllowed(Conflict):
+    """An event the table has no (guard-satisfied) row for in this state."""
+
+    def __init__(self, state: str, event: str, detail: str = "") -> None:
+        self.state = state
+        self.event = event
+        allowed = sorted({t.event for t in TRANSITIONS if t.state == state})
+        text = f"{event!r} is not allowed in state {state!r}"
+        text += f" ({detail})" if detail else f"; allowed there: {', '.join(allowed) or 'nothing (final state)'}"
+        super().__init__(text, code=None)
+
+
+def next_state(state: str, event: str, ctx: GuardContext) -> str:
+    """The state the table names for ``event`` in ``state``; the first row whose guard holds."""
+    rows = [t for t in TRANSITIONS if t.state == state and t.event == event]
+    if not rows:
+        raise TransitionNotAllowed(state, event)
+    for row in rows:
+        if row.guard is None or GUARDS[row.guard](ctx):
+            return row.next_state
+    guards = ", ".join(r.guard or "-" for r in rows)
+    raise TransitionNotAllowed(state, event, f"no guard holds: {guards}")
+
+
+def events_of(state: str) -> list[str]:
+    return sorted({t.event for t in TRANSITIONS if t.state == state})
+
+
+def table_rows() -> list[dict[str, Any]]:
+    """The table as plain rows (docs, the CLI and tests print it)."""
+    return [
+        {"state": t.state, "event": t.event, "guard": t.guard or "", "next": t.next_state} for t in TRANSITIONS
+    ]

@@ -1,0 +1,365 @@
+"""Drain decisions, with kubectl drain's semantics: which pods of a node are evicted, skipped or refused.
+
+A drain looks at every pod of the node through an ordered list of small pure filters (kubectl
+``pkg/drain``): already terminating, DaemonSet, mirror (static), emptyDir, unmanaged. Each filter
+keeps the pod, skips it, keeps it with a warning, or refuses the whole drain, always with a reason.
+Also here: the drain options, the plan for one node, the per-pod report (naming the PDB that
+blocks an eviction and the disruptions it allows) and a label-selector matcher for pod selectors.
+No I/O: the drain engine in upgrade.services.drain executes plans.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from upgrade.domain.model import Pdb, Pod
+from upgrade.domain.pdb import budget_text, pdbs_for_pod
+from upgrade.errors import InvalidInput
+
+
+class Verdict(StrEnum):
+    KEEP = "keep"  # evict it
+    WARN = "warn"  # evict it, but say what is lost (local data, a pod nothing recreates)
+    SKIP = "skip"  # leave it on the node; it does not block the drain
+    REFUSE = "refuse"  # it blocks the drain until an option allows it
+
+
+@dataclass(frozen=True)
+class DrainOptions:
+    """kubectl drain's options. ``grace_seconds`` -1 = each pod's own; ``timeout_seconds`` 0 = none."""
+
+    ignore_daemonsets: bool = False
+    delete_emptydir_data: bool = False
+    force: bool = False
+    grace_seconds: int = -1
+    pod_selector: str | None = None
+    timeout_seconds: float = 0.0
+    max_concurrent_evictions: int = 32  # bounded: every pod of a node in flight, without a thread per pod
+
+    def __post_init__(self) -> None:
+        if self.grace_seconds < -1:
+            raise InvalidInput("drain options", "grace_seconds", "must be -1 (the pod's own) or >= 0")
+        if self.timeout_seconds < 0:
+            raise InvalidInput("drain options", "timeout_seconds", "must be >= 0 (0 = no timeout)")
+        if self.max_concurrent_evictions < 1:
+            raise InvalidInput("drain options", "max_concurrent_evictions", "must be >= 1")
+        if self.pod_selector:
+            parse_label_selector(self.pod_selector)
+
+    @property
+    def eviction_grace_seconds(self) -> int | None:
+        """The grace period to request: None lets each pod use its own."""
+        return None if self.grace_seconds < 0 else self.grace_seconds
+
+    def to_dict(self) -> dict:
+        return {
+            "ignore_daemonsets": self.ignore_daemonsets,
+            "delete_emptydir_data": self.delete_emptydir_data,
+            "force": self.force,
+            "grace_seconds": self.grace_seconds,
+            "pod_selector": self.pod_selector,
+            "timeout_seconds": self.timeout_seconds,
+            "max_concurrent_evictions": self.max_concurrent_evictions,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping) -> DrainOptions:
+        known = {k: raw[k] for k in cls().to_dict() if k in raw}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class PodDecision:
+    pod: Pod
+    verdict: Verdict
+    reason: str = ""
+
+    @property
+    def evict(self) -> bool:
+        """Whether the engine must issue an eviction (a terminating pod is only waited for)."""
+        return self.verdict in (Verdict.KEEP, Verdict.WARN) and not self.pod.deleting
+
+    @property
+    def wait_for(self) -> bool:
+        """Whether the node is drained only once this pod is gone."""
+        return self.verdict in (Verdict.KEEP, Verdict.WARN)
+
+
+# A filter returns None when it has no opinion, so the next filter decides.
+PodFilter = Callable[[Pod, DrainOptions], PodDecision | None]
+
+_FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def already_terminating(pod: Pod, options: DrainOptions) -> PodDecision | None:
+    # kubectl waits for a terminating pod and never refuses it: its deletion is already decided.
+    if pod.deleting:
+        return PodDecision(pod, Verdict.KEEP, "already terminating")
+    return None
+
+
+def daemonset_pods(pod: Pod, options: DrainOptions) -> PodDecision | None:
+    # The DaemonSet controller ignores unschedulable and would recreate the pod at once: never evict.
+    if pod.owner_kind != "DaemonSet":
+        return None
+    if options.ignore_daemonsets:
+        return PodDecision(pod, Verdict.SKIP, f"ignoring DaemonSet-managed pod ({pod.owner_name})")
+    return PodDecision(
+        pod, Verdict.REFUSE, f"DaemonSet-managed pod ({pod.owner_name}); use ignore-daemonsets"
+    )
+
+
+def mirror_pods(pod: Pod, options: DrainOptions) -> PodDecision | None:
+    # The kubelet owns static pods; the API cannot evict them and they stop with the node.
+    if pod.mirror:
+        return PodDecision(pod, Verdict.SKIP, "mirror (static) pod")
+    return None
+
+
+def local_storage(pod: Pod, options: DrainOptions) -> PodDecision | None:
+    if not pod.empty_dir or pod.phase in _FINISHED_PHASES:
+        return None
+    if options.delete_emptydir_data:
+        return PodDecision(pod, Verdict.WARN, "emptyDir data is deleted")
+    return PodDecision(
+        pod, Verdict.REFUSE, "uses emptyDir local storage (its data is lost); use delete-emptydir-data"
+    )
+
+
+def unmanaged_pods(pod: Pod, options: DrainOptions) -> PodDecision | None:
+    if pod.owner_kind or pod.phase in _FINISHED_PHASES:
+        return None
+    if options.force:
+        return PodDecision(pod, Verdict.WARN, "no controller: nothing recreates it")
+    return PodDecision(pod, Verdict.REFUSE, "not managed by a controller (not recreated); use force")
+
+
+POD_FILTERS: tuple[PodFilter, ...] = (
+    already_terminating,
+    daemonset_pods,
+    mirror_pods,
+    local_storage,
+    unmanaged_pods,
+)
+
+
+def decide_pod(pod: Pod, options: DrainOptions) -> PodDecision:
+    """Run the filters in order: a skip or refusal stops, a keep-with-warning lets later filters speak."""
+    warnings: list[str] = []
+    for pod_filter in POD_FILTERS:
+        decision = pod_filter(pod, options)
+        if decision is None:
+            continue
+        if decision.verdict is Verdict.WARN:
+            warnings.append(decision.reason)
+            continue
+        return decision
+    if warnings:
+        return PodDecision(pod, Verdict.WARN, "; ".join(warnings))
+    return PodDecision(pod, Verdict.KEEP, "")
+
+
+@dataclass(frozen=True)
+class DrainPlan:
+    """What draining ``node`` means for each of its pods (those matching the pod selector)."""
+
+    node: str
+    decisions: tuple[PodDecision, ...]
+
+    @property
+    def to_evict(self) -> tuple[PodDecision, ...]:
+        return tuple(d for d in self.decisions if d.evict)
+
+    @property
+    def to_wait_for(self) -> tuple[PodDecision, ...]:
+        return tuple(d for d in self.decisions if d.wait_for)
+
+    @property
+    def refused(self) -> tuple[PodDecision, ...]:
+        return tuple(d for d in self.decisions if d.verdict is Verdict.REFUSE)
+
+    @property
+    def skipped(self) -> tuple[PodDecision, ...]:
+        return tuple(d for d in self.decisions if d.verdict is Verdict.SKIP)
+
+    @property
+    def warnings(self) -> tuple[PodDecision, ...]:
+        return tuple(d for d in self.decisions if d.verdict is Verdict.WARN)
+
+
+def plan_drain(node: str, pods: Iterable[Pod], options: DrainOptions) -> DrainPlan:
+    selector = parse_label_selector(options.pod_selector) if options.pod_selector else ()
+    chosen = [p for p in pods if p.node == node and selector_matches(selector, p.label_map())]
+    chosen.sort(key=lambda p: (p.namespace, p.name))
+    return DrainPlan(node, tuple(decide_pod(p, options) for p in chosen))
+
+
+# ---- the per-pod report ----------------------------------------------------------------------
+
+
+class PodDrainState(StrEnum):
+    EVICTING = "evicting"  # eviction accepted or pod already terminating: waiting for it to go
+    BLOCKED = "blocked"  # 429: a PodDisruptionBudget forbids the eviction now
+    RETRYING = "retrying"  # a transient API error; the next pass tries again
+    FAILED = "failed"  # the API refused the eviction for good
+    GONE = "gone"  # NotFound, or a new pod (another UID) took the name
+    SKIPPED = "skipped"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class PdbHold:
+    """The PDB(s) holding a pod whose eviction was refused, as the drain report names them."""
+
+    pdb: str  # namespace/name; several joined by ", " (Kubernetes never evicts such a pod)
+    disruptions_allowed: int
+    reason: str
+
+
+def pdb_hold(pod: Pod, pdbs: Sequence[Pdb]) -> PdbHold | None:
+    """Which PDB blocks ``pod``'s eviction, from the PDBs' live status; None if none selects it."""
+    covering = sorted(pdbs_for_pod(pod, pdbs), key=lambda p: p.key)
+    if not covering:
+        return None
+    if len(covering) > 1:
+        keys = ", ".join(p.key for p in covering)
+        allowed = min(p.disruptions_allowed for p in covering)
+        return PdbHold(keys, allowed, f"covered by more than one PDB ({keys}): never evictable")
+    pdb = covering[0]
+    return PdbHold(
+        pdb.key,
+        pdb.disruptions_allowed,
+        f"{budget_text(pdb)}: {pdb.current_healthy} of {pdb.expected_pods} healthy, "
+        f"{pdb.desired_healthy} required",
+    )
+
+
+@dataclass(frozen=True)
+class PodDrainReport:
+    namespace: str
+    name: str
+    uid: str
+    state: PodDrainState
+    reason: str = ""
+    pdb: str | None = None  # the PDB blocking the eviction (namespace/name)
+    disruptions_allowed: int | None = None
+    attempts: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def to_dict(self) -> dict:
+        return {
+            "pod": self.key,
+            "uid": self.uid,
+            "state": self.state.value,
+            "reason": self.reason,
+            "pdb": self.pdb,
+            "disruptions_allowed": self.disruptions_allowed,
+            "attempts": self.attempts,
+        }
+
+    def describe(self) -> str:
+        text = f"{self.key}: {self.state.value}"
+        if self.pdb:
+            text += f" by PDB {self.pdb} (disruptionsAllowed={self.disruptions_allowed})"
+        if self.reason:
+            text += f": {self.reason}"
+        return text
+
+
+class DrainStatus(StrEnum):
+    DRAINED = "drained"  # every pod the drain waits for is gone
+    IN_PROGRESS = "in-progress"  # evictions accepted, pods still terminating (or transient errors)
+    BLOCKED = "blocked"  # some eviction is forbidden by a PDB now
+    REFUSED = "refused"  # pods the options do not allow to evict (nothing was evicted)
+    FAILED = "failed"  # the API refused an eviction for good
+    TIMED_OUT = "timed-out"  # the global timeout passed before the node was drained
+
+    @property
+    def final(self) -> bool:
+        return self in (DrainStatus.DRAINED, DrainStatus.REFUSED, DrainStatus.FAILED, DrainStatus.TIMED_OUT)
+
+
+def drain_status(reports: Iterable[PodDrainReport]) -> DrainStatus:
+    """The node's status from its pods' states: refusals first, then failures, blocks, waits."""
+    states = {r.state for r in reports}
+    if PodDrainState.REFUSED in states:
+        return DrainStatus.REFUSED
+    if PodDrainState.FAILED in states:
+        return DrainStatus.FAILED
+    if PodDrainState.BLOCKED in states:
+        return DrainStatus.BLOCKED
+    if states & {PodDrainState.EVICTING, PodDrainState.RETRYING}:
+        return DrainStatus.IN_PROGRESS
+    return DrainStatus.DRAINED
+
+
+# ---- label selectors (kubectl --pod-selector) -------------------------------------------------
+
+_REQUIREMENT = re.compile(
+    r"^\s*(?P<neg>!)?\s*(?P<key>[A-Za-z0-9_./-]+)\s*"
+    r"(?:(?P<op>==|!=|=|\s+notin\s+|\s+in\s+)\s*(?P<value>\([^)]*\)|[A-Za-z0-9_.-]*))?\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    key: str
+    operator: str  # exists | !exists | in | notin
+    values: frozenset[str] = field(default_factory=frozenset)
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "exists":
+            return self.key in labels
+        if self.operator == "!exists":
+            return self.key not in labels
+        if self.operator == "in":
+            return labels.get(self.key) in self.values
+        return labels.get(self.key) not in self.values
+
+
+def _split_requirements(selector: str) -> list[str]:
+    # Commas separate requirements except inside the parentheses of a set.
+    parts, depth, current = [], 0, []
+    for char in selector:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [p for p in parts if p.strip()]
+
+
+def parse_label_selector(selector: str) -> tuple[Requirement, ...]:
+    """Parse Kubernetes' label selector syntax (``a=b,c!=d,e in (f,g),!h,i``)."""
+    requirements = []
+    for part in _split_requirements(selector):
+        match = _REQUIREMENT.match(part)
+        if not match or (match["neg"] and match["op"]):
+            raise InvalidInput("label selector", "pod_selector", f"cannot parse {part.strip()!r}")
+        key, op, value = match["key"], (match["op"] or "").strip(), match["value"]
+        if not op:
+            requirements.append(Requirement(key, "!exists" if match["neg"] else "exists"))
+        elif op in ("in", "notin"):
+            if not value or not value.startswith("("):
+                raise InvalidInput("label selector", "pod_selector", f"{part.strip()!r} needs (values)")
+            values = frozenset(v.strip() for v in value[1:-1].split(",") if v.strip())
+            requirements.append(Requirement(key, op, values))
+        else:
+            values = frozenset({value or ""})
+            requirements.append(Requirement(key, "notin" if op == "!=" else "in", values))
+    return tuple(requirements)
+
+
+def selector_matches(requirements: Sequence[Requirement], labels: Mapping[str, str]) -> bool:
+    return all(r.matches(labels) for r in requirements)

@@ -1,0 +1,209 @@
+"""The upgrade policy per cluster and pool, read from the ``UPGRADE_POLICY`` app setting.
+
+The setting is JSON: ``defaults`` for every allowed cluster, then per-cluster overrides keyed by
+ARM id, each with optional per-pool overrides (see docs/policy.md). Overrides are partial: a pool's
+effective policy is defaults <- cluster <- pool, merged key by key, then validated as a whole, so
+a mistake anywhere is reported at start-up with the JSON path of the field at fault.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from upgrade.domain.model import ClusterRef, UpgradeSettings
+from upgrade.domain.surge import DEFAULT_MAX_SURGE, validate_upgrade_settings
+from upgrade.errors import InvalidInput
+
+SETTING = "UPGRADE_POLICY"
+REMEDIATION_KINDS = ("relax-pdb", "delete-pod", "replace-node")
+RemediationMode = Literal["off", "approval-required", "automatic"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class RollingPolicy(_Strict):
+    """The agent pool ``upgradeSettings`` a rolling upgrade applies before setting the version."""
+
+    max_surge: str = Field(DEFAULT_MAX_SURGE, alias="maxSurge")
+    max_unavailable: str = Field("0", alias="maxUnavailable")
+    drain_timeout_minutes: int = Field(30, alias="drainTimeoutInMinutes")
+    node_soak_minutes: int = Field(0, alias="nodeSoakDurationInMinutes")
+    undrainable_node_behavior: Literal["Cordon", "Schedule"] = Field("Cordon", alias="undrainableNodeBehavior")
+    max_blocked_nodes: str | None = Field(None, alias="maxBlockedNodes")
+
+    @field_validator("max_surge", "max_unavailable", "max_blocked_nodes", mode="before")
+    @classmethod
+    def _count_as_text(cls, value: object) -> object:
+        # "5", 5 and "50%" are all accepted, as ARM accepts them; stored as text like ARM's.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _as_arm_validates(self) -> RollingPolicy:
+        validate_upgrade_settings(self.to_upgrade_settings(), mode="User")
+        return self
+
+    def to_upgrade_settings(self) -> UpgradeSettings:
+        return UpgradeSettings(
+            max_surge=self.max_surge,
+            max_unavailable=self.max_unavailable,
+            drain_timeout_minutes=self.drain_timeout_minutes,
+            node_soak_minutes=self.node_soak_minutes,
+            undrainable_node_behavior=self.undrainable_node_behavior,
+            max_blocked_nodes=self.max_blocked_nodes,
+        )
+
+
+class RemediationPolicy(_Strict):
+    """Per remediation kind: off (only the alert), approval-required (an operator's request runs
+    it) or automatic (the scan starts it for quarantined nodes)."""
+
+    relax_pdb: RemediationMode = Field("off", alias="relax-pdb")
+    delete_pod: RemediationMode = Field("off", alias="delete-pod")
+    replace_node: RemediationMode = Field("off", alias="replace-node")
+
+    def mode(self, kind: str) -> str:
+        if kind not in REMEDIATION_KINDS:
+            raise InvalidInput("remediation request", "kind", f"{kind!r} is not one of {', '.join(REMEDIATION_KINDS)}")
+        return getattr(self, kind.replace("-", "_"))
+
+    def automatic_kinds(self) -> list[str]:
+        return [kind for kind in REMEDIATION_KINDS if self.mode(kind) == "automatic"]
+
+
+class AlertThresholds(_Strict):
+    """Quarantine alert dedup: re-alert the same node and condition after the interval, raise the
+    severity once the node has been stuck longer than the escalation age. A node only cordoned
+    (no quarantine label) is alerted after a grace period: AKS cordons nodes briefly while it
+    upgrades them, and an operator may cordon one on purpose."""
+
+    re_alert_interval_minutes: int = Field(60, alias="reAlertIntervalMinutes", ge=1)
+    escalate_after_minutes: int = Field(240, alias="escalateAfterMinutes", ge=1)
+    cordoned_grace_minutes: int = Field(30, alias="cordonedGraceMinutes", ge=0)
+
+
+class PoolPolicy(_Strict):
+    """The effective policy of one cluster/pool."""
+
+    strategy: Literal["rolling", "blue-green"] = "rolling"
+    on_new_version: Literal["notify", "preflight-report", "start"] = Field("preflight-report", alias="onNewVersion")
+    rolling: RollingPolicy = Field(default_factory=RollingPolicy)
+    remediation: RemediationPolicy = Field(default_factory=RemediationPolicy)
+    alerts: AlertThresholds = Field(default_factory=AlertThresholds)
+    blue_green: dict[str, Any] = Field(default_factory=dict, alias="blueGreen")
+    # How often a rolling or remediation run looks at a pool operation in progress.
+    poll_seconds: float = Field(30.0, alias="pollSeconds", ge=0.5, le=600)
+
+    @field_validator("blue_green")
+    @classmethod
+    def _blue_green_options_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value:  # empty: the workflow's defaults; no need to load the blue-green domain
+            validate_blue_green_options(value)
+        return value
+
+    def to_public(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+
+def validate_blue_green_options(options: Mapping[str, Any]) -> None:
+    """The blue-green workflow owns its options' schema; the policy passes them through to it."""
+    from upgrade.domain.bluegreen import BlueGreenOptions
+
+    BlueGreenOptions.parse(options)
+
+
+_SECTIONS = ("rolling", "remediation", "alerts", "blueGreen")
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """defaults <- override, section by section (a pool may change only maxSurge)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if key in _SECTIONS and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass(frozen=True)
+class UpgradePolicy:
+    """Every cluster's and pool's effective policy, validated once."""
+
+    defaults: PoolPolicy
+    clusters: Mapping[str, PoolPolicy] = field(default_factory=dict)  # lower-case ARM id
+    pools: Mapping[tuple[str, str], PoolPolicy] = field(default_factory=dict)  # (lower-case ARM id, pool)
+
+    def for_pool(self, cluster: str | ClusterRef, pool: str | None = None) -> PoolPolicy:
+        key = (cluster.arm_id if isinstance(cluster, ClusterRef) else cluster).lower().rstrip("/")
+        if pool is not None and (key, pool) in self.pools:
+            return self.pools[(key, pool)]
+        return self.clusters.get(key, self.defaults)
+
+
+def _validated(raw: Mapping[str, Any], path: str) -> PoolPolicy:
+    try:
+        return PoolPolicy.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        problem = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        cause = (first.get("ctx") or {}).get("error")
+        if isinstance(cause, InvalidInput):
+            where, problem = ".".join(filter(None, [where, cause.field.removeprefix("options.")])), cause.problem
+        raise InvalidInput("setting", f"{SETTING}.{path}{'.' if where else ''}{where}", problem) from exc
+    except InvalidInput as exc:
+        raise InvalidInput("setting", f"{SETTING}.{path}.{exc.field}", exc.problem) from exc
+
+
+def _object(value: object, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput("setting", f"{SETTING}.{path}", "must be a JSON object")
+    return value
+
+
+def parse_policy(text: str, allowed_clusters: Iterable[str] = ()) -> UpgradePolicy:
+    """Parse and validate the setting; raises InvalidInput naming the JSON path at fault.
+
+    A cluster entry must be an allowed cluster: a policy for a cluster the app may not act on is
+    almost always a typo in the ARM id, and would otherwise be silently ignored.
+    """
+    try:
+        raw = json.loads(text.strip() or "{}")
+    except json.JSONDecodeError as exc:
+        raise InvalidInput("setting", SETTING, f"not valid JSON: {exc}") from exc
+    raw = _object(raw, "(root)")
+    unknown = sorted(set(raw) - {"defaults", "clusters"})
+    if unknown:
+        raise InvalidInput("setting", f"{SETTING}.{unknown[0]}", "unknown field (expected defaults, clusters)")
+    defaults_raw = dict(_object(raw.get("defaults", {}), "defaults"))
+    defaults = _validated(defaults_raw, "defaults")
+    allowed = {c.lower().rstrip("/") for c in allowed_clusters}
+    clusters: dict[str, PoolPolicy] = {}
+    pools: dict[tuple[str, str], PoolPolicy] = {}
+    for cluster_id, entry in _object(raw.get("clusters", {}), "clusters").items():
+        path = f"clusters[{cluster_id}]"
+        key = ClusterRef.parse(cluster_id, what="setting", field=f"{SETTING}.{path}").arm_id.lower()
+        if allowed and key not in allowed:
+            raise InvalidInput("setting", f"{SETTING}.{path}", "is not in ALLOWED_CLUSTERS")
+        entry = dict(_object(entry, path))
+        pool_entries = _object(entry.pop("pools", {}), f"{path}.pools")
+        cluster_raw = _merge(defaults_raw, entry)
+        clusters[key] = _validated(cluster_raw, path)
+        for pool, pool_entry in pool_entries.items():
+            pool_path = f"{path}.pools[{pool}]"
+            pools[(key, pool)] = _validated(_merge(cluster_raw, _object(pool_entry, pool_path)), pool_path)
+    return UpgradePolicy(defaults=defaults, clusters=clusters, pools=pools)
+
+
+@cache
+def cached_policy(text: str, allowed_clusters: tuple[str, ...]) -> UpgradePolicy:
+    """``parse_policy`` once per distinct setting value (a worker reads it on every step)."""
+    return parse_policy(text, allowed_clusters)

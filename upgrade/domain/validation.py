@@ -1,0 +1,182 @@
+"""Workload validation for blue-green runs: are the workloads that ran on blue healthy on green?
+
+Pure decisions over a snapshot (workloads, pods, which nodes are blue and which green):
+
+- every application workload that had pods on blue (counted by its controller: Deployment,
+  ReplicaSet, StatefulSet) has desired == ready, none of its pods left on blue, and its ready
+  pods off blue;
+- no pod on green is crash-looping or above the restart threshold.
+
+A check result is *pending* when waiting may fix it (pods still starting after a drain) and
+failed outright when it cannot (a crash loop, a workload that disappeared). HTTP probes and
+custom checks run in the services and report the same ``CheckResult``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from upgrade.domain.model import Pod, Workload
+
+APPLICATION_OWNERS = ("ReplicaSet", "StatefulSet")
+
+
+@dataclass(frozen=True, order=True)
+class WorkloadKey:
+    kind: str  # ReplicaSet | StatefulSet | Deployment
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "namespace": self.namespace, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, str]) -> WorkloadKey:
+        return cls(raw["kind"], raw["namespace"], raw["name"])
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    reason: str = ""
+    pending: bool = False  # failed for now, but waiting may make it pass
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "pending": self.pending, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def pending(self) -> bool:
+        """Failed only on checks that may still pass: worth checking again before giving up."""
+        failed = [c for c in self.checks if not c.passed]
+        return bool(failed) and all(c.pending for c in failed)
+
+    @property
+    def summary(self) -> str:
+        failed = [c for c in self.checks if not c.passed]
+        if not failed:
+            return f"all {len(self.checks)} checks passed"
+        return "; ".join(f"{c.name}: {c.reason}" for c in failed)
+
+    def to_facts(self) -> dict[str, Any]:
+        return {"passed": self.passed, "summary": self.summary, "checks": [c.to_dict() for c in self.checks]}
+
+
+def application_owner(pod: Pod) -> WorkloadKey | None:
+    """The controller that recreates ``pod`` elsewhere, if it is an application workload.
+    DaemonSet pods, static pods, Jobs and unmanaged pods are not migrated workloads."""
+    if pod.mirror or pod.owner_kind not in APPLICATION_OWNERS or not pod.owner_name:
+        return None
+    return WorkloadKey(pod.owner_kind, pod.namespace, pod.owner_name)
+
+
+def controller_of(owner: WorkloadKey, workloads: Sequence[Workload]) -> WorkloadKey:
+    """The controller counted for a pod owner: a ReplicaSet named ``<deployment>-<hash>`` counts as
+    its Deployment when that Deployment is listed (a rollout's new ReplicaSet counts the same)."""
+    if owner.kind == "ReplicaSet" and "-" in owner.name:
+        name = owner.name.rsplit("-", 1)[0]
+        if any(w.kind == "Deployment" and w.namespace == owner.namespace and w.name == name for w in workloads):
+            return WorkloadKey("Deployment", owner.namespace, name)
+    return owner
+
+
+def blue_origin_workloads(
+    pods: Iterable[Pod], blue_nodes: Iterable[str], workloads: Sequence[Workload]
+) -> list[WorkloadKey]:
+    """The application workloads (by controller) with at least one pod on a blue node, sorted."""
+    blue = set(blue_nodes)
+    owners = {application_owner(p) for p in pods if p.node in blue}
+    return sorted({controller_of(o, workloads) for o in owners if o is not None})
+
+
+def check_workloads(
+    origin: Sequence[WorkloadKey],
+    workloads: Sequence[Workload],
+    pods: Sequence[Pod],
+    *,
+    blue_nodes: Iterable[str],
+    green_nodes: Iterable[str],
+) -> CheckResult:
+    """Every blue-origin workload: desired == ready, nothing left on blue, ready pods off blue."""
+    blue, green = set(blue_nodes), set(green_nodes)
+    by_key = {WorkloadKey(w.kind, w.namespace, w.name): w for w in workloads}
+    pods_by_controller: dict[WorkloadKey, list[Pod]] = {}
+    for pod in pods:
+        owner = application_owner(pod)
+        if owner is not None and not pod.deleting:
+            pods_by_controller.setdefault(controller_of(owner, workloads), []).append(pod)
+    gone: list[str] = []
+    waiting: list[str] = []
+    for key in origin:
+        workload = by_key.get(key)
+        if workload is None:
+            gone.append(f"{key} no longer exists")
+            continue
+        owned = pods_by_controller.get(key, [])
+        on_blue = [p for p in owned if p.node in blue]
+        ready_off_blue = [p for p in owned if p.ready and p.node is not None and p.node not in blue]
+        ready_on_green = sum(1 for p in ready_off_blue if p.node in green)
+        if workload.ready != workload.desired:
+            waiting.append(f"{key} {workload.ready}/{workload.desired} ready")
+        if on_blue:
+            waiting.append(f"{key} still has {len(on_blue)} pod(s) on blue ({', '.join(p.name for p in on_blue)})")
+        elif len(ready_off_blue) < workload.desired:
+            waiting.append(
+                f"{key} has {len(ready_off_blue)} of {workload.desired} pod(s) Ready off blue "
+                f"({ready_on_green} on green)"
+            )
+    name = "workloads-ready-on-green"
+    if gone:
+        return CheckResult(name, False, "; ".join(gone + waiting))
+    if waiting:
+        return CheckResult(name, False, "; ".join(waiting), pending=True)
+    return CheckResult(name, True, f"{len(origin)} blue-origin workload(s) ready")
+
+
+def check_containers(pods: Sequence[Pod], *, green_nodes: Iterable[str], restart_threshold: int) -> CheckResult:
+    """No pod on green crash-looping or restarting more than ``restart_threshold`` times."""
+    green = set(green_nodes)
+    bad = [
+        f"{p.key} on {p.node}: " + ("CrashLoopBackOff" if p.crash_looping else f"{p.restart_count} restarts")
+        for p in sorted(pods, key=lambda p: p.key)
+        if p.node in green and (p.crash_looping or p.restart_count > restart_threshold)
+    ]
+    name = "no-crash-loops-on-green"
+    if bad:
+        return CheckResult(name, False, f"above restart threshold {restart_threshold} or crash-looping: " + "; ".join(bad))
+    return CheckResult(name, True, f"no container on green above {restart_threshold} restarts")
+
+
+def validate_workloads(
+    origin: Sequence[WorkloadKey],
+    workloads: Sequence[Workload],
+    pods: Sequence[Pod],
+    *,
+    blue_nodes: Iterable[str],
+    green_nodes: Iterable[str],
+    restart_threshold: int,
+    extra: Sequence[CheckResult] = (),
+) -> ValidationReport:
+    """The built-in checks plus ``extra`` (HTTP probes, custom checks) as one report."""
+    blue, green = set(blue_nodes), set(green_nodes)
+    return ValidationReport(
+        (
+            check_workloads(origin, workloads, pods, blue_nodes=blue, green_nodes=green),
+            check_containers(pods, green_nodes=green, restart_threshold=restart_threshold),
+            *extra,
+        )
+    )
