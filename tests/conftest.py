@@ -1,3 +1,3 @@
 """Project-wide pytest configuration: the sandbox fixtures every test level shares."""
 
-pytest_plugins = ["tests.integration.conftest_emulator"]
+pytest_plugins = ["tests.integration.conftest_emulator", "tests.integration.conftest_storage"]

@@ -16,7 +16,7 @@ from upgrade.domain.model import ClusterRef
 from upgrade.settings import Settings, current_settings
 
 if TYPE_CHECKING:
-    from upgrade.ports import AlertSink, Aks, Kube, RunStore, StateStore, StepQueue
+    from upgrade.ports import Aks, AlertSink, Kube, RunStore, StateStore, StepQueue
 
 
 class SystemClock:

@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             "clusterName": cluster.name,
             "kubeconfig": args.kubeconfig,
         }), flush=True)
-        stop.wait()
+        # A timed wait lets the main thread run the signal handlers promptly.
+        while not stop.wait(0.2):
+            pass
     finally:
         emulator.stop()
     return 0

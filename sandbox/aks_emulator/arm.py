@@ -193,6 +193,7 @@ class EmulatedCluster:
     kube: KubeCluster
     pools: dict[str, AgentPool] = field(default_factory=dict)
     kube_url: str | None = None
+    kube_ca_data: str | None = None
     vcpu_quota: int | None = None
 
     @property
@@ -346,10 +347,13 @@ class ArmModel:
     def kubeconfig(self, cluster: EmulatedCluster) -> dict:
         """A kubeconfig for the cluster's Kubernetes API with a static bearer token user."""
         user = f"clusterUser_{cluster.resource_group}_{cluster.name}"
+        server = {"server": cluster.kube_url}
+        if cluster.kube_ca_data:
+            server["certificate-authority-data"] = cluster.kube_ca_data
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": cluster.name, "cluster": {"server": cluster.kube_url}}],
+            "clusters": [{"name": cluster.name, "cluster": server}],
             "contexts": [{"name": cluster.name, "context": {"cluster": cluster.name, "user": user}}],
             "current-context": cluster.name,
             "preferences": {},

@@ -299,9 +299,11 @@ def _collector_paused():
 class KubeCluster:
     """The Kubernetes side of one emulated AKS cluster. Thread-safe through `lock`."""
 
-    def __init__(self, clock: ScaledClock, name: str) -> None:
+    def __init__(self, clock: ScaledClock, name: str, *, kubernetes_version: str = "1.30.0") -> None:
         self.clock = clock
         self.name = name
+        # The control plane version /version reports; the ARM side updates it on cluster upgrades.
+        self.kubernetes_version = kubernetes_version.lstrip("v")
         self.lock = threading.RLock()
         self.objects_visited = 0
         # Seeded by the cluster name so pod names and uids are the same on every run.

@@ -1,7 +1,7 @@
 """The `Emulator`: hosts many emulated AKS clusters and serves their APIs on loopback.
 
 One ARM endpoint serves every cluster of every subscription and resource group; each cluster gets
-its own Kubernetes API server on its own port. Both kinds of app sit behind the shared
+its own Kubernetes API server on its own port, over TLS with a per-cluster CA (in its kubeconfig). Both kinds of app sit behind the shared
 `FaultInjector`, so tests and benchmarks can inject faults and count requests per API and route.
 A background thread ticks every cluster's control loops (terminations, ReplicaSets, scheduling),
 and Event Grid deliveries run on their own thread. Everything listens on 127.0.0.1, on free ports.
@@ -10,6 +10,7 @@ and Event Grid deliveries run on their own thread. Everything listens on 127.0.0
 from __future__ import annotations
 
 import secrets
+import ssl
 import threading
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from sandbox.aks_emulator.arm_api import make_arm_app
 from sandbox.aks_emulator.clock import ScaledClock
 from sandbox.aks_emulator.eventgrid import EVENT_GRID_SCHEMA, EventGridPublisher, Subscription
 from sandbox.aks_emulator.faults import FaultInjector, FaultRegistry
-from sandbox.aks_emulator.kube_api import make_kube_app
+from sandbox.aks_emulator.kube_api import make_kube_app, make_serving_certificate
 
 HOST = "127.0.0.1"
 TICK_SECONDS = 0.02
@@ -37,9 +38,11 @@ class _QuietRequestHandler(WSGIRequestHandler):
 class _Server:
     """One Werkzeug server on a free loopback port, serving on its own thread."""
 
-    def __init__(self, app: object, name: str) -> None:
-        self.wsgi: BaseWSGIServer = make_server(HOST, 0, app, threaded=True, request_handler=_QuietRequestHandler)
-        self.url = f"http://{HOST}:{self.wsgi.server_port}"
+    def __init__(self, app: object, name: str, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.wsgi: BaseWSGIServer = make_server(HOST, 0, app, threaded=True, request_handler=_QuietRequestHandler,
+                                                ssl_context=ssl_context)
+        scheme = "https" if ssl_context else "http"
+        self.url = f"{scheme}://{HOST}:{self.wsgi.server_port}"
         self.thread = threading.Thread(target=self.wsgi.serve_forever, kwargs={"poll_interval": 0.05}, name=name,
                                        daemon=True)
         self.thread.start()
@@ -68,6 +71,9 @@ class Emulator:
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Emulator:
+        """Serve every API; starting a started emulator changes nothing."""
+        if self._arm_server is not None:
+            return self
         self._arm_server = _Server(FaultInjector(make_arm_app(self.arm), "arm", self.faults), "arm-api")
         self.arm_url = self._arm_server.url
         for cluster in self.clusters():
@@ -121,7 +127,10 @@ class Emulator:
 
     def _serve_kube(self, cluster: EmulatedCluster) -> None:
         app = FaultInjector(make_kube_app(cluster.kube, self.token), "kube", self.faults)
-        server = _Server(app, f"kube-api-{cluster.name}")
+        # kubectl and client-go send bearer tokens only over TLS, as to AKS's API server with its cluster CA.
+        certificate = make_serving_certificate(cluster.name)
+        server = _Server(app, f"kube-api-{cluster.name}", certificate.ssl_context())
+        cluster.kube_ca_data = certificate.ca_data
         with self._lock:
             self._kube_servers[cluster.arm_id.lower()] = server
         cluster.kube_url = server.url

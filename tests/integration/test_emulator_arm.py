@@ -5,6 +5,10 @@ operations, ETags and ARM-shaped errors. Driven only through the real SDK (and p
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -378,3 +382,29 @@ def test_requests_without_the_bearer_token_get_401(emulator, authorization, code
         urllib.request.urlopen(request, timeout=5)
     assert failure.value.code == 401
     assert json.loads(failure.value.read())["error"]["code"] == code
+
+
+def test_standalone_emulator_prints_its_endpoints_and_stops_on_sigterm(tmp_path):
+    # GIVEN the emulator started as a program with a seed scenario
+    kubeconfig = tmp_path / "kubeconfig"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.aks_emulator", "--scenario", "seed-pdb", "--kubeconfig", str(kubeconfig),
+         "--time-scale", "0.05"],
+        stdout=subprocess.PIPE, text=True, cwd=os.getcwd(),
+    )
+    try:
+        # WHEN it is ready
+        ready = json.loads(process.stdout.readline())
+
+        # THEN it printed one JSON line with its endpoints, wrote the kubeconfig, and ARM answers
+        assert ready["clusterId"].endswith("/managedClusters/aks-seed-pdb")
+        assert yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"] == ready["kubeUrl"]
+        request = urllib.request.Request(f"{ready['armUrl']}{ready['clusterId']}?api-version=2026-08-01",
+                                         headers={"Authorization": f"Bearer {ready['token']}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert json.loads(response.read())["name"] == "aks-seed-pdb"
+    finally:
+        # AND SIGTERM stops it cleanly
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        process.stdout.close()

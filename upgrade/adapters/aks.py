@@ -92,6 +92,13 @@ def arm_error(what: str, exc: Exception) -> UpgradeError:
     return PermanentError(text, status=status, code=code)
 
 
+def _text(value: Any) -> str | None:
+    """SDK enums are str subclasses whose str() is "AgentPoolMode.USER": take the wire value."""
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
 def pool_from_sdk(pool: sdk.AgentPool) -> AgentPool:
     settings = pool.upgrade_settings
     upgrade = UpgradeSettings()
@@ -101,20 +108,20 @@ def pool_from_sdk(pool: sdk.AgentPool) -> AgentPool:
             max_unavailable=settings.max_unavailable,
             drain_timeout_minutes=settings.drain_timeout_in_minutes,
             node_soak_minutes=settings.node_soak_duration_in_minutes,
-            undrainable_node_behavior=settings.undrainable_node_behavior,
+            undrainable_node_behavior=_text(settings.undrainable_node_behavior),
             max_blocked_nodes=settings.get(MAX_BLOCKED_NODES),
         )
     error = pool.status.provisioning_error if pool.status is not None else None
     return AgentPool(
         name=pool.name or "",
-        mode=str(pool.mode or "User"),
+        mode=_text(pool.mode) or "User",
         count=pool.count or 0,
         orchestrator_version=pool.orchestrator_version or pool.current_orchestrator_version or "",
         vm_size=pool.vm_size or AgentPool.__dataclass_fields__["vm_size"].default,
-        provisioning_state=pool.provisioning_state or "Succeeded",
-        power_state=str(pool.power_state.code) if pool.power_state and pool.power_state.code else "Running",
-        os_type=str(pool.os_type or "Linux"),
-        os_sku=str(pool.os_sku) if pool.os_sku else None,
+        provisioning_state=_text(pool.provisioning_state) or "Succeeded",
+        power_state=(_text(pool.power_state.code) if pool.power_state else None) or "Running",
+        os_type=_text(pool.os_type) or "Linux",
+        os_sku=_text(pool.os_sku),
         max_pods=pool.max_pods,
         zones=tuple(pool.availability_zones or ()),
         node_labels=tuple(sorted((pool.node_labels or {}).items())),

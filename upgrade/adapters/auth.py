@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
+from upgrade.adapters.kube import tune_configuration
 from upgrade.domain.model import ClusterRef
 from upgrade.errors import PermanentError
 from upgrade.settings import Settings
@@ -30,7 +31,6 @@ AKS_SERVER_SCOPE = "6dae42f8-4368-4678-94ff-3960e28e3630/.default"
 # Refresh this long before expiry (or halfway through a shorter token's life).
 REFRESH_MARGIN_SECONDS = 300.0
 DEV_TOKEN_LIFETIME_SECONDS = 3600
-CONNECTION_POOL_SIZE = 32
 
 
 class StaticTokenCredential:
@@ -134,7 +134,7 @@ def entra_configuration(
     configuration = k8s.Configuration(host=server)
     if ca_pem:
         configuration.ca_cert_data = ca_pem
-    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+    tune_configuration(configuration)
     configuration.refresh_api_key_hook = BearerTokenRefresher(credential, clock=clock)
     # The client consults the hook only when an authorization key exists: fetch the first token now.
     configuration.refresh_api_key_hook(configuration)

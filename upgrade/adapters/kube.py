@@ -299,10 +299,14 @@ class KubernetesKube:
         return raw.get("spec") or {}
 
     def list_workloads(self, *, namespace: str | None = None) -> list[Workload]:
-        def listed(kind: str, namespaced: Any, everywhere: Any) -> Iterator[dict[str, Any]]:
-            if namespace:
-                return self._list(f"list {kind}s", namespaced, namespace=namespace)
-            return self._list(f"list {kind}s", everywhere)
+        def listed(kind: str, namespaced: Any, everywhere: Any) -> list[dict[str, Any]]:
+            try:
+                if namespace:
+                    return list(self._list(f"list {kind}s", namespaced, namespace=namespace))
+                return list(self._list(f"list {kind}s", everywhere))
+            except NotFound:
+                # A 404 on a collection: the server does not serve this kind, so it runs none of it.
+                return []
 
         workloads = [
             _workload("Deployment", d)
@@ -383,6 +387,16 @@ class KubernetesKube:
             )
 
 
+def tune_configuration(configuration: k8s.Configuration) -> k8s.Configuration:
+    """Connections for parallel evictions; retries for dropped connections only. urllib3 would
+    otherwise sleep out a 429/503's Retry-After inside the call: the caller decides when to retry."""
+    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+    configuration.retries = urllib3.Retry(
+        total=3, backoff_factor=0.1, status=0, respect_retry_after_header=False, raise_on_status=False
+    )
+    return configuration
+
+
 def api_client_from_kubeconfig(path: str) -> k8s.ApiClient:
     from kubernetes import config
 
@@ -391,8 +405,7 @@ def api_client_from_kubeconfig(path: str) -> k8s.ApiClient:
         config.load_kube_config(config_file=path, client_configuration=configuration)
     except (OSError, config.ConfigException) as exc:
         raise PermanentError(f"kubeconfig {path}: {exc}") from exc
-    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
-    return k8s.ApiClient(configuration)
+    return k8s.ApiClient(tune_configuration(configuration))
 
 
 def kube_from_kubeconfig(path: str) -> KubernetesKube:

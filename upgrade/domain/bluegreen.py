@@ -334,6 +334,9 @@ TRANSITIONS: tuple[Transition, ...] = (
         ("drained", None, "batch_soak"),
         ("timed_out", "rollback_on_drain_timeout", "rollback"),
         ("timed_out", "fail_on_drain_timeout", "failed"),
+        # pods the drain options refuse (unmanaged, emptyDir) never go: treated like a timeout
+        ("refused", "rollback_on_drain_timeout", "rollback"),
+        ("refused", "fail_on_drain_timeout", "failed"),
         ("error", None, "rollback"),
     ),
     *_rows(
@@ -380,6 +383,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         ("blocked", None, "drain_green"),
         ("drained", None, "delete_green"),
         ("timed_out", None, "failed"),
+        ("refused", None, "failed"),
         ("error", None, "failed"),
     ),
     *_rows("delete_green", ("requested", None, "wait_green_deleted"), ("error", None, "failed")),

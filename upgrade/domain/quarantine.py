@@ -111,10 +111,10 @@ def relax_patch(pdb: Pdb) -> dict[str, Any]:
     return {"minAvailable": None, "maxUnavailable": unhealthy + 1}
 
 
-def relaxed_spec(original_spec: Mapping[str, Any], pdb: Pdb) -> dict[str, Any]:
-    """The whole PDB spec with the budget relaxed as ``relax_patch`` says (selector kept)."""
+def relaxed_spec(original_spec: Mapping[str, Any], max_unavailable: int) -> dict[str, Any]:
+    """The whole PDB spec (selector kept) with the budget relaxed to ``maxUnavailable``."""
     relaxed = {key: value for key, value in original_spec.items() if key != "minAvailable"}
-    relaxed["maxUnavailable"] = relax_patch(pdb)["maxUnavailable"]
+    relaxed["maxUnavailable"] = max(1, max_unavailable)
     return relaxed
 
 

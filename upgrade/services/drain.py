@@ -34,6 +34,8 @@ from upgrade.ports import Kube
 PDB_RETRY_SECONDS = 5.0
 # How soon a Functions step looks again at terminating pods (queue delays have 1 s granularity).
 TERMINATING_RECHECK_SECONDS = 2.0
+# A 5xx on one eviction: the next pass tries that pod again this soon (at the latest the server's Retry-After).
+TRANSIENT_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class DrainProgress:
 
     def summary(self) -> str:
         if self.status is DrainStatus.DRAINED:
-            return f"node {self.node} drained ({self.count(PodDrainState.GONE)} pods gone)"
+            return f"node {self.node} drained"
         troubles = [
             p.describe()
             for p in self.pods
@@ -166,23 +168,24 @@ def drain_node_step(
     at = now()
 
     present = {p.key: p.uid for p in pods}
-    reports: dict[str, PodDrainReport] = {}
+    # Keyed by (name, UID): a pod gone and its successor under the same name are two rows.
+    reports: dict[tuple[str, str], PodDrainReport] = {}
     evicted = {k: uid for k, uid in state.evicted.items() if present.get(k) == uid}
     for key, uid in state.evicted.items():
         if key not in evicted:
             ns, name = key.split("/", 1)
-            reports[key] = PodDrainReport(ns, name, uid, PodDrainState.GONE, "evicted")
+            reports[(key, uid)] = PodDrainReport(ns, name, uid, PodDrainState.GONE, "evicted")
     held = {k: h for k, h in state.held.items() if present.get(k) == h.uid}
 
     for decision in plan.skipped:
-        reports[decision.pod.key] = _report(decision, PodDrainState.SKIPPED)
+        reports[(decision.pod.key, decision.pod.uid)] = _report(decision, PodDrainState.SKIPPED)
     sent = 0
     if plan.refused:
         # kubectl refuses the whole drain before evicting anything: the node stays cordoned.
         for decision in plan.refused:
-            reports[decision.pod.key] = _report(decision, PodDrainState.REFUSED)
+            reports[(decision.pod.key, decision.pod.uid)] = _report(decision, PodDrainState.REFUSED)
         for decision in plan.to_wait_for:
-            reports[decision.pod.key] = _report(decision, PodDrainState.EVICTING, "not evicted: drain refused")
+            reports[(decision.pod.key, decision.pod.uid)] = _report(decision, PodDrainState.EVICTING, "not evicted: drain refused")
     else:
         due: list[PodDecision] = []
         for decision in plan.to_wait_for:
@@ -190,11 +193,11 @@ def drain_node_step(
             hold = held.get(key)
             if not decision.evict:
                 evicted[key] = decision.pod.uid
-                reports[key] = _report(decision, PodDrainState.EVICTING, "terminating")
+                reports[(key, decision.pod.uid)] = _report(decision, PodDrainState.EVICTING, "terminating")
             elif key in evicted and decision.pod.deleting:
-                reports[key] = _report(decision, PodDrainState.EVICTING, "terminating")
+                reports[(key, decision.pod.uid)] = _report(decision, PodDrainState.EVICTING, "terminating")
             elif hold and hold.retry_at > at:
-                reports[key] = _report(
+                reports[(key, decision.pod.uid)] = _report(
                     decision,
                     PodDrainState(hold.state),
                     hold.reason,
@@ -213,10 +216,10 @@ def drain_node_step(
             if error is None:
                 evicted[key] = decision.pod.uid
                 held.pop(key, None)
-                reports[key] = _report(decision, PodDrainState.EVICTING, "eviction accepted", attempts=attempts)
+                reports[(key, decision.pod.uid)] = _report(decision, PodDrainState.EVICTING, "eviction accepted", attempts=attempts)
             elif isinstance(error, NotFound):
                 held.pop(key, None)
-                reports[key] = _report(decision, PodDrainState.GONE, "already gone", attempts=attempts)
+                reports[(key, decision.pod.uid)] = _report(decision, PodDrainState.GONE, "already gone", attempts=attempts)
             elif isinstance(error, TemporaryError) and error.status == 429:
                 namespace = decision.pod.namespace
                 if namespace not in pdbs_by_namespace:
@@ -232,7 +235,7 @@ def drain_node_step(
                     reason,
                     attempts,
                 )
-                reports[key] = _report(
+                reports[(key, decision.pod.uid)] = _report(
                     decision,
                     PodDrainState.BLOCKED,
                     reason,
@@ -243,16 +246,16 @@ def drain_node_step(
             elif isinstance(error, TemporaryError):
                 held[key] = HeldEviction(
                     decision.pod.uid,
-                    at + error.delay_seconds,
+                    at + min(error.delay_seconds, TRANSIENT_RETRY_SECONDS),
                     None,
                     None,
                     str(error),
                     attempts,
                     PodDrainState.RETRYING.value,
                 )
-                reports[key] = _report(decision, PodDrainState.RETRYING, str(error), attempts=attempts)
+                reports[(key, decision.pod.uid)] = _report(decision, PodDrainState.RETRYING, str(error), attempts=attempts)
             else:
-                reports[key] = _report(decision, PodDrainState.FAILED, str(error), attempts=attempts)
+                reports[(key, decision.pod.uid)] = _report(decision, PodDrainState.FAILED, str(error), attempts=attempts)
 
     ordered = tuple(reports[k] for k in sorted(reports))
     status = drain_status(ordered)
@@ -265,7 +268,7 @@ def drain_node_step(
         status=status,
         pods=ordered,
         state=next_state,
-        retry_after_seconds=_retry_after(status, held, at),
+        retry_after_seconds=_retry_after(status, held, ordered, at),
         elapsed_seconds=elapsed,
         evictions_sent=sent,
         cordoned_now=cordoned_now,
@@ -294,12 +297,15 @@ def _pdbs_or_empty(kube: Kube, namespace: str) -> list[Pdb]:
         return []
 
 
-def _retry_after(status: DrainStatus, held: Mapping[str, HeldEviction], at: float) -> float:
+def _retry_after(status: DrainStatus, held: Mapping[str, HeldEviction], reports: tuple, at: float) -> float:
+    """When the next pass is worth running: the next held eviction falls due, or terminating pods
+    are worth another look."""
     if status.final:
         return 0.0
-    if status is DrainStatus.BLOCKED and held:
-        return max(1.0, min(h.retry_at for h in held.values()) - at)
-    return TERMINATING_RECHECK_SECONDS
+    waits = [h.retry_at - at for h in held.values()]
+    if any(r.state is PodDrainState.EVICTING for r in reports):
+        waits.append(TERMINATING_RECHECK_SECONDS)
+    return max(0.0, min(waits, default=TERMINATING_RECHECK_SECONDS))
 
 
 ProgressCallback = Callable[[DrainProgress], None]

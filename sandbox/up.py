@@ -1,0 +1,139 @@
+"""``python -m sandbox up``: the whole local stand-in for Azure, wired to function_app.
+
+Starts, in order: Azurite (in memory), the AKS emulator with a seed scenario (if asked), the
+alerts receiver (the alerts topic), and the Functions dev host with app settings pointing at all
+of them; subscribes the dev host's Event Grid webhook to the emulated clusters' AKS events; prints
+ONE JSON line with every endpoint; runs until SIGTERM/SIGINT; stops everything it started.
+
+``Sandbox`` is the same thing as a context manager, for the demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sandbox.alerts_receiver import AlertsReceiver
+from sandbox.app_settings import sandbox_app_settings
+from sandbox.azurite import Azurite
+from sandbox.devhost_process import DevHostProcess
+
+
+def scenario_names() -> list[str]:
+    from sandbox.aks_emulator.scenarios import SCENARIOS
+
+    return sorted(SCENARIOS)
+
+
+class Sandbox:
+    """Azurite + AKS emulator + alerts receiver + dev host. ``with Sandbox(scenario="seed-rolling") as sb``."""
+
+    def __init__(self, *, scenario: str | None = None, time_scale: float = 60.0,
+                 queue_overrides: dict[str, object] | None = None, forward_host_logs: bool = True,
+                 quarantine_scan_schedule: str | None = None) -> None:
+        self.scenario = scenario
+        self.time_scale = time_scale
+        self.queue_overrides = queue_overrides
+        self.forward_host_logs = forward_host_logs
+        self.quarantine_scan_schedule = quarantine_scan_schedule
+        self.azurite: Azurite | None = None
+        self.emulator: Any = None
+        self.alerts: AlertsReceiver | None = None
+        self.host: DevHostProcess | None = None
+        self.workdir: Path | None = None
+        self.kubeconfigs: dict[str, str] = {}
+        self._stack = ExitStack()
+
+    def start(self) -> Sandbox:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="aks-upgrade-sandbox-"))
+        self._stack.callback(shutil.rmtree, self.workdir, ignore_errors=True)
+        self.azurite = self._stack.enter_context(Azurite())
+        if self.scenario:
+            from sandbox.aks_emulator.scenarios import SCENARIOS
+            from sandbox.aks_emulator.server import Emulator
+
+            self.emulator = Emulator(time_scale=self.time_scale)
+            SCENARIOS[self.scenario]().build(self.emulator)
+            self._stack.enter_context(self.emulator)
+        self.alerts = self._stack.enter_context(AlertsReceiver())
+        settings = sandbox_app_settings(
+            storage_connection=self.azurite.connection_string, emulator=self.emulator,
+            kubeconfig_dir=self.workdir, alerts_url=self.alerts.topic_endpoint, alerts_key=self.alerts.key,
+            **({"quarantine_scan_schedule": self.quarantine_scan_schedule} if self.quarantine_scan_schedule else {}),
+        )
+        self.kubeconfigs = json.loads(settings.get("CLUSTER_KUBECONFIGS", "{}"))
+        self.settings = settings
+        forward = (lambda line: print(line, file=sys.stderr, flush=True)) if self.forward_host_logs else None
+        self.host = self._stack.enter_context(
+            DevHostProcess(app_settings=settings, queue_overrides=self.queue_overrides, on_log_line=forward)
+        )
+        if self.emulator is not None:
+            self.emulator.subscribe(self.event_grid_webhook)
+
+    @property
+    def event_grid_webhook(self) -> str:
+        assert self.host is not None
+        return (f"{self.host.url}/runtime/webhooks/EventGrid?functionName=on_aks_event"
+                f"&code={quote(self.host.function_key)}")
+
+    def stop(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def endpoints(self) -> dict[str, Any]:
+        """Everything a client needs, as printed by ``sandbox up``."""
+        assert self.host is not None and self.azurite is not None and self.alerts is not None
+        cluster_ids = list(self.kubeconfigs)
+        return {
+            "functionsUrl": self.host.url,
+            "functionKey": self.host.function_key,
+            "eventGridWebhook": self.event_grid_webhook,
+            "kubeconfig": self.kubeconfigs[cluster_ids[0]] if cluster_ids else None,
+            "kubeconfigs": self.kubeconfigs,
+            "armUrl": self.emulator.arm_url if self.emulator is not None else None,
+            "clusterIds": cluster_ids,
+            "storageConnection": self.azurite.connection_string,
+            "token": self.emulator.token if self.emulator is not None else None,
+            "alertsUrl": self.alerts.alerts_url,
+            "alertsTopicEndpoint": self.alerts.topic_endpoint,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox up", description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=scenario_names(),
+                        help="seed the AKS emulator with this scenario (default: no emulator)")
+    parser.add_argument("--time-scale", type=float, default=60.0,
+                        help="real seconds per emulated AKS minute (60 = real time; 0.5 = fast)")
+    args = parser.parse_args(argv)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    with Sandbox(scenario=args.scenario, time_scale=args.time_scale) as sandbox:
+        print(json.dumps(sandbox.endpoints()), flush=True)
+        while not stopping.wait(0.5):
+            pass
+        print("sandbox stopping", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,112 @@
+"""Shared by the rolling and quarantine end-to-end tests: a dev host wired to an emulated cluster
+and its Event Grid delivery, and what an operator would see (alerts, runs, nodes, pods)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.aks_emulator.kube import pod_ready
+from sandbox.aks_emulator.scenarios import APP_NAMESPACE
+from tests.e2e.conftest import wait_until
+
+POOL = "nodepool1"
+QUARANTINE_LABEL = "kubernetes.azure.com/upgrade-status"
+APPS = ("app-a", "app-b", "app-c", "app-d")
+FINAL = ("succeeded", "failed", "rolled-back", "aborted")
+
+
+def policy_json(**defaults: Any) -> str:
+    """A policy that polls every second (the emulator's operations take seconds, not minutes)."""
+    return json.dumps({"defaults": {"pollSeconds": 1, **defaults}})
+
+
+@dataclass
+class Sandbox:
+    host: Any
+    emulator: Any
+    cluster: Any
+
+    # -- what the operator receives --------------------------------------------------------------
+    def alerts(self) -> list[dict]:
+        """Every alert the app published, from its structured log lines (one JSON object each)."""
+        found = []
+        for line in self.host.logs():
+            start = line.find('{"')
+            if start < 0 or '"com.aksupgrade.' not in line:
+                continue
+            try:
+                record = json.loads(line[start:])
+            except json.JSONDecodeError:
+                continue
+            if str(record.get("type", "")).startswith("com.aksupgrade."):
+                found.append(record)
+        return found
+
+    def alerts_of(self, kind: str, node: str | None = None) -> list[dict]:
+        return [a for a in self.alerts() if a["kind"] == kind and (node is None or a["node"] == node)]
+
+    # -- driving ---------------------------------------------------------------------------------
+    def scan_steps(self) -> list[dict]:
+        return [i for i in self.host.invocations("run_step") if '"quarantine.scan"' in str(i.get("body", ""))]
+
+    def scan(self) -> None:
+        """Fire the scan_quarantine timer now and wait for its cluster scan step to have run."""
+        before = len(self.scan_steps())
+        status, _ = self.host.request("POST", "/admin/functions/scan_quarantine", body={"input": ""})
+        assert status == 202
+        wait_until(lambda: len(done := [i for i in self.scan_steps() if i.get("succeeded") is not None]) > before
+                   and done, timeout=30, interval=0.1, what="the cluster scan step")
+
+    def runs(self) -> list[dict]:
+        status, body = self.host.request("GET", "/api/upgrades")
+        assert status == 200, body
+        return body["runs"] if isinstance(body, dict) else body
+
+    def run(self, run_id: str) -> dict:
+        status, body = self.host.request("GET", f"/api/upgrades/{run_id}")
+        assert status == 200, body
+        return body
+
+    def wait_run(self, run_id: str, timeout: float = 90.0) -> dict:
+        return wait_until(lambda: (r := self.run(run_id))["status"] in FINAL and r, timeout=timeout, interval=0.3,
+                          what=f"run {run_id} to finish")
+
+    # -- the cluster -----------------------------------------------------------------------------
+    def pool_nodes(self) -> dict[str, dict]:
+        return {n["metadata"]["name"]: n for n in self.cluster.kube.nodes(POOL)}
+
+    def node_versions(self) -> set[str]:
+        return {n["status"]["nodeInfo"]["kubeletVersion"] for n in self.pool_nodes().values()}
+
+    def quarantined(self) -> list[str]:
+        return [name for name, n in self.pool_nodes().items()
+                if n["metadata"].get("labels", {}).get(QUARANTINE_LABEL)]
+
+    def cordoned(self) -> list[str]:
+        return [name for name, n in self.pool_nodes().items() if n.get("spec", {}).get("unschedulable")]
+
+    def app_pods(self) -> dict[str, list[tuple[str, bool]]]:
+        placed: dict[str, list[tuple[str, bool]]] = {}
+        for pod in self.cluster.kube.pods():
+            meta = pod["metadata"]
+            app = meta.get("labels", {}).get("app")
+            if meta["namespace"] == APP_NAMESPACE and app in APPS and not meta.get("deletionTimestamp"):
+                placed.setdefault(app, []).append((pod["spec"].get("nodeName") or "", pod_ready(pod)))
+        return placed
+
+    def pdb_spec(self, name: str = "app-a-pdb") -> dict:
+        with self.cluster.kube.lock:
+            spec = self.cluster.kube._objects["poddisruptionbudgets"][(APP_NAMESPACE, name)]["spec"]
+            return {k: v for k, v in spec.items() if k in ("minAvailable", "maxUnavailable")}
+
+
+def start_sandbox(emulator_factory, start_devhost, builder, *, policy: str, duplicate: bool = False,
+                  reorder: bool = False) -> Sandbox:
+    emu = emulator_factory(builder)
+    cluster = emu.clusters()[0]
+    host = start_devhost(emulator=emu, UPGRADE_POLICY=policy)
+    emu.subscribe(f"{host.url}/runtime/webhooks/EventGrid?functionName=on_aks_event&code={host.function_key}",
+                  duplicate=duplicate, reorder=reorder)
+    return Sandbox(host, emu, cluster)

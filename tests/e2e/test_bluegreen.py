@@ -1,0 +1,211 @@
+"""Scenario 3 end to end: blue-green runs started and steered over HTTP, through function_app on the
+dev host, with Azurite and the AKS emulator (seed-bluegreen: pool `blue`, 2 nodes at 1.30, A-D).
+
+Soaks and polls are seconds here; the emulator's time scale only shortens AKS-side durations.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox.aks_emulator.arm import available_upgrades
+from sandbox.aks_emulator.kube import pod_ready
+from sandbox.aks_emulator.scenarios import APP_NAMESPACE, seed_bluegreen
+from tests.e2e.conftest import wait_until
+from upgrade.domain.bluegreen import green_pool_name, version_tuple
+
+pytestmark = pytest.mark.e2e
+
+APPS = ["app-a", "app-b", "app-c", "app-d"]
+FAST = {"drainBatchSize": "1", "batchSoakMinutes": 0, "finalSoakMinutes": 0.02, "pollIntervalSeconds": 1,
+        "drainTimeoutMinutes": 2, "validation": {"readyTimeoutMinutes": 0.5}}
+FINAL = ("succeeded", "failed", "rolled-back", "aborted")
+
+
+@pytest.fixture
+def scenario3(emulator, start_devhost):
+    """(host, emulated cluster) for a fresh seed-bluegreen cluster."""
+    emu = emulator(seed_bluegreen())
+    cluster = emu.clusters()[0]
+    host = start_devhost(emulator=emu)
+    return host, cluster, emu
+
+
+def start(host, cluster, **options):
+    status, body = host.request("POST", "/api/upgrades", body={
+        "cluster": cluster.arm_id, "pool": "blue", "targetVersion": "1.31", "strategy": "blue-green",
+        "options": {**FAST, **options}, "actor": "e2e"})
+    assert status == 202, body
+    return body["id"]
+
+
+def wait_status(host, run_id, statuses=FINAL, timeout=90.0):
+    def reached():
+        status, body = host.request("GET", f"/api/upgrades/{run_id}")
+        assert status == 200, body
+        return body if body["status"] in statuses else None
+
+    return wait_until(reached, timeout=timeout, interval=0.3, what=f"run {run_id} to reach {statuses}")
+
+
+def app_pods(cluster) -> dict[str, tuple[str, bool]]:
+    """Application pods by Deployment: (pool of its node, Ready)."""
+    nodes = {n["metadata"]["name"]: n["metadata"]["labels"]["kubernetes.azure.com/agentpool"]
+             for n in cluster.kube.nodes()}
+    placed = {}
+    for pod in cluster.kube.pods():
+        app = pod["metadata"].get("labels", {}).get("app")
+        if pod["metadata"]["namespace"] == APP_NAMESPACE and app in APPS and not pod["metadata"].get("deletionTimestamp"):
+            placed.setdefault(app, []).append((nodes.get(pod["spec"].get("nodeName"), "(pending)"), pod_ready(pod)))
+    return {app: tuple(sorted(where)) for app, where in sorted(placed.items())}
+
+
+def pools(cluster) -> set[str]:
+    return set(cluster.pools)
+
+
+def test_commit_path_reaches_seed_5a(scenario3):
+    # GIVEN Scenario 3 / WHEN a blue-green run to 1.31 goes through without approval
+    host, cluster, _ = scenario3
+    run_id = start(host, cluster)
+    run = wait_status(host, run_id)
+    # THEN (5A) green is the pool, every application pod runs Ready on it, and blue is gone
+    assert run["status"] == "succeeded", run["reason"]
+    green = run["facts"]["greenPool"]
+    assert pools(cluster) == {"system", green}
+    assert app_pods(cluster) == {app: ((green, True),) for app in APPS}
+    assert all(n["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.31") for n in cluster.kube.nodes(green))
+    steps = [t["step"].removeprefix("bluegreen.") for t in run["timeline"]]
+    assert steps[0] == "preflight" and "commit" in steps and "done" in steps
+
+
+def test_operator_rollback_after_validation_reaches_seed_5b(scenario3):
+    host, cluster, _ = scenario3
+    run_id = start(host, cluster, approval={"required": True, "timeoutMinutes": 30})
+    waiting = wait_status(host, run_id, ("awaiting-decision", *FINAL))
+    assert waiting["status"] == "awaiting-decision", waiting["reason"]
+    green = waiting["facts"]["greenPool"]
+    assert app_pods(cluster) == {app: ((green, True),) for app in APPS}
+    # WHEN the operator rolls back
+    status, body = host.request("POST", f"/api/upgrades/{run_id}/rollback", body={"actor": "bob", "reason": "p99"})
+    assert status == 200, body
+    run = wait_status(host, run_id)
+    # THEN (5B) the pods are back on blue, blue is schedulable, green is gone, and the decision is recorded
+    assert run["status"] == "rolled-back", run["reason"]
+    assert pools(cluster) == {"system", "blue"}
+    assert app_pods(cluster) == {app: (("blue", True),) for app in APPS}
+    assert not any(n["spec"].get("unschedulable") for n in cluster.kube.nodes("blue"))
+    decisions = [t for t in run["timeline"] if t["outcome"] == "decision"]
+    assert [(d["actor"], d["reason"]) for d in decisions] == [("bob", "rollback by bob: p99")]
+
+
+def test_crash_looping_workload_on_green_rolls_back_fails_and_alerts(scenario3):
+    host, cluster, _ = scenario3
+    # GIVEN app-c crash-loops on the green pool (named from blue and the newest 1.31 patch offered)
+    newest = max((v for v in available_upgrades("1.30.0") if v.startswith("1.31.")), key=version_tuple)
+    cluster.kube.set_crashloop(APP_NAMESPACE, "app-c", {green_pool_name("blue", newest)})
+    run_id = start(host, cluster)
+    run = wait_status(host, run_id)
+    assert run["status"] == "failed"
+    assert "CrashLoopBackOff" in run["reason"] and "rolled back" in run["reason"]
+    assert pools(cluster) == {"system", "blue"}
+    assert app_pods(cluster) == {app: (("blue", True),) for app in APPS}
+    host.wait_for_log(r"run\.failed")
+
+
+def test_pdb_blocked_pod_waits_then_moves_once_the_pdb_allows(scenario3):
+    host, cluster, _ = scenario3
+    cluster.kube.add_pdb(APP_NAMESPACE, "app-a-pdb", selector={"app": "app-a"}, min_available=1)
+    run_id = start(host, cluster, drainTimeoutMinutes=5)
+    blocked = wait_until(lambda: (r := host.request("GET", f"/api/upgrades/{run_id}")[1])
+                         and "app-a-pdb" in r["reason"] and r, timeout=60, what="the drain to report the PDB")
+    assert blocked["state"] == "bluegreen.drain_batch" and blocked["status"] == "running"
+    cluster.kube.delete_pdb(APP_NAMESPACE, "app-a-pdb")  # the operator relaxes the budget
+    run = wait_status(host, run_id)
+    assert run["status"] == "succeeded", run["reason"]
+    assert app_pods(cluster) == {app: ((run["facts"]["greenPool"], True),) for app in APPS}
+
+
+@pytest.mark.parametrize(("rollback", "remaining_pools"), [(False, 3), (True, 2)])
+def test_pdb_drain_timeout_fails_or_rolls_back_per_policy(scenario3, rollback, remaining_pools):
+    host, cluster, _ = scenario3
+    cluster.kube.add_pdb(APP_NAMESPACE, "app-a-pdb", selector={"app": "app-a"}, min_available=1)
+    run_id = start(host, cluster, drainTimeoutMinutes=0.05, rollbackOnDrainTimeout=rollback)
+    run = wait_status(host, run_id)
+    assert run["status"] == "failed"
+    assert "default/app-a-pdb" in run["reason"] and "drain timeout" in run["reason"]
+    assert len(pools(cluster)) == remaining_pools
+    assert all(ready for where in app_pods(cluster).values() for _, ready in where)
+
+
+def test_commit_completes_under_injected_faults_and_no_pod_is_lost(scenario3):
+    host, cluster, emu = scenario3
+    before = sorted(APPS)
+    # GIVEN 10% of ARM and Kubernetes requests answer 429, 500 or 503
+    for api in ("arm", "kube"):
+        emu.faults.add(api, "*", rate_429=0.04, rate_500=0.03, rate_503=0.03)
+    run_id = start(host, cluster)
+    run = wait_status(host, run_id, timeout=150)
+    emu.faults.clear()
+    assert run["status"] == "succeeded", run["reason"]
+    placed = app_pods(cluster)
+    assert sorted(placed) == before  # the same application pods exist, once each, all Ready on green
+    assert placed == {app: ((run["facts"]["greenPool"], True),) for app in APPS}
+    assert pools(cluster) == {"system", run["facts"]["greenPool"]}
+
+
+BAD_BODIES = [
+    ("not json", b"{nope", 400, "(body)"),
+    ("array", [1], 400, "(body)"),
+    ("missing pool", {"cluster": "{cluster}", "targetVersion": "1.31", "strategy": "blue-green"}, 400, "pool"),
+    ("bad strategy", {"cluster": "{cluster}", "pool": "blue", "targetVersion": "1.31", "strategy": "canary"},
+     400, "strategy"),
+    ("unknown field", {"cluster": "{cluster}", "pool": "blue", "targetVersion": "1.31", "strategy": "blue-green",
+                       "colour": "green"}, 400, "colour"),
+    ("bad cluster id", {"cluster": "aks1", "pool": "blue", "targetVersion": "1.31", "strategy": "blue-green"},
+     400, "cluster"),
+    ("cluster not allowed", {"cluster": "/subscriptions/x/resourceGroups/y/providers/Microsoft.ContainerService/"
+                             "managedClusters/z", "pool": "blue", "targetVersion": "1.31", "strategy": "blue-green"},
+     403, None),
+    ("unknown pool", {"cluster": "{cluster}", "pool": "nosuch", "targetVersion": "1.31", "strategy": "blue-green"},
+     404, None),
+    ("downgrade", {"cluster": "{cluster}", "pool": "blue", "targetVersion": "1.29", "strategy": "blue-green"},
+     400, "targetVersion"),
+    ("version not offered", {"cluster": "{cluster}", "pool": "blue", "targetVersion": "1.33", "strategy": "blue-green"},
+     400, "targetVersion"),
+    ("bad option", {"cluster": "{cluster}", "pool": "blue", "targetVersion": "1.31", "strategy": "blue-green",
+                    "options": {"drainBatchSize": "0%"}}, 400, "options.drainBatchSize"),
+    ("options not an object", {"cluster": "{cluster}", "pool": "blue", "targetVersion": "1.31",
+                               "strategy": "blue-green", "options": "fast"}, 400, "options"),
+]
+
+
+def test_bad_input_gets_a_clear_4xx(scenario3):
+    host, cluster, _ = scenario3
+    for name, body, status, field in BAD_BODIES:
+        if isinstance(body, dict):
+            body = {k: v.replace("{cluster}", cluster.arm_id) if isinstance(v, str) else v for k, v in body.items()}
+        got, answer = host.request("POST", "/api/upgrades", body=body)
+        assert got == status, (name, answer)
+        assert answer["message"], name
+        if field:
+            assert answer["field"] == field, (name, answer)
+    # a second start for a pool with an active run: 409 with the active run's id
+    run_id = start(host, cluster, approval={"required": True})
+    got, answer = host.request("POST", "/api/upgrades", body={
+        "cluster": cluster.arm_id, "pool": "blue", "targetVersion": "1.31", "strategy": "blue-green"})
+    assert (got, answer["activeRunId"]) == (409, run_id)
+    # decisions: unknown decision, an illegal move, an unknown run, a bad body
+    for path, body, status in [
+        (f"/api/upgrades/{run_id}/shrug", None, 400),
+        (f"/api/upgrades/{run_id}/resume", None, 409),
+        ("/api/upgrades/nosuch/approve", None, 404),
+        (f"/api/upgrades/{run_id}/pause", {"who": "x"}, 400),
+    ]:
+        got, answer = host.request("POST", path, body=body)
+        assert got == status, (path, answer)
+    # the run list shows the run; without the function key the API refuses
+    got, listed = host.request("GET", "/api/upgrades")
+    assert got == 200 and run_id in [r["id"] for r in listed["runs"]]
+    assert host.request("GET", "/api/upgrades", with_key=False)[0] == 401
+    assert host.request("POST", f"/api/upgrades/{run_id}/abort", body={"actor": "e2e"})[0] == 200

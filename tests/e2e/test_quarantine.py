@@ -1,0 +1,108 @@
+"""Scenario 2 end to end: AKS quarantines node 1 (pod A, PDB minAvailable 1); one timer scan
+later the operator has exactly one alert naming node 1, pod A, its PDB and the three ways out; a
+second scan sends no duplicate. Each remediation, requested over HTTP as the alert says, ends
+with every node at 1.31, no quarantine label, the pool back at 2 nodes, pod A running and a
+resolved notice. relax-pdb restores the original PDB even when the eviction fails after the
+relax. At scale, a scan costs 2 + (cordoned nodes) API calls, counted by the emulator."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox.aks_emulator.scenarios import ClusterBuilder, seed_pdb
+from tests.e2e.conftest import wait_until
+from tests.e2e.rolling_support import POOL, policy_json, start_sandbox
+
+pytestmark = pytest.mark.e2e
+
+APPROVAL = {"relax-pdb": "approval-required", "delete-pod": "approval-required", "replace-node": "approval-required"}
+
+
+def quarantined_scenario2(emulator, start_devhost, aks_client):
+    """Scenario 2 after its upgrade: node 1 quarantined with pod A, the pool at 3 nodes."""
+    sandbox = start_sandbox(emulator, start_devhost, seed_pdb(), policy=policy_json(remediation=APPROVAL))
+    aks = aks_client(sandbox.emulator)
+    pool = aks.agent_pools.get(sandbox.cluster.resource_group, sandbox.cluster.name, POOL)
+    pool.properties.orchestrator_version = "1.31.7"
+    aks.agent_pools.begin_create_or_update(sandbox.cluster.resource_group, sandbox.cluster.name, POOL, pool).result()
+    assert len(sandbox.quarantined()) == 1 and len(sandbox.pool_nodes()) == 3
+    wait_until(lambda: any(r["status"] == "failed" for r in sandbox.runs()), timeout=60,
+               what="the post-upgrade reconcile")
+    return sandbox
+
+
+@pytest.fixture
+def scenario2(emulator, start_devhost, aks_client):
+    return quarantined_scenario2(emulator, start_devhost, aks_client)
+
+
+def test_one_alert_names_node_pod_pdb_and_three_options_and_a_second_scan_adds_none(scenario2):
+    [node1] = scenario2.quarantined()
+    # WHEN the timer scans, twice
+    scenario2.scan()
+    scenario2.scan()
+    # THEN exactly one alert names node 1, with pod A, its PDB and the three ways out
+    [alert] = scenario2.alerts_of("node.quarantined")
+    assert alert["node"] == node1 and alert["pool"] == POOL
+    [blocker] = alert["blockers"]
+    assert blocker["pod"].startswith("apps/app-a") or "app-a" in blocker["pod"]
+    assert blocker["pdb"].endswith("/app-a-pdb") and blocker["minAvailable"] == "1"
+    assert [o["kind"] for o in alert["options"]] == ["relax-pdb", "delete-pod", "replace-node"]
+    assert all(o["command"] and o["request"]["path"].endswith(f"/{node1}/remediate") for o in alert["options"])
+
+
+@pytest.mark.parametrize("kind", ["relax-pdb", "delete-pod", "replace-node"])
+def test_each_remediation_brings_the_pool_back_to_two_nodes_at_131(scenario2, kind):
+    [node1] = scenario2.quarantined()
+    scenario2.scan()
+    [alert] = scenario2.alerts_of("node.quarantined")
+    request = next(o["request"] for o in alert["options"] if o["kind"] == kind)
+    # WHEN the operator sends the request the alert carries
+    status, body = scenario2.host.request(request["method"], request["path"], body=request["body"])
+    assert status == 202, body
+    run = scenario2.wait_run(body["id"], timeout=120)
+    # THEN every node is at 1.31, none is quarantined or cordoned, the pool is back at 2, pod A runs
+    assert run["status"] == "succeeded", run["reason"]
+    wait_until(lambda: all(v.startswith("v1.31") for v in scenario2.node_versions()), timeout=20, what="1.31")
+    assert scenario2.quarantined() == [] and scenario2.cordoned() == []
+    assert len(scenario2.pool_nodes()) == 2 and scenario2.emulator.cluster(scenario2.cluster.arm_id).pools[POOL].count == 2
+    wait_until(lambda: [ready for _, ready in scenario2.app_pods().get("app-a", [])] == [True], timeout=20,
+               what="pod A running")
+    assert scenario2.pdb_spec() == {"minAvailable": 1}
+    # AND the operator got a resolved notice for node 1
+    assert len(scenario2.alerts_of("node.resolved", node1)) == 1
+
+
+def test_relax_pdb_restores_the_original_pdb_when_eviction_fails_after_the_relax(scenario2):
+    [node1] = scenario2.quarantined()
+    # GIVEN every eviction fails (the API answers 500) once the PDB is relaxed
+    scenario2.emulator.faults.add("kube", "POST /api/v1/namespaces/{namespace}/pods/{name}/eviction", rate_500=1.0)
+    status, body = scenario2.host.request("POST", f"/api/quarantine/{scenario2.cluster.name}/{node1}/remediate",
+                                          body={"kind": "relax-pdb"})
+    assert status == 202, body
+    # WHEN the run gives up on the eviction
+    run = scenario2.wait_run(body["id"], timeout=120)
+    # THEN it failed saying so, and the PDB is exactly the original again
+    assert run["status"] == "failed" and "original PDB was restored" in run["reason"]
+    assert run["facts"]["pdb_relaxed"] is True
+    assert scenario2.pdb_spec() == {"minAvailable": 1}
+    assert scenario2.quarantined() == [node1]
+
+
+def test_the_scan_of_a_5000_node_cluster_with_3_quarantined_nodes_makes_5_api_calls(emulator, start_devhost):
+    # GIVEN 5,000 nodes of which 3 are quarantined
+    builder = ClusterBuilder("aks-big").pool("system", count=1, mode="System").pool(POOL, count=4999)
+    sandbox = start_sandbox(emulator, start_devhost, builder, policy=policy_json())
+    kube = sandbox.cluster.kube
+    stuck = sorted(n["metadata"]["name"] for n in kube.nodes(POOL))[:3]
+    for name in stuck:
+        kube.set_unschedulable(name, True)
+        kube.set_node_label(name, "kubernetes.azure.com/upgrade-status", "Quarantined")
+    sandbox.scan()  # the first scan also builds the worker's clients
+    sandbox.emulator.faults.reset_counts()
+    # WHEN the timer scans again
+    sandbox.scan()
+    # THEN the emulator counted one node list, one PDB list and one pod list per quarantined node
+    counts = sandbox.emulator.faults.counts()
+    assert sum(counts.values()) <= 2 + 3, counts
+    assert len(sandbox.alerts_of("node.quarantined")) == 3

@@ -1,0 +1,189 @@
+"""The preflight's prediction equals what the emulated AKS then does.
+
+The snapshot is read through the real adapters (kubernetes client, azure-mgmt-containerservice),
+the prediction made, then the upgrade run through the real SDK, and the pool's final nodes,
+count and provisioning state compared with the prediction: on Scenario 2, and on generated
+clusters (hypothesis).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from upgrade.adapters.aks import ContainerServiceAks
+from upgrade.adapters.kube import kube_from_kubeconfig
+from upgrade.domain.model import ClusterRef, UpgradeSettings
+from upgrade.domain.preflight import PlannedUpgrade, PreflightReport, preflight
+from upgrade.services.snapshot import read_snapshot
+
+pytestmark = pytest.mark.integration
+
+FAST_TIME_SCALE = 0.02  # real seconds per emulated minute: a 30-minute drain timeout is 0.6 s
+TARGET = "1.31"
+SYSTEM_TAINT = "CriticalAddonsOnly=true:NoSchedule"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The pool after the operation, in the preflight's terms."""
+
+    final_state: str
+    resulting_node_count: int
+    upgraded: frozenset[str]
+    quarantined: frozenset[str]
+    left_on_old_version: frozenset[str]
+    new_nodes: int
+    cordoned_old_nodes: frozenset[str]
+
+
+def predict_and_run(emu, aks_client, cluster_ref: ClusterRef, pool: str) -> tuple[PreflightReport, Outcome]:
+    """Snapshot through the adapters, predict, upgrade through the SDK, read the outcome back."""
+    client = aks_client(emu, cluster_ref.subscription_id)
+    aks = ContainerServiceAks(client)
+    with tempfile.TemporaryDirectory() as workdir:
+        kubeconfig = Path(workdir) / "kubeconfig.yaml"
+        emu.write_kubeconfig(cluster_ref.arm_id, kubeconfig)
+        kube = kube_from_kubeconfig(str(kubeconfig))
+        try:
+            before = read_snapshot(kube, aks, cluster_ref)
+            report = preflight(before, PlannedUpgrade(pool, target_version=TARGET))
+            sdk_pool = client.agent_pools.get(cluster_ref.resource_group, cluster_ref.name, pool)
+            sdk_pool.properties.orchestrator_version = TARGET
+            poller = client.agent_pools.begin_create_or_update(
+                cluster_ref.resource_group, cluster_ref.name, pool, sdk_pool)
+            try:
+                poller.result()
+            except HttpResponseError:
+                pass  # Failed and Canceled operations raise; the pool's state says which
+            after = read_snapshot(kube, aks, cluster_ref)
+        finally:
+            kube.close()
+    old = {n.name for n in before.nodes if n.pool == pool}
+    nodes = {n.name: n for n in after.nodes if n.pool == pool}
+    outcome = Outcome(
+        final_state=after.pool(pool).provisioning_state,
+        resulting_node_count=len(nodes),
+        upgraded=frozenset(n for n in old if n in nodes and nodes[n].kubernetes_version.startswith(TARGET)),
+        quarantined=frozenset(n for n, node in nodes.items() if node.quarantined),
+        left_on_old_version=frozenset(n for n in old if n in nodes and not nodes[n].kubernetes_version.startswith(TARGET)),
+        new_nodes=len(set(nodes) - old),
+        cordoned_old_nodes=frozenset(n for n in old if n in nodes and nodes[n].unschedulable),
+    )
+    return report, outcome
+
+
+def assert_prediction_held(report: PreflightReport, outcome: Outcome) -> None:
+    predicted = Outcome(
+        final_state=report.final_state,
+        resulting_node_count=report.resulting_node_count,
+        upgraded=frozenset(report.upgraded_nodes),
+        quarantined=frozenset(report.quarantined_nodes),
+        left_on_old_version=frozenset(report.quarantined_nodes + report.failed_nodes + report.untouched_nodes),
+        new_nodes=report.permanent_surge_nodes,
+        # Quarantined nodes stay cordoned; with Schedule the failed node is made schedulable again.
+        cordoned_old_nodes=frozenset(report.quarantined_nodes),
+    )
+    assert outcome == predicted
+
+
+def test_scenario_2_prediction_matches_the_emulated_upgrade(emulator, aks_client):
+    # GIVEN Scenario 2 (pod A's PDB, maxSurge 2, Cordon) in the emulator
+    emu = emulator("seed-pdb")
+    cluster = emu.clusters()[0]
+    cluster_ref = ClusterRef(cluster.subscription_id, cluster.resource_group, cluster.name)
+    # WHEN the preflight predicts, then the upgrade runs
+    report, outcome = predict_and_run(emu, aks_client, cluster_ref, "nodepool1")
+    # THEN node 1 quarantined with pod A, 3 nodes, one permanent surge node, Failed: predicted and real
+    node_1 = sorted(report.nodes_to_upgrade)[0]
+    assert report.quarantined_nodes == (node_1,)
+    assert [b.pod.split("/")[1].startswith("app-a") for n in report.undrainable_nodes for b in n.blockers] == [True]
+    assert (report.resulting_node_count, report.permanent_surge_nodes, report.final_state) == (3, 1, "Failed")
+    assert_prediction_held(report, outcome)
+
+
+# ---------------------------------------------------------------------------------------- generated clusters
+
+BUDGETS = st.one_of(
+    st.none(),
+    st.builds(lambda v: {"min_available": v}, st.integers(0, 4)),
+    st.builds(lambda v: {"min_available": v}, st.sampled_from(["0%", "34%", "50%", "100%"])),
+    st.builds(lambda v: {"max_unavailable": v}, st.integers(0, 2)),
+    st.builds(lambda v: {"max_unavailable": v}, st.sampled_from(["0%", "34%", "50%", "100%"])),
+)
+
+
+@st.composite
+def clusters(draw) -> dict:
+    nodes = draw(st.integers(1, 4))
+    apps = []
+    for index in range(draw(st.integers(1, 3))):
+        replicas = draw(st.integers(1, 3))
+        placement = draw(st.lists(st.integers(0, nodes - 1), min_size=replicas, max_size=replicas))
+        apps.append({"name": f"app-{index}", "replicas": replicas, "place_on": placement, "pdb": draw(BUDGETS)})
+    max_unavailable = draw(st.sampled_from([None, "1", "50%"]))
+    surge_choices = ["1", "2", "50%", "100%"] + (["0"] if max_unavailable else [])
+    behaviour = draw(st.sampled_from(["Cordon", "Schedule"]))
+    return {
+        "nodes": nodes,
+        "apps": apps,
+        "max_surge": draw(st.sampled_from(surge_choices)),
+        "max_unavailable": max_unavailable,
+        "undrainable_node_behavior": behaviour,
+        "max_blocked_nodes": draw(st.sampled_from([None, "100%"])) if behaviour == "Cordon" else None,
+    }
+
+
+def build(spec: dict, name: str):
+    from sandbox.aks_emulator.scenarios import ClusterBuilder
+
+    builder = (
+        ClusterBuilder(name)
+        .pool("system", count=1, mode="System", node_taints=[SYSTEM_TAINT])
+        .pool("work", count=spec["nodes"], max_surge=spec["max_surge"], max_unavailable=spec["max_unavailable"],
+              undrainable_node_behavior=spec["undrainable_node_behavior"],
+              max_blocked_nodes=spec["max_blocked_nodes"])
+        .daemonset("kube-system", "kube-proxy")
+    )
+    for app in spec["apps"]:
+        builder.deployment("default", app["name"], replicas=app["replicas"], pool="work",
+                           place_on=[("work", i) for i in app["place_on"]])
+        if app["pdb"] is not None:
+            builder.pdb("default", f"{app['name']}-pdb", app=app["name"], **app["pdb"])
+    return builder
+
+
+def wait_until_settled(kube_cluster, timeout: float = 5.0) -> None:
+    """Every deployment pod scheduled and Ready before the snapshot, as in a steady cluster."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = kube_cluster.pods()
+        if all(any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", ()))
+               for p in pods):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the generated cluster never settled")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spec=clusters())
+def test_prediction_matches_the_emulator_on_generated_clusters(aks_client, spec):
+    from sandbox.aks_emulator.server import Emulator
+
+    # GIVEN a generated cluster in a fresh emulator
+    with Emulator(time_scale=FAST_TIME_SCALE) as emu:
+        cluster = build(spec, "aks-generated").build(emu)
+        emu.start()
+        wait_until_settled(cluster.kube)
+        cluster_ref = ClusterRef(cluster.subscription_id, cluster.resource_group, cluster.name)
+        # WHEN the preflight predicts and then the upgrade runs
+        report, outcome = predict_and_run(emu, aks_client, cluster_ref, "work")
+    # THEN the emulated AKS did exactly what was predicted
+    assert_prediction_held(report, outcome)

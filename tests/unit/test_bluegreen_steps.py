@@ -1,0 +1,623 @@
+"""Blue-green steps on the real step executor with in-memory ports and a faithful fake cluster.
+
+The fake cluster plays AKS and Kubernetes the way the steps rely on: pool operations take one
+look to finish, evictions respect PodDisruptionBudgets, evicted ReplicaSet pods are recreated on
+a schedulable node, a deleted pool's pods are rescheduled. The drill delivers every step twice and
+crashes every step after its side effect but before its state write; the run must end the same,
+with one green pool created and nothing deleted twice.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import pytest
+
+from tests.fakes import FakePlatform, SimulatedCrash
+from upgrade.domain.model import AGENTPOOL_LABEL, AgentPool, ClusterRef, Node, Pdb, Pod, Workload
+from upgrade.domain.runs import RunRecord
+from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, TemporaryError
+from upgrade.services import bluegreen, registry
+from upgrade.services.bluegreen import GREEN_RUN_LABEL, STEP_PREFIX, decide, start_bluegreen_run
+from upgrade.services.step_runner import run_step_message
+
+CLUSTER = ClusterRef("sub-1", "rg", "aks1")
+VERSIONS = {"1.30.0": ["1.30.5", "1.31.0", "1.31.2"], "1.31.2": ["1.32.0"]}
+
+
+class FakeCluster:
+    """One AKS cluster as both ports see it (Aks for pools, Kube for nodes, pods and PDBs)."""
+
+    def __init__(self) -> None:
+        self.pools: dict[str, AgentPool] = {}
+        self.nodes: dict[str, Node] = {}
+        self.pods: dict[str, Pod] = {}
+        self.pdbs: dict[str, dict] = {}
+        self.deployments: dict[tuple[str, str], int] = {}
+        self.crashloop: set[tuple[str, str, str]] = set()  # (namespace, deployment, pool)
+        self.ops: dict[str, str] = {}  # pool -> "create" | "delete", finishing on the next look
+        self.calls: Counter = Counter()
+        self.uids = itertools.count(1)
+
+    # -- building ------------------------------------------------------------------------------
+    def add_pool(self, name, *, count, version="1.30.0", mode="User", labels=()):
+        self.pools[name] = AgentPool(name=name, mode=mode, count=count, orchestrator_version=version,
+                                     node_labels=tuple(labels))
+        for i in range(count):
+            self.nodes[f"aks-{name}-{i}"] = Node(f"aks-{name}-{i}", name, version,
+                                                 labels=((AGENTPOOL_LABEL, name),))
+
+    def add_deployment(self, ns, name, *, replicas, place_on):
+        self.deployments[(ns, name)] = replicas
+        for i in range(replicas):
+            self._new_pod(ns, name, f"{name}-{i}", place_on[i % len(place_on)])
+
+    def add_pdb(self, ns, name, app, *, min_available):
+        self.pdbs[f"{ns}/{name}"] = {"ns": ns, "name": name, "app": app, "min": min_available}
+
+    def _new_pod(self, ns, deployment, name, node):
+        pool = self.nodes[node].pool if node else None
+        crash = (ns, deployment, pool) in self.crashloop
+        self.pods[f"{ns}/{name}"] = Pod(ns, name, f"uid-{next(self.uids)}", node, ready=bool(node) and not crash,
+                                        phase="Running" if node else "Pending", labels=(("app", deployment),),
+                                        owner_kind="ReplicaSet", owner_name=f"{deployment}-5d8f",
+                                        crash_looping=crash, restart_count=12 if crash else 0)
+
+    def _schedule(self, ns, deployment, name):
+        candidates = [n for n in self.nodes.values() if not n.unschedulable and n.ready]
+        load = Counter(p.node for p in self.pods.values())
+        node = min(candidates, key=lambda n: (load[n.name], n.name)).name if candidates else None
+        self._new_pod(ns, deployment, name, node)
+
+    def _replace(self, key):
+        old = self.pods.pop(key)
+        self._schedule(old.namespace, old.owner_name.rsplit("-", 1)[0], old.name)
+
+    def _settle(self):
+        """Finish pool operations (each takes one look) and schedule pending pods."""
+        for pool_name, op in list(self.ops.items()):
+            del self.ops[pool_name]
+            pool = self.pools[pool_name]
+            if op == "create":
+                self.pools[pool_name] = replace(pool, provisioning_state="Succeeded")
+                for i in range(pool.count):
+                    self.nodes[f"aks-{pool_name}-{i}"] = Node(
+                        f"aks-{pool_name}-{i}", pool_name, pool.orchestrator_version,
+                        labels=((AGENTPOOL_LABEL, pool_name), *pool.node_labels))
+            else:
+                del self.pools[pool_name]
+                gone = {n for n, node in self.nodes.items() if node.pool == pool_name}
+                for name in gone:
+                    del self.nodes[name]
+                for key in [k for k, p in self.pods.items() if p.node in gone]:
+                    self._replace(key)
+        for key in [k for k, p in self.pods.items() if p.node is None]:
+            self._replace(key)
+
+    # -- Aks -----------------------------------------------------------------------------------
+    def get_cluster_version(self, cluster):
+        return "1.32.0"
+
+    def list_pools(self, cluster):
+        self._settle()
+        return sorted(self.pools.values(), key=lambda p: p.name)
+
+    def get_pool(self, cluster, pool):
+        self._settle()
+        if pool not in self.pools:
+            raise NotFound(f"agent pool {pool} not found")
+        return self.pools[pool]
+
+    def begin_put_pool(self, cluster, pool, *, if_match=None):
+        self.calls["put_pool", pool.name] += 1
+        if pool.name in self.pools:
+            raise AssertionError("the steps only ever create pools")
+        self.pools[pool.name] = replace(pool, provisioning_state="Creating")
+        self.ops[pool.name] = "create"
+
+    def begin_delete_pool(self, cluster, pool, *, ignore_pod_disruption_budget=False):
+        self.calls["delete_pool", pool] += 1
+        if self.pools[pool].provisioning_state == "Deleting":
+            raise Conflict(f"pool {pool} is already being deleted")
+        self.pools[pool] = replace(self.pools[pool], provisioning_state="Deleting")
+        self.ops[pool] = "delete"
+
+    def begin_delete_machines(self, cluster, pool, machines):
+        raise AssertionError("not used by blue-green")
+
+    def available_upgrades(self, cluster, pool):
+        return VERSIONS.get(self.pools[pool].orchestrator_version, [])
+
+    # -- Kube ----------------------------------------------------------------------------------
+    def list_nodes(self, *, label_selector=None, field_selector=None):
+        self.calls["list_nodes"] += 1
+        self._settle()
+        nodes = list(self.nodes.values())
+        if label_selector:
+            key, value = label_selector.split("=")
+            nodes = [n for n in nodes if n.label(key) == value]
+        return nodes
+
+    def get_node(self, name):
+        if name not in self.nodes:
+            raise NotFound(f"node {name} not found")
+        return self.nodes[name]
+
+    def set_unschedulable(self, node, value):
+        current = self.get_node(node)
+        if current.unschedulable == value:
+            return False
+        self.calls["cordon" if value else "uncordon", node] += 1
+        self.nodes[node] = replace(current, unschedulable=value)
+        return True
+
+    def set_node_label(self, node, key, value):
+        raise AssertionError("not used by blue-green")
+
+    def list_pods(self, *, node=None, namespace=None, label_selector=None):
+        self.calls["list_pods"] += 1
+        return [p for p in self.pods.values() if node is None or p.node == node]
+
+    def get_pod(self, namespace, name):
+        if f"{namespace}/{name}" not in self.pods:
+            raise NotFound("pod not found")
+        return self.pods[f"{namespace}/{name}"]
+
+    def _pdb(self, spec) -> Pdb:
+        selected = [p for p in self.pods.values() if p.namespace == spec["ns"] and p.label_map().get("app") == spec["app"]]
+        healthy = sum(1 for p in selected if p.ready)
+        return Pdb(spec["ns"], spec["name"], (("app", spec["app"]),), min_available=str(spec["min"]),
+                   disruptions_allowed=max(0, healthy - spec["min"]), current_healthy=healthy,
+                   desired_healthy=spec["min"], expected_pods=len(selected))
+
+    def evict(self, namespace, name, *, grace_seconds=None):
+        key = f"{namespace}/{name}"
+        if key not in self.pods:
+            raise NotFound(f"pod {key} not found")
+        pod = self.pods[key]
+        for pdb in map(self._pdb, self.pdbs.values()):
+            if pdb.selects(pod) and pdb.disruptions_allowed <= 0:
+                raise TemporaryError("Cannot evict pod as it would violate the pod's disruption budget.",
+                                     status=429, delay_seconds=5)
+        self.calls["evict"] += 1
+        self._replace(key)
+
+    def delete_pod(self, namespace, name, *, grace_seconds=None):
+        self.evict(namespace, name)
+
+    def list_pdbs(self, *, namespace=None):
+        return [self._pdb(spec) for spec in self.pdbs.values() if namespace in (None, spec["ns"])]
+
+    def get_pdb_manifest(self, namespace, name):
+        raise AssertionError("not used by blue-green")
+
+    def patch_pdb_spec(self, namespace, name, spec):
+        raise AssertionError("not used by blue-green")
+
+    def list_workloads(self, *, namespace=None):
+        workloads = []
+        for (ns, name), replicas in sorted(self.deployments.items()):
+            ready = sum(1 for p in self.pods.values() if p.owner_name == f"{name}-5d8f" and p.ready)
+            workloads.append(Workload(ns, "Deployment", name, replicas, ready))
+        return workloads
+
+    def list_events(self, *, reasons=()):
+        return []
+
+    # -- what tests compare --------------------------------------------------------------------
+    def placement(self) -> dict[str, tuple[str, ...]]:
+        by_pool: dict[str, list[str]] = {}
+        for p in self.pods.values():
+            by_pool.setdefault(self.nodes[p.node].pool if p.node else "(pending)", []).append(p.name)
+        return {pool: tuple(sorted(names)) for pool, names in sorted(by_pool.items())}
+
+
+def scenario3() -> FakeCluster:
+    """The seed's Scenario 3: a 2-node pool at 1.30 running A-D, plus a system pool."""
+    cluster = FakeCluster()
+    cluster.add_pool("system", count=1, mode="System")
+    cluster.add_pool("blue", count=2, labels=(("team", "shop"),))
+    for app, node in (("a", "aks-blue-0"), ("b", "aks-blue-0"), ("c", "aks-blue-1"), ("d", "aks-blue-1")):
+        cluster.add_deployment("shop", app, replicas=1, place_on=[node])
+    # the system pool is tainted in real clusters; keep application pods off it here
+    cluster.nodes["aks-system-0"] = replace(cluster.nodes["aks-system-0"], unschedulable=True)
+    return cluster
+
+
+@pytest.fixture(autouse=True)
+def bluegreen_registered(monkeypatch):
+    # The lead registers the module in registry._workflow_modules; tests do it for themselves.
+    monkeypatch.setattr(registry, "_workflow_modules", lambda: [bluegreen])
+    registry.step_registry.cache_clear()
+    yield
+    registry.step_registry.cache_clear()
+
+
+FAST = {"drainBatchSize": "1", "batchSoakMinutes": 1, "finalSoakMinutes": 5, "pollIntervalSeconds": 2,
+        "validation": {"readyTimeoutMinutes": 1}}
+
+
+@dataclass
+class Driver:
+    """The host's queue loop over the fake queue: delivers due messages in order, moving the clock."""
+
+    platform: FakePlatform
+    duplicate: str | None = None  # deliver this step's messages twice
+    crash: str | None = None  # crash this step once after its side effect, before the state write
+    crashed: bool = False
+
+    def __post_init__(self) -> None:
+        self.pending: list = []
+        self.seq = itertools.count()
+        self.delivered: list[str] = []
+
+    def _collect(self) -> None:
+        now = self.platform.clock.now().timestamp()
+        for sent in self.platform.queue.take():
+            heapq.heappush(self.pending, (now + sent.delay_seconds, next(self.seq), sent.message, None))
+
+    def _before_update(self, run: RunRecord) -> None:
+        # The transition write of the chosen step (its claim released): "die" before it lands.
+        if not self.crash or self.crashed or run.claim is not None:
+            return
+        stored = self.platform.runs.get(run.run_id)
+        if stored.claim and stored.state == STEP_PREFIX + self.crash:
+            self.crashed = True
+            raise SimulatedCrash(f"host died after {self.crash}'s side effects")
+
+    def run(self, until_status=("succeeded", "failed", "rolled-back", "aborted", "awaiting-decision", "paused"),
+            run_id=None, max_deliveries=500) -> RunRecord:
+        self.platform.runs.before_update = self._before_update
+        for _ in range(max_deliveries):
+            self._collect()
+            if run_id and self.platform.runs.get(run_id).status in until_status:
+                return self.platform.runs.get(run_id)
+            if not self.pending:
+                break
+            due, _, message, message_id = heapq.heappop(self.pending)
+            if due > self.platform.clock.now().timestamp():
+                self.platform.clock.advance(due - self.platform.clock.now().timestamp())
+            message_id = message_id or f"msg-{next(self.seq)}"
+            copies = 2 if self.duplicate and message.step == STEP_PREFIX + self.duplicate else 1
+            for copy in range(copies):
+                self.delivered.append(message.step)
+                try:
+                    run_step_message(message.to_json(), self.platform, message_id=f"{message_id}-{copy}"
+                                     if copy else message_id)
+                except SimulatedCrash:
+                    # the host retries the same message (same id) after the visibility timeout
+                    heapq.heappush(self.pending, (due + 5, next(self.seq), message, message_id))
+        return self.platform.runs.get(run_id) if run_id else None
+
+
+def make_platform(cluster: FakeCluster) -> FakePlatform:
+    return FakePlatform(kubes={CLUSTER.arm_id: cluster}, aks_by_subscription={CLUSTER.subscription_id: cluster},
+                        allowed_clusters=frozenset({CLUSTER.arm_id}))
+
+
+def start(platform, options=None, version="1.31.2", pool="blue") -> RunRecord:
+    return start_bluegreen_run(platform, cluster=CLUSTER.arm_id, pool=pool, target_version=version,
+                               options={**FAST, **(options or {})}, actor="alice")
+
+
+# ---- the paths ----------------------------------------------------------------------------------
+
+
+def test_commit_path_moves_every_pod_to_green_and_deletes_blue():
+    # GIVEN Scenario 3 / WHEN a blue-green run to 1.31.2 runs without approval
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform)
+    driver = Driver(platform)
+    final = driver.run(run_id=run.run_id)
+    # THEN (5A) blue is gone, green (1.31.2, mirrored labels) runs A-D, and the run succeeded
+    assert final.status == "succeeded", final.reason
+    assert final.state == STEP_PREFIX + "done"
+    assert set(cluster.pools) == {"system", "blueg1312"}
+    green = cluster.pools["blueg1312"]
+    assert (green.orchestrator_version, green.count, green.mode) == ("1.31.2", 2, "User")
+    assert dict(green.node_labels) == {"team": "shop", GREEN_RUN_LABEL: run.run_id}
+    assert cluster.placement() == {"blueg1312": ("a-0", "b-0", "c-0", "d-0")}
+    assert all(p.ready for p in cluster.pods.values())
+    assert cluster.calls["put_pool", "blueg1312"] == 1 and cluster.calls["delete_pool", "blue"] == 1
+    assert [a.kind for a in platform.alerts.published] == ["run.succeeded"]
+    steps = [h.step.removeprefix(STEP_PREFIX) for h in platform.runs.history(run.run_id)]
+    assert steps[:5] == ["preflight", "preflight", "create_green", "wait_green_ready", "cordon_blue"]
+    assert steps.count("drain_batch") >= 2 and "final_soak" in steps and "done" in steps
+    assert final.facts["batches"] == [["aks-blue-0"], ["aks-blue-1"]]
+
+
+def test_operator_rollback_after_validation_puts_workloads_back_on_blue():
+    # GIVEN a run that must be approved / WHEN it waits for the decision and the operator rolls back
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform, {"approval": {"required": True, "timeoutMinutes": 60}})
+    driver = Driver(platform)
+    waiting = driver.run(run_id=run.run_id)
+    assert (waiting.status, waiting.state) == ("awaiting-decision", STEP_PREFIX + "await_decision")
+    assert cluster.placement() == {"blueg1312": ("a-0", "b-0", "c-0", "d-0")}
+    decide(platform, run.run_id, "rollback", "bob", "metrics look wrong")
+    final = driver.run(run_id=run.run_id, until_status=("succeeded", "failed", "rolled-back"))
+    # THEN (5B) blue is schedulable again with A-D on it, green is gone, the run rolled back
+    assert final.status == "rolled-back", final.reason
+    assert set(cluster.pools) == {"system", "blue"}
+    assert cluster.placement() == {"blue": ("a-0", "b-0", "c-0", "d-0")}
+    assert not any(n.unschedulable for n in cluster.nodes.values() if n.pool == "blue")
+    assert cluster.calls["delete_pool", "blueg1312"] == 1 and cluster.calls["delete_pool", "blue"] == 0
+    decisions = [h for h in platform.runs.history(run.run_id) if h.outcome == "decision"]
+    assert [(d.actor, d.reason) for d in decisions] == [("bob", "rollback by bob: metrics look wrong")]
+    assert final.facts["decisions"][0]["actor"] == "bob" and final.facts["decisions"][0]["at"]
+    assert platform.alerts.kinds() == ["run.rolled-back"]
+
+
+def test_approval_then_commit():
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform, {"approval": {"required": True}})
+    driver = Driver(platform)
+    driver.run(run_id=run.run_id)
+    decide(platform, run.run_id, "approve", "carol")
+    final = driver.run(run_id=run.run_id, until_status=("succeeded", "failed", "rolled-back"))
+    assert final.status == "succeeded" and set(cluster.pools) == {"system", "blueg1312"}
+
+
+def test_failed_validation_rolls_back_automatically_fails_the_run_and_alerts():
+    # GIVEN workload c crash-loops on green
+    cluster = scenario3()
+    cluster.crashloop.add(("shop", "c", "blueg1312"))
+    platform = make_platform(cluster)
+    run = start(platform)
+    final = Driver(platform).run(run_id=run.run_id)
+    # THEN the run rolled back (green gone, pods on blue) and ended failed, naming the crash loop
+    assert final.status == "failed"
+    assert "CrashLoopBackOff" in final.reason and "rolled back" in final.reason
+    assert set(cluster.pools) == {"system", "blue"}
+    assert cluster.placement() == {"blue": ("a-0", "b-0", "c-0", "d-0")}
+    assert all(p.ready for p in cluster.pods.values())
+    assert platform.alerts.kinds() == ["run.failed"]
+
+
+def test_pdb_blocked_pod_waits_then_moves_once_the_pdb_allows():
+    cluster = scenario3()
+    cluster.add_pdb("shop", "a-pdb", "a", min_available=1)
+    platform = make_platform(cluster)
+    run = start(platform, {"drainTimeoutMinutes": 10})
+    driver = Driver(platform)
+    for _ in range(40):  # let the first batch hit the PDB a few times
+        driver.run(run_id=run.run_id, max_deliveries=1)
+    blocked = platform.runs.get(run.run_id)
+    assert blocked.state == STEP_PREFIX + "drain_batch" and "shop/a-pdb" in blocked.reason
+    assert blocked.facts["drainBlockers"][0]["pdb"] == "shop/a-pdb"
+    del cluster.pdbs["shop/a-pdb"]  # the operator relaxes the budget
+    final = driver.run(run_id=run.run_id)
+    assert final.status == "succeeded"
+
+
+@pytest.mark.parametrize(("rollback_on_timeout", "status", "pools"), [
+    (False, "failed", {"system", "blue", "blueg1312"}),
+    (True, "failed", {"system", "blue"}),
+])
+def test_drain_timeout_fails_or_rolls_back_per_policy(rollback_on_timeout, status, pools):
+    cluster = scenario3()
+    cluster.add_pdb("shop", "a-pdb", "a", min_available=1)
+    platform = make_platform(cluster)
+    run = start(platform, {"drainTimeoutMinutes": 1, "rollbackOnDrainTimeout": rollback_on_timeout})
+    final = Driver(platform).run(run_id=run.run_id)
+    assert final.status == status
+    assert "shop/a-pdb" in final.reason and "drain timeout" in final.reason
+    assert set(cluster.pools) == pools
+    alert = platform.alerts.published[-1]
+    assert alert.kind == "run.failed" and alert.blockers[0]["pdb"] == "shop/a-pdb"
+
+
+# ---- the idempotency drill ------------------------------------------------------------------------
+
+COMMIT_STEPS = ["preflight", "create_green", "wait_green_ready", "cordon_blue", "drain_batch", "batch_soak",
+                "validate", "final_soak", "commit", "done"]
+ROLLBACK_STEPS = ["await_decision", "rollback", "uncordon_blue", "drain_green", "delete_green",
+                  "wait_green_deleted", "done"]
+
+
+def _drill(step: str, mode: str, *, rollback: bool) -> tuple[FakeCluster, RunRecord, Driver]:
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    # the rollback path: nobody approves within the window, and the policy says roll back
+    options = {"approval": {"required": True, "timeoutMinutes": 30, "onTimeout": "rollback"}} if rollback else {}
+    run = start(platform, options)
+    driver = Driver(platform, **{mode: step})
+    final = driver.run(run_id=run.run_id, until_status=("succeeded", "failed", "rolled-back"))
+    assert mode != "crash" or driver.crashed  # the drill really crashed the step
+    return cluster, final, driver
+
+
+@pytest.mark.parametrize("mode", ["duplicate", "crash"])
+@pytest.mark.parametrize("step", COMMIT_STEPS)
+def test_idempotency_drill_commit_path(step, mode):
+    cluster, final, driver = _drill(step, mode, rollback=False)
+    assert driver.delivered.count(STEP_PREFIX + step) >= 2  # the drill really hit the step
+    assert final.status == "succeeded", final.reason
+    assert set(cluster.pools) == {"system", "blueg1312"}
+    assert cluster.placement() == {"blueg1312": ("a-0", "b-0", "c-0", "d-0")}
+    assert cluster.calls["put_pool", "blueg1312"] == 1  # no second pool
+    assert cluster.calls["delete_pool", "blue"] == 1  # nothing deleted twice
+    cordons = [count for key, count in cluster.calls.items() if isinstance(key, tuple) and key[0] == "cordon"]
+    assert cordons == [1, 1]  # each blue node cordoned once
+
+
+@pytest.mark.parametrize("mode", ["duplicate", "crash"])
+@pytest.mark.parametrize("step", ROLLBACK_STEPS)
+def test_idempotency_drill_rollback_path(step, mode):
+    cluster, final, driver = _drill(step, mode, rollback=True)
+    assert driver.delivered.count(STEP_PREFIX + step) >= 2
+    assert final.status == "rolled-back", final.reason
+    assert set(cluster.pools) == {"system", "blue"}
+    assert cluster.placement() == {"blue": ("a-0", "b-0", "c-0", "d-0")}
+    assert cluster.calls["put_pool", "blueg1312"] == 1
+    assert cluster.calls["delete_pool", "blueg1312"] == 1 and cluster.calls["delete_pool", "blue"] == 0
+
+
+# ---- safety rails -------------------------------------------------------------------------------------
+
+
+def _run_at(platform, run_id, state, **facts):
+    run = platform.runs.get(run_id)
+    return platform.runs.update(run.evolve(now=platform.clock.now(), state=STEP_PREFIX + state,
+                                           attempt=run.attempt + 1, facts=facts))
+
+
+def test_commit_refuses_to_delete_the_last_system_pool():
+    # GIVEN blue is the only System pool (green mirrors it, but is not ready)
+    cluster = FakeCluster()
+    cluster.add_pool("blue", count=1, mode="System")
+    cluster.add_deployment("shop", "a", replicas=1, place_on=["aks-blue-0"])
+    platform = make_platform(cluster)
+    run = start(platform, {"approval": {"required": True}})
+    driver = Driver(platform)
+    driver.run(run_id=run.run_id)
+    # WHEN green turned out a User pool and the operator approves
+    cluster.pools["blueg1312"] = replace(cluster.pools["blueg1312"], mode="User")
+    decide(platform, run.run_id, "approve", "carol")
+    parked = driver.run(run_id=run.run_id, until_status=("awaiting-decision", "succeeded", "failed"))
+    # THEN commit refuses and parks the run for a decision; blue is untouched
+    assert parked.status == "awaiting-decision"
+    assert "last System pool" in parked.facts["commitRefused"]
+    assert "blue" in cluster.pools and cluster.calls["delete_pool", "blue"] == 0
+
+
+def test_commit_refuses_while_a_blue_origin_workload_is_not_ready_on_green():
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform, {"approval": {"required": True}})
+    driver = Driver(platform)
+    driver.run(run_id=run.run_id)
+    cluster.pods["shop/c-0"] = replace(cluster.pods["shop/c-0"], ready=False)
+    decide(platform, run.run_id, "approve", "carol")
+    parked = driver.run(run_id=run.run_id)
+    assert parked.status == "awaiting-decision"
+    assert "Deployment shop/c 0/1 ready" in parked.facts["commitRefused"]
+    assert cluster.calls["delete_pool", "blue"] == 0
+
+
+def test_rollback_never_deletes_a_green_named_pool_it_did_not_create():
+    # GIVEN the run's green pool exists without this run's label (someone else's pool)
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform, {"approval": {"required": True}})
+    driver = Driver(platform)
+    driver.run(run_id=run.run_id)
+    green = cluster.pools["blueg1312"]
+    cluster.pools["blueg1312"] = replace(green, node_labels=(("team", "shop"),))
+    decide(platform, run.run_id, "rollback", "bob")
+    final = driver.run(run_id=run.run_id)
+    assert final.status == "failed" and "not created by run" in final.reason
+    assert cluster.calls["delete_pool", "blueg1312"] == 0
+
+
+def test_preflight_refuses_when_the_green_name_is_taken():
+    cluster = scenario3()
+    cluster.add_pool("blueg1312", count=1, version="1.31.2")
+    platform = make_platform(cluster)
+    run = start(platform)
+    final = Driver(platform).run(run_id=run.run_id)
+    assert final.status == "failed" and "already exists" in final.reason
+    assert cluster.calls["put_pool", "blueg1312"] == 0 and platform.alerts.kinds() == ["run.failed"]
+
+
+# ---- start and decide -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kwargs", "error", "text"), [
+    ({"cluster": "not-an-id"}, InvalidInput, "cluster"),
+    ({"cluster": ClusterRef("sub-1", "rg", "other").arm_id}, NotAllowed, "ALLOWED_CLUSTERS"),
+    ({"pool": "nosuch"}, NotFound, "pool nosuch not found"),
+    ({"target_version": "1.29.0"}, InvalidInput, "not newer"),
+    ({"target_version": "1.30.0"}, InvalidInput, "not newer"),
+    ({"target_version": "1.33.0"}, InvalidInput, "not offered"),
+    ({"target_version": "latest"}, InvalidInput, "Kubernetes version"),
+    ({"options": {"drainBatchSize": "0"}}, InvalidInput, "options.drainBatchSize"),
+    ({"options": {"validation": {"customChecks": ["nope"]}}}, InvalidInput, "no check registered as nope"),
+])
+def test_start_refuses_bad_requests_with_clear_reasons(kwargs, error, text):
+    platform = make_platform(scenario3())
+    request = {"cluster": CLUSTER.arm_id, "pool": "blue", "target_version": "1.31.2", "options": {}, "actor": "a",
+               **kwargs}
+    with pytest.raises(error) as caught:
+        start_bluegreen_run(platform, **request)
+    assert text in str(caught.value)
+    assert not platform.queue.sent and not platform.runs.list_runs()
+
+
+def test_minor_version_means_the_newest_offered_patch_and_second_start_conflicts():
+    platform = make_platform(scenario3())
+    run = start(platform, version="1.31")
+    assert run.target_version == "1.31.2" and platform.queue.sent[0].message.step == STEP_PREFIX + "preflight"
+    with pytest.raises(Conflict) as caught:
+        start(platform)
+    assert caught.value.code == run.run_id
+
+
+def test_pause_drops_the_live_step_and_resume_picks_it_up_again():
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform)
+    driver = Driver(platform)
+    for _ in range(6):
+        driver.run(run_id=run.run_id, max_deliveries=1)
+    paused = decide(platform, run.run_id, "pause", "dave", "change freeze")
+    assert paused.status == "paused"
+    driver.run(run_id=run.run_id, until_status=())  # deliveries while paused do nothing
+    assert platform.runs.get(run.run_id).state == paused.state
+    with pytest.raises(Conflict, match="'pause' is not allowed"):
+        decide(platform, run.run_id, "pause", "dave")
+    decide(platform, run.run_id, "resume", "dave")
+    assert driver.run(run_id=run.run_id).status == "succeeded"
+
+
+def test_abort_ends_the_run_where_it_is_and_alerts():
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform)
+    driver = Driver(platform)
+    for _ in range(5):
+        driver.run(run_id=run.run_id, max_deliveries=1)
+    aborted = decide(platform, run.run_id, "abort", "erin", "wrong cluster")
+    assert aborted.status == "aborted" and platform.alerts.kinds() == ["run.aborted"]
+    driver.run(run_id=run.run_id, until_status=())
+    assert platform.runs.get(run.run_id).status == "aborted"
+    with pytest.raises(Conflict, match="is aborted"):
+        decide(platform, run.run_id, "rollback", "erin")
+
+
+@pytest.mark.parametrize(("decision", "error"), [("approve", Conflict), ("shrug", InvalidInput)])
+def test_decisions_the_table_does_not_allow_are_refused(decision, error):
+    platform = make_platform(scenario3())
+    run = start(platform)
+    with pytest.raises(error):
+        decide(platform, run.run_id, decision, "x")
+
+
+def test_custom_checks_and_http_probes_take_part_in_validation():
+    calls = []
+
+    @bluegreen.register_check("orders-flowing")
+    def orders_flowing(ctx):
+        calls.append(ctx.green_nodes)
+        from upgrade.domain.validation import CheckResult
+        return CheckResult("orders-flowing", False, "no orders in 5 minutes")
+
+    try:
+        cluster = scenario3()
+        platform = make_platform(cluster)
+        platform.http_status = lambda url, timeout: 200
+        run = start(platform, {"validation": {"customChecks": ["orders-flowing"],
+                                              "httpProbes": [{"url": "http://shop.example/health"}]}})
+        final = Driver(platform).run(run_id=run.run_id)
+    finally:
+        bluegreen.CUSTOM_CHECKS.pop("orders-flowing")
+    assert final.status == "failed" and "no orders in 5 minutes" in final.reason
+    assert calls and calls[0] == ("aks-blueg1312-0", "aks-blueg1312-1")
+    checks = {c["name"]: c["passed"] for c in final.facts["validation"]["checks"]}
+    assert checks["http http://shop.example/health"] is True and checks["custom orders-flowing"] is False

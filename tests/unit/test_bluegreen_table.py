@@ -1,0 +1,286 @@
+"""Blue-green domain: the transition table, illegal moves, batch planning, green pool naming and spec,
+and options validation."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from upgrade.domain.bluegreen import (
+    DECISIONS,
+    GUARDS,
+    PRE_COMMIT_STATES,
+    STATES,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    BlueGreenOptions,
+    GuardContext,
+    TransitionNotAllowed,
+    drain_batch_size,
+    green_pool_name,
+    green_pool_spec,
+    next_state,
+    plan_batches,
+    quota_estimate,
+)
+from upgrade.domain.model import AgentPool, UpgradeSettings
+from upgrade.errors import Conflict, InvalidInput
+
+
+def ctx(facts=None, status="running", **options) -> GuardContext:
+    return GuardContext(BlueGreenOptions.parse(options), facts or {}, status)
+
+
+# ---- the table ---------------------------------------------------------------------------------
+
+HAPPY_PATH = [
+    ("preflight", "passed", {}, {}, "create_green"),
+    ("create_green", "requested", {}, {}, "wait_green_ready"),
+    ("wait_green_ready", "ready", {}, {}, "cordon_blue"),
+    ("cordon_blue", "cordoned", {}, {}, "drain_batch"),
+    ("drain_batch", "drained", {}, {}, "batch_soak"),
+    ("batch_soak", "soaked", {"batches": [["a"], ["b"]], "batchIndex": 1}, {}, "drain_batch"),
+    ("batch_soak", "soaked", {"batches": [["a"], ["b"]], "batchIndex": 2}, {}, "validate"),
+    ("validate", "passed", {}, {}, "final_soak"),
+    ("final_soak", "passed", {}, {}, "commit"),
+    ("final_soak", "passed", {}, {"approval": {"required": True}}, "await_decision"),
+    ("await_decision", "approve", {}, {}, "commit"),
+    ("commit", "committed", {}, {}, "done"),
+]
+
+POLICY_ROWS = [
+    # drain timeout: fail or roll back, per policy
+    ("drain_batch", "timed_out", {}, {}, "failed"),
+    ("drain_batch", "timed_out", {}, {"rollbackOnDrainTimeout": True}, "rollback"),
+    ("drain_batch", "refused", {}, {}, "failed"),
+    ("drain_batch", "blocked", {}, {}, "drain_batch"),
+    # failed validation: automatic rollback, or the operator decides
+    ("validate", "failed", {}, {}, "rollback"),
+    ("validate", "failed", {}, {"autoRollbackOnFailedValidation": False}, "await_decision"),
+    ("final_soak", "failed", {}, {}, "rollback"),
+    ("final_soak", "approve", {"validation": {"passed": True}}, {}, "commit"),
+    # approval timeout: commit only when asked to and validation passed
+    ("await_decision", "timed_out", {"validation": {"passed": True}}, {"approval": {"onTimeout": "commit"}}, "commit"),
+    ("await_decision", "timed_out", {"validation": {"passed": False}}, {"approval": {"onTimeout": "commit"}}, "rollback"),
+    ("await_decision", "timed_out", {"validation": {"passed": True}, "commitRefused": "x"},
+     {"approval": {"onTimeout": "commit"}}, "rollback"),
+    ("await_decision", "timed_out", {"validation": {"passed": True}}, {}, "rollback"),
+    ("commit", "refused", {}, {}, "await_decision"),
+    # rollback sub-steps and how a rollback ends
+    ("rollback", "started", {}, {}, "uncordon_blue"),
+    ("uncordon_blue", "uncordoned", {}, {}, "drain_green"),
+    ("drain_green", "drained", {}, {}, "delete_green"),
+    ("drain_green", "timed_out", {}, {}, "failed"),
+    ("delete_green", "requested", {}, {}, "wait_green_deleted"),
+    ("wait_green_deleted", "deleted", {"rollbackAfterFailure": True}, {}, "failed"),
+    ("wait_green_deleted", "deleted", {"rollbackAfterFailure": False}, {}, "done"),
+    ("wait_green_ready", "create_failed", {}, {}, "rollback"),
+    ("preflight", "refused", {}, {}, "failed"),
+]
+
+
+@pytest.mark.parametrize(("state", "event", "facts", "options", "expected"), HAPPY_PATH + POLICY_ROWS)
+def test_table_names_the_next_state(state, event, facts, options, expected):
+    # GIVEN a run in `state` with these facts and options / WHEN `event` happens / THEN the table says where to go
+    assert next_state(state, event, ctx(facts, **options)) == expected
+
+
+@pytest.mark.parametrize("state", PRE_COMMIT_STATES)
+def test_rollback_is_allowed_at_any_point_before_commit(state):
+    assert next_state(state, "rollback", ctx()) == "rollback"
+
+
+@pytest.mark.parametrize(
+    ("state", "event"),
+    [
+        ("commit", "rollback"),  # too late: blue may be gone
+        ("uncordon_blue", "rollback"),
+        ("wait_green_deleted", "approve"),
+        ("preflight", "approve"),
+        ("drain_batch", "approve"),
+        ("done", "abort"),
+        ("failed", "resume"),
+        ("aborted", "rollback"),
+        ("validate", "soaked"),
+    ],
+)
+def test_illegal_moves_raise_naming_state_and_event(state, event):
+    with pytest.raises(TransitionNotAllowed) as caught:
+        next_state(state, event, ctx())
+    assert caught.value.state == state and caught.value.event == event
+    assert repr(event) in str(caught.value) and repr(state) in str(caught.value)
+    assert isinstance(caught.value, Conflict)  # HTTP maps it to 409
+
+
+def test_an_event_whose_guards_all_fail_is_refused_with_the_guards_named():
+    # GIVEN final_soak before any validation passed / WHEN the operator approves / THEN refused
+    with pytest.raises(TransitionNotAllowed, match="validated"):
+        next_state("final_soak", "approve", ctx({"validation": {"passed": False}}))
+
+
+@pytest.mark.parametrize(("decision", "status", "allowed"), [
+    ("pause", "running", True), ("pause", "paused", False), ("resume", "paused", True), ("resume", "running", False),
+])
+def test_pause_and_resume_keep_the_state_and_check_the_status(decision, status, allowed):
+    for state in ("drain_batch", "await_decision", "commit"):
+        if allowed:
+            assert next_state(state, decision, ctx(status=status)) == state
+        else:
+            with pytest.raises(TransitionNotAllowed):
+                next_state(state, decision, ctx(status=status))
+
+
+def test_table_is_well_formed():
+    # every state and target is known, every guard exists, terminal states have no way out
+    for row in TRANSITIONS:
+        assert row.state in STATES and row.next_state in STATES, row
+        assert row.guard is None or row.guard in GUARDS, row
+        assert row.state not in TERMINAL_STATES
+    for state in STATES:
+        if state not in TERMINAL_STATES:
+            assert any(t.state == state for t in TRANSITIONS), state
+            assert next_state(state, "abort", ctx()) == "aborted"
+    assert set(DECISIONS) <= {t.event for t in TRANSITIONS}
+
+
+@given(
+    facts=st.fixed_dictionaries({
+        "batches": st.lists(st.lists(st.just("n"), min_size=1, max_size=1), max_size=3),
+        "batchIndex": st.integers(0, 4),
+        "validation": st.fixed_dictionaries({"passed": st.booleans()}),
+        "commitRefused": st.sampled_from([None, "no"]),
+        "rollbackAfterFailure": st.booleans(),
+    }),
+    status=st.sampled_from(["running", "paused", "awaiting-decision"]),
+    approval=st.booleans(),
+    on_timeout=st.sampled_from(["commit", "rollback"]),
+    auto_rollback=st.booleans(),
+    rollback_on_timeout=st.booleans(),
+)
+def test_for_any_run_exactly_one_row_applies_per_guarded_event(
+    facts, status, approval, on_timeout, auto_rollback, rollback_on_timeout
+):
+    # Guards on rows sharing (state, event) are mutually exclusive and exhaustive: never two answers.
+    context = ctx(facts, status, approval={"required": approval, "onTimeout": on_timeout},
+                  autoRollbackOnFailedValidation=auto_rollback, rollbackOnDrainTimeout=rollback_on_timeout)
+    keyed = itertools.groupby(sorted(TRANSITIONS, key=lambda t: (t.state, t.event)), key=lambda t: (t.state, t.event))
+    for (state, event), rows in keyed:
+        rows = list(rows)
+        holding = [r for r in rows if r.guard is None or GUARDS[r.guard](context)]
+        assert len(holding) <= 1, (state, event, holding)
+        guards = {r.guard for r in rows}
+        if len(rows) > 1 and None not in guards and event not in ("approve",):
+            assert len(holding) == 1, (state, event)
+
+
+# ---- batches --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("setting", "nodes", "expected"), [
+    ("10%", 2, 1), ("10%", 20, 2), ("10%", 21, 3), ("50%", 3, 2), ("100%", 7, 7), ("1%", 1000, 10),
+    ("2", 5, 2), ("9", 3, 9), ("1", 0, 1), ("33%", 0, 1),
+])
+def test_drain_batch_size_counts_or_rounds_percent_up(setting, nodes, expected):
+    assert drain_batch_size(setting, nodes) == expected
+
+
+def test_plan_batches_in_stable_name_order_covering_every_node_once():
+    nodes = ["aks-np-3", "aks-np-1", "aks-np-5", "aks-np-2", "aks-np-4"]
+    batches = plan_batches(nodes, "40%")
+    assert batches == [["aks-np-1", "aks-np-2"], ["aks-np-3", "aks-np-4"], ["aks-np-5"]]
+    assert plan_batches(list(reversed(nodes)), "40%") == batches
+    assert plan_batches([], "10%") == []
+
+
+# ---- green pool ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("blue", "version", "expected"), [
+    ("nodepool1", "1.31.0", "nodepoog1310"),
+    ("blue", "1.31.2", "blueg1312"),
+    ("nodepoog1310", "1.32.0", "nodepoog1320"),  # an earlier green keeps its stem
+    ("g1310", "1.31.0", "npg1310"),
+    ("np", "1.31.10", "npg13110"),
+])
+def test_green_name_is_derived_and_stable(blue, version, expected):
+    assert green_pool_name(blue, version) == expected
+    assert green_pool_name(blue, version) == green_pool_name(blue, version)
+
+
+@given(
+    blue=st.from_regex(r"[a-z][a-z0-9]{0,11}", fullmatch=True),
+    version=st.tuples(st.integers(1, 2), st.integers(0, 40), st.integers(0, 30)).map(lambda v: ".".join(map(str, v))),
+)
+def test_green_name_is_always_a_valid_aks_name_unlike_blue(blue, version):
+    name = green_pool_name(blue, version)
+    assert name != blue
+    assert len(name) <= 12 and name[0].isalpha() and name.isalnum() and name == name.lower()
+
+
+def test_green_mirrors_blue_at_the_target_version():
+    blue = AgentPool(
+        name="blue", mode="System", count=3, orchestrator_version="1.30.4", vm_size="Standard_D8s_v5",
+        os_sku="AzureLinux", max_pods=50, zones=("1", "2"), node_labels=(("team", "a"),),
+        node_taints=("dedicated=web:NoSchedule",), upgrade_settings=UpgradeSettings(max_surge="33%"),
+        etag="x", node_image_version="old", error="old failure",
+    )
+    green = green_pool_spec(blue, name="blueg1310", target_version="1.31.0")
+    assert (green.name, green.orchestrator_version, green.etag, green.error) == ("blueg1310", "1.31.0", None, None)
+    for same in ("mode", "count", "vm_size", "os_sku", "max_pods", "zones", "node_labels", "node_taints",
+                 "upgrade_settings", "os_type"):
+        assert getattr(green, same) == getattr(blue, same), same
+    assert quota_estimate(blue) == {"vmSize": "Standard_D8s_v5", "extraNodes": 3, "extraVcpus": 24,
+                                    "peakNodes": 6, "peakVcpus": 48}
+
+
+# ---- options ----------------------------------------------------------------------------------------
+
+
+def test_defaults_match_aks_blue_green_preview():
+    options = BlueGreenOptions.parse({})
+    assert (options.drain_batch_size, options.batch_soak_minutes, options.final_soak_minutes,
+            options.drain_timeout_minutes) == ("10%", 15.0, 60.0, 30.0)
+    assert options.auto_rollback_on_failed_validation and not options.approval.required
+    assert BlueGreenOptions.parse(options.for_storage()) == options  # stored form reads back the same
+
+
+def test_drain_options_map_to_the_drain_engine():
+    drain = BlueGreenOptions.parse({"drain": {"force": True, "gracePeriodSeconds": 5, "podSelector": "app=web"}})
+    engine = drain.drain_options()
+    assert (engine.ignore_daemonsets, engine.delete_emptydir_data, engine.force, engine.grace_seconds,
+            engine.pod_selector) == (True, True, True, 5, "app=web")
+
+
+@pytest.mark.parametrize(("raw", "field", "problem"), [
+    ({"drainBatchSize": "0"}, "options.drainBatchSize", "at least 1"),
+    ({"drainBatchSize": "150%"}, "options.drainBatchSize", "between 1% and 100%"),
+    ({"drainBatchSize": "ten"}, "options.drainBatchSize", "integer"),
+    ({"drainBatchSize": True}, "options.drainBatchSize", "integer"),
+    ({"batchSoakMinutes": -1}, "options.batchSoakMinutes", "greater than or equal"),
+    ({"finalSoakMinutes": "long"}, "options.finalSoakMinutes", "number"),
+    ({"drainTimeoutMinutes": 0}, "options.drainTimeoutMinutes", "greater than"),
+    ({"drain": {"podSelector": "a in b"}}, "options.drain.podSelector", "needs (values)"),
+    ({"drain": {"gracePeriodSeconds": -2}}, "options.drain.gracePeriodSeconds", "greater than"),
+    ({"validation": {"restartThreshold": -1}}, "options.validation.restartThreshold", "greater than"),
+    ({"validation": {"httpProbes": [{"url": "ftp://x"}]}}, "options.validation.httpProbes.0.url", "pattern"),
+    ({"validation": {"httpProbes": [{"url": "http://x", "expectedStatus": 99}]}},
+     "options.validation.httpProbes.0.expectedStatus", "greater than"),
+    ({"validation": {"customChecks": ["Not OK"]}}, "options.validation.customChecks", "not a check name"),
+    ({"approval": {"onTimeout": "later"}}, "options.approval.onTimeout", "'commit' or 'rollback'"),
+    ({"approval": {"timeoutMinutes": 0}}, "options.approval.timeoutMinutes", "greater than"),
+    ({"unknown": 1}, "options.unknown", "unknown field"),
+    ({"approval": {"required": True, "extra": 1}}, "options.approval.extra", "unknown field"),
+])
+def test_invalid_options_name_the_field(raw, field, problem):
+    with pytest.raises(InvalidInput) as caught:
+        BlueGreenOptions.parse(raw)
+    assert caught.value.field == field
+    assert problem in caught.value.problem
+
+
+def test_options_must_be_an_object():
+    with pytest.raises(InvalidInput, match="must be a JSON object"):
+        BlueGreenOptions.parse(["10%"])

@@ -1,0 +1,339 @@
+"""The drain engine over an in-memory Kube: one pass at a time, and the looping CLI drain."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import replace
+from itertools import count
+
+import pytest
+
+from upgrade.domain.drain import (
+    DrainOptions,
+    DrainStatus,
+    PodDrainState,
+    parse_label_selector,
+    selector_matches,
+)
+from upgrade.domain.model import Node, Pdb, Pod
+from upgrade.errors import NotFound, PermanentError, TemporaryError
+from upgrade.services.drain import (
+    PDB_RETRY_SECONDS,
+    TERMINATING_RECHECK_SECONDS,
+    DrainState,
+    drain_node,
+    drain_node_step,
+)
+
+PDB_MESSAGE = "Cannot evict pod as it would violate the pod's disruption budget."
+
+
+class InMemoryKube:
+    """Just enough of the Kube port for drains: evictions mark pods terminating, ``finish_terminations``
+    removes them and recreates ReplicaSet pods on another node with a new UID."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.nodes: dict[str, Node] = {}
+        self.pods: dict[str, Pod] = {}
+        self.pdbs: list[Pdb] = []
+        self.blocked: set[str] = set()  # pod keys whose eviction a PDB refuses (429)
+        self.evict_errors: dict[str, list[Exception]] = {}  # pod key -> errors to raise, in order
+        self.list_errors: list[Exception] = []
+        self.evictions: list[tuple[str, int | None]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.eviction_latency = 0.0
+        self._uids = count(1)
+
+    def add_node(self, name: str) -> None:
+        self.nodes[name] = Node(name=name, pool="user", kubernetes_version="1.30.0")
+
+    def add_pod(self, name: str, node: str = "node-1", **fields) -> Pod:
+        fields.setdefault("owner_kind", "ReplicaSet")
+        fields.setdefault("owner_name", "web-rs")
+        fields.setdefault("labels", (("app", "web"),))
+        new = Pod(namespace="apps", name=name, uid=f"uid-{next(self._uids)}", node=node, **fields)
+        self.pods[new.key] = new
+        return new
+
+    def finish_terminations(self) -> None:
+        with self.lock:
+            for key, pod in list(self.pods.items()):
+                if pod.deleting:
+                    del self.pods[key]
+                    if pod.owner_kind == "ReplicaSet":
+                        other = next(n for n in self.nodes if not self.nodes[n].unschedulable)
+                        self.add_pod(f"{pod.name}-new", node=other, owner_kind=pod.owner_kind,
+                                     owner_name=pod.owner_name, labels=pod.labels)
+
+    # -- the Kube port ----------------------------------------------------------------------------
+    def set_unschedulable(self, node: str, value: bool) -> bool:
+        if self.nodes[node].unschedulable == value:
+            return False
+        self.nodes[node] = replace(self.nodes[node], unschedulable=value)
+        return True
+
+    def list_pods(self, *, node=None, namespace=None, label_selector=None) -> list[Pod]:
+        if self.list_errors:
+            raise self.list_errors.pop(0)
+        requirements = parse_label_selector(label_selector) if label_selector else ()
+        with self.lock:
+            return [p for p in self.pods.values()
+                    if (node is None or p.node == node) and selector_matches(requirements, p.label_map())]
+
+    def list_pdbs(self, *, namespace=None) -> list[Pdb]:
+        return [p for p in self.pdbs if namespace in (None, p.namespace)]
+
+    def evict(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
+        key = f"{namespace}/{name}"
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.evictions.append((key, grace_seconds))
+        try:
+            time.sleep(self.eviction_latency)
+            with self.lock:
+                if self.evict_errors.get(key):
+                    raise self.evict_errors[key].pop(0)
+                if key not in self.pods:
+                    raise NotFound(f"pods {name} not found", status=404)
+                if key in self.blocked:
+                    raise TemporaryError(f"evict pod {key}: 429 {PDB_MESSAGE}", status=429, delay_seconds=5)
+                self.pods[key] = replace(self.pods[key], deleting=True)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def evicted_keys(self) -> list[str]:
+        return [key for key, _ in self.evictions]
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def kube() -> InMemoryKube:
+    kube = InMemoryKube()
+    kube.add_node("node-1")
+    kube.add_node("node-2")
+    return kube
+
+
+def test_one_pass_cordons_and_evicts_every_pod_then_the_next_sees_them_gone(kube):
+    # GIVEN a node with three ReplicaSet pods
+    for name in ("a", "b", "c"):
+        kube.add_pod(name)
+    # WHEN one pass runs
+    first = drain_node_step(kube, "node-1", DrainOptions())
+    # THEN the node is cordoned, every pod's eviction was sent once, and they are terminating
+    assert kube.nodes["node-1"].unschedulable and first.cordoned_now
+    assert sorted(kube.evicted_keys()) == ["apps/a", "apps/b", "apps/c"]
+    assert first.status is DrainStatus.IN_PROGRESS
+    assert first.count(PodDrainState.EVICTING) == 3
+    # WHEN the pods finish terminating (recreated on node-2) and a second pass runs
+    kube.finish_terminations()
+    second = drain_node_step(kube, "node-1", DrainOptions(), first.state)
+    # THEN the node is drained, the pods are reported gone, and nothing was evicted again
+    assert second.status is DrainStatus.DRAINED
+    assert [p.state for p in second.pods] == [PodDrainState.GONE] * 3
+    assert len(kube.evictions) == 3
+    assert {p.node for p in kube.pods.values()} == {"node-2"}
+
+
+def test_terminating_pods_are_not_evicted_again(kube):
+    kube.add_pod("a")
+    state = drain_node_step(kube, "node-1", DrainOptions()).state
+    again = drain_node_step(kube, "node-1", DrainOptions(), state)
+    assert again.status is DrainStatus.IN_PROGRESS
+    assert again.pods[0].reason == "terminating"
+    assert kube.evicted_keys() == ["apps/a"]
+
+
+def test_pdb_block_names_the_budget_and_is_retried_after_the_backoff(kube):
+    # GIVEN a pod a PDB forbids evicting now, and one that can go
+    kube.add_pod("guarded", labels=(("app", "db"),))
+    kube.add_pod("free")
+    kube.blocked.add("apps/guarded")
+    kube.pdbs.append(Pdb("apps", "db-pdb", (("app", "db"),), min_available="1", disruptions_allowed=0,
+                         current_healthy=1, desired_healthy=1, expected_pods=1))
+    clock = FakeTime()
+    # WHEN a pass runs
+    progress = drain_node_step(kube, "node-1", DrainOptions(), now=clock)
+    # THEN the node is blocked, the report names the PDB and its disruptions allowed
+    assert progress.status is DrainStatus.BLOCKED
+    (blocked,) = progress.blocked
+    assert (blocked.key, blocked.pdb, blocked.disruptions_allowed) == ("apps/guarded", "apps/db-pdb", 0)
+    assert PDB_MESSAGE in blocked.reason
+    # AND the next look is due when the free pod may be gone, before the PDB back-off ends
+    assert progress.retry_after_seconds == pytest.approx(TERMINATING_RECHECK_SECONDS)
+    assert "apps/guarded: blocked by PDB apps/db-pdb (disruptionsAllowed=0)" in progress.summary()
+    # WHEN another pass runs before the back-off ends THEN the blocked pod is not evicted again
+    clock.now += 1
+    kube.finish_terminations()
+    early = drain_node_step(kube, "node-1", DrainOptions(), progress.state, now=clock)
+    assert kube.evicted_keys().count("apps/guarded") == 1
+    assert early.status is DrainStatus.BLOCKED
+    assert early.retry_after_seconds == pytest.approx(PDB_RETRY_SECONDS - 1)
+    # WHEN the PDB allows it and the back-off has passed THEN it is evicted and the node drains
+    kube.blocked.clear()
+    clock.now += PDB_RETRY_SECONDS
+    evicting = drain_node_step(kube, "node-1", DrainOptions(), early.state, now=clock)
+    assert evicting.status is DrainStatus.IN_PROGRESS
+    assert kube.evicted_keys().count("apps/guarded") == 2
+    kube.finish_terminations()
+    done = drain_node_step(kube, "node-1", DrainOptions(), evicting.state, now=clock)
+    assert done.status is DrainStatus.DRAINED
+
+
+def test_refused_pods_stop_the_drain_before_any_eviction(kube):
+    # GIVEN an unmanaged pod and an emptyDir pod next to a normal one
+    kube.add_pod("bare", owner_kind=None, owner_name=None)
+    kube.add_pod("cache", empty_dir=True)
+    kube.add_pod("web")
+    # WHEN a pass runs without force / delete-emptydir-data
+    progress = drain_node_step(kube, "node-1", DrainOptions())
+    # THEN the drain is refused, naming both pods, the node stays cordoned and nothing was evicted
+    assert progress.status is DrainStatus.REFUSED
+    refused = {p.key: p.reason for p in progress.pods if p.state is PodDrainState.REFUSED}
+    assert set(refused) == {"apps/bare", "apps/cache"}
+    assert "force" in refused["apps/bare"] and "delete-emptydir-data" in refused["apps/cache"]
+    assert kube.evictions == []
+    assert kube.nodes["node-1"].unschedulable
+
+
+def test_daemonset_and_mirror_pods_are_skipped_and_do_not_hold_the_drain(kube):
+    kube.add_pod("agent", owner_kind="DaemonSet", owner_name="agent")
+    kube.add_pod("etcd", owner_kind="Node", owner_name="node-1", mirror=True)
+    progress = drain_node_step(kube, "node-1", DrainOptions(ignore_daemonsets=True))
+    assert progress.status is DrainStatus.DRAINED
+    assert [p.state for p in progress.pods] == [PodDrainState.SKIPPED, PodDrainState.SKIPPED]
+    assert kube.evictions == []
+
+
+def test_a_new_uid_under_the_same_name_counts_as_gone(kube):
+    # GIVEN a pod evicted in one pass
+    old = kube.add_pod("db-0", owner_kind="StatefulSet", owner_name="db")
+    state = drain_node_step(kube, "node-1", DrainOptions()).state
+    # WHEN its controller recreates it under the same name (another UID) before the next pass
+    kube.pods[old.key] = replace(old, uid="uid-recreated", deleting=False)
+    progress = drain_node_step(kube, "node-1", DrainOptions(), state)
+    # THEN the old pod is reported gone and the new one is evicted in turn
+    gone = [p for p in progress.pods if p.state is PodDrainState.GONE]
+    assert [(p.key, p.uid) for p in gone] == [("apps/db-0", old.uid)]
+    assert kube.evicted_keys() == ["apps/db-0", "apps/db-0"]
+
+
+def test_eviction_of_a_pod_already_gone_is_fine(kube):
+    kube.add_pod("a")
+    kube.evict_errors["apps/a"] = [NotFound("gone", status=404)]
+    progress = drain_node_step(kube, "node-1", DrainOptions())
+    assert progress.pods[0].state is PodDrainState.GONE
+    assert progress.status is DrainStatus.DRAINED
+
+
+def test_transient_and_permanent_eviction_errors(kube):
+    kube.add_pod("a")
+    kube.add_pod("b")
+    kube.evict_errors["apps/a"] = [TemporaryError("evict: 503 busy", status=503, delay_seconds=1)]
+    clock = FakeTime()
+    first = drain_node_step(kube, "node-1", DrainOptions(), now=clock)
+    assert first.status is DrainStatus.IN_PROGRESS
+    assert {p.key: p.state for p in first.pods}["apps/a"] is PodDrainState.RETRYING
+    clock.now += 1
+    second = drain_node_step(kube, "node-1", DrainOptions(), first.state, now=clock)
+    assert {p.key: p.state for p in second.pods}["apps/a"] is PodDrainState.EVICTING
+    # A permanent refusal (403 here) fails the drain, naming the pod
+    kube.add_pod("c")
+    kube.evict_errors["apps/c"] = [PermanentError("evict: 403 forbidden", status=403)]
+    third = drain_node_step(kube, "node-1", DrainOptions(), second.state, now=clock)
+    assert third.status is DrainStatus.FAILED
+    assert "apps/c: failed: evict: 403 forbidden" in third.summary()
+
+
+def test_timeout_reports_the_blocking_pdb(kube):
+    kube.add_pod("guarded")
+    kube.blocked.add("apps/guarded")
+    kube.pdbs.append(Pdb("apps", "web-pdb", (("app", "web"),), max_unavailable="0", disruptions_allowed=0))
+    clock = FakeTime()
+    options = DrainOptions(timeout_seconds=30)
+    first = drain_node_step(kube, "node-1", options, now=clock)
+    assert first.status is DrainStatus.BLOCKED
+    clock.now += 31
+    late = drain_node_step(kube, "node-1", options, first.state, now=clock)
+    assert late.status is DrainStatus.TIMED_OUT
+    assert late.blocked[0].pdb == "apps/web-pdb"
+    assert late.to_facts()["blockers"][0]["pdb"] == "apps/web-pdb"
+
+
+def test_grace_period_and_pod_selector_reach_the_evictions(kube):
+    kube.add_pod("web")
+    kube.add_pod("api", labels=(("app", "api"),))
+    drain_node_step(kube, "node-1", DrainOptions(grace_seconds=7, pod_selector="app=api"))
+    assert kube.evictions == [("apps/api", 7)]
+
+
+def test_evictions_run_concurrently_within_the_bound(kube):
+    for i in range(24):
+        kube.add_pod(f"p{i}")
+    kube.eviction_latency = 0.02
+    drain_node_step(kube, "node-1", DrainOptions(max_concurrent_evictions=6))
+    assert len(kube.evictions) == 24
+    assert 1 < kube.max_in_flight <= 6
+
+
+def test_state_survives_a_json_round_trip_between_step_invocations(kube):
+    kube.add_pod("guarded")
+    kube.add_pod("free")
+    kube.blocked.add("apps/guarded")
+    progress = drain_node_step(kube, "node-1", DrainOptions())
+    carried = DrainState.from_dict(json.loads(json.dumps(progress.state.to_dict())))
+    assert carried == progress.state
+
+
+def test_drain_node_loops_to_completion_reporting_progress(kube):
+    # GIVEN pods that terminate a while after eviction, one PDB block that lifts, and a transient list error
+    for name in ("a", "b"):
+        kube.add_pod(name)
+    kube.add_pod("guarded")
+    kube.blocked.add("apps/guarded")
+    clock = FakeTime()
+    reports = []
+
+    def sleep(seconds: float) -> None:
+        clock.now += seconds
+        kube.finish_terminations()
+        if clock.now > 1003:
+            kube.blocked.clear()
+
+    kube.list_errors.append(TemporaryError("list pods: 500", status=500, delay_seconds=1))
+    # WHEN the node is drained to completion
+    result = drain_node(kube, "node-1", DrainOptions(), reports.append, sleep=sleep, now=clock)
+    # THEN it ends drained after reporting blocked progress on the way
+    assert result.status is DrainStatus.DRAINED
+    assert any(r.status is DrainStatus.BLOCKED for r in reports)
+    assert reports[-1] is result
+    assert kube.evicted_keys().count("apps/guarded") == 2
+    assert not [p for p in kube.pods.values() if p.node == "node-1"]
+
+
+def test_drain_node_times_out_naming_the_blocker(kube):
+    kube.add_pod("guarded")
+    kube.blocked.add("apps/guarded")
+    kube.pdbs.append(Pdb("apps", "web-pdb", (("app", "web"),), min_available="100%", disruptions_allowed=0))
+    clock = FakeTime()
+
+    def sleep(seconds: float) -> None:
+        clock.now += max(seconds, 0.5)
+
+    result = drain_node(kube, "node-1", DrainOptions(timeout_seconds=12), sleep=sleep, now=clock)
+    assert result.status is DrainStatus.TIMED_OUT
+    assert result.blocked[0].pdb == "apps/web-pdb"
+    assert clock.now - 1000 < 20

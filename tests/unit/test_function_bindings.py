@@ -1,0 +1,67 @@
+"""Every function's trigger, queue, route and auth level, as the host reads them from app.get_functions().
+
+Infra (Event Grid subscriptions name functions), the poison-queue wiring and operators' scripts
+depend on these names, so a rename must fail here first.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+import pytest
+
+import function_app
+from upgrade.adapters.queue import POISON_QUEUE, STEP_QUEUE
+
+
+@cache
+def bindings_by_function() -> dict[str, list[dict]]:
+    # Once per process: azure-functions refuses a second get_functions() call ("not a unique name").
+    return {
+        f.get_function_name(): [json.loads(raw) for raw in f.get_raw_bindings()]
+        for f in function_app.app.get_functions()
+    }
+
+
+def trigger_of(name: str) -> dict:
+    return next(b for b in bindings_by_function()[name] if b["type"].endswith("Trigger"))
+
+
+def test_the_app_registers_exactly_the_documented_functions():
+    assert set(bindings_by_function()) >= {"on_aks_event", "run_step", "on_poison_step", "scan_quarantine",
+                                           "get_upgrade"}
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        ("on_aks_event", {"type": "eventGridTrigger", "direction": "IN"}),
+        ("run_step", {"type": "queueTrigger", "queueName": "upgrade-steps", "connection": "AzureWebJobsStorage"}),
+        ("on_poison_step", {"type": "queueTrigger", "queueName": "upgrade-steps-poison",
+                            "connection": "AzureWebJobsStorage"}),
+        ("scan_quarantine", {"type": "timerTrigger", "schedule": "%QUARANTINE_SCAN_SCHEDULE%",
+                             "runOnStartup": False}),
+        ("get_upgrade", {"type": "httpTrigger", "route": "upgrades/{run_id}", "methods": ["GET"],
+                         "authLevel": "FUNCTION"}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else v["type"],
+)
+def test_each_function_has_its_trigger(function, expected):
+    trigger = trigger_of(function)
+    assert {k: trigger.get(k) for k in expected} == expected
+
+
+def test_http_routes_live_under_upgrades_and_need_a_function_key():
+    # Every HTTP route is an operator action on runs: never anonymous.
+    http = {name: trigger_of(name) for name, bindings in bindings_by_function().items()
+            if any(b["type"] == "httpTrigger" for b in bindings)}
+    assert http, "at least GET /api/upgrades/{run_id}"
+    for name, trigger in http.items():
+        assert trigger["route"].startswith("upgrades"), name
+        assert trigger["authLevel"] == "FUNCTION", name
+
+
+def test_the_queue_adapter_sends_where_run_step_listens():
+    assert trigger_of("run_step")["queueName"] == STEP_QUEUE
+    assert trigger_of("on_poison_step")["queueName"] == POISON_QUEUE == f"{STEP_QUEUE}-poison"

@@ -1,0 +1,94 @@
+"""Quarantine diagnosis and alert dedup, as pure functions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from upgrade.domain.model import QUARANTINE_LABEL, QUARANTINE_VALUE, ClusterRef, Node, Pdb, Pod
+from upgrade.domain.policy import AlertThresholds
+from upgrade.domain.quarantine import (
+    AlertState,
+    budget_matches,
+    decide_node_alert,
+    diagnose_node,
+    relaxed_spec,
+    resolved_alert,
+)
+
+CLUSTER = ClusterRef("sub", "rg", "aks")
+T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+THRESHOLDS = AlertThresholds(reAlertIntervalMinutes=60, escalateAfterMinutes=240, cordonedGraceMinutes=30)
+
+
+def node(quarantined=True, name="n1") -> Node:
+    labels = (("kubernetes.azure.com/agentpool", "np"),) + (((QUARANTINE_LABEL, QUARANTINE_VALUE),) if quarantined else ())
+    return Node(name=name, pool="np", kubernetes_version="1.30.0", unschedulable=True, labels=labels)
+
+
+def pod(name, owner="ReplicaSet", app="a", **kw) -> Pod:
+    return Pod("default", name, f"uid-{name}", "n1", labels=(("app", app),), owner_kind=owner, owner_name="rs", **kw)
+
+
+PDB_A = Pdb("default", "a-pdb", (("app", "a"),), min_available="1", disruptions_allowed=0, current_healthy=1,
+            desired_healthy=1, expected_pods=1)
+
+
+def test_diagnosis_names_the_blocking_pod_its_pdb_and_skips_daemonset_and_mirror_pods():
+    pods = [pod("a-1"), pod("ds-1", owner="DaemonSet", app="ds"), pod("static", owner="Node", app="s", mirror=True),
+            pod("b-1", app="b")]
+    finding = diagnose_node(CLUSTER, node(), pods, [PDB_A])
+    assert finding.pods == ("default/a-1", "default/b-1")
+    assert [(b.pod, b.pdb, b.min_available, b.disruptions_allowed) for b in finding.blockers] == [
+        ("default/a-1", "default/a-pdb", "1", 0)]
+    assert [o.applicable for o in finding.options] == [True, True, True]
+
+
+def test_an_unmanaged_blocking_pod_makes_delete_pod_inapplicable_with_the_reason():
+    finding = diagnose_node(CLUSTER, node(), [pod("a-bare", owner=None)], [PDB_A])
+    delete = next(o for o in finding.options if o.kind == "delete-pod")
+    assert not delete.applicable and "no controller" in delete.caveat
+
+
+def test_relaxing_keeps_the_selector_and_the_restore_compares_exactly():
+    original = {"selector": {"matchLabels": {"app": "a"}}, "minAvailable": 1}
+    relaxed = relaxed_spec(original, 1)
+    assert relaxed == {"selector": {"matchLabels": {"app": "a"}}, "maxUnavailable": 1}
+    assert not budget_matches(relaxed, original) and budget_matches(dict(original), original)
+
+
+def state(**kw) -> AlertState:
+    base = dict(node="n1", pool="np", condition="quarantined", first_seen=T0, last_alert_at=T0, severity="error",
+                alert_count=1)
+    return AlertState(**{**base, **kw})
+
+
+# previous state, quarantined?, minutes after T0 -> send?, severity, reason
+DECISIONS = [
+    (None, True, 0, True, "error", "new"),
+    (state(), True, 10, False, "error", "suppressed"),
+    (state(), True, 60, True, "error", "re-alert"),
+    (state(), True, 240, True, "critical", "escalated"),
+    (state(severity="critical", last_alert_at=T0 + timedelta(minutes=240)), True, 250, False, "critical", "suppressed"),
+    (state(condition="cordoned", severity="warning"), True, 5, True, "error", "condition-changed"),
+    (None, False, 0, False, "warning", "grace"),
+    (state(condition="cordoned", alert_count=0, last_alert_at=None, severity=None), False, 29, False, "warning", "grace"),
+    (state(condition="cordoned", alert_count=0, last_alert_at=None, severity=None), False, 30, True, "warning", "new"),
+]
+
+
+@pytest.mark.parametrize("previous, quarantined, minutes, send, severity, reason", DECISIONS)
+def test_alert_dedup_decisions(previous, quarantined, minutes, send, severity, reason):
+    finding = diagnose_node(CLUSTER, node(quarantined), [pod("a-1")], [PDB_A])
+    decision = decide_node_alert(previous, finding, T0 + timedelta(minutes=minutes), THRESHOLDS)
+    assert (decision.send, decision.severity, decision.reason) == (send, severity, reason)
+    if send:
+        assert decision.state.last_alert_at == T0 + timedelta(minutes=minutes)
+
+
+def test_resolved_notice_only_for_a_node_that_was_alerted():
+    assert resolved_alert(CLUSTER, state(alert_count=0), T0) is None
+    notice = resolved_alert(CLUSTER, state(), T0 + timedelta(minutes=90), how="remediated by relax-pdb")
+    assert (notice.kind, notice.severity, notice.node) == ("node.resolved", "info", "n1")
+    assert "after 90 min" in notice.summary

@@ -1,0 +1,159 @@
+"""The quarantine scan over seed Scenario 2: one alert per node with the three ways out, no
+duplicate on the next scan, re-alert and escalation as time passes, a resolved notice when clear,
+a fixed API cost, and automatic remediation where the policy says so."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from tests.fakes import FakePlatform
+from tests.unit.fake_cluster import (
+    CLUSTER,
+    POOL,
+    FakeCluster,
+    deliver_all,
+    register_rolling_steps,
+    scenario2_after_upgrade,
+)
+from upgrade.domain.policy import parse_policy
+from upgrade.services import registry
+from upgrade.services.quarantine_scan import SCAN_STEP, current_findings, fan_out_scans, scan_cluster
+
+NODE1 = "aks-nodepool1-1"
+OTHER = "/subscriptions/00000000-0000-0000-0000-000000000002/resourceGroups/rg2/providers/Microsoft.ContainerService/managedClusters/aks-two"
+
+
+@pytest.fixture(autouse=True)
+def steps(monkeypatch):
+    register_rolling_steps(monkeypatch)
+    yield
+    registry.step_registry.cache_clear()
+
+
+def platform_for(fake: FakeCluster, policy: dict | None = None) -> FakePlatform:
+    platform = FakePlatform(kubes={CLUSTER.arm_id: fake}, aks_by_subscription={CLUSTER.subscription_id: fake},
+                            allowed_clusters=frozenset({CLUSTER.arm_id}))
+    platform.policy = parse_policy(json.dumps(policy or {"defaults": {"pollSeconds": 1}}))
+    return platform
+
+
+def test_one_alert_names_node_pod_pdb_and_the_three_options():
+    platform = platform_for(scenario2_after_upgrade())
+    scan_cluster(platform, CLUSTER)
+    [alert] = platform.alerts.published
+    assert (alert.kind, alert.severity, alert.node, alert.pool) == ("node.quarantined", "error", NODE1, POOL)
+    [blocker] = alert.blockers
+    assert (blocker["pod"], blocker["pdb"], blocker["minAvailable"], blocker["disruptionsAllowed"],
+            blocker["expectedPods"]) == ("default/a-1", "default/a-pdb", "1", 0, 1)
+    assert [o["kind"] for o in alert.options] == ["relax-pdb", "delete-pod", "replace-node"]
+    commands = "\n".join(o["command"] for o in alert.options)
+    assert "kubectl patch pdb a-pdb --namespace default --type merge" in commands
+    assert "kubectl delete pod a-1 --namespace default" in commands
+    assert f"az aks nodepool delete-machines --subscription {CLUSTER.subscription_id}" in commands
+    assert f"kubectl label node {NODE1} kubernetes.azure.com/upgrade-status-" in commands
+    assert alert.options[0]["request"] == {
+        "method": "POST", "path": f"/api/quarantine/{CLUSTER.name}/{NODE1}/remediate",
+        "body": {"kind": "relax-pdb", "clusterId": CLUSTER.arm_id, "force": False},
+    }
+
+
+def test_the_scan_costs_one_node_list_one_pdb_list_and_one_pod_list_per_cordoned_node():
+    fake = scenario2_after_upgrade()
+    for index in range(2, 4):
+        fake.add_node(f"aks-nodepool1-q{index}", POOL, "1.30.0", quarantined=True)
+    for index in range(40):
+        fake.add_node(f"aks-nodepool1-ok{index}", POOL, "1.31.7")
+    platform = platform_for(fake)
+    scan_cluster(platform, CLUSTER)
+    assert sum(fake.calls.values()) == 2 + 3
+    assert (fake.calls["list_nodes"], fake.calls["list_pdbs"], fake.calls["list_pods"]) == (1, 1, 3)
+
+
+# minutes after the first scan -> alerts sent by a scan at that time
+DEDUP = [
+    ([1, 2], ["node.quarantined"]),  # the second scan says nothing new
+    ([61], ["node.quarantined", "node.quarantined"]),  # the re-alert interval (60 min) passed
+    ([241], ["node.quarantined", "node.quarantined"]),  # escalated
+]
+
+
+@pytest.mark.parametrize("later_scans, kinds", DEDUP)
+def test_dedup_realert_and_escalation(later_scans, kinds):
+    platform = platform_for(scenario2_after_upgrade())
+    first_scan = platform.clock.now()
+    scan_cluster(platform, CLUSTER)
+    for minute in later_scans:
+        platform.clock.current = first_scan + timedelta(minutes=minute)
+        scan_cluster(platform, CLUSTER)
+    assert [a.kind for a in platform.alerts.published] == kinds
+
+
+def test_escalation_raises_the_severity_once():
+    platform = platform_for(scenario2_after_upgrade())
+    scan_cluster(platform, CLUSTER)
+    platform.clock.advance(241 * 60)
+    scan_cluster(platform, CLUSTER)
+    platform.clock.advance(5 * 60)
+    scan_cluster(platform, CLUSTER)
+    assert [a.severity for a in platform.alerts.published] == ["error", "critical"]
+
+
+def test_a_node_cleared_by_hand_gets_one_resolved_notice():
+    fake = scenario2_after_upgrade()
+    platform = platform_for(fake)
+    scan_cluster(platform, CLUSTER)
+    fake.set_node_label(NODE1, "kubernetes.azure.com/upgrade-status", None)
+    fake.set_unschedulable(NODE1, False)
+    scan_cluster(platform, CLUSTER)
+    scan_cluster(platform, CLUSTER)
+    assert [a.kind for a in platform.alerts.published] == ["node.quarantined", "node.resolved"]
+
+
+def test_a_node_only_cordoned_is_alerted_after_the_grace_period():
+    fake = FakeCluster()
+    fake.add_pool(POOL, 2, "1.31.7")
+    fake.add_node("aks-nodepool1-1", POOL, "1.31.7", cordoned=True)
+    platform = platform_for(fake)
+    scan_cluster(platform, CLUSTER)
+    assert platform.alerts.published == []
+    platform.clock.advance(31 * 60)
+    scan_cluster(platform, CLUSTER)
+    assert [(a.kind, a.severity) for a in platform.alerts.published] == [("node.cordoned", "warning")]
+
+
+def test_fan_out_sends_one_stateless_scan_step_per_allowed_cluster():
+    platform = platform_for(scenario2_after_upgrade())
+    platform.allowed_clusters = frozenset({CLUSTER.arm_id, OTHER})
+    assert fan_out_scans(platform) == 2
+    sent = platform.queue.take()
+    assert sorted(s.message.cluster for s in sent) == sorted([CLUSTER.arm_id, OTHER])
+    assert {s.message.step for s in sent} == {SCAN_STEP}
+
+
+def test_the_scan_step_runs_through_the_executor_without_a_run_record():
+    platform = platform_for(scenario2_after_upgrade())
+    fan_out_scans(platform)
+    reports = deliver_all(platform)
+    assert [(r.step, r.result) for r in reports] == [(SCAN_STEP, "executed")]
+    assert [a.kind for a in platform.alerts.published] == ["node.quarantined"]
+
+
+def test_automatic_remediation_starts_from_the_scan_and_resolves_the_node():
+    fake = scenario2_after_upgrade()
+    platform = platform_for(fake, {"defaults": {"pollSeconds": 1, "remediation": {"relax-pdb": "automatic"}}})
+    fan_out_scans(platform)
+    deliver_all(platform)
+    assert [a.kind for a in platform.alerts.published] == ["node.quarantined", "node.resolved"]
+    assert fake.pools[POOL].count == 2
+    [run] = [r for r in platform.runs.list_runs() if r.kind == "remediation"]
+    assert (run.status, run.options["requestedBy"]) == ("succeeded", "policy:automatic")
+
+
+def test_current_findings_lists_live_findings_with_their_alert_state():
+    platform = platform_for(scenario2_after_upgrade())
+    scan_cluster(platform, CLUSTER)
+    [finding] = current_findings(platform)
+    assert (finding["node"], finding["condition"], finding["alert"]["alert_count"]) == (NODE1, "quarantined", 1)

@@ -1,0 +1,110 @@
+"""Workload validation for blue-green runs: blue-origin workloads ready on green, no crash loops."""
+
+from __future__ import annotations
+
+import pytest
+
+from upgrade.domain.model import Pod, Workload
+from upgrade.domain.validation import (
+    CheckResult,
+    WorkloadKey,
+    blue_origin_workloads,
+    check_containers,
+    check_workloads,
+    validate_workloads,
+)
+
+BLUE = ("blue-0", "blue-1")
+GREEN = ("green-0", "green-1")
+WEB = WorkloadKey("Deployment", "shop", "web")
+DB = WorkloadKey("StatefulSet", "shop", "db")
+
+
+def pod(name, node, *, owner=("ReplicaSet", "web-5d8f"), ready=True, ns="shop", **extra) -> Pod:
+    return Pod(namespace=ns, name=name, uid=f"uid-{name}-{node}", node=node, ready=ready,
+               owner_kind=owner[0] if owner else None, owner_name=owner[1] if owner else None, **extra)
+
+
+WORKLOADS = [Workload("shop", "Deployment", "web", 2, 2), Workload("shop", "StatefulSet", "db", 1, 1)]
+
+
+def test_blue_origin_workloads_are_application_controllers_with_pods_on_blue():
+    # GIVEN blue runs a Deployment's pod, a StatefulSet pod, a DaemonSet pod, a static pod, a bare pod
+    pods = [
+        pod("web-a", "blue-0"),
+        pod("db-0", "blue-1", owner=("StatefulSet", "db")),
+        pod("agent-x", "blue-0", owner=("DaemonSet", "agent")),
+        pod("etcd", "blue-0", owner=("Node", "blue-0"), mirror=True),
+        pod("bare", "blue-1", owner=None),
+        pod("other", "green-0", owner=("ReplicaSet", "api-77aa")),
+    ]
+    # THEN only the Deployment (via its ReplicaSet) and the StatefulSet count
+    assert blue_origin_workloads(pods, BLUE, WORKLOADS) == [WEB, DB]
+
+
+def test_a_replica_set_without_a_listed_deployment_counts_as_itself():
+    pods = [pod("solo-a", "blue-0", owner=("ReplicaSet", "solo-1234"))]
+    assert blue_origin_workloads(pods, BLUE, WORKLOADS) == [WorkloadKey("ReplicaSet", "shop", "solo-1234")]
+
+
+CASES = [
+    # (description, workloads, pods, passed, pending, text)
+    ("all moved and ready", WORKLOADS,
+     [pod("web-a", "green-0"), pod("web-b", "green-1"), pod("db-0", "green-0", owner=("StatefulSet", "db"))],
+     True, False, "2 blue-origin workload(s) ready"),
+    ("a rollout's new ReplicaSet counts for the Deployment", WORKLOADS,
+     [pod("web-a", "green-0", owner=("ReplicaSet", "web-99zz")), pod("web-b", "green-1"),
+      pod("db-0", "green-0", owner=("StatefulSet", "db"))], True, False, "ready"),
+    ("a pod still on blue", WORKLOADS,
+     [pod("web-a", "blue-0"), pod("web-b", "green-1"), pod("db-0", "green-0", owner=("StatefulSet", "db"))],
+     False, True, "Deployment shop/web still has 1 pod(s) on blue (web-a)"),
+    ("desired not ready", [Workload("shop", "Deployment", "web", 2, 1), WORKLOADS[1]],
+     [pod("web-a", "green-0"), pod("web-b", "green-1", ready=False), pod("db-0", "green-0", owner=("StatefulSet", "db"))],
+     False, True, "Deployment shop/web 1/2 ready"),
+    ("a pending replacement", WORKLOADS,
+     [pod("web-a", "green-0"), pod("web-b", None, ready=False), pod("db-0", "green-0", owner=("StatefulSet", "db"))],
+     False, True, "1 of 2 pod(s) Ready off blue (1 on green)"),
+    ("a terminating pod does not count", WORKLOADS,
+     [pod("web-a", "green-0"), pod("web-b", "green-1", deleting=True), pod("db-0", "green-0", owner=("StatefulSet", "db"))],
+     False, True, "1 of 2"),
+    ("a workload deleted meanwhile", WORKLOADS[:1],
+     [pod("web-a", "green-0"), pod("web-b", "green-1")],
+     False, False, "StatefulSet shop/db no longer exists"),
+]
+
+
+@pytest.mark.parametrize(("workloads", "pods", "passed", "pending", "text"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_check_workloads(workloads, pods, passed, pending, text):
+    result = check_workloads([WEB, DB], workloads, pods, blue_nodes=BLUE, green_nodes=GREEN)
+    assert (result.passed, result.pending) == (passed, pending)
+    assert text in result.reason
+
+
+@pytest.mark.parametrize(("pods", "threshold", "passed", "text"), [
+    ([pod("web-a", "green-0", restart_count=5)], 5, True, "no container on green above 5 restarts"),
+    ([pod("web-a", "green-0", restart_count=6)], 5, False, "shop/web-a on green-0: 6 restarts"),
+    ([pod("web-a", "green-0", crash_looping=True, ready=False)], 5, False, "CrashLoopBackOff"),
+    ([pod("agent", "green-1", owner=("DaemonSet", "agent"), crash_looping=True)], 5, False, "shop/agent"),
+    ([pod("web-a", "blue-0", crash_looping=True)], 5, True, "no container"),  # blue is not judged
+])
+def test_check_containers(pods, threshold, passed, text):
+    result = check_containers(pods, green_nodes=GREEN, restart_threshold=threshold)
+    assert result.passed is passed and not result.pending
+    assert text in result.reason
+
+
+def test_report_is_pending_only_when_every_failure_may_still_pass():
+    pods = [pod("web-a", "green-0"), pod("web-b", None, ready=False), pod("db-0", "green-0", owner=("StatefulSet", "db"))]
+    waiting = validate_workloads([WEB, DB], WORKLOADS, pods, blue_nodes=BLUE, green_nodes=GREEN, restart_threshold=3)
+    assert not waiting.passed and waiting.pending
+    crashing = validate_workloads([WEB, DB], WORKLOADS, [*pods, pod("web-c", "green-1", crash_looping=True, ready=False)],
+                                  blue_nodes=BLUE, green_nodes=GREEN, restart_threshold=3)
+    assert not crashing.passed and not crashing.pending
+    assert "no-crash-loops-on-green" in crashing.summary and "workloads-ready-on-green" in crashing.summary
+    probe = CheckResult("http http://shop/health", False, "answered 503", pending=True)
+    facts = validate_workloads([], [], [], blue_nodes=BLUE, green_nodes=GREEN, restart_threshold=3,
+                               extra=[probe]).to_facts()
+    assert facts["passed"] is False and facts["summary"] == "http http://shop/health: answered 503"
+    assert [c["name"] for c in facts["checks"]] == [
+        "workloads-ready-on-green", "no-crash-loops-on-green", "http http://shop/health"]

@@ -1,0 +1,424 @@
+"""Upgrade preflight (what-if): what AKS will do to a pool, predicted from a cluster snapshot.
+
+Given a ``ClusterSnapshot`` and a ``PlannedUpgrade`` of pool P (rolling with upgradeSettings, or
+blue-green) the prediction follows AKS's documented behaviour (see the README's AKS facts):
+- surge nodes = maxSurge of the pool size, rounded up, capped at the nodes still to upgrade; nodes
+  are cordoned and drained in batches of surge + maxUnavailable, in name order;
+- a node is undrainable when one of its pods can never be evicted: more than one PDB covers it,
+  or its PDB allows no disruption even once evicted pods have come back elsewhere (they come
+  back only if a schedulable node exists outside the batch; an unmanaged pod never does);
+- Schedule (default): the first batch with an undrainable node stops the upgrade, Failed, and
+  every surge node is deleted;
+- Cordon: an undrainable node is quarantined and a surge node becomes its permanent replacement;
+  the upgrade is Canceled once quarantined nodes use up the surge nodes (or maxBlockedNodes) while
+  nodes remain, else it ends Failed if anything was quarantined.
+Blue-green creates a full green pool, cordons every blue node and drains it onto green.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from upgrade.domain.model import AgentPool, ClusterSnapshot, Node, Pdb, Pod, UpgradeSettings
+from upgrade.domain.pdb import (
+    EvictionBlocker,
+    blocker_for,
+    desired_healthy,
+    eviction_blockers,
+    is_healthy,
+    unsatisfiable_pdbs,
+)
+from upgrade.domain.surge import (
+    max_blocked_nodes_count,
+    max_unavailable_count,
+    surge_node_count,
+    validate_upgrade_settings,
+)
+from upgrade.errors import InvalidInput
+
+ROLLING = "rolling"
+BLUE_GREEN = "blue-green"
+CORDONED_NODES_EXHAUSTED_SURGE = (
+    "Cordoned nodes have used all surge nodes but there are more nodes to be upgraded. "
+    "Please fix your PDBs blocking node drain and kindly retry upgrade operation."
+)
+
+# vCPUs of VM sizes whose name does not say it (memory-optimised Dv2 family numbering).
+_VCPUS_BY_SIZE = {
+    "standard_d11_v2": 2, "standard_d12_v2": 4, "standard_d13_v2": 8, "standard_d14_v2": 16,
+    "standard_d15_v2": 20, "standard_ds11_v2": 2, "standard_ds12_v2": 4, "standard_ds13_v2": 8,
+    "standard_ds14_v2": 16, "standard_ds15_v2": 20, "standard_a1": 1, "standard_a2": 2, "standard_a3": 4,
+    "standard_a4": 8,
+}
+# Standard_<family><vCPUs>[-<constrained vCPUs>]<features>[_vN]: D4s_v5 = 4, E16-4ds_v5 = 4 active.
+_SIZE_NAME = re.compile(r"^standard_[a-z]+(?P<vcpus>\d+)(?:-(?P<constrained>\d+))?[a-z]*(?:_.*)?$")
+
+
+def vcpus_per_vm(vm_size: str) -> int | None:
+    """vCPUs of an Azure VM size, from a table of irregular names or the size name; None if unknown."""
+    name = vm_size.strip().lower()
+    if name in _VCPUS_BY_SIZE:
+        return _VCPUS_BY_SIZE[name]
+    match = _SIZE_NAME.match(name)
+    if not match:
+        return None
+    return int(match["constrained"] or match["vcpus"])
+
+
+@dataclass(frozen=True)
+class PlannedUpgrade:
+    """What the operator intends: upgrade ``pool`` to ``target_version`` (None: a node image
+    upgrade of every node), rolling with these settings (unset fields keep the pool's own), or
+    blue-green."""
+
+    pool: str
+    strategy: str = ROLLING
+    target_version: str | None = None
+    settings: UpgradeSettings = field(default_factory=UpgradeSettings)
+
+
+def effective_settings(pool_settings: UpgradeSettings, overrides: UpgradeSettings) -> UpgradeSettings:
+    """The pool's upgradeSettings with the plan's explicit values on top."""
+    return UpgradeSettings(**{
+        f.name: getattr(overrides, f.name) if getattr(overrides, f.name) is not None else getattr(pool_settings, f.name)
+        for f in fields(UpgradeSettings)
+    })
+
+
+@dataclass(frozen=True)
+class UndrainableNode:
+    node: str
+    blockers: tuple[EvictionBlocker, ...]
+
+    def to_public(self) -> dict[str, Any]:
+        return {"node": self.node, "blockers": [b.to_public() for b in self.blockers]}
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    """The prediction. Node lists are in the order AKS handles the nodes."""
+
+    cluster: str
+    pool: str
+    strategy: str
+    target_version: str | None
+    settings: UpgradeSettings
+    pool_node_count: int
+    nodes_to_upgrade: tuple[str, ...]
+    batch_size: int
+    surge_node_count: int  # surge nodes (rolling) or green nodes (blue-green) created
+    vm_size: str
+    vcpus_per_node: int | None
+    extra_vcpus: int | None  # extra regional vCPU quota the surge needs; None for an unknown size
+    blocked_now: tuple[EvictionBlocker, ...]  # evictions PDBs refuse right now, on nodes to upgrade
+    undrainable_nodes: tuple[UndrainableNode, ...]  # nodes that will not drain, with the pods holding them
+    quarantined_nodes: tuple[str, ...]  # Cordon: left cordoned on the old version, labelled
+    failed_nodes: tuple[str, ...]  # Schedule / blue-green: the node the operation fails on
+    upgraded_nodes: tuple[str, ...]
+    untouched_nodes: tuple[str, ...]  # to upgrade, but the operation stops first
+    permanent_surge_nodes: int
+    resulting_node_count: int
+    max_blocked_nodes: int
+    blocked_nodes_exhausted: bool
+    unsatisfiable_pdbs: tuple[str, ...]
+    final_state: str  # Succeeded | Failed | Canceled
+    final_message: str | None
+    warnings: tuple[str, ...] = ()
+
+    def to_public(self) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "cluster": self.cluster,
+            "pool": self.pool,
+            "strategy": self.strategy,
+            "targetVersion": self.target_version,
+            "upgradeSettings": {
+                "maxSurge": settings.max_surge,
+                "maxUnavailable": settings.max_unavailable,
+                "drainTimeoutInMinutes": settings.drain_timeout_minutes,
+                "nodeSoakDurationInMinutes": settings.node_soak_minutes,
+                "undrainableNodeBehavior": settings.undrainable_node_behavior,
+                "maxBlockedNodes": settings.max_blocked_nodes,
+            },
+            "poolNodeCount": self.pool_node_count,
+            "nodesToUpgrade": list(self.nodes_to_upgrade),
+            "batchSize": self.batch_size,
+            "surgeNodeCount": self.surge_node_count,
+            "vmSize": self.vm_size,
+            "vcpusPerNode": self.vcpus_per_node,
+            "extraVcpuQuota": self.extra_vcpus,
+            "blockedNow": [b.to_public() for b in self.blocked_now],
+            "undrainableNodes": [n.to_public() for n in self.undrainable_nodes],
+            "quarantinedNodes": list(self.quarantined_nodes),
+            "failedNodes": list(self.failed_nodes),
+            "upgradedNodes": list(self.upgraded_nodes),
+            "untouchedNodes": list(self.untouched_nodes),
+            "permanentSurgeNodes": self.permanent_surge_nodes,
+            "resultingNodeCount": self.resulting_node_count,
+            "maxBlockedNodes": self.max_blocked_nodes,
+            "blockedNodesExhausted": self.blocked_nodes_exhausted,
+            "unsatisfiablePdbs": list(self.unsatisfiable_pdbs),
+            "finalState": self.final_state,
+            "finalMessage": self.final_message,
+            "warnings": list(self.warnings),
+        }
+
+
+class _DisruptionBudgets:
+    """The disruption controller's books during a simulated upgrade: per PDB, the pods it
+    expects and how many are healthy once evicted pods have come back (or not)."""
+
+    def __init__(self, pods: list[Pod], pdbs: Iterable[Pdb]) -> None:
+        self.pdbs = {pdb.key: pdb for pdb in pdbs}
+        live = [p for p in pods if not p.deleting]
+        self.owner_pods = Counter((p.namespace, p.owner_kind, p.owner_name) for p in live if p.owner_kind)
+        by_label: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
+        by_namespace: dict[str, list[Pod]] = defaultdict(list)
+        for pod in live:
+            by_namespace[pod.namespace].append(pod)
+            for key, value in pod.labels:
+                by_label[(pod.namespace, key, value)].append(pod)
+        self.covering: dict[str, list[Pdb]] = defaultdict(list)  # pod key -> PDBs
+        self.expected: dict[str, int] = {}
+        self.healthy: dict[str, int] = {}
+        for pdb in self.pdbs.values():
+            if not pdb.selector:
+                continue  # an empty selector matches nothing in policy/v1
+            buckets = [by_label.get((pdb.namespace, k, v), []) for k, v in pdb.selector]
+            selected = [p for p in min(buckets, key=len) if pdb.selects(p)]
+            for pod in selected:
+                self.covering[pod.key].append(pdb)
+            # Steady state: controllers' pod counts stand for their scale (one pod each when unmanaged).
+            self.expected[pdb.key] = len(selected)
+            self.healthy[pdb.key] = sum(1 for p in selected if is_healthy(p))
+
+    def status(self, pdb: Pdb) -> tuple[int, int, int, int]:
+        """(disruptionsAllowed, currentHealthy, desiredHealthy, expectedPods) now in the simulation."""
+        expected = self.expected.get(pdb.key, 0)
+        healthy = self.healthy.get(pdb.key, 0)
+        desired = desired_healthy(pdb.min_available, pdb.max_unavailable, expected)
+        allowed = max(0, healthy - desired) if expected > 0 else 0
+        return allowed, healthy, desired, expected
+
+    def with_status(self, pdb: Pdb) -> Pdb:
+        allowed, healthy, desired, expected = self.status(pdb)
+        return replace(pdb, disruptions_allowed=allowed, current_healthy=healthy, desired_healthy=desired,
+                       expected_pods=expected)
+
+    def replicas(self, pod: Pod) -> int:
+        return self.owner_pods[(pod.namespace, pod.owner_kind, pod.owner_name)] if pod.owner_kind else 1
+
+    def evict(self, pod: Pod, *, comes_back: bool) -> EvictionBlocker | None:
+        """Evict ``pod`` if its budget ever lets it go; otherwise the blocker that holds it."""
+        covering = self.covering.get(pod.key, [])
+        if len(covering) > 1:
+            keys = ", ".join(sorted(p.key for p in covering))
+            return blocker_for(pod, self.with_status(covering[0]), replicas=self.replicas(pod), pdb_key=keys,
+                               reason=f"pod is covered by more than one PDB ({keys}); Kubernetes refuses to evict it")
+        if not covering:
+            return None
+        pdb = covering[0]
+        allowed, healthy, desired, _ = self.status(pdb)
+        healthy_pod = is_healthy(pod)
+        # An unready pod may go while the budget is met; a healthy one needs a disruption allowed.
+        if (healthy_pod and allowed <= 0) or (not healthy_pod and healthy < desired):
+            return blocker_for(pod, self.with_status(pdb), replicas=self.replicas(pod))
+        if healthy_pod and not (comes_back and pod.owner_kind):
+            self.healthy[pdb.key] -= 1
+        if not pod.owner_kind:
+            self.expected[pdb.key] -= 1  # an unmanaged pod is gone for good
+        return None
+
+
+def _drainable(pod: Pod) -> bool:
+    """Pods AKS's drain must see gone: not DaemonSet or static pods, not already terminating."""
+    return pod.owner_kind != "DaemonSet" and not pod.mirror and not pod.deleting
+
+
+def _drain_failure_message(node: str, blocker: EvictionBlocker) -> str:
+    pod_name = blocker.pod.split("/", 1)[1]
+    pdb_name = blocker.pdb.split("/", 1)[-1]
+    return (
+        f"Drain node {node} failed when evicting pod {pod_name} failed with Too Many Requests error. "
+        "This is often caused by a restrictive Pod Disruption Budget (PDB) policy. Original error: Cannot "
+        f"evict pod as it would violate the pod's disruption budget.. PDB debug info: {blocker.pod} "
+        f"blocked by pdb {pdb_name} with {blocker.expected_pods - blocker.current_healthy} unready pods."
+    )
+
+
+def _nodes_to_upgrade(pool_nodes: list[Node], target_version: str | None) -> list[Node]:
+    """AKS skips quarantined nodes (until the label is removed) and nodes already at the target."""
+    return [
+        n for n in pool_nodes
+        if not n.quarantined and (target_version is None or n.kubernetes_version != target_version.lstrip("v"))
+    ]
+
+
+def preflight(snapshot: ClusterSnapshot, plan: PlannedUpgrade) -> PreflightReport:
+    """Predict the outcome of ``plan`` on the cluster in ``snapshot``."""
+    pool = snapshot.pool(plan.pool)
+    if pool is None:
+        known = ", ".join(sorted(p.name for p in snapshot.pools)) or "none"
+        raise InvalidInput("preflight", "pool", f"{plan.pool!r} is not a pool of {snapshot.cluster.name} ({known})")
+    if plan.strategy not in (ROLLING, BLUE_GREEN):
+        raise InvalidInput("preflight", "strategy", f"{plan.strategy!r} is not {ROLLING} or {BLUE_GREEN}")
+    settings = effective_settings(pool.upgrade_settings, plan.settings)
+    pool_nodes = sorted((n for n in snapshot.nodes if n.pool == pool.name), key=lambda n: n.name)
+    if plan.strategy == ROLLING:
+        validate_upgrade_settings(settings, mode=pool.mode, pool_size=len(pool_nodes))
+    budgets = _DisruptionBudgets(list(snapshot.pods), snapshot.pdbs)
+    pods_by_node: dict[str, list[Pod]] = defaultdict(list)
+    for pod in snapshot.pods:
+        if pod.node is not None and _drainable(pod):
+            pods_by_node[pod.node].append(pod)
+    to_upgrade = _nodes_to_upgrade(pool_nodes, plan.target_version)
+    blocked_now = eviction_blockers(
+        (p for n in to_upgrade for p in pods_by_node.get(n.name, ())),
+        [budgets.with_status(pdb) for pdb in snapshot.pdbs],
+    )
+    simulate = _simulate_rolling if plan.strategy == ROLLING else _simulate_blue_green
+    outcome = simulate(pool, pool_nodes, to_upgrade, settings, snapshot, budgets, pods_by_node)
+    vcpus = vcpus_per_vm(pool.vm_size)
+    warnings = list(outcome.pop("warnings", ()))
+    if vcpus is None:
+        warnings.append(f"unknown VM size {pool.vm_size!r}: cannot estimate the vCPU quota")
+    if len(pool_nodes) != pool.count:
+        warnings.append(f"the pool's count is {pool.count} but {len(pool_nodes)} of its nodes are registered")
+    return PreflightReport(
+        cluster=snapshot.cluster.arm_id,
+        pool=pool.name,
+        strategy=plan.strategy,
+        target_version=plan.target_version,
+        settings=settings,
+        pool_node_count=len(pool_nodes),
+        nodes_to_upgrade=tuple(n.name for n in to_upgrade),
+        vm_size=pool.vm_size,
+        vcpus_per_node=vcpus,
+        extra_vcpus=None if vcpus is None else vcpus * outcome["surge_node_count"],
+        blocked_now=tuple(blocked_now),
+        unsatisfiable_pdbs=tuple(unsatisfiable_pdbs(snapshot.pods, snapshot.pdbs)),
+        warnings=tuple(warnings),
+        **outcome,
+    )
+
+
+def _drain_batch(
+    batch: list[Node], budgets: _DisruptionBudgets, pods_by_node: dict[str, list[Pod]], *, comes_back: bool
+) -> dict[str, tuple[EvictionBlocker, ...]]:
+    """Evict every pod of the batch, node by node in name order, as AKS's concurrent drain retries
+    them; returns the nodes left with pods that never go."""
+    undrainable = {}
+    for node in batch:
+        held = tuple(b for pod in pods_by_node.get(node.name, ()) if (b := budgets.evict(pod, comes_back=comes_back)))
+        if held:
+            undrainable[node.name] = held
+    return undrainable
+
+
+def _schedulable_elsewhere(pool_nodes: list[Node], excluded: set[str]) -> bool:
+    """Whether the pool keeps a node that takes evicted pods. Only the pool's own nodes count:
+    the snapshot does not carry pods' nodeSelectors and tolerations, and application pods are
+    commonly pinned to their pool (and kept off the tainted system pool)."""
+    return any(n.ready and not n.unschedulable and not n.quarantined and n.name not in excluded for n in pool_nodes)
+
+
+def _simulate_rolling(pool: AgentPool, pool_nodes: list[Node], to_upgrade: list[Node], settings: UpgradeSettings,
+                      snapshot: ClusterSnapshot, budgets: _DisruptionBudgets,
+                      pods_by_node: dict[str, list[Pod]]) -> dict[str, Any]:
+    pool_size = len(pool_nodes)
+    surge = surge_node_count(pool_size, settings.max_surge, len(to_upgrade))
+    unavailable = max_unavailable_count(pool_size, settings.max_unavailable)
+    batch_size = max(1, surge + unavailable)
+    cordon_mode = settings.undrainable_node_behavior == "Cordon"
+    max_blocked = max_blocked_nodes_count(pool_size, settings.max_blocked_nodes, settings.max_surge, len(to_upgrade))
+    undrainable: list[UndrainableNode] = []
+    quarantined: list[str] = []
+    upgraded: list[str] = []
+    queue = list(to_upgrade)
+    result = {
+        "batch_size": batch_size,
+        "surge_node_count": surge,
+        "max_blocked_nodes": max_blocked,
+        "failed_nodes": (),
+        "blocked_nodes_exhausted": False,
+        "final_message": None,
+    }
+    while queue:
+        batch, queue = queue[:batch_size], queue[batch_size:]
+        in_batch = {n.name for n in batch}
+        # Evicted pods come back on a surge node, or on any other schedulable node.
+        comes_back = surge > 0 or _schedulable_elsewhere(pool_nodes, in_batch | set(quarantined))
+        failures = _drain_batch(batch, budgets, pods_by_node, comes_back=comes_back)
+        undrainable += [UndrainableNode(name, held) for name, held in failures.items()]
+        upgraded += [n.name for n in batch if n.name not in failures]
+        first_failure = next(iter(failures.items()), None)
+        if first_failure and not cordon_mode:
+            return result | {
+                "undrainable_nodes": tuple(undrainable),
+                "quarantined_nodes": (),
+                "failed_nodes": tuple(failures),
+                "upgraded_nodes": tuple(upgraded),
+                "untouched_nodes": tuple(n.name for n in queue),
+                "permanent_surge_nodes": 0,
+                "resulting_node_count": pool_size,
+                "final_state": "Failed",
+                "final_message": _drain_failure_message(first_failure[0], first_failure[1][0]),
+            }
+        quarantined += list(failures)
+        limit = min(surge, max_blocked)
+        if quarantined and (len(quarantined) > limit or (queue and len(quarantined) >= limit)):
+            kept = min(len(quarantined), surge)
+            return result | {
+                "undrainable_nodes": tuple(undrainable),
+                "quarantined_nodes": tuple(quarantined),
+                "upgraded_nodes": tuple(upgraded),
+                "untouched_nodes": tuple(n.name for n in queue),
+                "permanent_surge_nodes": kept,
+                "resulting_node_count": pool_size + kept,
+                "blocked_nodes_exhausted": True,
+                "final_state": "Canceled",
+                "final_message": CORDONED_NODES_EXHAUSTED_SURGE,
+            }
+    kept = min(len(quarantined), surge)
+    first = undrainable[0] if undrainable else None
+    return result | {
+        "undrainable_nodes": tuple(undrainable),
+        "quarantined_nodes": tuple(quarantined),
+        "upgraded_nodes": tuple(upgraded),
+        "untouched_nodes": (),
+        "permanent_surge_nodes": kept,
+        "resulting_node_count": pool_size + kept,
+        "final_state": "Failed" if quarantined else "Succeeded",
+        "final_message": _drain_failure_message(first.node, first.blockers[0]) if first else None,
+    }
+
+
+def _simulate_blue_green(pool: AgentPool, pool_nodes: list[Node], to_upgrade: list[Node], settings: UpgradeSettings,
+                         snapshot: ClusterSnapshot, budgets: _DisruptionBudgets,
+                         pods_by_node: dict[str, list[Pod]]) -> dict[str, Any]:
+    """A green pool as large as blue takes every pod; blue is cordoned and drained, then deleted."""
+    green = len(pool_nodes)
+    failures = _drain_batch(pool_nodes, budgets, pods_by_node, comes_back=green > 0)
+    undrainable = tuple(UndrainableNode(name, held) for name, held in failures.items())
+    first = undrainable[0] if undrainable else None
+    return {
+        "batch_size": len(pool_nodes),
+        "surge_node_count": green,
+        "max_blocked_nodes": 0,
+        "blocked_nodes_exhausted": False,
+        "undrainable_nodes": undrainable,
+        "quarantined_nodes": (),
+        "failed_nodes": tuple(failures),
+        "upgraded_nodes": tuple(n.name for n in pool_nodes if n.name not in failures),
+        "untouched_nodes": (),
+        "permanent_surge_nodes": 0,
+        "resulting_node_count": green,
+        "final_state": "Failed" if failures else "Succeeded",
+        "final_message": _drain_failure_message(first.node, first.blockers[0]) if first else None,
+        "warnings": [f"blue-green needs quota for {green} more node(s) of {pool.vm_size} at once"],
+    }
+

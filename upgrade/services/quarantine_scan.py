@@ -1,0 +1,253 @@
+"""The quarantine scan: find cordoned and quarantined nodes, alert once per node and condition.
+
+``fan_out_scans`` (the timer) enqueues one stateless ``quarantine.scan`` step per allowed cluster,
+so hundreds of clusters scale out across instances. A cluster's scan costs one node list with a
+field selector, one PDB list and one pod list per cordoned node, whatever the cluster's size.
+Alert dedup state lives in the ``alertstate`` table (StateStore), one row per node; the decisions
+are upgrade.domain.quarantine's. The post-upgrade reconcile alerts through the same path, so an
+operator hears about a node once, whoever saw it first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from upgrade.domain.model import AGENTPOOL_LABEL, ClusterRef, Pdb
+from upgrade.domain.policy import PoolPolicy, UpgradePolicy, cached_policy
+from upgrade.domain.quarantine import (
+    AlertState,
+    NodeFinding,
+    alert_state_partition,
+    decide_node_alert,
+    diagnose_cordoned_nodes,
+    finding_alert,
+    resolved_alert,
+)
+from upgrade.domain.steps import Done, Outcome, StepMessage
+from upgrade.errors import Conflict, PermanentError
+from upgrade.ports import Kube, Platform
+from upgrade.services.registry import StepSpec
+from upgrade.services.step_runner import StepContext
+
+log = logging.getLogger("upgrade.quarantine")
+
+SCAN_STEP = "quarantine.scan"
+CORDONED_SELECTOR = "spec.unschedulable=true"
+
+
+def platform_policy(platform: Platform) -> UpgradePolicy:
+    """The policy the worker runs with: the platform's own if it carries one, else parsed from its
+    settings (cached per setting value), else the defaults."""
+    policy = getattr(platform, "policy", None)
+    if isinstance(policy, UpgradePolicy):
+        return policy
+    settings = getattr(platform, "settings", None)
+    if settings is not None:
+        return cached_policy(settings.upgrade_policy_json, tuple(sorted(settings.allowed_clusters)))
+    return UpgradePolicy(defaults=PoolPolicy())
+
+
+def allowed_clusters(platform: Platform) -> list[ClusterRef]:
+    return sorted(ClusterRef.parse(c) for c in (getattr(platform, "allowed_clusters", None) or ()))
+
+
+# ---- reading ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterReading:
+    findings: list[NodeFinding]
+    pdbs: list[Pdb]
+    api_calls: int
+
+
+def read_cordoned(kube: Kube, cluster: ClusterRef, *, pool: str | None = None,
+                  pre_upgrade_counts: dict[str, int] | None = None) -> ClusterReading:
+    """Cordoned nodes (of one pool, or all) with their blockers: 1 + (1 + N if any) API calls."""
+    nodes = kube.list_nodes(
+        field_selector=CORDONED_SELECTOR, label_selector=f"{AGENTPOOL_LABEL}={pool}" if pool else None
+    )
+    calls = 1
+    if not nodes:
+        return ClusterReading([], [], calls)
+    pdbs = kube.list_pdbs()
+    pods_by_node = {node.name: kube.list_pods(node=node.name) for node in nodes}
+    calls += 1 + len(nodes)
+    findings = diagnose_cordoned_nodes(cluster, nodes, pods_by_node, pdbs, pre_upgrade_counts=pre_upgrade_counts)
+    return ClusterReading(findings, pdbs, calls)
+
+
+def pre_upgrade_counts(platform: Platform, cluster: ClusterRef) -> dict[str, int]:
+    """Each pool's node count before its latest rolling upgrade, from the run snapshots."""
+    counts: dict[str, int] = {}
+    for run in platform.runs.list_runs(cluster=cluster.arm_id, limit=50):  # newest first
+        count = run.facts.get("pre_upgrade_count")
+        if run.kind == "rolling" and run.pool and run.pool not in counts and isinstance(count, int):
+            counts[run.pool] = count
+    return counts
+
+
+# ---- alerting with dedup ------------------------------------------------------------------
+
+
+def _load_states(platform: Platform, cluster: ClusterRef) -> dict[str, AlertState]:
+    states = {}
+    for key, value in platform.state.list(alert_state_partition(cluster)):
+        try:
+            states[key] = AlertState.from_storage(value)
+        except (KeyError, ValueError) as exc:
+            log.warning("alert state %s of %s unreadable (%s): starting it afresh", key, cluster.name, exc)
+    return states
+
+
+def alert_on_findings(
+    platform: Platform,
+    cluster: ClusterRef,
+    findings: Sequence[NodeFinding],
+    *,
+    scope_pools: Iterable[str] | None = None,
+    skip_pools: Iterable[str] = (),
+    run_id: str | None = None,
+) -> list[str]:
+    """Alert per node as the dedup rules say, and send resolved notices for nodes that were
+    alerted and are clear now (within ``scope_pools`` when the caller looked at some pools only).
+    The dedup row is written before the alert goes out: two concurrent scans cannot both send it."""
+    policy = platform_policy(platform)
+    now = platform.clock.now()
+    partition = alert_state_partition(cluster)
+    skipped = set(skip_pools)
+    scope = set(scope_pools) if scope_pools is not None else None
+    states = _load_states(platform, cluster)
+    etags = {key: stored[1] for key in states if (stored := platform.state.get(partition, key))}
+    notes: list[str] = []
+    seen = set()
+    for finding in findings:
+        seen.add(finding.node)
+        if finding.pool in skipped:
+            notes.append(f"{finding.node}: pool {finding.pool} is being remediated, not alerted")
+            continue
+        thresholds = policy.for_pool(cluster, finding.pool).alerts
+        decision = decide_node_alert(states.get(finding.node), finding, now, thresholds)
+        previous = states.get(finding.node)
+        if previous is not None and decision.state == previous:
+            notes.append(f"{finding.node}: {decision.reason}")
+            continue
+        try:
+            platform.state.put(partition, finding.node, decision.state.to_storage(), etag=etags.get(finding.node))
+        except Conflict:
+            notes.append(f"{finding.node}: alert state changed concurrently; left to that writer")
+            continue
+        if decision.send:
+            platform.alerts.publish(finding_alert(finding, decision, now, run_id=run_id))
+        notes.append(f"{finding.node}: {decision.reason}{' (alerted ' + decision.severity + ')' if decision.send else ''}")
+    for node, state in states.items():
+        if node in seen or state.pool in skipped or (scope is not None and state.pool not in scope):
+            continue
+        notes.append(resolve_node(platform, cluster, node, how="the node is no longer cordoned", run_id=run_id))
+    return notes
+
+
+def resolve_node(platform: Platform, cluster: ClusterRef, node: str, *, how: str, run_id: str | None = None) -> str:
+    """Forget a node's alert state and tell the operator it is clear (if they were told it was not)."""
+    partition = alert_state_partition(cluster)
+    stored = platform.state.get(partition, node)
+    if stored is None:
+        return f"{node}: nothing to resolve"
+    platform.state.delete(partition, node)
+    notice = resolved_alert(cluster, AlertState.from_storage(stored[0]), platform.clock.now(), how=how, run_id=run_id)
+    if notice is not None:
+        platform.alerts.publish(notice)
+        return f"{node}: resolved notice sent"
+    return f"{node}: cleared (never alerted)"
+
+
+# ---- the scan -----------------------------------------------------------------------------
+
+
+def fan_out_scans(platform: Platform) -> int:
+    """One scan step per allowed cluster; returns how many were enqueued."""
+    stamp = platform.clock.now().strftime("%Y%m%dT%H%M%S")
+    clusters = allowed_clusters(platform)
+    for cluster in clusters:
+        platform.queue.send(
+            StepMessage(v=1, run_id=f"scan-{cluster.name}-{stamp}"[:100], step=SCAN_STEP, cluster=cluster.arm_id,
+                        actor="timer:scan_quarantine")
+        )
+    return len(clusters)
+
+
+def _pools_busy(platform: Platform, cluster: ClusterRef, pools: Iterable[str]) -> tuple[set[str], set[str]]:
+    """Pools with an active remediation run (left alone) and with an active upgrade (where a
+    cordoned node is AKS at work, not a stuck node)."""
+    remediating, upgrading = set(), set()
+    for pool in set(pools):
+        active = platform.runs.find_active(cluster.arm_id, pool)
+        if active is None:
+            continue
+        (remediating if active.kind == "remediation" else upgrading).add(pool)
+    return remediating, upgrading
+
+
+def scan_cluster(platform: Platform, cluster: ClusterRef, *, actor: str = "system") -> list[str]:
+    """Scan one cluster, alert with dedup, start automatic remediations; returns what happened."""
+    reading = read_cordoned(platform.kube(cluster), cluster, pre_upgrade_counts=pre_upgrade_counts(platform, cluster))
+    remediating, upgrading = _pools_busy(platform, cluster, (f.pool for f in reading.findings))
+    findings = [f for f in reading.findings if f.quarantined or f.pool not in upgrading]
+    notes = alert_on_findings(platform, cluster, findings, skip_pools=remediating)
+    notes.extend(_automatic_remediations(platform, cluster, findings, remediating))
+    log.info("quarantine scan of %s: %d cordoned node(s), %d API call(s); %s",
+             cluster.name, len(reading.findings), reading.api_calls, "; ".join(notes) or "all clear")
+    return notes
+
+
+def _automatic_remediations(
+    platform: Platform, cluster: ClusterRef, findings: Sequence[NodeFinding], remediating: set[str]
+) -> list[str]:
+    from upgrade.services.remediation import request_remediation
+
+    policy = platform_policy(platform)
+    notes = []
+    started_pools: set[str] = set()
+    for finding in findings:
+        if not finding.quarantined or finding.pool in remediating or finding.pool in started_pools:
+            continue
+        options = {o.kind: o for o in finding.options}
+        kind = next(
+            (k for k in policy.for_pool(cluster, finding.pool).remediation.automatic_kinds() if options[k].applicable),
+            None,
+        )
+        if kind is None:
+            continue
+        try:
+            run = request_remediation(platform, cluster, finding.node, kind, actor="policy:automatic")
+        except PermanentError as exc:
+            notes.append(f"{finding.node}: automatic {kind} not started: {exc}")
+            continue
+        started_pools.add(finding.pool)  # one remediation per pool at a time (one active run per pool)
+        notes.append(f"{finding.node}: automatic {kind} started as run {run.run_id}")
+    return notes
+
+
+def scan_step(ctx: StepContext) -> Outcome:
+    notes = scan_cluster(ctx.platform, ctx.cluster, actor=ctx.message.actor)
+    return Done(summary="; ".join(notes) or "no cordoned nodes")
+
+
+def current_findings(platform: Platform, cluster: ClusterRef | None = None) -> list[dict]:
+    """Live findings for GET /api/quarantine: every allowed cluster, or one."""
+    clusters = [cluster] if cluster is not None else allowed_clusters(platform)
+    result = []
+    for ref in clusters:
+        reading = read_cordoned(platform.kube(ref), ref, pre_upgrade_counts=pre_upgrade_counts(platform, ref))
+        states = _load_states(platform, ref)
+        for finding in reading.findings:
+            public = finding.to_public()
+            state = states.get(finding.node)
+            public["alert"] = state.to_storage() if state else None
+            result.append(public)
+    return result
+
+
+STEPS = {SCAN_STEP: StepSpec(SCAN_STEP, scan_step, needs_run=False, lease_seconds=300.0)}

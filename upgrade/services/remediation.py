@@ -1,0 +1,472 @@
+"""Remediation of a quarantined (or cordoned) node, as idempotent queue steps.
+
+Three ways out, from seed Scenario 2, each a run of kind ``remediation`` on the node's pool:
+
+- ``relax-pdb``: record each blocking PDB's spec in the run, then relax it to allow one
+  disruption, evict the blocking pods, and restore the recorded spec exactly. The record is
+  written (its own transition) before the relax is applied, and every path after the relax,
+  failure included, goes through the restore.
+- ``delete-pod``: delete the blocking pods; refused for a pod without a controller unless forced,
+  since nothing would recreate it.
+- ``replace-node``: delete the machine through ARM (``begin_delete_machines``).
+
+Then, for all three: remove the quarantine label (AKS ignores a quarantined node until it is
+gone), re-apply the pool's version so the node finishes upgrading, scale the pool back to its
+pre-upgrade count so the permanent surge node does not linger, and send the resolved notice.
+Every step checks before acting, so a redelivery or a crash between effect and state write
+converges to the same end.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from urllib.parse import unquote
+
+from upgrade.domain.alerts import Alert
+from upgrade.domain.model import AGENTPOOL_LABEL, QUARANTINE_LABEL, ClusterRef, Node
+from upgrade.domain.pdb import eviction_blockers
+from upgrade.domain.policy import REMEDIATION_KINDS
+from upgrade.domain.quarantine import budget_matches, is_application_pod, relaxed_spec
+from upgrade.domain.runs import RunRecord
+from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
+from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, TemporaryError
+from upgrade.ports import Platform
+from upgrade.services.quarantine_scan import platform_policy, resolve_node
+from upgrade.services.registry import StepSpec
+from upgrade.services.rolling import BUSY_STATES, same_version
+from upgrade.services.rolling import wait_pool as _wait_pool
+from upgrade.services.step_runner import StepContext
+
+log = logging.getLogger("upgrade.remediation")
+
+KIND = "remediation"
+PLAN = "remediation.plan"
+RECORD_PDB = "remediation.record_pdb"
+RELAX_PDB = "remediation.relax_pdb"
+EVICT = "remediation.evict"
+RESTORE_PDB = "remediation.restore_pdb"
+DELETE_POD = "remediation.delete_pod"
+WAIT_PODS_GONE = "remediation.wait_pods_gone"
+DELETE_MACHINE = "remediation.delete_machine"
+UNQUARANTINE = "remediation.unquarantine"
+REAPPLY_VERSION = "remediation.reapply_version"
+WAIT_POOL = "remediation.wait_pool"
+SCALE_BACK = "remediation.scale_back"
+FINISH = "remediation.finish"
+# Between the relax and the restore, anything that ends the attempt leads to the restore.
+RELAXED_STEPS = (RELAX_PDB, EVICT)
+EVICTION_RETRY_SECONDS = 2.0
+MAX_EVICTION_ERROR_ATTEMPTS = 5
+
+
+def _blocking_pods(platform: Platform, cluster: ClusterRef, node: str) -> tuple[list, list]:
+    kube = platform.kube(cluster)
+    pods = [p for p in kube.list_pods(node=node) if is_application_pod(p)]
+    pdbs = kube.list_pdbs()
+    return pods, eviction_blockers(pods, pdbs)
+
+
+def request_remediation(
+    platform: Platform, cluster: ClusterRef | str, node: str, kind: str, actor: str, force: bool = False
+) -> RunRecord:
+    """Start a remediation run for ``node``. Raises InvalidInput (kind), NotAllowed (allow-list,
+    policy off, an unmanaged pod without force), NotFound (node), Conflict (node not cordoned, or
+    the pool has an active run: ``.code`` is its id)."""
+    ref = cluster if isinstance(cluster, ClusterRef) else ClusterRef.parse(cluster)
+    if kind not in REMEDIATION_KINDS:
+        raise InvalidInput("remediation request", "kind", f"{kind!r} is not one of {', '.join(REMEDIATION_KINDS)}")
+    allowed = getattr(platform, "allowed_clusters", None)
+    if allowed is not None and ref.arm_id.lower() not in {c.lower() for c in allowed}:
+        raise NotAllowed(f"cluster {ref.arm_id} is not in ALLOWED_CLUSTERS")
+    target = platform.kube(ref).get_node(node)
+    mode = platform_policy(platform).for_pool(ref, target.pool).remediation.mode(kind)
+    if mode == "off":
+        raise NotAllowed(
+            f"remediation {kind} is off for pool {target.pool} of {ref.name}: set UPGRADE_POLICY "
+            f"remediation.{kind} to approval-required (or automatic) to allow it"
+        )
+    if not target.unschedulable:
+        raise Conflict(f"node {node} is not cordoned: nothing to remediate")
+    if kind == "delete-pod" and not force:
+        _, blockers = _blocking_pods(platform, ref, node)
+        pods = {p.key: p for p in platform.kube(ref).list_pods(node=node)}
+        unmanaged = [b.pod for b in blockers if pods.get(b.pod) is not None and pods[b.pod].owner_kind is None]
+        if unmanaged:
+            raise NotAllowed(
+                f"pod {', '.join(unmanaged)} has no controller: deleting it would lose it for good; "
+                "send force=true to delete it anyway"
+            )
+    now = platform.clock.now()
+    run = platform.runs.create(
+        RunRecord(
+            run_id=f"remediate-{kind}-{uuid.uuid4().hex[:12]}",
+            kind=KIND, cluster=ref.arm_id, pool=target.pool, state=PLAN, status="running",
+            created_at=now, updated_at=now,
+            options={"kind": kind, "node": node, "force": force, "requestedBy": actor, "policyMode": mode},
+        )
+    )
+    platform.queue.send(StepMessage(v=1, run_id=run.run_id, step=PLAN, cluster=ref.arm_id, pool=target.pool,
+                                    attempt=1, actor=actor))
+    log.info("remediation %s of node %s on %s requested by %s: run %s", kind, node, ref.name, actor, run.run_id)
+    return run
+
+
+def resolve_cluster(platform: Platform, segment: str, cluster_id: str | None) -> ClusterRef:
+    """The allowed cluster a request names: by ARM id, or by name when the name is unique."""
+    allowed = [ClusterRef.parse(c) for c in (getattr(platform, "allowed_clusters", None) or ())]
+    segment = unquote(segment or "").strip()
+    if cluster_id or segment.startswith("/"):
+        ref = ClusterRef.parse(cluster_id or segment, what="remediation request", field="clusterId")
+        if cluster_id and segment and segment.lower() not in (ref.name.lower(), ref.arm_id.lower()):
+            raise InvalidInput("remediation request", "cluster", f"{segment!r} does not name cluster {ref.arm_id}")
+        return ref
+    named = [c for c in allowed if c.name.lower() == segment.lower()]
+    if not named:
+        raise NotFound(f"no allowed cluster is named {segment!r}")
+    if len(named) > 1:
+        raise InvalidInput("remediation request", "clusterId",
+                           f"{len(named)} allowed clusters are named {segment!r}: give the ARM id as clusterId")
+    return named[0]
+
+
+def remediation_request_from_http(platform: Platform, segment: str, node: str, body: object, *, actor: str) -> RunRecord:
+    """The POST /api/quarantine/{cluster}/{node}/remediate body: {kind, force?, clusterId?, requestedBy?}."""
+    if not isinstance(body, dict):
+        raise InvalidInput("remediation request", "(body)", "must be a JSON object")
+    unknown = sorted(set(body) - {"kind", "force", "clusterId", "requestedBy"})
+    if unknown:
+        raise InvalidInput("remediation request", unknown[0], "unknown field (expected kind, force, clusterId, requestedBy)")
+    kind, force = body.get("kind"), body.get("force", False)
+    if not isinstance(kind, str):
+        raise InvalidInput("remediation request", "kind", f"is required: one of {', '.join(REMEDIATION_KINDS)}")
+    if not isinstance(force, bool):
+        raise InvalidInput("remediation request", "force", "must be true or false")
+    cluster_id = body.get("clusterId")
+    if cluster_id is not None and not isinstance(cluster_id, str):
+        raise InvalidInput("remediation request", "clusterId", "must be the cluster's ARM id")
+    cluster = resolve_cluster(platform, segment, cluster_id)
+    return request_remediation(platform, cluster, unquote(node), kind, actor, force=force)
+
+
+# ---- step plumbing -------------------------------------------------------------------------
+
+
+def _failure_alert(ctx: StepContext, reason: str) -> None:
+    opts = ctx.run.options
+    ctx.platform.alerts.publish(
+        Alert(kind="remediation.failed", severity="error", cluster=ctx.cluster.arm_id, pool=ctx.message.pool,
+              node=opts.get("node"), run_id=ctx.run.run_id,
+              summary=f"Remediation {opts.get('kind')} of node {opts.get('node')} failed: {reason}",
+              details={"step": ctx.message.step}, dedup_key=f"{ctx.cluster.arm_id.lower()}|{ctx.run.run_id}|failed")
+    )
+
+
+def remediation_step(handler: Callable[[StepContext], Outcome]) -> Callable[[StepContext], Outcome]:
+    """A permanent failure ends the run with an alert; between relax and restore any failure,
+    expected or not, leads to the restore first."""
+
+    @functools.wraps(handler)
+    def guarded(ctx: StepContext) -> Outcome:
+        try:
+            outcome = handler(ctx)
+        except TemporaryError:
+            raise
+        except Exception as exc:
+            if ctx.message.step in RELAXED_STEPS:
+                log.exception("remediation step %s failed after the PDB was relaxed: restoring it", ctx.message.step)
+                return Next(RESTORE_PDB, args={"failure": f"{ctx.message.step}: {exc}"},
+                            reason=f"{ctx.message.step} failed: restoring the PDB first")
+            if not isinstance(exc, PermanentError):
+                raise
+            outcome = Failed(reason=str(exc))
+        if isinstance(outcome, Failed):
+            _failure_alert(ctx, outcome.reason)
+        return outcome
+
+    return guarded
+
+
+def _node(ctx: StepContext) -> str:
+    return ctx.run.options["node"]
+
+
+def _get_node(ctx: StepContext) -> Node | None:
+    try:
+        return ctx.platform.kube(ctx.cluster).get_node(_node(ctx))
+    except NotFound:
+        return None
+
+
+def _poll(ctx: StepContext) -> float:
+    return platform_policy(ctx.platform).for_pool(ctx.cluster, ctx.message.pool).poll_seconds
+
+
+# ---- plan ----------------------------------------------------------------------------------
+
+
+def plan(ctx: StepContext) -> Outcome:
+    """Decide the pool's target count and what blocks the node, once (facts already set: keep)."""
+    run, kind = ctx.run, ctx.run.options["kind"]
+    if "target_count" in run.facts:
+        return Next(_first_step(kind), reason="plan already recorded")
+    node = _get_node(ctx)
+    if node is None:
+        return Next(UNQUARANTINE, reason=f"node {_node(ctx)} is already gone")
+    pool = ctx.platform.aks(ctx.cluster).get_pool(ctx.cluster, ctx.message.pool)
+    pods, blockers = _blocking_pods(ctx.platform, ctx.cluster, node.name)
+    pre = _pre_upgrade_count(ctx.platform, ctx.cluster, ctx.message.pool)
+    # A quarantined node has a permanent surge replacement: once it is fixed, one node is extra.
+    extra = 1 if node.quarantined else 0
+    target = max(pre, pool.count - extra) if pre is not None else pool.count - extra
+    by_key = {p.key: p for p in pods}
+    if kind == "delete-pod" and not run.options.get("force"):
+        unmanaged = [b.pod for b in blockers if by_key[b.pod].owner_kind is None]
+        if unmanaged:
+            return Failed(reason=f"pod {', '.join(unmanaged)} has no controller; force was not set")
+    facts = {
+        "target_count": target,
+        "pre_upgrade_count": pre,
+        "count_before": pool.count,
+        "pool_version": pool.orchestrator_version,
+        "node_version": node.kubernetes_version,
+        "was_quarantined": node.quarantined,
+        "blocking_pods": [{"pod": b.pod, "uid": by_key[b.pod].uid, "pdb": b.pdb} for b in blockers],
+        "blocking_pdbs": sorted({b.pdb for b in blockers}),
+        "relax_to": {b.pdb: b.expected_pods - b.current_healthy + 1 for b in blockers},
+    }
+    if not blockers and kind != "replace-node":
+        return Next(UNQUARANTINE, reason="no PDB blocks the node's pods now", facts=facts)
+    return Next(_first_step(kind), reason=f"{len(blockers)} blocking pod(s); pool to {target} node(s)", facts=facts)
+
+
+def _first_step(kind: str) -> str:
+    return {"relax-pdb": RECORD_PDB, "delete-pod": DELETE_POD, "replace-node": DELETE_MACHINE}[kind]
+
+
+def _pre_upgrade_count(platform: Platform, cluster: ClusterRef, pool: str) -> int | None:
+    for run in platform.runs.list_runs(cluster=cluster.arm_id, limit=50):
+        count = run.facts.get("pre_upgrade_count")
+        if run.kind == "rolling" and run.pool == pool and isinstance(count, int):
+            return count
+    return None
+
+
+# ---- relax-pdb -----------------------------------------------------------------------------
+
+
+def record_pdb(ctx: StepContext) -> Outcome:
+    """Store each blocking PDB's spec in the run; the relax is a later step, so the record is
+    durable before any PDB changes. A redelivery keeps the first record."""
+    if "pdb_originals" in ctx.run.facts:
+        return Next(RELAX_PDB, reason="originals already recorded")
+    kube = ctx.platform.kube(ctx.cluster)
+    originals = {}
+    for key in ctx.run.facts["blocking_pdbs"]:
+        namespace, name = key.split("/", 1)
+        originals[key] = kube.get_pdb_manifest(namespace, name)
+    return Next(RELAX_PDB, reason=f"recorded {', '.join(originals)}", facts={"pdb_originals": originals})
+
+
+def relax_pdb(ctx: StepContext) -> Outcome:
+    kube = ctx.platform.kube(ctx.cluster)
+    for key, original in ctx.run.facts["pdb_originals"].items():
+        namespace, name = key.split("/", 1)
+        wanted = relaxed_spec(original, ctx.run.facts["relax_to"].get(key, 1))
+        if not budget_matches(kube.get_pdb_manifest(namespace, name), wanted):
+            kube.patch_pdb_spec(namespace, name, wanted)
+    deadline = ctx.platform.clock.now() + timedelta(minutes=_drain_timeout(ctx))
+    return Next(EVICT, reason="PDB relaxed to allow one disruption", facts={"pdb_relaxed": True},
+                args={"deadline": deadline.isoformat()})
+
+
+def _drain_timeout(ctx: StepContext) -> float:
+    return platform_policy(ctx.platform).for_pool(ctx.cluster, ctx.message.pool).rolling.drain_timeout_minutes
+
+
+def _pods_still_there(ctx: StepContext) -> list[dict[str, str]]:
+    present = {p.key: p.uid for p in ctx.platform.kube(ctx.cluster).list_pods(node=_node(ctx))}
+    return [p for p in ctx.run.facts["blocking_pods"] if present.get(p["pod"]) == p["uid"]]
+
+
+def evict(ctx: StepContext) -> Outcome:
+    """Evict the blocking pods (a 429 means the relaxed budget is not visible yet: try again)."""
+    kube = ctx.platform.kube(ctx.cluster)
+    held, errors = [], []
+    for pod in _pods_still_there(ctx):
+        namespace, name = pod["pod"].split("/", 1)
+        try:
+            kube.evict(namespace, name)
+        except NotFound:
+            continue
+        except TemporaryError as exc:
+            (held if exc.status == 429 else errors).append(f"{pod['pod']}: {exc}")
+    if not held and not errors:
+        return Next(RESTORE_PDB, reason="blocking pods evicted", facts={"evicted": True})
+    deadline = ctx.message.args.get("deadline")
+    if deadline and ctx.platform.clock.now() >= datetime.fromisoformat(deadline):
+        return Next(RESTORE_PDB, args={"failure": f"eviction still refused at the drain timeout: {'; '.join(held + errors)}"},
+                    reason="eviction timed out: restoring the PDB")
+    if errors and ctx.message.attempt >= MAX_EVICTION_ERROR_ATTEMPTS:
+        # The API keeps failing (not a PDB's 429): do not leave the PDB relaxed while it does.
+        return Next(RESTORE_PDB, args={"failure": f"eviction failed {ctx.message.attempt} times: {'; '.join(errors)}"},
+                    reason="eviction keeps failing: restoring the PDB")
+    return Retry(delay_seconds=EVICTION_RETRY_SECONDS, reason="; ".join(held + errors))
+
+
+def restore_pdb(ctx: StepContext) -> Outcome:
+    """Put every recorded spec back exactly (only where it differs); then fail if the attempt had."""
+    kube = ctx.platform.kube(ctx.cluster)
+    for key, original in ctx.run.facts.get("pdb_originals", {}).items():
+        namespace, name = key.split("/", 1)
+        try:
+            if not budget_matches(kube.get_pdb_manifest(namespace, name), original):
+                kube.patch_pdb_spec(namespace, name, original)
+        except NotFound:
+            continue  # deleted meanwhile: nothing left to restore
+        except PermanentError as exc:
+            return Failed(reason=f"could not restore PDB {key} to {original}: {exc}", facts={"pdb_restored": False})
+    failure = ctx.message.args.get("failure")
+    if failure:
+        return Failed(reason=f"{failure}; the original PDB was restored", facts={"pdb_restored": True})
+    return Next(UNQUARANTINE, reason="original PDB restored", facts={"pdb_restored": True})
+
+
+# ---- delete-pod ----------------------------------------------------------------------------
+
+
+def delete_pod(ctx: StepContext) -> Outcome:
+    kube = ctx.platform.kube(ctx.cluster)
+    for pod in _pods_still_there(ctx):
+        namespace, name = pod["pod"].split("/", 1)
+        try:
+            kube.delete_pod(namespace, name)
+        except NotFound:
+            continue
+    return Next(WAIT_PODS_GONE, delay_seconds=1.0, reason="blocking pod(s) deleted")
+
+
+def wait_pods_gone(ctx: StepContext) -> Outcome:
+    remaining = _pods_still_there(ctx)
+    if remaining:
+        return Retry(delay_seconds=EVICTION_RETRY_SECONDS, reason=f"waiting for {', '.join(p['pod'] for p in remaining)}")
+    return Next(UNQUARANTINE, reason="blocking pods gone")
+
+
+# ---- replace-node --------------------------------------------------------------------------
+
+
+def delete_machine(ctx: StepContext) -> Outcome:
+    aks = ctx.platform.aks(ctx.cluster)
+    pool = aks.get_pool(ctx.cluster, ctx.message.pool)
+    if pool.provisioning_state in BUSY_STATES:
+        return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": DELETE_MACHINE},
+                    reason=f"pool is {pool.provisioning_state}")
+    if _get_node(ctx) is None:
+        return Next(UNQUARANTINE, reason=f"machine {_node(ctx)} is gone")
+    if ctx.run.facts.get("machine_delete_requested"):
+        return Failed(reason=f"AKS did not delete machine {_node(ctx)}: {pool.error or pool.provisioning_state}")
+    aks.begin_delete_machines(ctx.cluster, ctx.message.pool, [_node(ctx)])
+    return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": DELETE_MACHINE},
+                reason=f"deleting machine {_node(ctx)}", facts={"machine_delete_requested": True})
+
+
+# ---- after each: unquarantine, finish the upgrade, scale back ------------------------------
+
+
+def unquarantine(ctx: StepContext) -> Outcome:
+    kube = ctx.platform.kube(ctx.cluster)
+    try:
+        removed = kube.set_node_label(_node(ctx), QUARANTINE_LABEL, None)
+    except NotFound:
+        return Next(REAPPLY_VERSION, reason="node gone: no label to remove")
+    return Next(REAPPLY_VERSION, reason="quarantine label removed" if removed else "no quarantine label")
+
+
+def reapply_version(ctx: StepContext) -> Outcome:
+    """Let AKS finish the node's upgrade: a PUT of the pool at its own version upgrades the nodes
+    still behind (quarantined ones excepted). A node already at the version is only uncordoned."""
+    aks, kube = ctx.platform.aks(ctx.cluster), ctx.platform.kube(ctx.cluster)
+    pool = aks.get_pool(ctx.cluster, ctx.message.pool)
+    if pool.provisioning_state in BUSY_STATES:
+        return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": REAPPLY_VERSION},
+                    reason=f"pool is {pool.provisioning_state}")
+    nodes = kube.list_nodes(label_selector=f"{AGENTPOOL_LABEL}={ctx.message.pool}")
+    lagging = [n.name for n in nodes if not n.quarantined and not same_version(n.kubernetes_version, pool.orchestrator_version)]
+    if not lagging:
+        node = next((n for n in nodes if n.name == _node(ctx)), None)
+        if node is not None and node.unschedulable:
+            kube.set_unschedulable(node.name, False)
+        return Next(SCALE_BACK, reason=f"every node at {pool.orchestrator_version}")
+    if ctx.run.facts.get("version_reapplied"):
+        return Failed(reason=f"node(s) {', '.join(lagging)} still not at {pool.orchestrator_version} after re-applying it: "
+                             f"{pool.error or 'see the pool operation'}")
+    aks.begin_put_pool(ctx.cluster, pool, if_match=pool.etag)
+    return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": REAPPLY_VERSION},
+                reason=f"re-applying {pool.orchestrator_version} to upgrade {', '.join(lagging)}",
+                facts={"version_reapplied": True})
+
+
+def scale_back(ctx: StepContext) -> Outcome:
+    aks = ctx.platform.aks(ctx.cluster)
+    pool = aks.get_pool(ctx.cluster, ctx.message.pool)
+    if pool.provisioning_state in BUSY_STATES:
+        return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": SCALE_BACK},
+                    reason=f"pool is {pool.provisioning_state}")
+    target = ctx.run.facts.get("target_count")
+    if target is None or pool.count == target:
+        return Next(FINISH, reason=f"pool at {pool.count} node(s)")
+    if ctx.run.facts.get("scaled_to") == target:
+        return Failed(reason=f"pool is at {pool.count} node(s) after scaling to {target}: {pool.error or ''}")
+    nodes = ctx.platform.kube(ctx.cluster).list_nodes(label_selector=f"{AGENTPOOL_LABEL}={ctx.message.pool}")
+    others_quarantined = [n for n in nodes if n.quarantined and n.name != _node(ctx)]
+    if pool.count > target and others_quarantined:
+        # A scale-down removes quarantined nodes first: it would take another stuck node (and its
+        # pods) with it. Delete the newest healthy nodes by name instead.
+        healthy = sorted((n for n in nodes if not n.quarantined),
+                         key=lambda n: (n.created_at is not None, n.created_at or 0, n.name), reverse=True)
+        victims = [n.name for n in healthy[: pool.count - target]]
+        aks.begin_delete_machines(ctx.cluster, ctx.message.pool, victims)
+        reason = f"deleting {', '.join(victims)} to bring the pool back to {target} node(s)"
+    else:
+        aks.begin_put_pool(ctx.cluster, replace(pool, count=target), if_match=pool.etag)
+        reason = f"scaling pool from {pool.count} back to {target} node(s)"
+    return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": SCALE_BACK}, reason=reason,
+                facts={"scaled_to": target})
+
+
+def finish(ctx: StepContext) -> Outcome:
+    kind, node = ctx.run.options["kind"], _node(ctx)
+    current = _get_node(ctx)
+    if current is not None and (current.quarantined or current.unschedulable):
+        return Failed(reason=f"node {node} is still {'quarantined' if current.quarantined else 'cordoned'}")
+    note = resolve_node(ctx.platform, ctx.cluster, node, how=f"remediated by {kind} (run {ctx.run.run_id})",
+                        run_id=ctx.run.run_id)
+    pool = ctx.platform.aks(ctx.cluster).get_pool(ctx.cluster, ctx.message.pool)
+    return Done(summary=f"node {node} remediated by {kind}; pool {pool.name} at {pool.count} node(s), "
+                        f"{pool.orchestrator_version}; {note}",
+                facts={"final_count": pool.count, "resolved": note})
+
+
+def wait_pool(ctx: StepContext) -> Outcome:
+    return _wait_pool(ctx)
+
+
+def _spec(name: str, handler: Callable[[StepContext], Outcome]) -> StepSpec:
+    return StepSpec(name, remediation_step(handler))
+
+
+STEPS = {
+    spec.name: spec
+    for spec in (
+        _spec(PLAN, plan), _spec(RECORD_PDB, record_pdb), _spec(RELAX_PDB, relax_pdb), _spec(EVICT, evict),
+        _spec(RESTORE_PDB, restore_pdb), _spec(DELETE_POD, delete_pod), _spec(WAIT_PODS_GONE, wait_pods_gone),
+        _spec(DELETE_MACHINE, delete_machine), _spec(UNQUARANTINE, unquarantine),
+        _spec(REAPPLY_VERSION, reapply_version), _spec(WAIT_POOL, wait_pool), _spec(SCALE_BACK, scale_back),
+        _spec(FINISH, finish),
+    )
+}

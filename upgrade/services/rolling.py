@@ -1,0 +1,307 @@
+"""Rolling upgrades of an agent pool with surge, as queue steps, and the post-upgrade reconcile.
+
+A run started by the product: ``rolling.apply_settings`` (snapshot the pool, apply the policy's
+upgradeSettings if they differ) -> ``rolling.wait_pool`` -> ``rolling.set_version`` ->
+``rolling.wait_pool`` -> ``rolling.reconcile``. A run AKS started on its own (auto-upgrade, the
+portal) is recorded from NodePoolRollingStarted and enters at ``rolling.wait_pool``; the
+Succeeded/Failed event moves it to the reconcile at once. The reconcile reads what the upgrade
+left: quarantined and other cordoned nodes with their blocking pods and PDBs, surge nodes that
+became permanent (pool count versus the snapshot), and the failure reason from ARM and Kubernetes
+events; it records them on the run and alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import asdict, replace
+from typing import Any
+
+from upgrade.domain.alerts import Alert
+from upgrade.domain.model import AGENTPOOL_LABEL, AgentPool, ClusterRef, Node, UpgradeSettings
+from upgrade.domain.runs import RunRecord
+from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
+from upgrade.domain.surge import surge_node_count, validate_upgrade_settings
+from upgrade.errors import InvalidInput, NotAllowed, PermanentError
+from upgrade.ports import Platform
+from upgrade.services.quarantine_scan import alert_on_findings, platform_policy, read_cordoned
+from upgrade.services.registry import StepSpec
+from upgrade.services.step_runner import StepContext
+
+log = logging.getLogger("upgrade.rolling")
+
+KIND = "rolling"
+APPLY_SETTINGS = "rolling.apply_settings"
+WAIT_POOL = "rolling.wait_pool"
+SET_VERSION = "rolling.set_version"
+RECONCILE = "rolling.reconcile"
+BUSY_STATES = frozenset({"Creating", "Updating", "Upgrading", "Scaling", "Deleting", "Starting", "Stopping"})
+UPGRADE_EVENT_REASONS = ("Surge", "Drain", "Upgrade")
+QUOTA_CODES = ("InsufficientVCPUQuota", "QuotaExceeded", "OperationNotAllowed:Quota")
+
+
+def same_version(a: str | None, b: str | None) -> bool:
+    """"1.31" names every 1.31 patch; "1.31.7" only itself (a pool may be set to a minor)."""
+    if not a or not b:
+        return False
+    left, right = a.lstrip("v").split("."), b.lstrip("v").split(".")
+    size = min(len(left), len(right))
+    return left[:size] == right[:size]
+
+
+def settings_from_options(options: dict[str, Any]) -> UpgradeSettings:
+    raw = options.get("upgradeSettings") or {}
+    return UpgradeSettings(
+        max_surge=raw.get("maxSurge"),
+        max_unavailable=raw.get("maxUnavailable"),
+        drain_timeout_minutes=raw.get("drainTimeoutInMinutes"),
+        node_soak_minutes=raw.get("nodeSoakDurationInMinutes"),
+        undrainable_node_behavior=raw.get("undrainableNodeBehavior"),
+        max_blocked_nodes=raw.get("maxBlockedNodes"),
+    )
+
+
+def _public_settings(settings: UpgradeSettings) -> dict[str, Any]:
+    return {
+        "maxSurge": settings.max_surge,
+        "maxUnavailable": settings.max_unavailable,
+        "drainTimeoutInMinutes": settings.drain_timeout_minutes,
+        "nodeSoakDurationInMinutes": settings.node_soak_minutes,
+        "undrainableNodeBehavior": settings.undrainable_node_behavior,
+        "maxBlockedNodes": settings.max_blocked_nodes,
+    }
+
+
+def _settings_applied(current: UpgradeSettings, desired: UpgradeSettings) -> bool:
+    """Every field the run asks for is what the pool has (None asks for nothing)."""
+    return all(
+        wanted is None or str(getattr(current, name)) == str(wanted)
+        for name, wanted in asdict(desired).items()
+    )
+
+
+def start_rolling_run(
+    platform: Platform,
+    *,
+    cluster: ClusterRef | str,
+    pool: str,
+    target_version: str,
+    options: dict[str, Any] | None = None,
+    actor: str = "system",
+) -> RunRecord:
+    """Start a rolling upgrade of ``pool`` to ``target_version``. ``options.upgradeSettings``
+    (ARM names) override the policy's rolling settings field by field. Raises InvalidInput for bad
+    settings, NotAllowed for a cluster outside the allow-list, Conflict when the pool is busy."""
+    ref = cluster if isinstance(cluster, ClusterRef) else ClusterRef.parse(cluster)
+    allowed = getattr(platform, "allowed_clusters", None)
+    if allowed is not None and ref.arm_id.lower() not in {c.lower() for c in allowed}:
+        raise NotAllowed(f"cluster {ref.arm_id} is not in ALLOWED_CLUSTERS")
+    options = dict(options or {})
+    unknown = sorted(set(options) - {"upgradeSettings", "pollSeconds"})
+    if unknown:
+        raise InvalidInput("rolling options", f"options.{unknown[0]}", "unknown field (expected upgradeSettings, pollSeconds)")
+    policy = platform_policy(platform).for_pool(ref, pool)
+    settings = {**policy.rolling.model_dump(by_alias=True), **(options.get("upgradeSettings") or {})}
+    options["upgradeSettings"] = {k: (str(v) if k in ("maxSurge", "maxUnavailable", "maxBlockedNodes") and v is not None
+                                      else v) for k, v in settings.items()}
+    try:
+        validate_upgrade_settings(settings_from_options(options), mode="User")
+    except InvalidInput as exc:
+        raise InvalidInput("rolling options", f"options.upgradeSettings.{exc.field}", exc.problem) from exc
+    options.setdefault("pollSeconds", policy.poll_seconds)
+    now = platform.clock.now()
+    run = RunRecord(
+        run_id=f"rolling-{pool}-{uuid.uuid4().hex[:12]}",
+        kind=KIND, cluster=ref.arm_id, pool=pool, state=APPLY_SETTINGS, status="running",
+        created_at=now, updated_at=now, target_version=target_version, options=options,
+        facts={"started_by": actor},
+    )
+    run = platform.runs.create(run)
+    platform.queue.send(StepMessage(v=1, run_id=run.run_id, step=APPLY_SETTINGS, cluster=ref.arm_id, pool=pool,
+                                    attempt=1, actor=actor))
+    return run
+
+
+def pool_snapshot(pool: AgentPool) -> dict[str, Any]:
+    return {
+        "pre_upgrade_count": pool.count,
+        "version_before": pool.orchestrator_version,
+        "settings_before": _public_settings(pool.upgrade_settings),
+    }
+
+
+def _poll(ctx: StepContext) -> float:
+    return float((ctx.run.options if ctx.run else {}).get("pollSeconds", platform_policy(ctx.platform).for_pool(
+        ctx.cluster, ctx.message.pool).poll_seconds))
+
+
+def apply_settings(ctx: StepContext) -> Outcome:
+    aks, run = ctx.platform.aks(ctx.cluster), ctx.run
+    pool = aks.get_pool(ctx.cluster, ctx.message.pool)
+    facts = {} if "pre_upgrade_count" in run.facts else pool_snapshot(pool)
+    desired = settings_from_options(run.options)
+    try:
+        validate_upgrade_settings(desired, mode=pool.mode, pool_size=pool.count)
+    except InvalidInput as exc:
+        return Failed(reason=f"upgradeSettings refused for pool {pool.name}: {exc}", facts=facts)
+    if pool.provisioning_state in BUSY_STATES:
+        return Retry(delay_seconds=_poll(ctx), reason=f"pool {pool.name} is {pool.provisioning_state}", facts=facts)
+    if _settings_applied(pool.upgrade_settings, desired):
+        return Next(SET_VERSION, reason="upgradeSettings already in place", facts=facts)
+    merged = UpgradeSettings(**{
+        name: wanted if wanted is not None else getattr(pool.upgrade_settings, name)
+        for name, wanted in asdict(desired).items()
+    })
+    aks.begin_put_pool(ctx.cluster, replace(pool, upgrade_settings=merged), if_match=pool.etag)
+    return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": SET_VERSION},
+                reason="applying upgradeSettings", facts={**facts, "settings_applied": _public_settings(merged)})
+
+
+def wait_pool(ctx: StepContext) -> Outcome:
+    """Wait for the pool's operation to end, then go on to ``args.then``."""
+    pool = ctx.platform.aks(ctx.cluster).get_pool(ctx.cluster, ctx.message.pool)
+    then = ctx.message.args.get("then", RECONCILE)
+    if pool.provisioning_state in BUSY_STATES:
+        return Retry(delay_seconds=_poll(ctx), reason=f"pool {pool.name} is {pool.provisioning_state}")
+    if pool.provisioning_state != "Succeeded" and then != RECONCILE and not then.startswith("remediation."):
+        return Next(RECONCILE, reason=f"pool operation ended {pool.provisioning_state}: {pool.error or 'no message'}")
+    return Next(then, reason=f"pool {pool.name} is {pool.provisioning_state}")
+
+
+def is_quota_error(exc: PermanentError) -> bool:
+    return (exc.code or "") in QUOTA_CODES or "quota" in str(exc).lower()
+
+
+def surge_unavailable_alert(cluster: ClusterRef, pool: AgentPool, run_id: str | None, reason: str,
+                            target_version: str | None) -> Alert:
+    surge = surge_node_count(pool.count, pool.upgrade_settings.max_surge)
+    return Alert(
+        kind="upgrade.surge-unavailable",
+        severity="error",
+        cluster=cluster.arm_id,
+        pool=pool.name,
+        run_id=run_id,
+        summary=(
+            f"Pool {pool.name} cannot get its {surge} surge node(s) of {pool.vm_size} to upgrade to "
+            f"{target_version}: {reason}. Raise the vCPU quota, lower maxSurge, or set maxUnavailable "
+            "(no surge, less capacity during the upgrade)."
+        ),
+        details={"surgeNodes": surge, "vmSize": pool.vm_size, "maxSurge": pool.upgrade_settings.max_surge,
+                 "armError": reason},
+        dedup_key=f"{cluster.arm_id.lower()}|{pool.name}|surge-unavailable",
+    )
+
+
+def set_version(ctx: StepContext) -> Outcome:
+    aks, run = ctx.platform.aks(ctx.cluster), ctx.run
+    pool = aks.get_pool(ctx.cluster, ctx.message.pool)
+    if pool.provisioning_state in BUSY_STATES:
+        if same_version(pool.orchestrator_version, run.target_version):
+            # The version PUT went out (a redelivery after a crash): wait for it.
+            return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": RECONCILE},
+                        reason=f"pool {pool.name} is {pool.provisioning_state}", facts={"version_set": True})
+        return Retry(delay_seconds=_poll(ctx), reason=f"pool {pool.name} is {pool.provisioning_state}")
+    if same_version(pool.orchestrator_version, run.target_version) and pool.provisioning_state == "Succeeded":
+        return Next(RECONCILE, reason=f"pool already set to {pool.orchestrator_version}")
+    try:
+        aks.begin_put_pool(ctx.cluster, replace(pool, orchestrator_version=run.target_version), if_match=pool.etag)
+    except PermanentError as exc:
+        if is_quota_error(exc):
+            ctx.platform.alerts.publish(surge_unavailable_alert(ctx.cluster, pool, run.run_id, str(exc), run.target_version))
+            return Failed(reason=f"surge nodes unavailable: {exc}", facts={"surge_unavailable": str(exc)})
+        raise
+    return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": RECONCILE},
+                reason=f"upgrading pool {pool.name} to {run.target_version}", facts={"version_set": True})
+
+
+# ---- post-upgrade reconcile ----------------------------------------------------------------
+
+
+def _event_lines(events: list[dict[str, Any]], nodes: set[str]) -> list[str]:
+    lines = []
+    for event in events:
+        name = (event.get("object") or {}).get("name")
+        if name in nodes and (event.get("type") == "Warning" or "evict" in str(event.get("message", "")).lower()):
+            lines.append(f"{event.get('reason')}: {event.get('message')}")
+    return lines[-20:]
+
+
+def reconcile_pool(platform: Platform, cluster: ClusterRef, pool_name: str, run: RunRecord) -> tuple[dict, list[str]]:
+    """What the upgrade left, as run facts, plus the problems found (empty: all good)."""
+    aks, kube = platform.aks(cluster), platform.kube(cluster)
+    pool = aks.get_pool(cluster, pool_name)
+    nodes: list[Node] = kube.list_nodes(label_selector=f"{AGENTPOOL_LABEL}={pool_name}")
+    reading = read_cordoned(kube, cluster, pool=pool_name)
+    pre_count = run.facts.get("pre_upgrade_count")
+    permanent_surge = max(0, len(nodes) - pre_count) if isinstance(pre_count, int) else None
+    new_nodes = sorted(n.name for n in nodes if n.created_at and n.created_at >= run.created_at)
+    problems: list[str] = []
+    if pool.provisioning_state not in ("Succeeded",):
+        problems.append(f"the pool's last operation ended {pool.provisioning_state}: {pool.error or 'no error message'}")
+    lagging = [n.name for n in nodes if run.target_version and not same_version(n.kubernetes_version, run.target_version)]
+    if lagging:
+        problems.append(f"node(s) not at {run.target_version}: {', '.join(lagging)}")
+    quarantined = [f.node for f in reading.findings if f.quarantined]
+    cordoned = [f.node for f in reading.findings if not f.quarantined]
+    if quarantined:
+        problems.append(f"quarantined node(s): {', '.join(quarantined)}")
+    if cordoned:
+        problems.append(f"cordoned node(s): {', '.join(cordoned)}")
+    if permanent_surge:
+        problems.append(f"{permanent_surge} surge node(s) stayed: the pool has {len(nodes)} nodes, {pre_count} before")
+    events = _event_lines(kube.list_events(reasons=UPGRADE_EVENT_REASONS), {n.name for n in nodes}) if problems else []
+    facts = {
+        "final": {
+            "provisioningState": pool.provisioning_state,
+            "poolVersion": pool.orchestrator_version,
+            "count": pool.count,
+            "nodes": [{"name": n.name, "version": n.kubernetes_version, "cordoned": n.unschedulable,
+                       "quarantined": n.quarantined} for n in sorted(nodes, key=lambda n: n.name)],
+        },
+        "arm_error": pool.error,
+        "quarantined_nodes": quarantined,
+        "cordoned_nodes": cordoned,
+        "blockers": [b.to_public() for f in reading.findings for b in f.blockers],
+        "permanent_surge_nodes": permanent_surge,
+        "new_nodes": new_nodes,
+        "kubernetes_events": events,
+    }
+    if reading.findings:
+        alert_on_findings(platform, cluster, reading.findings, scope_pools=[pool_name], run_id=run.run_id)
+    return facts, problems
+
+
+def reconcile(ctx: StepContext) -> Outcome:
+    run = ctx.run
+    facts, problems = reconcile_pool(ctx.platform, ctx.cluster, ctx.message.pool, run)
+    if not problems:
+        return Done(summary=f"pool {ctx.message.pool} upgraded: every node at {facts['final']['poolVersion']}, "
+                            f"{facts['final']['count']} node(s), none cordoned", facts=facts)
+    reason = "; ".join(problems)
+    if facts["arm_error"] and any(code in facts["arm_error"] for code in QUOTA_CODES):
+        pool = ctx.platform.aks(ctx.cluster).get_pool(ctx.cluster, ctx.message.pool)
+        ctx.platform.alerts.publish(surge_unavailable_alert(ctx.cluster, pool, run.run_id, facts["arm_error"],
+                                                            run.target_version))
+    ctx.platform.alerts.publish(
+        Alert(
+            kind="upgrade.failed" if facts["final"]["provisioningState"] != "Succeeded" else "upgrade.needs-attention",
+            severity="error" if facts["final"]["provisioningState"] != "Succeeded" else "warning",
+            cluster=ctx.cluster.arm_id,
+            pool=ctx.message.pool,
+            run_id=run.run_id,
+            summary=f"Rolling upgrade of pool {ctx.message.pool} to {run.target_version or 'its version'}: {reason}.",
+            blockers=tuple(facts["blockers"]),
+            details={"quarantinedNodes": facts["quarantined_nodes"], "permanentSurgeNodes": facts["permanent_surge_nodes"],
+                     "armError": facts["arm_error"], "kubernetesEvents": facts["kubernetes_events"]},
+            dedup_key=f"{ctx.cluster.arm_id.lower()}|{ctx.message.pool}|run|{run.run_id}",
+        )
+    )
+    return Failed(reason=reason, facts=facts)
+
+
+STEPS = {
+    APPLY_SETTINGS: StepSpec(APPLY_SETTINGS, apply_settings),
+    WAIT_POOL: StepSpec(WAIT_POOL, wait_pool),
+    SET_VERSION: StepSpec(SET_VERSION, set_version),
+    RECONCILE: StepSpec(RECONCILE, reconcile),
+}
