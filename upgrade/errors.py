@@ -49,8 +49,14 @@ class TemporaryError(UpgradeError):
     """Try again later; ``delay_seconds`` is the earliest sensible retry."""
 
     def __init__(
-        self, message: str, *, delay_seconds: float = 5.0, status: int | None = None
+        self,
+        message: str,
+        *,
+        delay_seconds: float = 5.0,
+        status: int | None = None,
+        code: str | None = None,
     ) -> None:
         self.delay_seconds = delay_seconds
         self.status = status
+        self.code = code
         super().__init__(message)

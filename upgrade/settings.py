@@ -142,6 +142,7 @@ class Settings:
     storage_queue_uri: str
     storage_table_uri: str
     storage_client_id: str
+    azure_client_id: str
     allowed_clusters: frozenset[str]
     quarantine_scan_schedule: str
     upgrade_policy_json: str
@@ -212,6 +213,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         storage_queue_uri=env.get("AzureWebJobsStorage__queueServiceUri", "").strip(),
         storage_table_uri=env.get("AzureWebJobsStorage__tableServiceUri", "").strip(),
         storage_client_id=env.get("AzureWebJobsStorage__clientId", "").strip(),
+        azure_client_id=env.get("AZURE_CLIENT_ID", "").strip(),
         allowed_clusters=_parse_cluster_list(_read(env, "ALLOWED_CLUSTERS")),
         quarantine_scan_schedule=_read(env, "QUARANTINE_SCAN_SCHEDULE"),
         upgrade_policy_json=policy,

@@ -33,6 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from sandbox.aks_emulator.kube import (
@@ -188,11 +189,15 @@ class FieldRequirement:
         return (field_value(obj, self.path) == self.value) != self.negated
 
 
+# Fields Kubernetes omits when false but matches as "false" in field selectors.
+BOOLEAN_FIELDS = frozenset({"spec.unschedulable"})
+
+
 def field_value(obj: dict, path: str) -> str:
     value: object = obj
     for part in path.split("."):
         value = value.get(part) if isinstance(value, dict) else None
-    if isinstance(value, bool):
+    if isinstance(value, bool) or path in BOOLEAN_FIELDS:
         return "true" if value else "false"
     return "" if value is None else str(value)
 
@@ -813,6 +818,11 @@ class KubeApi:
             last = since
             for obj in initial:
                 yield line("ADDED", obj)
+            if request.args.get("sendInitialEvents") == "true":
+                # Streaming lists (client-go's WatchListClient) wait for this bookmark to end the list.
+                bookmark = {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": {
+                    "resourceVersion": str(since), "annotations": {"k8s.io/initial-events-end": "true"}}}
+                yield (json.dumps({"type": "BOOKMARK", "object": bookmark}, separators=(",", ":")) + "\n").encode()
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 self.cluster.tick()
@@ -952,3 +962,54 @@ class KubeApi:
 def make_kube_app(cluster: KubeCluster, token: str) -> KubeApi:
     """The WSGI application serving `cluster`'s Kubernetes API; requests need `Bearer <token>`."""
     return KubeApi(cluster, token)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+class KubeApiServer:
+    """One cluster's Kubernetes API over TLS on a free loopback port, served from a thread.
+
+    `wrap` lets a caller put middleware (fault injection, request counting) around the app."""
+
+    def __init__(self, cluster: KubeCluster, token: str, *, host: str = "127.0.0.1",
+                 wrap: Callable[[KubeApi], Callable] | None = None) -> None:
+        self.cluster = cluster
+        self.token = token
+        self.certificate = make_serving_certificate(cluster.name, (host, "localhost"))
+        app = make_kube_app(cluster, token)
+        self._wsgi: BaseWSGIServer = make_server(host, 0, wrap(app) if wrap else app, threaded=True,
+                                                 request_handler=_QuietHandler,
+                                                 ssl_context=self.certificate.ssl_context())
+        self.url = f"https://{host}:{self._wsgi.server_port}"
+        # A short poll interval lets stop() return promptly (the default waits up to 0.5 s).
+        self._thread = threading.Thread(target=self._wsgi.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"kube-api-{cluster.name}", daemon=True)
+
+    def start(self) -> KubeApiServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._wsgi.shutdown()
+        self._wsgi.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> KubeApiServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def kubeconfig(self, user: str = "clusterUser") -> dict:
+        """A kubeconfig (as a dict, dump it as YAML or JSON) like `az aks get-credentials` writes."""
+        name = self.cluster.name
+        return {
+            "apiVersion": "v1", "kind": "Config", "current-context": name, "preferences": {},
+            "clusters": [{"name": name, "cluster": {"server": self.url,
+                                                    "certificate-authority-data": self.certificate.ca_data}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": f"{user}_{name}"}}],
+            "users": [{"name": f"{user}_{name}", "user": {"token": self.token}}],
+        }

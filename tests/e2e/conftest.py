@@ -11,6 +11,7 @@ other queue setting is host.json's.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,8 @@ from sandbox.azurite import Azurite
 from sandbox.devhost_process import DevHostProcess
 from tests.integration.conftest_storage import wipe_storage
 
+# The host's output goes to this logger, so a failing test's report shows what the host did.
+host_log = logging.getLogger("devhost")
 E2E_QUEUE_OVERRIDES = {"maxPollingInterval": 0.2, "visibilityTimeout": 0}
 
 
@@ -50,7 +53,7 @@ def start_devhost(e2e_azurite: Azurite, tmp_path_factory: pytest.TempPathFactory
             kubeconfig_dir=Path(tmp_path_factory.mktemp("kubeconfigs")),
         )
         host = DevHostProcess(app_settings={**settings, **extra_settings},
-                              queue_overrides=queue_overrides or E2E_QUEUE_OVERRIDES)
+                              queue_overrides=queue_overrides or E2E_QUEUE_OVERRIDES, on_log_line=host_log.info)
         started.append(host.start())
         return host
 

@@ -4,17 +4,25 @@ and its Event Grid delivery, and what an operator would see (alerts, runs, nodes
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sandbox.aks_emulator.kube import pod_ready
 from sandbox.aks_emulator.scenarios import APP_NAMESPACE
+from sandbox.alerts_receiver import AlertsReceiver
 from tests.e2e.conftest import wait_until
 
 POOL = "nodepool1"
 QUARANTINE_LABEL = "kubernetes.azure.com/upgrade-status"
 APPS = ("app-a", "app-b", "app-c", "app-d")
 FINAL = ("succeeded", "failed", "rolled-back", "aborted")
+
+
+def receiving_alerts() -> Iterator[AlertsReceiver]:
+    """The body of each test module's ``alerts_receiver`` fixture: the alerts topic's stand-in."""
+    with AlertsReceiver() as receiver:
+        yield receiver
 
 
 def policy_json(**defaults: Any) -> str:
@@ -27,22 +35,12 @@ class Sandbox:
     host: Any
     emulator: Any
     cluster: Any
+    receiver: Any
 
     # -- what the operator receives --------------------------------------------------------------
     def alerts(self) -> list[dict]:
-        """Every alert the app published, from its structured log lines (one JSON object each)."""
-        found = []
-        for line in self.host.logs():
-            start = line.find('{"')
-            if start < 0 or '"com.aksupgrade.' not in line:
-                continue
-            try:
-                record = json.loads(line[start:])
-            except json.JSONDecodeError:
-                continue
-            if str(record.get("type", "")).startswith("com.aksupgrade."):
-                found.append(record)
-        return found
+        """Every alert the app published, as the alerts topic (the sandbox receiver) got them."""
+        return [event["data"] for event in self.receiver.alerts()]
 
     def alerts_of(self, kind: str, node: str | None = None) -> list[dict]:
         return [a for a in self.alerts() if a["kind"] == kind and (node is None or a["node"] == node)]
@@ -102,11 +100,29 @@ class Sandbox:
             return {k: v for k, v in spec.items() if k in ("minAvailable", "maxUnavailable")}
 
 
-def start_sandbox(emulator_factory, start_devhost, builder, *, policy: str, duplicate: bool = False,
+def start_sandbox(emulator_factory, start_devhost, receiver, builder, *, policy: str, duplicate: bool = False,
                   reorder: bool = False) -> Sandbox:
+    """``receiver`` is a started AlertsReceiver: the app publishes its alerts there through the SDK."""
     emu = emulator_factory(builder)
     cluster = emu.clusters()[0]
-    host = start_devhost(emulator=emu, UPGRADE_POLICY=policy)
+    receiver.clear()
+    host = start_devhost(emulator=emu, UPGRADE_POLICY=policy, ALERTS_TOPIC_ENDPOINT=receiver.topic_endpoint,
+                         ALERTS_TOPIC_KEY=receiver.key)
     emu.subscribe(f"{host.url}/runtime/webhooks/EventGrid?functionName=on_aks_event&code={host.function_key}",
                   duplicate=duplicate, reorder=reorder)
-    return Sandbox(host, emu, cluster)
+    return Sandbox(host, emu, cluster, receiver)
+
+
+def upgrade_outside_the_product(sandbox: Sandbox, aks: Any, version: str = "1.31.7") -> str:
+    """What an operator (or AKS auto-upgrade) does: PUT the pool's version, wait for the end.
+    Returns the operation's end: "Succeeded", or the ARM error code."""
+    from azure.core.exceptions import HttpResponseError
+
+    group, name = sandbox.cluster.resource_group, sandbox.cluster.name
+    pool = aks.agent_pools.get(group, name, POOL)
+    pool.properties.orchestrator_version = version
+    try:
+        aks.agent_pools.begin_create_or_update(group, name, POOL, pool).result()
+    except HttpResponseError as exc:
+        return exc.error.code if exc.error else str(exc)
+    return "Succeeded"

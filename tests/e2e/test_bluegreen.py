@@ -12,6 +12,7 @@ from sandbox.aks_emulator.arm import available_upgrades
 from sandbox.aks_emulator.kube import pod_ready
 from sandbox.aks_emulator.scenarios import APP_NAMESPACE, seed_bluegreen
 from tests.e2e.conftest import wait_until
+from tests.integration.conftest_emulator import FAST_TIME_SCALE
 from upgrade.domain.bluegreen import green_pool_name, version_tuple
 
 pytestmark = pytest.mark.e2e
@@ -22,13 +23,28 @@ FAST = {"drainBatchSize": "1", "batchSoakMinutes": 0, "finalSoakMinutes": 0.02, 
 FINAL = ("succeeded", "failed", "rolled-back", "aborted")
 
 
+CLUSTERS = 8  # one fresh seed-bluegreen cluster per test below
+
+
+@pytest.fixture(scope="module")
+def bluegreen_sandbox(start_devhost):
+    """One emulator with a seed-bluegreen cluster per test, and one dev host for them all."""
+    from sandbox.aks_emulator.server import Emulator
+
+    with Emulator(time_scale=FAST_TIME_SCALE) as emu:
+        for index in range(CLUSTERS):
+            builder = seed_bluegreen()
+            builder.name = f"aks-bluegreen-{index}"
+            builder.build(emu)
+        yield start_devhost(emulator=emu), emu, iter(emu.clusters())
+
+
 @pytest.fixture
-def scenario3(emulator, start_devhost):
-    """(host, emulated cluster) for a fresh seed-bluegreen cluster."""
-    emu = emulator(seed_bluegreen())
-    cluster = emu.clusters()[0]
-    host = start_devhost(emulator=emu)
-    return host, cluster, emu
+def scenario3(bluegreen_sandbox):
+    """(host, a fresh emulated Scenario 3 cluster, the emulator)."""
+    host, emu, fresh = bluegreen_sandbox
+    yield host, next(fresh), emu
+    emu.faults.clear()
 
 
 def start(host, cluster, **options):
@@ -39,13 +55,20 @@ def start(host, cluster, **options):
     return body["id"]
 
 
-def wait_status(host, run_id, statuses=FINAL, timeout=90.0):
+def wait_status(host, run_id, statuses=FINAL, timeout=120.0):
+    """The run once its status is in ``statuses``; fails with the run's last state and reason."""
+    last: dict = {}
+
     def reached():
         status, body = host.request("GET", f"/api/upgrades/{run_id}")
         assert status == 200, body
+        last.update(body)
         return body if body["status"] in statuses else None
 
-    return wait_until(reached, timeout=timeout, interval=0.3, what=f"run {run_id} to reach {statuses}")
+    try:
+        return wait_until(reached, timeout=timeout, interval=0.3, what=f"run {run_id} to reach {statuses}")
+    except pytest.fail.Exception:
+        pytest.fail(f"run {run_id} stuck in {last.get('state')} ({last.get('status')}): {last.get('reason')}")
 
 
 def app_pods(cluster) -> dict[str, tuple[str, bool]]:
@@ -146,7 +169,6 @@ def test_commit_completes_under_injected_faults_and_no_pod_is_lost(scenario3):
         emu.faults.add(api, "*", rate_429=0.04, rate_500=0.03, rate_503=0.03)
     run_id = start(host, cluster)
     run = wait_status(host, run_id, timeout=150)
-    emu.faults.clear()
     assert run["status"] == "succeeded", run["reason"]
     placed = app_pods(cluster)
     assert sorted(placed) == before  # the same application pods exist, once each, all Ready on green

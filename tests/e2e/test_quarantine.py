@@ -11,20 +11,29 @@ import pytest
 
 from sandbox.aks_emulator.scenarios import ClusterBuilder, seed_pdb
 from tests.e2e.conftest import wait_until
-from tests.e2e.rolling_support import POOL, policy_json, start_sandbox
+from tests.e2e.rolling_support import (
+    POOL,
+    policy_json,
+    receiving_alerts,
+    start_sandbox,
+    upgrade_outside_the_product,
+)
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def alerts_receiver():
+    yield from receiving_alerts()
 
 APPROVAL = {"relax-pdb": "approval-required", "delete-pod": "approval-required", "replace-node": "approval-required"}
 
 
-def quarantined_scenario2(emulator, start_devhost, aks_client):
+def quarantined_scenario2(emulator, start_devhost, aks_client, alerts_receiver):
     """Scenario 2 after its upgrade: node 1 quarantined with pod A, the pool at 3 nodes."""
-    sandbox = start_sandbox(emulator, start_devhost, seed_pdb(), policy=policy_json(remediation=APPROVAL))
+    sandbox = start_sandbox(emulator, start_devhost, alerts_receiver, seed_pdb(), policy=policy_json(remediation=APPROVAL))
     aks = aks_client(sandbox.emulator)
-    pool = aks.agent_pools.get(sandbox.cluster.resource_group, sandbox.cluster.name, POOL)
-    pool.properties.orchestrator_version = "1.31.7"
-    aks.agent_pools.begin_create_or_update(sandbox.cluster.resource_group, sandbox.cluster.name, POOL, pool).result()
+    assert upgrade_outside_the_product(sandbox, aks) == "UpgradeFailed"
     assert len(sandbox.quarantined()) == 1 and len(sandbox.pool_nodes()) == 3
     wait_until(lambda: any(r["status"] == "failed" for r in sandbox.runs()), timeout=60,
                what="the post-upgrade reconcile")
@@ -32,8 +41,8 @@ def quarantined_scenario2(emulator, start_devhost, aks_client):
 
 
 @pytest.fixture
-def scenario2(emulator, start_devhost, aks_client):
-    return quarantined_scenario2(emulator, start_devhost, aks_client)
+def scenario2(emulator, start_devhost, aks_client, alerts_receiver):
+    return quarantined_scenario2(emulator, start_devhost, aks_client, alerts_receiver)
 
 
 def test_one_alert_names_node_pod_pdb_and_three_options_and_a_second_scan_adds_none(scenario2):
@@ -89,10 +98,11 @@ def test_relax_pdb_restores_the_original_pdb_when_eviction_fails_after_the_relax
     assert scenario2.quarantined() == [node1]
 
 
-def test_the_scan_of_a_5000_node_cluster_with_3_quarantined_nodes_makes_5_api_calls(emulator, start_devhost):
+def test_the_scan_of_a_5000_node_cluster_with_3_quarantined_nodes_makes_5_api_calls(emulator, start_devhost,
+                                                                                 alerts_receiver):
     # GIVEN 5,000 nodes of which 3 are quarantined
     builder = ClusterBuilder("aks-big").pool("system", count=1, mode="System").pool(POOL, count=4999)
-    sandbox = start_sandbox(emulator, start_devhost, builder, policy=policy_json())
+    sandbox = start_sandbox(emulator, start_devhost, alerts_receiver, builder, policy=policy_json())
     kube = sandbox.cluster.kube
     stuck = sorted(n["metadata"]["name"] for n in kube.nodes(POOL))[:3]
     for name in stuck:

@@ -9,22 +9,34 @@ import pytest
 
 from sandbox.aks_emulator.scenarios import seed_pdb, seed_rolling
 from tests.e2e.conftest import wait_until
-from tests.e2e.rolling_support import APPS, POOL, policy_json, start_sandbox
+from tests.e2e.rolling_support import (
+    APPS,
+    policy_json,
+    receiving_alerts,
+    start_sandbox,
+    upgrade_outside_the_product,
+)
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def alerts_receiver():
+    yield from receiving_alerts()
 
 NEW_VERSION = "Microsoft.ContainerService.NewKubernetesVersionAvailable"
 
 
-def test_scenario1_new_version_starts_a_rolling_upgrade_that_ends_as_the_seed(emulator, start_devhost):
+def test_scenario1_new_version_starts_a_rolling_upgrade_that_ends_as_the_seed(emulator, start_devhost, alerts_receiver):
     # GIVEN Scenario 1 (2 nodes at 1.30 with A, B / C, D) and a policy that starts rolling upgrades with maxSurge 1
-    sandbox = start_sandbox(emulator, start_devhost, seed_rolling(),
+    sandbox = start_sandbox(emulator, start_devhost, alerts_receiver, seed_rolling(),
                             policy=policy_json(onNewVersion="start", rolling={"maxSurge": "1"}))
     # WHEN AKS announces a new version
     sandbox.emulator.publish(sandbox.cluster.arm_id, NEW_VERSION)
     run_id = wait_until(lambda: next((r["id"] for r in sandbox.runs() if r["kind"] == "rolling"), None),
                         timeout=30, what="the rolling run")
-    run = sandbox.wait_run(run_id)
+    run = wait_until(lambda: (r := sandbox.wait_run(run_id)) and "rolling.reconcile" in str(r["timeline"]) and r,
+                     timeout=30, what="the run's history to show its reconcile")
     # THEN the run applied the settings, set the version, and reconciled to the seed's final state
     assert run["status"] == "succeeded", run["reason"]
     steps = [t["step"] for t in run["timeline"]]
@@ -37,21 +49,23 @@ def test_scenario1_new_version_starts_a_rolling_upgrade_that_ends_as_the_seed(em
     pods = sandbox.app_pods()
     assert sorted(pods) == list(APPS) and all(len(p) == 1 and p[0][1] for p in pods.values())
     assert all(v.startswith("v1.31") for v in sandbox.node_versions())
-    # AND Started/Succeeded reached the app (one run recorded), and no alert fired but the start notice
-    wait_until(lambda: len(sandbox.host.invocations("on_aks_event")) >= 3, timeout=20, what="the AKS events")
-    assert [r["kind"] for r in sandbox.runs()] == ["rolling"], [
-        line for line in sandbox.host.logs() if "reaction" in line or "rolling." in line][-30:]
-    assert [a["kind"] for a in sandbox.alerts()] == ["upgrade.started"]
+    # AND Started/Succeeded reached the app: one run per pool (the policy covers the system pool too)
+    wait_until(lambda: len(sandbox.host.invocations("on_aks_event")) >= 5, timeout=20, what="the AKS events")
+    runs = wait_until(lambda: (rs := sandbox.runs()) and all(r["status"] != "running" for r in rs) and rs,
+                      timeout=60, what="every run to finish")
+    assert sorted((r["pool"], r["kind"], r["status"]) for r in runs) == [
+        ("nodepool1", "rolling", "succeeded"), ("system", "rolling", "succeeded")]
+    assert all(d["succeeded"] for d in sandbox.host.invocations("on_aks_event"))
+    # AND no alert fired but the notices that the upgrades started
+    assert sorted(a["kind"] for a in sandbox.alerts()) == ["upgrade.started", "upgrade.started"]
 
 
-def test_duplicate_and_reordered_events_give_one_reaction_and_no_crash(emulator, start_devhost, aks_client):
+def test_duplicate_and_reordered_events_give_one_reaction_and_no_crash(emulator, start_devhost, aks_client, alerts_receiver):
     # GIVEN Scenario 2 with Event Grid delivering every event twice and out of order
-    sandbox = start_sandbox(emulator, start_devhost, seed_pdb(), policy=policy_json(), duplicate=True, reorder=True)
+    sandbox = start_sandbox(emulator, start_devhost, alerts_receiver, seed_pdb(), policy=policy_json(), duplicate=True, reorder=True)
     aks = aks_client(sandbox.emulator)
     # WHEN AKS upgrades the pool (started outside the product)
-    pool = aks.agent_pools.get(sandbox.cluster.resource_group, sandbox.cluster.name, POOL)
-    pool.properties.orchestrator_version = "1.31.7"
-    aks.agent_pools.begin_create_or_update(sandbox.cluster.resource_group, sandbox.cluster.name, POOL, pool).result()
+    assert upgrade_outside_the_product(sandbox, aks) == "UpgradeFailed"
     wait_until(lambda: len(sandbox.host.invocations("on_aks_event")) >= 4, timeout=30, what="4 event deliveries")
     run = sandbox.wait_run(wait_until(lambda: next((r["id"] for r in sandbox.runs()), None), what="a run"))
     # THEN every delivery succeeded, one run was recorded, and its reconcile found the quarantine once

@@ -156,18 +156,12 @@ def test_the_admin_endpoint_runs_a_queue_function_on_demand(devhost, storage):
     assert devhost.request("POST", "/admin/functions/run_step", body={"input": "{}"}, with_key=False)[0] == 401
 
 
-@pytest.mark.parametrize(
-    "events",
-    [
-        [{"id": "1", "topic": "/subscriptions/x", "subject": "", "eventType":
-          "Microsoft.EventGrid.SubscriptionValidationEvent", "eventTime": "2026-01-15T09:00:00Z",
-          "dataVersion": "2", "data": {"validationCode": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6",
-                                       "validationUrl": "https://example.invalid/validate"}}],
-    ],
-    ids=["event-grid-schema"],
-)
-def test_the_event_grid_subscription_validation_handshake(devhost, events):
-    # WHEN Event Grid validates the webhook endpoint
+def test_the_event_grid_subscription_validation_handshake(devhost):
+    # WHEN Event Grid validates the webhook endpoint (EventGridSchema subscriptions)
+    events = [{"id": "1", "topic": "/subscriptions/x", "subject": "", "eventTime": "2026-01-15T09:00:00Z",
+               "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "dataVersion": "2",
+               "data": {"validationCode": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6",
+                        "validationUrl": "https://example.invalid/validate"}}]
     status, body = devhost.request(
         "POST", "/runtime/webhooks/EventGrid?functionName=on_aks_event", body=events,
         headers={"aeg-event-type": "SubscriptionValidation"},
@@ -192,3 +186,30 @@ def test_the_event_grid_webhook_refuses_bad_calls(devhost, query, with_key, stat
     got, _ = devhost.request("POST", f"/runtime/webhooks/EventGrid?{query}", body=[],
                              headers={"aeg-event-type": "Notification"}, with_key=with_key)
     assert got == status
+
+
+UNKNOWN_TYPE = "Microsoft.ContainerService.SomethingNewer"  # ignored by the app: no ARM call follows
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ([{"id": "eg-1", "topic": PLACEHOLDER_CLUSTER, "subject": "aks-sandbox", "eventType": UNKNOWN_TYPE,
+           "eventTime": "2026-01-15T09:00:00Z", "dataVersion": "1", "data": {}}], "application/json"),
+        ({"specversion": "1.0", "id": "ce-1", "source": PLACEHOLDER_CLUSTER, "subject": "aks-sandbox",
+          "type": UNKNOWN_TYPE, "time": "2026-01-15T09:00:00Z", "data": {}}, "application/cloudevents+json"),
+        ([{"specversion": "1.0", "id": "ce-2", "source": PLACEHOLDER_CLUSTER, "subject": "aks-sandbox",
+           "type": UNKNOWN_TYPE, "time": "2026-01-15T09:00:00Z", "data": {}}], "application/cloudevents-batch+json"),
+    ],
+    ids=["event-grid-schema", "cloudevent", "cloudevents-batch"],
+)
+def test_a_notification_in_either_schema_reaches_on_aks_event(devhost, body, content_type):
+    # WHEN Event Grid delivers an AKS event in the subscription's schema
+    status, _ = devhost.request("POST", "/runtime/webhooks/EventGrid?functionName=on_aks_event", body=body,
+                                headers={"aeg-event-type": "Notification", "Content-Type": content_type})
+
+    # THEN on_aks_event ran and succeeded (an unknown type is ignored, not an error)
+    event_id = (body[0] if isinstance(body, list) else body)["id"]
+    runs = [i for i in devhost.invocations("on_aks_event") if i.get("eventId") == event_id]
+    assert [r["succeeded"] for r in runs] == [True], runs[0].get("error") if runs else "not invoked"
+    assert status == 202

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from upgrade.adapters.aks import ContainerServiceAks
 from upgrade.adapters.kube import kube_from_kubeconfig
-from upgrade.domain.model import ClusterRef, UpgradeSettings
+from upgrade.domain.model import ClusterRef
 from upgrade.domain.preflight import PlannedUpgrade, PreflightReport, preflight
 from upgrade.services.snapshot import read_snapshot
 
@@ -187,3 +187,28 @@ def test_prediction_matches_the_emulator_on_generated_clusters(aks_client, spec)
         report, outcome = predict_and_run(emu, aks_client, cluster_ref, "work")
     # THEN the emulated AKS did exactly what was predicted
     assert_prediction_held(report, outcome)
+
+
+def test_preflight_cli_reads_a_kubeconfig_and_prints_json(emulator, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    # GIVEN Scenario 2 reached with a plain kubeconfig (no ARM: settings come from the flags)
+    emu = emulator("seed-pdb")
+    kubeconfig = tmp_path / "kubeconfig.yaml"
+    emu.write_kubeconfig(emu.clusters()[0].arm_id, kubeconfig)
+    root = Path(__file__).resolve().parents[2]
+    # WHEN the operator runs the preflight with --json
+    result = subprocess.run(
+        [sys.executable, "-m", "upgrade", "preflight", "--kubeconfig", str(kubeconfig), "--pool", "nodepool1",
+         "--max-surge", "2", "--undrainable", "cordon", "--target-version", TARGET, "--json"],
+        capture_output=True, text=True, cwd=root, timeout=60, check=False,
+    )
+    # THEN the report predicts Scenario 2's end state
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["surgeNodeCount"], report["extraVcpuQuota"]) == (2, 8)
+    assert len(report["quarantinedNodes"]) == 1
+    assert (report["permanentSurgeNodes"], report["resultingNodeCount"], report["finalState"]) == (1, 3, "Failed")
+    assert report["undrainableNodes"][0]["blockers"][0]["pdb"] == "default/app-a-pdb"

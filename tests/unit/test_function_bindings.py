@@ -17,11 +17,17 @@ from upgrade.adapters.queue import POISON_QUEUE, STEP_QUEUE
 
 @cache
 def bindings_by_function() -> dict[str, list[dict]]:
-    # Once per process: azure-functions refuses a second get_functions() call ("not a unique name").
-    return {
-        f.get_function_name(): [json.loads(raw) for raw in f.get_raw_bindings()]
-        for f in function_app.app.get_functions()
-    }
+    # azure-functions remembers indexed names on the app and refuses a second get_functions() ("not a
+    # unique function name"). The worker indexes once per process; tests index in several modules, so
+    # the memo is cleared around this call.
+    function_app.app.functions_bindings = {}
+    try:
+        return {
+            f.get_function_name(): [json.loads(raw) for raw in f.get_raw_bindings()]
+            for f in function_app.app.get_functions()
+        }
+    finally:
+        function_app.app.functions_bindings = {}
 
 
 def trigger_of(name: str) -> dict:

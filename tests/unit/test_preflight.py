@@ -31,7 +31,7 @@ def budget(app: str, *, min_available=None, max_unavailable=None, name=None) -> 
                max_unavailable=max_unavailable)
 
 
-def snapshot(nodes: int, pods: list[Pod], pdbs: list[Pdb], *, extra_nodes=(), settings=UpgradeSettings(),
+def snapshot(nodes: int, pods: list[Pod], pdbs: list[Pdb], *, extra_nodes=(), settings: UpgradeSettings | None = None,
              vm_size="Standard_D4s_v5") -> ClusterSnapshot:
     pool_nodes = [node(i) for i in range(nodes)] + list(extra_nodes)
     system = Node("aks-system-vmss000000", "system", "1.30.0", taints=("CriticalAddonsOnly=true:NoSchedule",))
@@ -41,7 +41,8 @@ def snapshot(nodes: int, pods: list[Pod], pdbs: list[Pdb], *, extra_nodes=(), se
         cluster=CLUSTER,
         kubernetes_version="1.30.0",
         pools=(AgentPool("system", "System", 1, "1.30.0"),
-               AgentPool(POOL, "User", len(pool_nodes), "1.30.0", vm_size=vm_size, upgrade_settings=settings)),
+               AgentPool(POOL, "User", len(pool_nodes), "1.30.0", vm_size=vm_size,
+                         upgrade_settings=settings or UpgradeSettings())),
         nodes=(system, *pool_nodes),
         pods=(*daemons, *pods),
         pdbs=tuple(pdbs),

@@ -25,11 +25,13 @@ from typing import Any
 
 from upgrade.domain.model import AgentPool, ClusterSnapshot, Node, Pdb, Pod, UpgradeSettings
 from upgrade.domain.pdb import (
+    BUDGET_FREE_PHASES,
     EvictionBlocker,
     blocker_for,
     desired_healthy,
     eviction_blockers,
     is_healthy,
+    selected_pods,
     unsatisfiable_pdbs,
 )
 from upgrade.domain.surge import (
@@ -176,20 +178,13 @@ class _DisruptionBudgets:
         self.pdbs = {pdb.key: pdb for pdb in pdbs}
         live = [p for p in pods if not p.deleting]
         self.owner_pods = Counter((p.namespace, p.owner_kind, p.owner_name) for p in live if p.owner_kind)
-        by_label: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
-        by_namespace: dict[str, list[Pod]] = defaultdict(list)
-        for pod in live:
-            by_namespace[pod.namespace].append(pod)
-            for key, value in pod.labels:
-                by_label[(pod.namespace, key, value)].append(pod)
         self.covering: dict[str, list[Pdb]] = defaultdict(list)  # pod key -> PDBs
         self.expected: dict[str, int] = {}
         self.healthy: dict[str, int] = {}
-        for pdb in self.pdbs.values():
-            if not pdb.selector:
-                continue  # an empty selector matches nothing in policy/v1
-            buckets = [by_label.get((pdb.namespace, k, v), []) for k, v in pdb.selector]
-            selected = [p for p in min(buckets, key=len) if pdb.selects(p)]
+        self.selected = selected_pods(self.pdbs.values(), live)
+        self._desired: dict[tuple[str, int], int] = {}
+        for key, selected in self.selected.items():
+            pdb = self.pdbs[key]
             for pod in selected:
                 self.covering[pod.key].append(pdb)
             # Steady state: controllers' pod counts stand for their scale (one pod each when unmanaged).
@@ -200,7 +195,10 @@ class _DisruptionBudgets:
         """(disruptionsAllowed, currentHealthy, desiredHealthy, expectedPods) now in the simulation."""
         expected = self.expected.get(pdb.key, 0)
         healthy = self.healthy.get(pdb.key, 0)
-        desired = desired_healthy(pdb.min_available, pdb.max_unavailable, expected)
+        desired = self._desired.get((pdb.key, expected))
+        if desired is None:
+            desired = self._desired[(pdb.key, expected)] = desired_healthy(
+                pdb.min_available, pdb.max_unavailable, expected)
         allowed = max(0, healthy - desired) if expected > 0 else 0
         return allowed, healthy, desired, expected
 
@@ -211,6 +209,18 @@ class _DisruptionBudgets:
 
     def replicas(self, pod: Pod) -> int:
         return self.owner_pods[(pod.namespace, pod.owner_kind, pod.owner_name)] if pod.owner_kind else 1
+
+    def blocked_now(self, pod: Pod) -> EvictionBlocker | None:
+        """Whether Kubernetes would refuse the pod's eviction at this moment, and why."""
+        covering = self.covering.get(pod.key)
+        if not covering or pod.phase in BUDGET_FREE_PHASES:
+            return None
+        if len(covering) == 1:
+            allowed, healthy, desired, _ = self.status(covering[0])
+            if allowed > 0 or (not is_healthy(pod) and healthy >= desired):
+                return None
+        (blocker,) = eviction_blockers([pod], [self.with_status(pdb) for pdb in covering])
+        return replace(blocker, replicas=self.replicas(pod))
 
     def evict(self, pod: Pod, *, comes_back: bool) -> EvictionBlocker | None:
         """Evict ``pod`` if its budget ever lets it go; otherwise the blocker that holds it."""
@@ -276,10 +286,7 @@ def preflight(snapshot: ClusterSnapshot, plan: PlannedUpgrade) -> PreflightRepor
         if pod.node is not None and _drainable(pod):
             pods_by_node[pod.node].append(pod)
     to_upgrade = _nodes_to_upgrade(pool_nodes, plan.target_version)
-    blocked_now = eviction_blockers(
-        (p for n in to_upgrade for p in pods_by_node.get(n.name, ())),
-        [budgets.with_status(pdb) for pdb in snapshot.pdbs],
-    )
+    blocked_now = [b for n in to_upgrade for p in pods_by_node.get(n.name, ()) if (b := budgets.blocked_now(p))]
     simulate = _simulate_rolling if plan.strategy == ROLLING else _simulate_blue_green
     outcome = simulate(pool, pool_nodes, to_upgrade, settings, snapshot, budgets, pods_by_node)
     vcpus = vcpus_per_vm(pool.vm_size)
@@ -300,7 +307,7 @@ def preflight(snapshot: ClusterSnapshot, plan: PlannedUpgrade) -> PreflightRepor
         vcpus_per_node=vcpus,
         extra_vcpus=None if vcpus is None else vcpus * outcome["surge_node_count"],
         blocked_now=tuple(blocked_now),
-        unsatisfiable_pdbs=tuple(unsatisfiable_pdbs(snapshot.pods, snapshot.pdbs)),
+        unsatisfiable_pdbs=tuple(unsatisfiable_pdbs(snapshot.pods, snapshot.pdbs, selected=budgets.selected)),
         warnings=tuple(warnings),
         **outcome,
     )

@@ -1,0 +1,61 @@
+"""The Event Grid alert sink publishes through the real EventGridPublisherClient to the sandbox's
+alerts receiver; a topic that fails is retried, then logged, and never raises."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from sandbox.alerts_receiver import AlertsReceiver
+from upgrade.adapters.alerts import EventGridAlertSink, LogAlertSink, alert_sink_from_settings
+from upgrade.domain.alerts import Alert
+from upgrade.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+CLUSTER = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks"
+ALERT = Alert(kind="node.quarantined", severity="error", cluster=CLUSTER, pool="np", node="n1", run_id="r1",
+              summary="Node n1 is quarantined", blockers=({"pod": "apps/a", "pdb": "apps/a-pdb"},),
+              options=({"kind": "relax-pdb", "command": "kubectl patch pdb …"},), dedup_key="k")
+
+
+def settings(**values: str):
+    return load_settings({"ALLOWED_CLUSTERS": CLUSTER, **values})
+
+
+def test_alerts_reach_the_topic_as_cloudevents_and_are_logged(caplog):
+    with AlertsReceiver() as receiver:
+        sink = alert_sink_from_settings(settings(ALERTS_TOPIC_ENDPOINT=receiver.topic_endpoint,
+                                                 ALERTS_TOPIC_KEY=receiver.key))
+        assert isinstance(sink, EventGridAlertSink)
+        with caplog.at_level(logging.INFO, logger="upgrade.alerts"):
+            sink.publish(ALERT)
+        [event] = receiver.alerts()
+    assert (event["type"], event["source"], event["subject"], event["severity"]) == (
+        "com.aksupgrade.node.quarantined", CLUSTER, "pools/np/nodes/n1", "error")
+    assert event["data"]["blockers"] == [{"pod": "apps/a", "pdb": "apps/a-pdb"}]
+    assert event["data"]["runId"] == "r1"
+    [line] = [r.getMessage() for r in caplog.records if r.name == "upgrade.alerts"]
+    assert '"type": "com.aksupgrade.node.quarantined"' in line
+
+
+def test_a_failing_topic_is_retried_then_logged_and_never_raises(caplog):
+    with AlertsReceiver() as receiver:
+        sink = EventGridAlertSink(receiver.topic_endpoint, _key("wrong-key"), attempts=3, sleep=lambda s: None)
+        with caplog.at_level(logging.WARNING, logger="upgrade.alerts"):
+            sink.publish(ALERT)
+        assert receiver.alerts() == []
+    messages = [r.getMessage() for r in caplog.records if r.name == "upgrade.alerts"]
+    assert sum("retrying" in m for m in messages) == 2
+    assert any("not delivered" in m and "after 3 attempts" in m for m in messages)
+
+
+def test_without_a_topic_alerts_are_only_logged():
+    assert isinstance(alert_sink_from_settings(settings()), LogAlertSink)
+
+
+def _key(value: str):
+    from azure.core.credentials import AzureKeyCredential
+
+    return AzureKeyCredential(value)
