@@ -28,7 +28,8 @@ TIME_SCALE = 0.02  # real seconds per emulated AKS minute
 DEMO_OPTIONS = {"drainBatchSize": "1", "batchSoakMinutes": 0.02, "finalSoakMinutes": 0.03, "pollIntervalSeconds": 1,
                 "validation": {"readyTimeoutMinutes": 0.5}}
 FINAL = ("succeeded", "failed", "rolled-back", "aborted")
-PASSING_STATES = {"bluegreen.batch_soak", "bluegreen.await_decision", "bluegreen.done", "bluegreen.final_soak"}
+PASSING_STATES = {"bluegreen.drain_batch", "bluegreen.batch_soak", "bluegreen.final_soak", "bluegreen.await_decision",
+                  "bluegreen.drain_green", "bluegreen.wait_green_deleted", "bluegreen.done"}
 
 
 def node_table(cluster, title: str) -> Table:

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from upgrade.domain.model import QUARANTINE_LABEL, QUARANTINE_VALUE, AgentPool, ClusterRef, Node, Pdb, Pod
-from upgrade.domain.pdb import disruptions_allowed, is_healthy
+from upgrade.domain.pdb import desired_healthy, disruptions_allowed, is_healthy
 from upgrade.errors import NotFound, PermanentError, TemporaryError
 
 CLUSTER = ClusterRef("00000000-0000-0000-0000-000000000001", "rg-upgrades", "aks-seed")
@@ -134,8 +134,6 @@ class FakeCluster:
         min_available = None if spec.get("minAvailable") is None else str(spec["minAvailable"])
         max_unavailable = None if spec.get("maxUnavailable") is None else str(spec["maxUnavailable"])
         healthy = sum(1 for p in selected if is_healthy(p))
-        from upgrade.domain.pdb import desired_healthy
-
         return Pdb(namespace, name, selector, min_available=min_available, max_unavailable=max_unavailable,
                    disruptions_allowed=disruptions_allowed(min_available, max_unavailable,
                                                            expected_pods=len(selected), current_healthy=healthy),

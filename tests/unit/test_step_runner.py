@@ -345,7 +345,7 @@ def test_the_poison_handler_fails_the_run_records_it_and_alerts(platform):
     message = start_run(platform, step="ping")
 
     # WHEN the poison queue delivers it
-    run = step_runner.record_poisoned_step(message.to_json(), platform, dequeue_count=1)
+    run = step_runner.record_poisoned_step(message.to_json(), platform)
 
     # THEN the run is failed, its history says poison, and an alert names the run
     assert run is not None and run.status == "failed"

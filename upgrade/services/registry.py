@@ -25,9 +25,9 @@ class StepSpec:
 
 
 def _workflow_modules() -> list:
-    from upgrade.services import ping
+    from upgrade.services import bluegreen, ping, quarantine_scan, remediation, rolling
 
-    return [ping]
+    return [ping, bluegreen, rolling, quarantine_scan, remediation]
 
 
 @cache

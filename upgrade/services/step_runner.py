@@ -268,7 +268,7 @@ def _log_outcome(message: StepMessage, outcome: Outcome, dequeue_count: int) -> 
     )
 
 
-def record_poisoned_step(body: str, platform: Platform, *, dequeue_count: int | None) -> RunRecord | None:
+def record_poisoned_step(body: str, platform: Platform) -> RunRecord | None:
     """The poison queue's handler: mark the step's run failed, record it, and raise an alert."""
     from upgrade.domain.alerts import Alert
 
@@ -283,8 +283,8 @@ def record_poisoned_step(body: str, platform: Platform, *, dequeue_count: int | 
         )
         return None
     reason = (
-        f"step {message.step}#{message.attempt} failed repeatedly "
-        f"({dequeue_count or '?'} deliveries) and was moved to the poison queue"
+        f"step {message.step}#{message.attempt} could not be completed after the host's "
+        "maxDequeueCount deliveries and was moved to the poison queue"
     )
     run: RunRecord | None = None
     try:

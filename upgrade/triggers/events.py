@@ -11,7 +11,21 @@ log = logging.getLogger("upgrade.triggers.events")
 
 
 def event_as_dict(event: func.EventGridEvent) -> dict:
-    """The Event Grid schema fields of the host's event object, for the domain parser."""
+    """The host's event object as the JSON it came in, for the domain parser.
+
+    A subscription in the CloudEvents 1.0 schema delivers a ``func.CloudEvent`` to the same
+    trigger (the worker refuses a Union annotation, so the check is at run time).
+    """
+    if isinstance(event, func.CloudEvent):
+        return {
+            "specversion": "1.0",
+            "id": event.id,
+            "source": event.source,
+            "type": event.type,
+            "subject": event.subject,
+            "time": event.time.isoformat() if event.time else None,
+            "data": event.get_json(),
+        }
     return {
         "id": event.id,
         "topic": event.topic,

@@ -30,4 +30,4 @@ def on_poison_step(msg: func.QueueMessage) -> None:
     from upgrade.services.step_runner import record_poisoned_step
     from upgrade.wiring import platform
 
-    record_poisoned_step(msg.get_body().decode("utf-8", "replace"), platform(), dequeue_count=msg.dequeue_count)
+    record_poisoned_step(msg.get_body().decode("utf-8", "replace"), platform())
