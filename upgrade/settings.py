@@ -15,6 +15,7 @@ from functools import cache
 from ipaddress import ip_address
 from urllib.parse import urlparse
 
+from upgrade.domain.policy import UpgradePolicy, parse_policy
 from upgrade.errors import InvalidInput
 
 
@@ -146,6 +147,7 @@ class Settings:
     allowed_clusters: frozenset[str]
     quarantine_scan_schedule: str
     upgrade_policy_json: str
+    upgrade_policy: UpgradePolicy
     alerts_topic_endpoint: str
     alerts_topic_key: str
     arm_endpoint: str
@@ -204,19 +206,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "setting", "ARM_DEV_TOKEN", "a static token is accepted only with a loopback ARM_ENDPOINT"
         )
     policy = _read(env, "UPGRADE_POLICY")
-    try:
-        json.loads(policy)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput("setting", "UPGRADE_POLICY", f"not valid JSON: {exc}") from exc
+    allowed_clusters = _parse_cluster_list(_read(env, "ALLOWED_CLUSTERS"))
+    # Validated now, at start-up, so a typo in the policy is one clear error, not a surprise mid-upgrade.
+    upgrade_policy = parse_policy(policy, allowed_clusters)
     return Settings(
         storage_connection=env.get("AzureWebJobsStorage", "").strip(),
         storage_queue_uri=env.get("AzureWebJobsStorage__queueServiceUri", "").strip(),
         storage_table_uri=env.get("AzureWebJobsStorage__tableServiceUri", "").strip(),
         storage_client_id=env.get("AzureWebJobsStorage__clientId", "").strip(),
         azure_client_id=env.get("AZURE_CLIENT_ID", "").strip(),
-        allowed_clusters=_parse_cluster_list(_read(env, "ALLOWED_CLUSTERS")),
+        allowed_clusters=allowed_clusters,
         quarantine_scan_schedule=_read(env, "QUARANTINE_SCAN_SCHEDULE"),
         upgrade_policy_json=policy,
+        upgrade_policy=upgrade_policy,
         alerts_topic_endpoint=_read(env, "ALERTS_TOPIC_ENDPOINT"),
         alerts_topic_key=_read(env, "ALERTS_TOPIC_KEY"),
         arm_endpoint=arm_endpoint,

@@ -13,6 +13,7 @@ from functools import cache, cached_property
 from typing import TYPE_CHECKING
 
 from upgrade.domain.model import ClusterRef
+from upgrade.domain.policy import UpgradePolicy
 from upgrade.settings import Settings, current_settings
 
 if TYPE_CHECKING:
@@ -37,6 +38,10 @@ class AzurePlatform:
     @property
     def allowed_clusters(self) -> frozenset[str]:
         return self.settings.allowed_clusters
+
+    @property
+    def policy(self) -> UpgradePolicy:
+        return self.settings.upgrade_policy
 
     @cached_property
     def queue(self) -> StepQueue:
