@@ -1,11 +1,12 @@
 """``python -m sandbox up``: the whole local stand-in for Azure, wired to function_app.
 
-Starts, in order: Azurite (in memory), the AKS emulator with a seed scenario (if asked), the
-alerts receiver (the alerts topic), and the Functions dev host with app settings pointing at all
-of them; subscribes the dev host's Event Grid webhook to the emulated clusters' AKS events; prints
-ONE JSON line with every endpoint; runs until SIGTERM/SIGINT; stops everything it started.
+Starts, in order: Azurite (in memory), the AKS emulator with one cluster per seed asked for (none:
+no emulator), the alerts receiver (the alerts topic), and the Functions dev host with app settings
+pointing at all of them (plus any extra settings, such as an UPGRADE_POLICY); subscribes the dev
+host's Event Grid webhook to the emulated clusters' AKS events; prints ONE JSON line with every
+endpoint; runs until SIGTERM/SIGINT; stops everything it started.
 
-``Sandbox`` is the same thing as a context manager, for the demo.
+``Sandbox`` is the same thing as a context manager, for the demo: one stage for every cluster.
 """
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sandbox.alerts_receiver import AlertsReceiver
 from sandbox.app_settings import sandbox_app_settings
 from sandbox.azurite import Azurite
 from sandbox.devhost_process import DevHostProcess
+
+if TYPE_CHECKING:
+    from sandbox.aks_emulator.scenarios import ClusterBuilder
 
 
 def scenario_names() -> list[str]:
@@ -35,22 +40,29 @@ def scenario_names() -> list[str]:
 
 
 class Sandbox:
-    """Azurite + AKS emulator + alerts receiver + dev host. ``with Sandbox(scenario="seed-rolling") as sb``."""
+    """Azurite + AKS emulator + alerts receiver + dev host. ``with Sandbox(seeds=["seed-rolling"]) as sb``.
 
-    def __init__(self, *, scenario: str | None = None, time_scale: float = 60.0,
-                 queue_overrides: dict[str, object] | None = None, forward_host_logs: bool = True,
-                 quarantine_scan_schedule: str | None = None) -> None:
-        self.scenario = scenario
+    ``seeds`` are seed scenario names or ``ClusterBuilder``s (a builder with its own name gives a
+    second cluster from the same seed); ``app_settings`` go over the sandbox's own, so a caller can
+    set a policy (``UPGRADE_POLICY``) or a scan schedule (``QUARANTINE_SCAN_SCHEDULE``).
+    """
+
+    def __init__(self, *, seeds: Sequence[str | ClusterBuilder] = (), time_scale: float = 60.0,
+                 queue_overrides: Mapping[str, object] | None = None, forward_host_logs: bool = True,
+                 app_settings: Mapping[str, str] | None = None) -> None:
+        self.seeds = list(seeds)
         self.time_scale = time_scale
         self.queue_overrides = queue_overrides
         self.forward_host_logs = forward_host_logs
-        self.quarantine_scan_schedule = quarantine_scan_schedule
+        self.extra_settings = dict(app_settings or {})
         self.azurite: Azurite | None = None
         self.emulator: Any = None
         self.alerts: AlertsReceiver | None = None
         self.host: DevHostProcess | None = None
         self.workdir: Path | None = None
-        self.kubeconfigs: dict[str, str] = {}
+        self.clusters: dict[str, Any] = {}  # cluster name -> EmulatedCluster
+        self.kubeconfigs: dict[str, str] = {}  # cluster ARM id -> kubeconfig path
+        self.settings: dict[str, str] = {}
         self._stack = ExitStack()
 
     def start(self) -> Sandbox:
@@ -65,24 +77,25 @@ class Sandbox:
         self.workdir = Path(tempfile.mkdtemp(prefix="aks-upgrade-sandbox-"))
         self._stack.callback(shutil.rmtree, self.workdir, ignore_errors=True)
         self.azurite = self._stack.enter_context(Azurite())
-        if self.scenario:
+        if self.seeds:
             from sandbox.aks_emulator.scenarios import SCENARIOS
             from sandbox.aks_emulator.server import Emulator
 
             self.emulator = Emulator(time_scale=self.time_scale)
-            SCENARIOS[self.scenario]().build(self.emulator)
+            for seed in self.seeds:
+                cluster = (SCENARIOS[seed]() if isinstance(seed, str) else seed).build(self.emulator)
+                self.clusters[cluster.name] = cluster
             self._stack.enter_context(self.emulator)
         self.alerts = self._stack.enter_context(AlertsReceiver())
         settings = sandbox_app_settings(
             storage_connection=self.azurite.connection_string, emulator=self.emulator,
             kubeconfig_dir=self.workdir, alerts_url=self.alerts.topic_endpoint, alerts_key=self.alerts.key,
-            **({"quarantine_scan_schedule": self.quarantine_scan_schedule} if self.quarantine_scan_schedule else {}),
         )
         self.kubeconfigs = json.loads(settings.get("CLUSTER_KUBECONFIGS", "{}"))
-        self.settings = settings
+        self.settings = {**settings, **self.extra_settings}
         forward = (lambda line: print(line, file=sys.stderr, flush=True)) if self.forward_host_logs else None
         self.host = self._stack.enter_context(
-            DevHostProcess(app_settings=settings, queue_overrides=self.queue_overrides, on_log_line=forward)
+            DevHostProcess(app_settings=self.settings, queue_overrides=self.queue_overrides, on_log_line=forward)
         )
         if self.emulator is not None:
             self.emulator.subscribe(self.event_grid_webhook)
@@ -92,6 +105,10 @@ class Sandbox:
         assert self.host is not None
         return (f"{self.host.url}/runtime/webhooks/EventGrid?functionName=on_aks_event"
                 f"&code={quote(self.host.function_key)}")
+
+    def kubeconfig(self, cluster_name: str) -> str:
+        """The kubeconfig path of an emulated cluster, by the cluster's name."""
+        return self.kubeconfigs[self.clusters[cluster_name].arm_id]
 
     def stop(self) -> None:
         self._stack.close()
@@ -123,15 +140,16 @@ class Sandbox:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox up", description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", choices=scenario_names(),
-                        help="seed the AKS emulator with this scenario (default: no emulator)")
+    parser.add_argument("--scenario", choices=scenario_names(), action="append", default=[],
+                        help="seed the AKS emulator with this scenario; repeat for several clusters "
+                             "(default: no emulator)")
     parser.add_argument("--time-scale", type=float, default=60.0,
                         help="real seconds per emulated AKS minute (60 = real time; 0.5 = fast)")
     args = parser.parse_args(argv)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    with Sandbox(scenario=args.scenario, time_scale=args.time_scale) as sandbox:
+    with Sandbox(seeds=args.scenario, time_scale=args.time_scale) as sandbox:
         print(json.dumps(sandbox.endpoints()), flush=True)
         while not stopping.wait(0.5):
             pass

@@ -58,13 +58,13 @@ def test_each_function_has_its_trigger(function, expected):
     assert {k: trigger.get(k) for k in expected} == expected
 
 
-def test_http_routes_live_under_upgrades_and_need_a_function_key():
-    # Every HTTP route is an operator action on runs: never anonymous.
+def test_http_routes_live_under_upgrades_or_quarantine_and_need_a_function_key():
+    # Every HTTP route is an operator action on runs or stuck nodes: never anonymous.
     http = {name: trigger_of(name) for name, bindings in bindings_by_function().items()
             if any(b["type"] == "httpTrigger" for b in bindings)}
     assert http, "at least GET /api/upgrades/{run_id}"
     for name, trigger in http.items():
-        assert trigger["route"].startswith("upgrades"), name
+        assert trigger["route"].split("/")[0] in {"upgrades", "quarantine"}, name
         assert trigger["authLevel"] == "FUNCTION", name
 
 
