@@ -160,7 +160,8 @@ class DemoContext:
                 self.aks_steps(watch, wait=run["state"] != shown)
             if run["state"] != shown:
                 shown = run["state"]
-                self.step(f"{run['state']} ({run['status']}): {run['reason'][:110]}")
+                reason = f": {run['reason'][:110]}" if run["reason"] else ""
+                self.step(f"{run['state']} ({run['status']}){reason}")
                 if watch is None and tables_at(run):
                     self.tables()
             if run["status"] in until:

@@ -57,7 +57,7 @@ def play_rollback(ctx: DemoContext) -> None:
 
 
 def start(ctx: DemoContext, *, approval: bool) -> dict[str, Any]:
-    ctx.step("1 start: blue (1.30) runs A, B, C, D")
+    ctx.step("start: blue (1.30) runs A, B, C, D")
     ctx.tables(pods=True)
     options = {**DEMO_OPTIONS, **({"approval": {"required": True}} if approval else {})}
     status, run = ctx.request("POST", "/api/upgrades", body={

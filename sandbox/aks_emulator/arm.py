@@ -451,10 +451,10 @@ class ArmModel:
         if (properties.get("osType") or "Linux") != "Linux":
             raise ArmError(400, "InvalidParameter", "The emulator only offers Linux agent pools.",
                            "agentPoolProfile.osType")
-        settings = _validated_upgrade_settings(properties.get("upgradeSettings"), mode)
+        count = _validated_count(properties.get("count", 1))
+        settings = _validated_upgrade_settings(properties.get("upgradeSettings"), mode, pool_size=count)
         requested_version = properties.get("orchestratorVersion") or cluster.kubernetes_version
         version = resolve_version(requested_version)
-        count = _validated_count(properties.get("count", 1))
         vm_size = properties.get("vmSize") or DEFAULT_VM_SIZE
         self._check_quota(cluster, vcpus_of(vm_size) * count)
         pool = AgentPool(
@@ -474,7 +474,7 @@ class ArmModel:
         mode = properties.get("mode") or pool.mode
         settings_json = properties.get("upgradeSettings")
         settings = _validated_upgrade_settings(settings_json if settings_json is not None else pool.upgrade_settings,
-                                               mode)
+                                               mode, pool_size=pool.count)
         if mode != pool.mode and pool.mode == "System":
             self._refuse_last_system_pool(cluster, pool)
         requested_version = properties.get("orchestratorVersion") or pool.orchestrator_version
@@ -797,8 +797,9 @@ def _surge_setting_invalid(value: object) -> bool:
     return value.endswith("%") and not 0 <= int(value[:-1]) <= 100
 
 
-def _validated_upgrade_settings(settings: dict | None, mode: str) -> dict:
-    """upgradeSettings as AKS validates them; returns them as stored."""
+def _validated_upgrade_settings(settings: dict | None, mode: str, *, pool_size: int) -> dict:
+    """upgradeSettings as AKS validates them; returns them as stored. Percentages are compared
+    as node counts of the pool they apply to (maxBlockedNodes "4" against maxSurge "50%")."""
     settings = dict(settings or {})
 
     def invalid(field_name: str, why: str) -> ArmError:
@@ -833,6 +834,7 @@ def _validated_upgrade_settings(settings: dict | None, mode: str) -> dict:
         if behavior != "Cordon":
             raise invalid("maxBlockedNodes", "maxBlockedNodes can only be set with undrainableNodeBehavior Cordon.")
         surge = max_surge or upgrader.DEFAULT_MAX_SURGE
-        if upgrader.node_count_from_setting(max_blocked, 100) < upgrader.node_count_from_setting(surge, 100):
+        size = max(pool_size, 1)
+        if upgrader.node_count_from_setting(max_blocked, size) < upgrader.node_count_from_setting(surge, size):
             raise invalid("maxBlockedNodes", "maxBlockedNodes must be greater than or equal to maxSurge.")
     return settings
