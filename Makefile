@@ -36,8 +36,11 @@ test: lint
 demo: venv
 	$(PY) -m sandbox.demo
 
+BENCHMARKS := cold_import drain_vs_kubectl preflight_scale bluegreen scan_scale
+
+# Benchmarks print figures (never asserted in tests); each starts and stops what it needs.
 bench: venv
-	$(PY) bench/cold_import.py
+	@for b in $(BENCHMARKS); do echo "== bench/$$b.py"; $(PY) -m bench.$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .ruff_cache .hypothesis .sandbox

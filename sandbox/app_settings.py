@@ -18,7 +18,8 @@ PLACEHOLDER_CLUSTER = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-sandbox"
     "/providers/Microsoft.ContainerService/managedClusters/aks-sandbox"
 )
-# Far away by default: the quarantine scan runs on demand (admin API) unless a caller sets a schedule.
+# Far away: the quarantine scan runs on demand (admin API); a caller wanting a schedule sets
+# QUARANTINE_SCAN_SCHEDULE over these settings (Sandbox's app_settings).
 ON_DEMAND_SCHEDULE = "0 0 0 1 1 *"
 
 
@@ -29,13 +30,12 @@ def sandbox_app_settings(
     kubeconfig_dir: Path | None = None,
     alerts_url: str = "",
     alerts_key: str = "",
-    quarantine_scan_schedule: str = ON_DEMAND_SCHEDULE,
 ) -> dict[str, str]:
     """App settings for function_app; with an emulator, kubeconfigs are written to ``kubeconfig_dir``."""
     settings = {
         "AzureWebJobsStorage": storage_connection,
         "ALLOWED_CLUSTERS": PLACEHOLDER_CLUSTER,
-        "QUARANTINE_SCAN_SCHEDULE": quarantine_scan_schedule,
+        "QUARANTINE_SCAN_SCHEDULE": ON_DEMAND_SCHEDULE,
         "ALERTS_TOPIC_ENDPOINT": alerts_url,
         "ALERTS_TOPIC_KEY": alerts_key,
     }

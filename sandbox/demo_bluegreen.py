@@ -45,7 +45,7 @@ def play_rollback(ctx: DemoContext) -> None:
     ctx.expect(run["status"] == "awaiting-decision", f"the run did not wait for a decision: {run['status']}")
     ctx.step(f"the operator decides to roll back: POST /api/upgrades/{run['id']}/rollback")
     status, body = ctx.request("POST", f"/api/upgrades/{run['id']}/rollback",
-                               body={"actor": "demo", "reason": "demo: roll back after validation"})
+                               body={"actor": "demo", "reason": "the operator prefers blue after validation"})
     ctx.expect(status in (200, 202), f"rollback refused: HTTP {status} {body}")
     run = ctx.follow_run(run["id"], until=FINAL, tables_at=_with_table)
     ctx.step(f"final (5B): run {run['status']}: {run['reason']}")

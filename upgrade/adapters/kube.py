@@ -20,6 +20,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from upgrade.domain.model import AGENTPOOL_LABEL, ClusterRef, Node, Pdb, Pod, Workload
+from upgrade.domain.versions import normalize_version
 from upgrade.errors import Conflict, NotFound, PermanentError, TemporaryError
 from upgrade.settings import Settings
 
@@ -119,7 +120,7 @@ def node_from_json(raw: dict[str, Any]) -> Node:
     return Node(
         name=meta.get("name", ""),
         pool=labels.get(AGENTPOOL_LABEL) or labels.get("agentpool", ""),
-        kubernetes_version=version[1:] if version.startswith("v") else version,
+        kubernetes_version=normalize_version(version),
         unschedulable=bool(spec.get("unschedulable")),
         ready=ready,
         labels=tuple(sorted(labels.items())),

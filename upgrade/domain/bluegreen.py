@@ -26,7 +26,8 @@ from pydantic.alias_generators import to_camel
 from upgrade.domain.drain import DrainOptions, parse_label_selector
 from upgrade.domain.model import AgentPool
 from upgrade.domain.steps import describe_validation_error
-from upgrade.domain.surge import ceil_percent, parse_count_or_percent
+from upgrade.domain.surge import parse_count_or_percent, resolve_count
+from upgrade.domain.versions import version_key
 from upgrade.errors import Conflict, InvalidInput
 
 KIND = "blue-green"
@@ -171,15 +172,11 @@ MAX_POOL_NAME = 12
 _GREEN_TAG = re.compile(r"g\d{3,}$")
 
 
-def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split("."))
-
-
 def green_pool_name(blue: str, target_version: str) -> str:
     """The green pool's name: deterministic from blue's name and the target version (so every retry
     names the same pool), valid for AKS (lowercase alphanumeric, starts with a letter, ≤ 12 chars)
     and never blue's own name."""
-    tag = "g" + "".join(str(p) for p in version_tuple(target_version))
+    tag = "g" + "".join(str(p) for p in version_key(target_version))
     stem = _GREEN_TAG.sub("", blue) or "np"
     name = stem[: max(1, MAX_POOL_NAME - len(tag))] + tag
     if len(name) > MAX_POOL_NAME:  # a very long version: keep the stem readable, hash the rest
@@ -234,9 +231,7 @@ def quota_estimate(blue: AgentPool) -> dict[str, Any]:
 
 def drain_batch_size(setting: str, blue_node_count: int) -> int:
     """Nodes per batch: a count, or a percent of the blue pool rounded up; at least one node."""
-    number, is_percent = parse_count_or_percent(setting, field="drainBatchSize")
-    size = ceil_percent(number, blue_node_count) if is_percent else number
-    return max(1, size)
+    return max(1, resolve_count(setting, blue_node_count, field="drainBatchSize", default=None))
 
 
 def plan_batches(blue_nodes: Sequence[str], setting: str) -> list[list[str]]:

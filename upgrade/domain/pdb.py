@@ -14,28 +14,25 @@ Kubernetes' rules (disruption controller and the policy/v1 Eviction subresource)
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from upgrade.domain.int_or_percent import ceil_percent, split_int_or_percent
 from upgrade.domain.model import Pdb, Pod
 from upgrade.errors import InvalidInput
 
-_INT_OR_PERCENT = re.compile(r"^(?P<number>\d+)(?P<percent>%?)$")
 # Phases the eviction subresource deletes without looking at a budget.
 BUDGET_FREE_PHASES = frozenset({"Pending", "Succeeded", "Failed"})
 
 
 def scaled_value(value: str | int, total: int, *, field: str = "minAvailable") -> int:
     """Kubernetes' GetScaledValueFromIntOrPercent with roundUp: "50%" of 3 is 2; "2" is 2."""
-    match = _INT_OR_PERCENT.match(str(value).strip())
-    if not match:
+    parsed = split_int_or_percent(value)
+    if parsed is None:
         raise InvalidInput("PodDisruptionBudget", field, f"{value!r} is not an integer or a percent")
-    number = int(match["number"])
-    if match["percent"]:
-        return -(-number * total // 100)
-    return number
+    number, percent = parsed
+    return ceil_percent(number, total) if percent else number
 
 
 def is_percent(value: str | int | None) -> bool:

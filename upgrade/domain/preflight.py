@@ -40,6 +40,7 @@ from upgrade.domain.surge import (
     surge_node_count,
     validate_upgrade_settings,
 )
+from upgrade.domain.versions import normalize_version
 from upgrade.errors import InvalidInput
 
 ROLLING = "rolling"
@@ -264,7 +265,7 @@ def _nodes_to_upgrade(pool_nodes: list[Node], target_version: str | None) -> lis
     """AKS skips quarantined nodes (until the label is removed) and nodes already at the target."""
     return [
         n for n in pool_nodes
-        if not n.quarantined and (target_version is None or n.kubernetes_version != target_version.lstrip("v"))
+        if not n.quarantined and (target_version is None or normalize_version(n.kubernetes_version) != normalize_version(target_version))
     ]
 
 

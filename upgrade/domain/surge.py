@@ -8,8 +8,7 @@ on a PUT, so a service can refuse a bad plan before AKS does.
 
 from __future__ import annotations
 
-import re
-
+from upgrade.domain.int_or_percent import ceil_percent, split_int_or_percent
 from upgrade.domain.model import UpgradeSettings
 from upgrade.errors import InvalidInput
 
@@ -20,33 +19,19 @@ DRAIN_TIMEOUT_RANGE = (1, 1440)
 NODE_SOAK_RANGE = (0, 30)
 UNDRAINABLE_BEHAVIORS = ("Schedule", "Cordon")
 
-_COUNT_OR_PERCENT = re.compile(r"^(?P<number>\d+)(?P<percent>%?)$")
-
-
 def parse_count_or_percent(value: object, *, field: str) -> tuple[int, bool]:
     """``"5"`` -> (5, False); ``"50%"`` -> (50, True). A count may be 0; a percent is 1-100."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | str):
         raise InvalidInput("upgrade settings", field, f"{value!r} is not an integer or a percent")
-    if isinstance(value, int):
-        text = str(value)
-    elif isinstance(value, str):
-        text = value.strip()
-    else:
-        raise InvalidInput("upgrade settings", field, f"{value!r} is not an integer or a percent")
-    match = _COUNT_OR_PERCENT.match(text)
-    if not match:
+    parsed = split_int_or_percent(value)
+    if parsed is None:
         raise InvalidInput(
             "upgrade settings", field, f"{value!r} is not a non-negative integer (\"5\") or a percent (\"33%\")"
         )
-    number, is_percent = int(match["number"]), bool(match["percent"])
+    number, is_percent = parsed
     if is_percent and not 1 <= number <= 100:
         raise InvalidInput("upgrade settings", field, f"{value!r}: a percent must be between 1% and 100%")
     return number, is_percent
-
-
-def ceil_percent(percent: int, total: int) -> int:
-    """``percent`` of ``total`` rounded up, in exact integer arithmetic."""
-    return -(-percent * total // 100)
 
 
 def resolve_count(value: object, pool_size: int, *, field: str, default: object) -> int:

@@ -38,7 +38,6 @@ from upgrade.domain.bluegreen import (
     next_state,
     plan_batches,
     quota_estimate,
-    version_tuple,
 )
 from upgrade.domain.drain import DrainStatus
 from upgrade.domain.model import AgentPool, ClusterRef, Node
@@ -53,6 +52,7 @@ from upgrade.domain.validation import (
     check_workloads,
     validate_workloads,
 )
+from upgrade.domain.versions import version_key
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, TemporaryError
 from upgrade.ports import Kube, Platform
 from upgrade.services.drain import DrainState, drain_node_step
@@ -230,7 +230,7 @@ def preflight(ctx: StepContext) -> Outcome:
     if blue is None:
         return _advance(ctx, "refused", reason=f"pool {_blue(ctx)} not found in {cluster.name}")
     target = run.target_version
-    if version_tuple(blue.orchestrator_version) >= version_tuple(target):
+    if version_key(blue.orchestrator_version) >= version_key(target):
         return _advance(ctx, "refused", reason=f"pool {blue.name} runs {blue.orchestrator_version}, "
                                                 f"not lower than the target {target}")
     offered = aks.available_upgrades(cluster, blue.name)
@@ -660,8 +660,8 @@ def _check_target_version(aks: Any, cluster: ClusterRef, pool: AgentPool, target
         raise InvalidInput("upgrade request", "targetVersion", 'must be a Kubernetes version like "1.31" or "1.31.2"')
     target = target_version.strip()
     current = pool.orchestrator_version
-    wanted = version_tuple(target)
-    if wanted < version_tuple(current)[: len(wanted)] or wanted == version_tuple(current):
+    wanted = version_key(target)
+    if wanted < version_key(current)[: len(wanted)] or wanted == version_key(current):
         raise InvalidInput("upgrade request", "targetVersion",
                            f"{target} is not newer than pool {pool.name}'s {current}: AKS cannot downgrade "
                            "a pool, and blue-green needs a newer version")
@@ -671,7 +671,7 @@ def _check_target_version(aks: Any, cluster: ClusterRef, pool: AgentPool, target
         raise InvalidInput("upgrade request", "targetVersion",
                            f"{target} is not offered by pool {pool.name}'s upgrade profile "
                            f"(offered: {', '.join(offered) or 'none'})")
-    return max(matching, key=version_tuple)
+    return max(matching, key=version_key)
 
 
 def start_bluegreen_run(platform: Platform, *, cluster: str, pool: str, target_version: str,

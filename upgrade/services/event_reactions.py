@@ -33,6 +33,7 @@ from upgrade.domain.reactions import (
 )
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import StepMessage
+from upgrade.domain.versions import version_key
 from upgrade.errors import Conflict, InvalidInput, PermanentError
 from upgrade.ports import Platform
 from upgrade.services import rolling
@@ -82,14 +83,10 @@ def _react(event: ev.AksEvent, platform: Platform) -> str:
 # ---- new version -----------------------------------------------------------------------------
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) if part.isdigit() else 0 for part in version.lstrip("v").split("."))
-
-
 def choose_target_version(available: list[str], latest_stable: str) -> str | None:
     """The newest version the pool's upgrade profile offers that is not past the latest stable."""
-    eligible = [v for v in available if _version_key(v) <= _version_key(latest_stable)]
-    return max(eligible, key=_version_key) if eligible else None
+    eligible = [v for v in available if version_key(v) <= version_key(latest_stable)]
+    return max(eligible, key=version_key) if eligible else None
 
 
 def on_new_version(event: ev.NewKubernetesVersionAvailable, platform: Platform) -> str:

@@ -34,11 +34,12 @@ from upgrade.domain.policy import REMEDIATION_KINDS
 from upgrade.domain.quarantine import budget_matches, is_application_pod, relaxed_spec
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
+from upgrade.domain.versions import same_version
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, TemporaryError
 from upgrade.ports import Platform
 from upgrade.services.quarantine_scan import platform_policy, resolve_node
 from upgrade.services.registry import StepSpec
-from upgrade.services.rolling import BUSY_STATES, same_version
+from upgrade.services.rolling import BUSY_STATES
 from upgrade.services.rolling import wait_pool as _wait_pool
 from upgrade.services.step_runner import StepContext
 

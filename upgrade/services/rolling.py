@@ -22,6 +22,7 @@ from upgrade.domain.model import AGENTPOOL_LABEL, AgentPool, ClusterRef, Node, U
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
 from upgrade.domain.surge import surge_node_count, validate_upgrade_settings
+from upgrade.domain.versions import same_version
 from upgrade.errors import InvalidInput, NotAllowed, PermanentError
 from upgrade.ports import Platform
 from upgrade.services.quarantine_scan import alert_on_findings, platform_policy, read_cordoned
@@ -38,15 +39,6 @@ RECONCILE = "rolling.reconcile"
 BUSY_STATES = frozenset({"Creating", "Updating", "Upgrading", "Scaling", "Deleting", "Starting", "Stopping"})
 UPGRADE_EVENT_REASONS = ("Surge", "Drain", "Upgrade")
 QUOTA_CODES = ("InsufficientVCPUQuota", "QuotaExceeded", "OperationNotAllowed:Quota")
-
-
-def same_version(a: str | None, b: str | None) -> bool:
-    """"1.31" names every 1.31 patch; "1.31.7" only itself (a pool may be set to a minor)."""
-    if not a or not b:
-        return False
-    left, right = a.lstrip("v").split("."), b.lstrip("v").split(".")
-    size = min(len(left), len(right))
-    return left[:size] == right[:size]
 
 
 def settings_from_options(options: dict[str, Any]) -> UpgradeSettings:

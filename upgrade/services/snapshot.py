@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from upgrade.domain.model import AgentPool, ClusterRef, ClusterSnapshot, Node
+from upgrade.domain.versions import version_key
 from upgrade.ports import Aks, Kube, Platform
 
 MODE_LABEL = "kubernetes.azure.com/mode"
@@ -31,7 +32,7 @@ def read_snapshot(kube: Kube, aks: Aks | None, cluster: ClusterRef) -> ClusterSn
         version = aks.get_cluster_version(cluster)
     else:
         pools = pools_from_nodes(nodes)
-        version = min((n.kubernetes_version for n in nodes), default="", key=_version_key)
+        version = min((n.kubernetes_version for n in nodes), default="", key=version_key)
     return ClusterSnapshot(
         cluster=cluster,
         kubernetes_version=version,
@@ -55,12 +56,8 @@ def pools_from_nodes(nodes: list[Node]) -> list[AgentPool]:
             name=name,
             mode=(first.label(MODE_LABEL) or "user").capitalize(),
             count=len(members),
-            orchestrator_version=min((n.kubernetes_version for n in members), key=_version_key),
+            orchestrator_version=min((n.kubernetes_version for n in members), key=version_key),
             vm_size=first.label(INSTANCE_TYPE_LABEL) or "unknown",
             node_image_version=first.label(NODE_IMAGE_LABEL),
         ))
     return pools
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) if part.isdigit() else 0 for part in version.split("."))
