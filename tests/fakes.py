@@ -20,6 +20,7 @@ from typing import Any
 
 from upgrade.domain.alerts import Alert
 from upgrade.domain.model import ClusterRef
+from upgrade.domain.policy import PoolPolicy, UpgradePolicy
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import StepMessage
 from upgrade.errors import Conflict, NotFound
@@ -209,10 +210,16 @@ class FakeAlertSink:
         return [a.kind for a in self.published]
 
 
+def unreachable(url: str, timeout: float) -> int:
+    """The default HTTP probe of a unit test: there is no network."""
+    raise OSError(f"{url}: no network in unit tests")
+
+
 @dataclass
 class FakePlatform:
     """A Platform of fakes. ``kubes`` maps a cluster ARM id to its Kube fake, ``aks_by_subscription``
-    a subscription id to its Aks fake; ``allowed_clusters`` None allows every cluster."""
+    a subscription id to its Aks fake; ``allowed_clusters`` defaults to the clusters in ``kubes``,
+    ``policy`` to the policy's defaults; ``http_status`` answers the blue-green HTTP probes."""
 
     clock: FixedClock = field(default_factory=FixedClock)
     queue: FakeQueue = field(default_factory=FakeQueue)
@@ -222,6 +229,12 @@ class FakePlatform:
     kubes: Mapping[str, Kube] = field(default_factory=dict)
     aks_by_subscription: Mapping[str, Aks] = field(default_factory=dict)
     allowed_clusters: frozenset[str] | None = None
+    policy: UpgradePolicy = field(default_factory=lambda: UpgradePolicy(defaults=PoolPolicy()))
+    http_status: Callable[[str, float], int] = unreachable
+
+    def __post_init__(self) -> None:
+        if self.allowed_clusters is None:
+            self.allowed_clusters = frozenset(self.kubes)
 
     def kube(self, cluster: ClusterRef) -> Kube:
         for arm_id, kube in self.kubes.items():

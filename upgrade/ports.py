@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from upgrade.domain.alerts import Alert
 from upgrade.domain.model import AgentPool, ClusterRef, Node, Pdb, Pod, Workload
+from upgrade.domain.policy import UpgradePolicy
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import StepMessage
 
@@ -137,7 +138,8 @@ class Aks(Protocol):
 
 
 class Platform(Protocol):
-    """What the services get from the wiring: ports, built lazily once per worker."""
+    """What the services get from the wiring: ports, built lazily once per worker, and the two
+    settings every service consults (the allow-list and the upgrade policy)."""
 
     clock: Clock
     queue: StepQueue
@@ -145,6 +147,18 @@ class Platform(Protocol):
     state: StateStore
     alerts: AlertSink
 
+    @property
+    def allowed_clusters(self) -> frozenset[str]:
+        """ARM ids of the clusters the app may act on (ALLOWED_CLUSTERS)."""
+
+    @property
+    def policy(self) -> UpgradePolicy:
+        """The validated UPGRADE_POLICY."""
+
     def kube(self, cluster: ClusterRef) -> Kube: ...
 
     def aks(self, cluster: ClusterRef) -> Aks: ...
+
+    def http_status(self, url: str, timeout: float) -> int:
+        """GET ``url`` and return its HTTP status (a blue-green validation probe); raises OSError
+        when it cannot be reached."""

@@ -15,6 +15,7 @@ from functools import cache
 from ipaddress import ip_address
 from urllib.parse import urlparse
 
+from upgrade.domain.model import ClusterRef, is_allowed_cluster
 from upgrade.domain.policy import UpgradePolicy, parse_policy
 from upgrade.errors import InvalidInput
 
@@ -155,7 +156,7 @@ class Settings:
     cluster_kubeconfigs: Mapping[str, str] = field(default_factory=dict)
 
     def is_allowed(self, cluster_arm_id: str) -> bool:
-        return cluster_arm_id.lower() in {c.lower() for c in self.allowed_clusters}
+        return is_allowed_cluster(cluster_arm_id, self.allowed_clusters)
 
 
 def _read(environ: Mapping[str, str], name: str) -> str:
@@ -178,13 +179,10 @@ def _parse_cluster_list(raw: str) -> frozenset[str]:
             raise InvalidInput("setting", "ALLOWED_CLUSTERS", "must be a list of ARM id strings")
     else:
         items = raw.split(",")
-    clusters = frozenset(i.strip().rstrip("/") for i in items if i.strip())
-    for cluster in clusters:
-        if "/providers/microsoft.containerservice/managedclusters/" not in cluster.lower():
-            raise InvalidInput(
-                "setting", "ALLOWED_CLUSTERS", f"{cluster!r} is not an AKS managed cluster ARM id"
-            )
-    return clusters
+    # Parsed as every other ARM id is, so a scan never meets an entry it cannot read.
+    return frozenset(
+        ClusterRef.parse(item, what="setting", field="ALLOWED_CLUSTERS").arm_id for item in items if item.strip()
+    )
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -76,6 +76,11 @@ class AzurePlatform:
                 self._kube[key] = kube_from_settings(self.settings, cluster)
             return self._kube[key]
 
+    def http_status(self, url: str, timeout: float) -> int:
+        from upgrade.adapters.http_probe import http_status
+
+        return http_status(url, timeout)
+
     def aks(self, cluster: ClusterRef) -> Aks:
         key = cluster.subscription_id.lower()
         with self._lock:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from sandbox.alerts_receiver import AlertsReceiver
 from sandbox.app_settings import sandbox_app_settings
 from sandbox.azurite import Azurite
 from sandbox.devhost_process import DevHostProcess
@@ -60,6 +61,13 @@ def start_devhost(e2e_azurite: Azurite, tmp_path_factory: pytest.TempPathFactory
     yield start
     while started:
         started.pop().stop()
+
+
+@pytest.fixture
+def alerts_receiver() -> Iterator[AlertsReceiver]:
+    """The alerts topic's stand-in: what the app published reaches it as CloudEvents."""
+    with AlertsReceiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="module")

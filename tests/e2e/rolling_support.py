@@ -4,26 +4,17 @@ and its Event Grid delivery, and what an operator would see (alerts, runs, nodes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sandbox.aks_emulator.kube import pod_ready
 from sandbox.aks_emulator.scenarios import APP_NAMESPACE
-from sandbox.alerts_receiver import AlertsReceiver
 from tests.e2e.conftest import wait_until
+from upgrade.domain.model import QUARANTINE_LABEL
+from upgrade.domain.runs import FINAL_STATUSES
 
 POOL = "nodepool1"
-QUARANTINE_LABEL = "kubernetes.azure.com/upgrade-status"
 APPS = ("app-a", "app-b", "app-c", "app-d")
-FINAL = ("succeeded", "failed", "rolled-back", "aborted")
-
-
-def receiving_alerts() -> Iterator[AlertsReceiver]:
-    """The body of each test module's ``alerts_receiver`` fixture: the alerts topic's stand-in."""
-    with AlertsReceiver() as receiver:
-        yield receiver
-
 
 def policy_json(**defaults: Any) -> str:
     """A policy that polls every second (the emulator's operations take seconds, not minutes)."""
@@ -68,7 +59,7 @@ class Sandbox:
         return body
 
     def wait_run(self, run_id: str, timeout: float = 90.0) -> dict:
-        return wait_until(lambda: (r := self.run(run_id))["status"] in FINAL and r, timeout=timeout, interval=0.3,
+        return wait_until(lambda: (r := self.run(run_id))["status"] in FINAL_STATUSES and r, timeout=timeout, interval=0.3,
                           what=f"run {run_id} to finish")
 
     # -- the cluster -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from sandbox.aks_emulator.scenarios import APP_NAMESPACE, seed_bluegreen
 from tests.e2e.conftest import wait_until
 from tests.integration.conftest_emulator import FAST_TIME_SCALE
 from upgrade.domain.bluegreen import green_pool_name
+from upgrade.domain.runs import FINAL_STATUSES
 from upgrade.domain.versions import version_key
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.e2e
 APPS = ["app-a", "app-b", "app-c", "app-d"]
 FAST = {"drainBatchSize": "1", "batchSoakMinutes": 0, "finalSoakMinutes": 0.02, "pollIntervalSeconds": 1,
         "drainTimeoutMinutes": 2, "validation": {"readyTimeoutMinutes": 0.5}}
-FINAL = ("succeeded", "failed", "rolled-back", "aborted")
+FINAL = tuple(sorted(FINAL_STATUSES))
 
 
 CLUSTERS = 8  # one fresh seed-bluegreen cluster per test below

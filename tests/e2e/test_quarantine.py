@@ -14,7 +14,6 @@ from tests.e2e.conftest import wait_until
 from tests.e2e.rolling_support import (
     POOL,
     policy_json,
-    receiving_alerts,
     start_sandbox,
     upgrade_outside_the_product,
 )
@@ -22,9 +21,6 @@ from tests.e2e.rolling_support import (
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def alerts_receiver():
-    yield from receiving_alerts()
 
 APPROVAL = {"relax-pdb": "approval-required", "delete-pod": "approval-required", "replace-node": "approval-required"}
 

@@ -12,7 +12,6 @@ from tests.e2e.conftest import wait_until
 from tests.e2e.rolling_support import (
     APPS,
     policy_json,
-    receiving_alerts,
     start_sandbox,
     upgrade_outside_the_product,
 )
@@ -20,9 +19,6 @@ from tests.e2e.rolling_support import (
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def alerts_receiver():
-    yield from receiving_alerts()
 
 NEW_VERSION = "Microsoft.ContainerService.NewKubernetesVersionAvailable"
 

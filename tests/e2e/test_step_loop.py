@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from azure.storage.queue import QueueClient
@@ -13,7 +14,7 @@ from sandbox.app_settings import PLACEHOLDER_CLUSTER
 from tests.e2e.conftest import wait_until
 from upgrade.adapters.queue import STEP_QUEUE, AzureStepQueue
 from upgrade.adapters.tables import TableRunStore
-from upgrade.domain.runs import RunRecord, utcnow
+from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import StepMessage
 from upgrade.settings import load_settings
 
@@ -31,7 +32,7 @@ def start_ping_run(storage, **args) -> StepMessage:
     """Create a ping run and send its first step, as a service starting a run does."""
     queue, runs = storage
     run_id = f"ping-{uuid.uuid4().hex[:10]}"
-    now = utcnow()
+    now = datetime.now(UTC)
     runs.create(RunRecord(run_id=run_id, kind="ping", cluster=PLACEHOLDER_CLUSTER, pool=None, state="ping",
                           status="running", created_at=now, updated_at=now))
     message = StepMessage(v=1, run_id=run_id, step="ping", cluster=PLACEHOLDER_CLUSTER, args=args)
@@ -143,7 +144,7 @@ def test_the_admin_endpoint_runs_a_queue_function_on_demand(devhost, storage):
     # GIVEN a run whose first step is handed to the admin API instead of the queue
     _, runs = storage
     message = StepMessage(v=1, run_id=f"admin-{uuid.uuid4().hex[:8]}", step="ping", cluster=PLACEHOLDER_CLUSTER)
-    now = utcnow()
+    now = datetime.now(UTC)
     runs.create(RunRecord(run_id=message.run_id, kind="ping", cluster=PLACEHOLDER_CLUSTER, pool=None,
                           state="ping", status="running", created_at=now, updated_at=now))
 

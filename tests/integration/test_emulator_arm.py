@@ -180,10 +180,10 @@ def test_delete_machines_removes_the_named_nodes(emulator, aks_client, kube_clie
     assert pool_body(aks, cluster, "nodepool1").properties.count == 1
 
 
-def test_abort_cancels_a_running_upgrade(emulator, aks_client):
-    # GIVEN an upgrade stuck on a PDB with a long drain timeout
+def start_stuck_upgrade(emulator, aks_client, name: str):
+    """An upgrade of pool "work" to 1.31 held by a PDB for a day-long drain timeout: (aks, cluster, poller)."""
     emu = emulator(
-        ClusterBuilder("aks-abort")
+        ClusterBuilder(name)
         .pool("system", count=1, mode="System")
         .pool("work", count=1, max_surge="1", drain_timeout_minutes=1440)
         .deployment("default", "app-a", pool="work", place_on=[("work", 0)])
@@ -193,7 +193,12 @@ def test_abort_cancels_a_running_upgrade(emulator, aks_client):
     aks = aks_client(emu)
     body = pool_body(aks, cluster, "work")
     body.properties.orchestrator_version = "1.31"
-    poller = aks.agent_pools.begin_create_or_update(cluster.resource_group, cluster.name, "work", body)
+    return aks, cluster, aks.agent_pools.begin_create_or_update(cluster.resource_group, cluster.name, "work", body)
+
+
+def test_abort_cancels_a_running_upgrade(emulator, aks_client):
+    # GIVEN an upgrade stuck on a PDB with a long drain timeout
+    aks, cluster, poller = start_stuck_upgrade(emulator, aks_client, "aks-abort")
 
     # WHEN the latest operation is aborted
     aks.agent_pools.begin_abort_latest_operation(cluster.resource_group, cluster.name, "work").result()
@@ -303,18 +308,7 @@ def test_a_missing_pool_is_404_not_found(emulator, aks_client):
 
 def test_a_second_operation_while_one_runs_is_409(emulator, aks_client):
     # GIVEN an upgrade in progress (blocked on a PDB for a long drain timeout)
-    emu = emulator(
-        ClusterBuilder("aks-busy")
-        .pool("system", count=1, mode="System")
-        .pool("work", count=1, max_surge="1", drain_timeout_minutes=1440)
-        .deployment("default", "app-a", pool="work", place_on=[("work", 0)])
-        .pdb("default", "app-a-pdb", app="app-a", min_available=1)
-    )
-    cluster = emu.clusters()[0]
-    aks = aks_client(emu)
-    upgrade = pool_body(aks, cluster, "work")
-    upgrade.properties.orchestrator_version = "1.31"
-    aks.agent_pools.begin_create_or_update(cluster.resource_group, cluster.name, "work", upgrade)
+    aks, cluster, _ = start_stuck_upgrade(emulator, aks_client, "aks-busy")
 
     # WHEN another write arrives
     with pytest.raises(HttpResponseError) as failure:

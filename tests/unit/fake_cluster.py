@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from upgrade.domain.drain import parse_label_selector, selector_matches
 from upgrade.domain.model import QUARANTINE_LABEL, QUARANTINE_VALUE, AgentPool, ClusterRef, Node, Pdb, Pod
 from upgrade.domain.pdb import desired_healthy, disruptions_allowed, is_healthy
 from upgrade.errors import NotFound, PermanentError, TemporaryError
@@ -82,8 +83,8 @@ class FakeCluster:
         elif field_selector:
             raise AssertionError(f"unexpected field selector {field_selector}")
         if label_selector:
-            key, value = label_selector.split("=", 1)
-            nodes = [n for n in nodes if n.label(key) == value]
+            requirements = parse_label_selector(label_selector)
+            nodes = [n for n in nodes if selector_matches(requirements, dict(n.labels))]
         return sorted(nodes, key=lambda n: n.name)
 
     def get_node(self, name: str) -> Node:
@@ -275,14 +276,6 @@ def scenario2_after_upgrade() -> FakeCluster:
 
 
 # ---- driving steps through the real executor -------------------------------------------------
-
-
-def register_rolling_steps(monkeypatch) -> None:
-    """Put this issue's workflow modules in the step registry for the test."""
-    from upgrade.services import ping, quarantine_scan, registry, remediation, rolling
-
-    monkeypatch.setattr(registry, "_workflow_modules", lambda: [ping, rolling, remediation, quarantine_scan])
-    registry.step_registry.cache_clear()
 
 
 def deliver_all(platform, *, duplicate: bool = False, crash_after_effect: bool = False, limit: int = 300) -> list:

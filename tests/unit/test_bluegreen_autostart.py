@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from tests.unit.test_event_reactions import new_version, platform_for, seed_rolling_cluster, steps  # noqa: F401
+import pytest
+
+from tests.unit.test_event_reactions import new_version, platform_for, seed_rolling_cluster
 from upgrade.services.event_reactions import react_to_events
+
+pytestmark = pytest.mark.usefixtures("production_steps")
 
 
 def test_new_version_with_start_and_blue_green_strategy_starts_a_blue_green_run():

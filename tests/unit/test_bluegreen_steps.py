@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import pytest
 
 from tests.fakes import FakePlatform, SimulatedCrash
+from upgrade.domain.drain import parse_label_selector, selector_matches
 from upgrade.domain.model import AGENTPOOL_LABEL, AgentPool, ClusterRef, Node, Pdb, Pod, Workload
 from upgrade.domain.runs import RunRecord
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, TemporaryError
@@ -137,8 +138,8 @@ class FakeCluster:
         self._settle()
         nodes = list(self.nodes.values())
         if label_selector:
-            key, value = label_selector.split("=")
-            nodes = [n for n in nodes if n.label(key) == value]
+            requirements = parse_label_selector(label_selector)
+            nodes = [n for n in nodes if selector_matches(requirements, dict(n.labels))]
         return nodes
 
     def get_node(self, name):

@@ -12,23 +12,18 @@ from tests.unit.fake_cluster import (
     POOL,
     FakeCluster,
     deliver_all,
-    register_rolling_steps,
     scenario2_after_upgrade,
 )
 from upgrade.domain.events import parse_events
 from upgrade.domain.policy import parse_policy
 from upgrade.errors import PermanentError
-from upgrade.services import registry, rolling
+from upgrade.services import rolling
 from upgrade.services.event_reactions import choose_target_version, react_to_events
 
 PREFIX = "Microsoft.ContainerService."
 
 
-@pytest.fixture(autouse=True)
-def steps(monkeypatch):
-    register_rolling_steps(monkeypatch)
-    yield
-    registry.step_registry.cache_clear()
+pytestmark = pytest.mark.usefixtures("production_steps")
 
 
 def event(short_type: str, event_id: str, data: dict, time: str = "2026-01-15T09:00:00+00:00"):
@@ -67,10 +62,9 @@ def seed_rolling_cluster() -> FakeCluster:
 
 
 def platform_for(fake: FakeCluster, defaults: dict | None = None) -> FakePlatform:
-    platform = FakePlatform(kubes={CLUSTER.arm_id: fake}, aks_by_subscription={CLUSTER.subscription_id: fake},
-                            allowed_clusters=frozenset({CLUSTER.arm_id}))
-    platform.policy = parse_policy(json.dumps({"defaults": {"pollSeconds": 1, **(defaults or {})}}))
-    return platform
+    return FakePlatform(kubes={CLUSTER.arm_id: fake}, aks_by_subscription={CLUSTER.subscription_id: fake},
+                        allowed_clusters=frozenset({CLUSTER.arm_id}),
+                        policy=parse_policy(json.dumps({"defaults": {"pollSeconds": 1, **(defaults or {})}})))
 
 
 def test_started_records_a_rolling_run_with_a_snapshot_of_the_pool():
@@ -185,3 +179,23 @@ def test_a_surge_quota_error_is_a_clear_alert_not_a_silent_failure():
 ])
 def test_target_version_is_the_newest_offered_up_to_the_latest_stable(available, stable, target):
     assert choose_target_version(available, stable) == target
+
+
+@pytest.mark.parametrize("short_type", ["NewKubernetesVersionAvailable", "NodePoolRollingStarted",
+                                        "NodePoolRollingSucceeded", "ClusterSupportEnded"])
+def test_an_event_from_a_cluster_outside_the_allow_list_is_ignored(short_type):
+    # GIVEN an app allowed to act on one cluster, and an event about another (same subscription)
+    fake = seed_rolling_cluster()
+    fake.busy_reads = 1
+    platform = platform_for(fake, {"onNewVersion": "start"})
+    other = CLUSTER.arm_id.replace(CLUSTER.name, "aks-not-ours")
+    data = {"nodePoolName": POOL, "kubernetesVersion": "1.30.0", "latestSupportedKubernetesVersion": "1.32.4",
+            "latestStableKubernetesVersion": "1.31.7", "lowestMinorKubernetesVersion": "1.30.0"}
+    [foreign] = parse_events({"id": "x1", "topic": other, "subject": "aks-not-ours", "eventType": PREFIX + short_type,
+                              "dataVersion": "1", "data": data})
+    # WHEN it is delivered
+    [note] = react_to_events([foreign], platform)
+    # THEN nothing is read, started, recorded or alerted for it
+    assert "not in ALLOWED_CLUSTERS" in note
+    assert (platform.runs.list_runs(), platform.queue.sent, platform.alerts.published) == ([], [], [])
+    assert sum(fake.calls.values()) == 0

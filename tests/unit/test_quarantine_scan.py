@@ -9,35 +9,36 @@ from datetime import timedelta
 
 import pytest
 
-from tests.fakes import FakePlatform
+from tests.fakes import FakePlatform, InMemoryStateStore
 from tests.unit.fake_cluster import (
     CLUSTER,
     POOL,
     FakeCluster,
     deliver_all,
-    register_rolling_steps,
     scenario2_after_upgrade,
 )
 from upgrade.domain.policy import parse_policy
-from upgrade.services import registry
-from upgrade.services.quarantine_scan import SCAN_STEP, current_findings, fan_out_scans, scan_cluster
+from upgrade.domain.quarantine import alert_state_partition
+from upgrade.errors import NotAllowed
+from upgrade.services.quarantine_scan import (
+    SCAN_STEP,
+    current_findings,
+    fan_out_scans,
+    findings_from_query,
+    scan_cluster,
+)
 
 NODE1 = "aks-nodepool1-1"
 OTHER = "/subscriptions/00000000-0000-0000-0000-000000000002/resourceGroups/rg2/providers/Microsoft.ContainerService/managedClusters/aks-two"
 
 
-@pytest.fixture(autouse=True)
-def steps(monkeypatch):
-    register_rolling_steps(monkeypatch)
-    yield
-    registry.step_registry.cache_clear()
+pytestmark = pytest.mark.usefixtures("production_steps")
 
 
 def platform_for(fake: FakeCluster, policy: dict | None = None) -> FakePlatform:
-    platform = FakePlatform(kubes={CLUSTER.arm_id: fake}, aks_by_subscription={CLUSTER.subscription_id: fake},
-                            allowed_clusters=frozenset({CLUSTER.arm_id}))
-    platform.policy = parse_policy(json.dumps(policy or {"defaults": {"pollSeconds": 1}}))
-    return platform
+    return FakePlatform(kubes={CLUSTER.arm_id: fake}, aks_by_subscription={CLUSTER.subscription_id: fake},
+                        allowed_clusters=frozenset({CLUSTER.arm_id}),
+                        policy=parse_policy(json.dumps(policy or {"defaults": {"pollSeconds": 1}})))
 
 
 def test_one_alert_names_node_pod_pdb_and_the_three_options():
@@ -157,3 +158,44 @@ def test_current_findings_lists_live_findings_with_their_alert_state():
     scan_cluster(platform, CLUSTER)
     [finding] = current_findings(platform)
     assert (finding["node"], finding["condition"], finding["alert"]["alert_count"]) == (NODE1, "quarantined", 1)
+
+
+def test_findings_of_a_cluster_outside_the_allow_list_are_refused_even_by_arm_id():
+    # GIVEN an app allowed to act on one cluster
+    platform = platform_for(scenario2_after_upgrade())
+    # WHEN GET /api/quarantine names another cluster by its ARM id
+    # THEN it is refused before anything reads that cluster
+    with pytest.raises(NotAllowed, match="ALLOWED_CLUSTERS"):
+        findings_from_query(platform, OTHER)
+
+
+class StateStoreWithConcurrentScan(InMemoryStateStore):
+    """A state store where another scan writes right after this scan listed the alert states."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.after_list = None
+
+    def list(self, partition):
+        listed = super().list(partition)
+        if self.after_list is not None:
+            action, self.after_list = self.after_list, None
+            action()
+        return listed
+
+
+def test_a_scan_decides_on_the_alert_state_it_writes_against():
+    # GIVEN a quarantined node whose alert state a first scan recorded
+    platform = platform_for(scenario2_after_upgrade())
+    platform.state = StateStoreWithConcurrentScan()
+    scan_cluster(platform, CLUSTER)
+    assert len(platform.alerts.published) == 1
+    # ... and, an hour later, two scans at once: the other one re-alerts between this scan's
+    # read of the states and its write
+    platform.clock.advance(61 * 60)
+    platform.state.after_list = lambda: scan_cluster(platform, CLUSTER)
+    scan_cluster(platform, CLUSTER)
+    # THEN the operator hears about the node once more, not twice
+    assert [a.kind for a in platform.alerts.published] == ["node.quarantined", "node.quarantined"]
+    [(node, state)] = platform.state.list(alert_state_partition(CLUSTER))
+    assert (node, state["alert_count"]) == (NODE1, 2)

@@ -14,13 +14,11 @@ from tests.unit.fake_cluster import (
     CLUSTER,
     POOL,
     deliver_all,
-    register_rolling_steps,
     scenario2_after_upgrade,
 )
 from upgrade.domain.model import QUARANTINE_LABEL
 from upgrade.domain.policy import parse_policy
 from upgrade.errors import Conflict, NotAllowed
-from upgrade.services import registry
 from upgrade.services.quarantine_scan import scan_cluster
 from upgrade.services.remediation import request_remediation
 
@@ -35,11 +33,7 @@ def policy(mode: str = "approval-required", **rolling) -> object:
     }}))
 
 
-@pytest.fixture(autouse=True)
-def steps(monkeypatch):
-    register_rolling_steps(monkeypatch)
-    yield
-    registry.step_registry.cache_clear()
+pytestmark = pytest.mark.usefixtures("production_steps")
 
 
 def platform_for(fake, mode: str = "approval-required") -> FakePlatform:

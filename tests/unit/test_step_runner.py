@@ -33,7 +33,7 @@ class RecordingStep:
 
 @pytest.fixture
 def platform() -> FakePlatform:
-    return FakePlatform()
+    return FakePlatform(allowed_clusters=frozenset({CLUSTER}))
 
 
 def install(monkeypatch: pytest.MonkeyPatch, **handlers: RecordingStep) -> None:

@@ -25,6 +25,7 @@ from azure.mgmt.containerservice import models as sdk
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
 from upgrade.domain.model import AgentPool, ClusterRef, UpgradeSettings
+from upgrade.domain.surge import QUOTA_ERROR_CODES
 from upgrade.errors import Conflict, NotFound, PermanentError, TemporaryError, UpgradeError
 from upgrade.settings import Settings, is_loopback_url
 
@@ -32,7 +33,6 @@ ARM_SCOPE = "https://management.azure.com/.default"
 DEFAULT_RETRY_SECONDS = 10.0
 # Another operation on the pool or cluster is running: it usually ends within minutes.
 OPERATION_IN_PROGRESS_RETRY_SECONDS = 60.0
-QUOTA_CODES = frozenset({"QuotaExceeded", "InsufficientVCPUQuota", "OperationNotAllowedQuota"})
 # The SDK retries 429/5xx itself; a few tries keep a step short, the step's own Retry does the rest.
 SDK_RETRY_TOTAL = 3
 # Preview setting the SDK model does not declare yet; the models keep unknown keys as raw JSON.
@@ -78,7 +78,7 @@ def arm_error(what: str, exc: Exception) -> UpgradeError:
     code = exc.error.code if exc.error is not None else None
     message = (exc.error.message if exc.error is not None else None) or exc.reason or str(exc)
     text = f"{what}: {code or status}: {message}"
-    if code in QUOTA_CODES:
+    if code in QUOTA_ERROR_CODES:
         return PermanentError(text, status=status, code=code)
     if status == 404:
         return NotFound(text, status=status, code=code)

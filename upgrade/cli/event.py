@@ -13,6 +13,7 @@ import json
 import sys
 
 from upgrade.domain.events import parse_events
+from upgrade.domain.policy import UpgradePolicy
 from upgrade.domain.reactions import planned_reaction
 from upgrade.errors import InvalidInput
 
@@ -40,7 +41,7 @@ def read_payload(path: str) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     events = parse_events(read_payload(args.file))
-    policies = None if args.dry_run else _policies()
+    policies = None if args.dry_run else _policy()
     report = {
         "dryRun": args.dry_run,
         "events": [event.to_public() for event in events],
@@ -56,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _policies():
-    from upgrade.domain.policy import parse_policy
+def _policy() -> UpgradePolicy:
     from upgrade.settings import current_settings
 
-    settings = current_settings()
-    return parse_policy(settings.upgrade_policy_json, settings.allowed_clusters)
+    return current_settings().upgrade_policy

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from upgrade.cli.common import add_cluster_arguments, connect
 from upgrade.domain.model import ClusterRef, UpgradeSettings
+from upgrade.domain.pdb import budget_text
 from upgrade.domain.preflight import BLUE_GREEN, ROLLING, PlannedUpgrade, PreflightReport, preflight
 from upgrade.services.snapshot import read_snapshot
 
@@ -107,9 +108,7 @@ def print_report(report: PreflightReport) -> None:
         for column in ("node", "pod", "PDB", "budget", "allowed", "healthy/expected", "owner"):
             table.add_column(column)
         for node, b in blockers:
-            budget = f"maxUnavailable {b.max_unavailable}" if b.max_unavailable is not None else (
-                f"minAvailable {b.min_available}")
-            table.add_row(node, b.pod, b.pdb, budget, str(b.disruptions_allowed),
+            table.add_row(node, b.pod, b.pdb, budget_text(b.min_available, b.max_unavailable), str(b.disruptions_allowed),
                           f"{b.current_healthy}/{b.expected_pods}", f"{b.owner or 'unmanaged'} ({b.replicas})")
         console.print(table)
     if report.blocked_now:

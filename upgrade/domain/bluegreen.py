@@ -25,6 +25,7 @@ from pydantic.alias_generators import to_camel
 
 from upgrade.domain.drain import DrainOptions, parse_label_selector
 from upgrade.domain.model import AgentPool
+from upgrade.domain.preflight import vcpus_per_vm
 from upgrade.domain.steps import describe_validation_error
 from upgrade.domain.surge import parse_count_or_percent, resolve_count
 from upgrade.domain.versions import version_key
@@ -208,21 +209,16 @@ def green_pool_spec(blue: AgentPool, *, name: str, target_version: str) -> Agent
     )
 
 
-def vcpus_of_vm_size(vm_size: str) -> int:
-    """vCPUs from an Azure VM size name (Standard_D4s_v5 -> 4); 2 when the name does not say."""
-    match = re.match(r"^Standard_[A-Za-z]+?(\d+)", vm_size)
-    return int(match.group(1)) if match else 2
-
-
 def quota_estimate(blue: AgentPool) -> dict[str, Any]:
-    """The extra quota a blue-green run holds while both pools exist (2x the pool's nodes)."""
-    vcpus = vcpus_of_vm_size(blue.vm_size)
+    """The extra quota a blue-green run holds while both pools exist (2x the pool's nodes); the
+    vCPU figures are None for a VM size whose vCPUs are unknown."""
+    vcpus = vcpus_per_vm(blue.vm_size)
     return {
         "vmSize": blue.vm_size,
         "extraNodes": blue.count,
-        "extraVcpus": blue.count * vcpus,
+        "extraVcpus": None if vcpus is None else blue.count * vcpus,
         "peakNodes": 2 * blue.count,
-        "peakVcpus": 2 * blue.count * vcpus,
+        "peakVcpus": None if vcpus is None else 2 * blue.count * vcpus,
     }
 
 
@@ -424,13 +420,3 @@ def next_state(state: str, event: str, ctx: GuardContext) -> str:
     guards = ", ".join(r.guard or "-" for r in rows)
     raise TransitionNotAllowed(state, event, f"no guard holds: {guards}")
 
-
-def events_of(state: str) -> list[str]:
-    return sorted({t.event for t in TRANSITIONS if t.state == state})
-
-
-def table_rows() -> list[dict[str, Any]]:
-    """The table as plain rows (docs, the CLI and tests print it)."""
-    return [
-        {"state": t.state, "event": t.event, "guard": t.guard or "", "next": t.next_state} for t in TRANSITIONS
-    ]

@@ -232,7 +232,7 @@ def pdb_hold(pod: Pod, pdbs: Sequence[Pdb]) -> PdbHold | None:
     return PdbHold(
         pdb.key,
         pdb.disruptions_allowed,
-        f"{budget_text(pdb)}: {pdb.current_healthy} of {pdb.expected_pods} healthy, "
+        f"{budget_text(pdb.min_available, pdb.max_unavailable)}: {pdb.current_healthy} of {pdb.expected_pods} healthy, "
         f"{pdb.desired_healthy} required",
     )
 

@@ -7,10 +7,12 @@ dicts. Only the fields the decisions need are carried.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
-from upgrade.errors import InvalidInput
+from upgrade.errors import InvalidInput, NotAllowed
 
 QUARANTINE_LABEL = "kubernetes.azure.com/upgrade-status"
 QUARANTINE_VALUE = "Quarantined"
@@ -58,6 +60,28 @@ class ClusterRef:
         return self.arm_id
 
 
+def pool_selector(pool: str) -> str:
+    """The label selector of one agent pool's nodes."""
+    return f"{AGENTPOOL_LABEL}={pool}"
+
+
+def cluster_key(arm_id: str) -> str:
+    """How two spellings of one ARM id compare: ARM ids are case-insensitive, a trailing "/" is noise."""
+    return arm_id.strip().rstrip("/").lower()
+
+
+def is_allowed_cluster(cluster: ClusterRef | str, allowed_clusters: Iterable[str]) -> bool:
+    """Whether ALLOWED_CLUSTERS names ``cluster``: the one allow-list check every entry point uses."""
+    key = cluster_key(cluster.arm_id if isinstance(cluster, ClusterRef) else cluster)
+    return key in {cluster_key(allowed) for allowed in allowed_clusters}
+
+
+def require_allowed_cluster(cluster: ClusterRef, allowed_clusters: Iterable[str]) -> None:
+    """Raise NotAllowed unless ALLOWED_CLUSTERS names ``cluster``."""
+    if not is_allowed_cluster(cluster, allowed_clusters):
+        raise NotAllowed(f"cluster {cluster.arm_id} is not in ALLOWED_CLUSTERS: refusing to act on it")
+
+
 @dataclass(frozen=True)
 class UpgradeSettings:
     """An agent pool's ``upgradeSettings``; None means AKS's default applies."""
@@ -68,6 +92,33 @@ class UpgradeSettings:
     node_soak_minutes: int | None = None
     undrainable_node_behavior: str | None = None  # "Cordon" | "Schedule"
     max_blocked_nodes: str | None = None
+
+    @classmethod
+    def from_arm(cls, raw: Mapping[str, Any] | None) -> UpgradeSettings:
+        """From ARM's JSON names (``maxSurge``, ``drainTimeoutInMinutes``, ...); absent keys stay None."""
+        raw = raw or {}
+        return cls(**{attribute: raw.get(arm_name) for attribute, arm_name in _ARM_UPGRADE_SETTINGS.items()})
+
+    def to_arm(self) -> dict[str, Any]:
+        """ARM's JSON names, as run facts, reports and operators show them."""
+        return {arm_name: getattr(self, attribute) for attribute, arm_name in _ARM_UPGRADE_SETTINGS.items()}
+
+    def with_overrides(self, overrides: UpgradeSettings) -> UpgradeSettings:
+        """These settings with every field ``overrides`` sets on top (None keeps this one's)."""
+        return UpgradeSettings(**{
+            f.name: getattr(self, f.name) if getattr(overrides, f.name) is None else getattr(overrides, f.name)
+            for f in fields(UpgradeSettings)
+        })
+
+
+_ARM_UPGRADE_SETTINGS = {
+    "max_surge": "maxSurge",
+    "max_unavailable": "maxUnavailable",
+    "drain_timeout_minutes": "drainTimeoutInMinutes",
+    "node_soak_minutes": "nodeSoakDurationInMinutes",
+    "undrainable_node_behavior": "undrainableNodeBehavior",
+    "max_blocked_nodes": "maxBlockedNodes",
+}
 
 
 @dataclass(frozen=True)

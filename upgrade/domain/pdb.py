@@ -132,10 +132,11 @@ class EvictionBlocker:
         }
 
 
-def budget_text(pdb: Pdb) -> str:
-    if pdb.max_unavailable is not None:
-        return f"maxUnavailable {pdb.max_unavailable}"
-    return f"minAvailable {pdb.min_available}"
+def budget_text(min_available: str | None, max_unavailable: str | None) -> str:
+    """A budget as an operator reads it: "minAvailable 1" or "maxUnavailable 25%"."""
+    if max_unavailable is not None:
+        return f"maxUnavailable {max_unavailable}"
+    return f"minAvailable {min_available}"
 
 
 def _owner_counts(pods: Iterable[Pod]) -> Counter:
@@ -152,7 +153,7 @@ def blocker_for(pod: Pod, pdb: Pdb, *, replicas: int, reason: str | None = None,
     expected = pdb.expected_pods if expected is None else expected
     if reason is None:
         reason = (
-            f"PDB {pdb.key} ({budget_text(pdb)}) allows {allowed} disruption(s): "
+            f"PDB {pdb.key} ({budget_text(pdb.min_available, pdb.max_unavailable)}) allows {allowed} disruption(s): "
             f"{healthy} of {expected} expected pod(s) healthy, {desired} required"
         )
     return EvictionBlocker(

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from upgrade.domain.model import ClusterRef, UpgradeSettings
+from upgrade.domain.model import ClusterRef, UpgradeSettings, cluster_key
 from upgrade.domain.surge import DEFAULT_MAX_SURGE, validate_upgrade_settings
 from upgrade.errors import InvalidInput
 
@@ -142,7 +141,7 @@ class UpgradePolicy:
     pools: Mapping[tuple[str, str], PoolPolicy] = field(default_factory=dict)  # (lower-case ARM id, pool)
 
     def for_pool(self, cluster: str | ClusterRef, pool: str | None = None) -> PoolPolicy:
-        key = (cluster.arm_id if isinstance(cluster, ClusterRef) else cluster).lower().rstrip("/")
+        key = cluster_key(cluster.arm_id if isinstance(cluster, ClusterRef) else cluster)
         if pool is not None and (key, pool) in self.pools:
             return self.pools[(key, pool)]
         return self.clusters.get(key, self.defaults)
@@ -185,12 +184,12 @@ def parse_policy(text: str, allowed_clusters: Iterable[str] = ()) -> UpgradePoli
         raise InvalidInput("setting", f"{SETTING}.{unknown[0]}", "unknown field (expected defaults, clusters)")
     defaults_raw = dict(_object(raw.get("defaults", {}), "defaults"))
     defaults = _validated(defaults_raw, "defaults")
-    allowed = {c.lower().rstrip("/") for c in allowed_clusters}
+    allowed = {cluster_key(c) for c in allowed_clusters}
     clusters: dict[str, PoolPolicy] = {}
     pools: dict[tuple[str, str], PoolPolicy] = {}
     for cluster_id, entry in _object(raw.get("clusters", {}), "clusters").items():
         path = f"clusters[{cluster_id}]"
-        key = ClusterRef.parse(cluster_id, what="setting", field=f"{SETTING}.{path}").arm_id.lower()
+        key = cluster_key(ClusterRef.parse(cluster_id, what="setting", field=f"{SETTING}.{path}").arm_id)
         if allowed and key not in allowed:
             raise InvalidInput("setting", f"{SETTING}.{path}", "is not in ALLOWED_CLUSTERS")
         entry = dict(_object(entry, path))
@@ -201,9 +200,3 @@ def parse_policy(text: str, allowed_clusters: Iterable[str] = ()) -> UpgradePoli
             pool_path = f"{path}.pools[{pool}]"
             pools[(key, pool)] = _validated(_merge(cluster_raw, _object(pool_entry, pool_path)), pool_path)
     return UpgradePolicy(defaults=defaults, clusters=clusters, pools=pools)
-
-
-@cache
-def cached_policy(text: str, allowed_clusters: tuple[str, ...]) -> UpgradePolicy:
-    """``parse_policy`` once per distinct setting value (a worker reads it on every step)."""
-    return parse_policy(text, allowed_clusters)

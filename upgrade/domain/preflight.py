@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from upgrade.domain.model import AgentPool, ClusterSnapshot, Node, Pdb, Pod, UpgradeSettings
@@ -36,8 +36,8 @@ from upgrade.domain.pdb import (
 )
 from upgrade.domain.surge import (
     max_blocked_nodes_count,
-    max_unavailable_count,
     surge_node_count,
+    upgrade_batch_size,
     validate_upgrade_settings,
 )
 from upgrade.domain.versions import normalize_version
@@ -84,14 +84,6 @@ class PlannedUpgrade:
     settings: UpgradeSettings = field(default_factory=UpgradeSettings)
 
 
-def effective_settings(pool_settings: UpgradeSettings, overrides: UpgradeSettings) -> UpgradeSettings:
-    """The pool's upgradeSettings with the plan's explicit values on top."""
-    return UpgradeSettings(**{
-        f.name: getattr(overrides, f.name) if getattr(overrides, f.name) is not None else getattr(pool_settings, f.name)
-        for f in fields(UpgradeSettings)
-    })
-
-
 @dataclass(frozen=True)
 class UndrainableNode:
     node: str
@@ -133,20 +125,12 @@ class PreflightReport:
     warnings: tuple[str, ...] = ()
 
     def to_public(self) -> dict[str, Any]:
-        settings = self.settings
         return {
             "cluster": self.cluster,
             "pool": self.pool,
             "strategy": self.strategy,
             "targetVersion": self.target_version,
-            "upgradeSettings": {
-                "maxSurge": settings.max_surge,
-                "maxUnavailable": settings.max_unavailable,
-                "drainTimeoutInMinutes": settings.drain_timeout_minutes,
-                "nodeSoakDurationInMinutes": settings.node_soak_minutes,
-                "undrainableNodeBehavior": settings.undrainable_node_behavior,
-                "maxBlockedNodes": settings.max_blocked_nodes,
-            },
+            "upgradeSettings": self.settings.to_arm(),
             "poolNodeCount": self.pool_node_count,
             "nodesToUpgrade": list(self.nodes_to_upgrade),
             "batchSize": self.batch_size,
@@ -277,7 +261,7 @@ def preflight(snapshot: ClusterSnapshot, plan: PlannedUpgrade) -> PreflightRepor
         raise InvalidInput("preflight", "pool", f"{plan.pool!r} is not a pool of {snapshot.cluster.name} ({known})")
     if plan.strategy not in (ROLLING, BLUE_GREEN):
         raise InvalidInput("preflight", "strategy", f"{plan.strategy!r} is not {ROLLING} or {BLUE_GREEN}")
-    settings = effective_settings(pool.upgrade_settings, plan.settings)
+    settings = pool.upgrade_settings.with_overrides(plan.settings)
     pool_nodes = sorted((n for n in snapshot.nodes if n.pool == pool.name), key=lambda n: n.name)
     if plan.strategy == ROLLING:
         validate_upgrade_settings(settings, mode=pool.mode, pool_size=len(pool_nodes))
@@ -339,8 +323,7 @@ def _simulate_rolling(pool: AgentPool, pool_nodes: list[Node], to_upgrade: list[
                       pods_by_node: dict[str, list[Pod]]) -> dict[str, Any]:
     pool_size = len(pool_nodes)
     surge = surge_node_count(pool_size, settings.max_surge, len(to_upgrade))
-    unavailable = max_unavailable_count(pool_size, settings.max_unavailable)
-    batch_size = max(1, surge + unavailable)
+    batch_size = upgrade_batch_size(pool_size, settings, len(to_upgrade))
     cordon_mode = settings.undrainable_node_behavior == "Cordon"
     max_blocked = max_blocked_nodes_count(pool_size, settings.max_blocked_nodes, settings.max_surge, len(to_upgrade))
     undrainable: list[UndrainableNode] = []

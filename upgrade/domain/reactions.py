@@ -8,12 +8,10 @@ event id so a duplicate delivery is recognised, and none depends on arrival orde
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from upgrade.domain import events as ev
-
-if TYPE_CHECKING:
-    from upgrade.domain.policy import PoolPolicy
+from upgrade.domain.policy import PoolPolicy
 
 # Actions
 PREFLIGHT = "preflight"
@@ -27,15 +25,11 @@ THEN_REPORT = "report"
 THEN_START_ROLLING = "start-rolling"
 THEN_START_BLUE_GREEN = "start-blue-green"
 
-DEFAULT_STRATEGY = "rolling"
-DEFAULT_ON_NEW_VERSION = "preflight-report"
-
 
 def planned_reaction(event: ev.AksEvent, policy: PoolPolicy | None = None) -> dict[str, Any]:
     """The reaction to ``event`` as plain data: ``action`` plus what it needs.
 
-    ``policy`` is the cluster's effective policy (anything with ``strategy`` and
-    ``on_new_version``); None means the defaults (rolling, preflight report)."""
+    ``policy`` is the cluster's effective policy; None means the policy's defaults."""
     base: dict[str, Any] = {
         "event": event.event_type,
         "eventId": event.id,
@@ -43,8 +37,8 @@ def planned_reaction(event: ev.AksEvent, policy: PoolPolicy | None = None) -> di
         "dedupKey": f"{event.cluster.arm_id.lower()}|{event.event_type}|{event.id}",
     }
     if isinstance(event, ev.NewKubernetesVersionAvailable):
-        strategy = getattr(policy, "strategy", DEFAULT_STRATEGY)
-        on_new_version = getattr(policy, "on_new_version", DEFAULT_ON_NEW_VERSION)
+        policy = policy or PoolPolicy()
+        strategy, on_new_version = policy.strategy, policy.on_new_version
         then = {
             "notify": THEN_NOTIFY,
             "preflight-report": THEN_REPORT,

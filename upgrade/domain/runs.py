@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 ACTIVE_STATUSES = frozenset({"running", "paused", "awaiting-decision"})
@@ -149,6 +149,3 @@ class HistoryEntry:
             "actor": self.actor,
         }
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -53,11 +53,6 @@ class StepMessage(BaseModel):
         return self.model_dump_json(exclude_defaults=False)
 
 
-def step_message_json_schema() -> dict[str, Any]:
-    """The published JSON schema of the step message (docs/schemas and external producers)."""
-    return StepMessage.model_json_schema()
-
-
 def describe_validation_error(what: str, exc: ValidationError) -> InvalidInput:
     """One InvalidInput naming the first offending field of a pydantic error."""
     first = exc.errors()[0]

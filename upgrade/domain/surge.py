@@ -18,6 +18,9 @@ DEFAULT_DRAIN_TIMEOUT_MINUTES = 30
 DRAIN_TIMEOUT_RANGE = (1, 1440)
 NODE_SOAK_RANGE = (0, 30)
 UNDRAINABLE_BEHAVIORS = ("Schedule", "Cordon")
+# ARM error codes that mean the region's vCPU quota cannot hold the surge (or green) nodes.
+QUOTA_ERROR_CODES = frozenset({"QuotaExceeded", "InsufficientVCPUQuota", "OperationNotAllowedQuota",
+                               "OperationNotAllowed:Quota"})
 
 def parse_count_or_percent(value: object, *, field: str) -> tuple[int, bool]:
     """``"5"`` -> (5, False); ``"50%"`` -> (50, True). A count may be 0; a percent is 1-100."""

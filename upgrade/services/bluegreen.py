@@ -19,8 +19,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -40,7 +38,7 @@ from upgrade.domain.bluegreen import (
     quota_estimate,
 )
 from upgrade.domain.drain import DrainStatus
-from upgrade.domain.model import AgentPool, ClusterRef, Node
+from upgrade.domain.model import AgentPool, ClusterRef, Node, pool_selector, require_allowed_cluster
 from upgrade.domain.pdb import eviction_blockers
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
@@ -54,7 +52,7 @@ from upgrade.domain.validation import (
 )
 from upgrade.domain.versions import version_key
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, TemporaryError
-from upgrade.ports import Kube, Platform
+from upgrade.ports import Aks, Kube, Platform
 from upgrade.services.drain import DrainState, drain_node_step
 from upgrade.services.registry import StepSpec
 from upgrade.services.step_runner import StepContext
@@ -65,7 +63,6 @@ log = logging.getLogger("upgrade.bluegreen")
 STEP_PREFIX = "bluegreen."
 
 GREEN_RUN_LABEL = "aksupgrade.io/bluegreen-run"
-AGENTPOOL_SELECTOR = "kubernetes.azure.com/agentpool={}"
 HTTP_PROBE_TIMEOUT_SECONDS = 5.0
 _VERSION = r"^\d+\.\d+(\.\d+)?$"
 
@@ -104,16 +101,6 @@ def register_check(name: str) -> Callable[[CustomCheck], CustomCheck]:
     return register
 
 
-def http_status(url: str, timeout: float) -> int:
-    """GET ``url`` and return its HTTP status (redirects followed); raises OSError when unreachable."""
-    request = urllib.request.Request(url, headers={"User-Agent": "aks-upgrade-validation"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-
-
 # ---- helpers ----------------------------------------------------------------------------------
 
 
@@ -131,12 +118,12 @@ def _at(text: str | None) -> datetime | None:
 
 def _pool_nodes(kube: Kube, pool: str) -> list[Node]:
     return sorted(
-        (n for n in kube.list_nodes(label_selector=AGENTPOOL_SELECTOR.format(pool)) if n.pool == pool),
+        (n for n in kube.list_nodes(label_selector=pool_selector(pool)) if n.pool == pool),
         key=lambda n: n.name,
     )
 
 
-def _get_pool(aks: Any, cluster: ClusterRef, name: str) -> AgentPool | None:
+def _get_pool(aks: Aks, cluster: ClusterRef, name: str) -> AgentPool | None:
     try:
         return aks.get_pool(cluster, name)
     except NotFound:
@@ -246,7 +233,7 @@ def preflight(ctx: StepContext) -> Outcome:
     blockers = eviction_blockers(pods_on_blue, kube.list_pdbs())
     quota = quota_estimate(blue)
     reason = (f"green pool {green} will mirror {blue.name} at {target}; quota while both exist: "
-              f"+{quota['extraNodes']} nodes, +{quota['extraVcpus']} vCPUs; "
+              f"+{quota['extraNodes']} nodes, +{quota['extraVcpus'] or 'an unknown number of'} vCPUs; "
               f"{len(blockers)} pod(s) a PDB blocks now")
     return _advance(ctx, "passed", reason=reason, facts={
         "bluePool": {"name": blue.name, "version": blue.orchestrator_version, "count": blue.count,
@@ -419,10 +406,9 @@ def _run_validation(ctx: StepContext) -> ValidationReport:
 
 
 def _http_probe(ctx: StepContext, url: str, expected: int) -> CheckResult:
-    probe: Callable[[str, float], int] = getattr(ctx.platform, "http_status", None) or http_status
     name = f"http {url}"
     try:
-        status = probe(url, HTTP_PROBE_TIMEOUT_SECONDS)
+        status = ctx.platform.http_status(url, HTTP_PROBE_TIMEOUT_SECONDS)
     except OSError as exc:
         return CheckResult(name, False, f"unreachable: {exc}", pending=True)
     if status != expected:
@@ -654,7 +640,7 @@ STEPS: dict[str, StepSpec] = {
 # ---- use cases: start a run, decide on a run ----------------------------------------------------
 
 
-def _check_target_version(aks: Any, cluster: ClusterRef, pool: AgentPool, target_version: object) -> str:
+def _check_target_version(aks: Aks, cluster: ClusterRef, pool: AgentPool, target_version: object) -> str:
     """The exact version to create green at; "1.31" means the newest offered 1.31 patch."""
     if not isinstance(target_version, str) or not re.match(_VERSION, target_version.strip()):
         raise InvalidInput("upgrade request", "targetVersion", 'must be a Kubernetes version like "1.31" or "1.31.2"')
@@ -679,9 +665,7 @@ def start_bluegreen_run(platform: Platform, *, cluster: str, pool: str, target_v
     """Validate the request against the cluster, create the run (one active run per pool) and
     send its first step. Raises InvalidInput, NotAllowed, NotFound or Conflict(code=active run id)."""
     ref = ClusterRef.parse(cluster, what="upgrade request", field="cluster")
-    allowed = getattr(platform, "allowed_clusters", None)
-    if allowed is not None and ref.arm_id.lower() not in {c.lower() for c in allowed}:
-        raise NotAllowed(f"cluster {ref.arm_id} is not in ALLOWED_CLUSTERS: refusing to act on it")
+    require_allowed_cluster(ref, platform.allowed_clusters)
     if not isinstance(pool, str) or not pool:
         raise InvalidInput("upgrade request", "pool", "must name the agent pool to upgrade")
     parsed = BlueGreenOptions.parse(options)

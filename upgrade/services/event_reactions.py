@@ -12,6 +12,7 @@ Each event is claimed once by id in the state store (an insert that a duplicate 
 - NodePoolRollingSucceeded / Failed: move the pool's rolling run to its post-upgrade reconcile,
   or create a run that starts there (Succeeded may arrive before Started).
 A run is only ever moved while it waits for the pool, never while a step that acts is running.
+An event of a cluster outside ALLOWED_CLUSTERS is ignored.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta
 
 from upgrade.domain import events as ev
 from upgrade.domain.alerts import Alert
-from upgrade.domain.model import ClusterRef
+from upgrade.domain.model import ClusterRef, is_allowed_cluster
 from upgrade.domain.preflight import PlannedUpgrade, preflight
 from upgrade.domain.reactions import (
     THEN_NOTIFY,
@@ -37,7 +38,6 @@ from upgrade.domain.versions import version_key
 from upgrade.errors import Conflict, InvalidInput, PermanentError
 from upgrade.ports import Platform
 from upgrade.services import rolling
-from upgrade.services.quarantine_scan import platform_policy
 from upgrade.services.snapshot import take_snapshot
 
 log = logging.getLogger("upgrade.events")
@@ -54,6 +54,10 @@ def react_to_events(events: list[ev.AksEvent], platform: Platform) -> list[str]:
 
 def _react_once(event: ev.AksEvent, platform: Platform) -> str:
     label = f"{event.short_type} {event.id} ({event.cluster.name})"
+    if not is_allowed_cluster(event.cluster, platform.allowed_clusters):
+        # A subscription may deliver events of clusters the app must not touch: not even read them.
+        log.warning("AKS event %s of %s ignored: the cluster is not in ALLOWED_CLUSTERS", event.id, event.cluster)
+        return f"{label}: ignored, the cluster is not in ALLOWED_CLUSTERS"
     claim = {"type": event.event_type, "cluster": event.cluster.arm_id, "at": platform.clock.now().isoformat()}
     try:
         platform.state.put(EVENTS_PARTITION, event.id, claim, etag=None)
@@ -92,7 +96,7 @@ def choose_target_version(available: list[str], latest_stable: str) -> str | Non
 def on_new_version(event: ev.NewKubernetesVersionAvailable, platform: Platform) -> str:
     cluster = event.cluster
     aks = platform.aks(cluster)
-    policy = platform_policy(platform)
+    policy = platform.policy
     snapshot = None
     notes = []
     for pool in sorted(aks.list_pools(cluster), key=lambda p: p.name):
@@ -240,7 +244,7 @@ def on_rolling_started(event: ev.NodePoolRollingStarted, platform: Platform) -> 
         # A late copy: the operation is over, and its Succeeded/Failed reconciles (or did).
         return f"Started for an operation already over (pool {pool.provisioning_state}): nothing to record"
     now = platform.clock.now()
-    poll = platform_policy(platform).for_pool(cluster, pool_name).poll_seconds
+    poll = platform.policy.for_pool(cluster, pool_name).poll_seconds
     run = RunRecord(
         run_id=f"rolling-{pool_name}-{uuid.uuid4().hex[:12]}", kind=rolling.KIND, cluster=cluster.arm_id,
         pool=pool_name, state=rolling.WAIT_POOL, status="running", created_at=now, updated_at=now,

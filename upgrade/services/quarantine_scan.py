@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote
 
-from upgrade.domain.model import AGENTPOOL_LABEL, ClusterRef, Pdb
-from upgrade.domain.policy import PoolPolicy, UpgradePolicy, cached_policy
+from upgrade.domain.model import ClusterRef, Pdb, pool_selector, require_allowed_cluster
 from upgrade.domain.quarantine import (
     AlertState,
     NodeFinding,
@@ -26,7 +26,7 @@ from upgrade.domain.quarantine import (
     resolved_alert,
 )
 from upgrade.domain.steps import Done, Outcome, StepMessage
-from upgrade.errors import Conflict, PermanentError
+from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError
 from upgrade.ports import Kube, Platform
 from upgrade.services.registry import StepSpec
 from upgrade.services.step_runner import StepContext
@@ -37,20 +37,33 @@ SCAN_STEP = "quarantine.scan"
 CORDONED_SELECTOR = "spec.unschedulable=true"
 
 
-def platform_policy(platform: Platform) -> UpgradePolicy:
-    """The policy the worker runs with: the platform's own if it carries one, else parsed from its
-    settings (cached per setting value), else the defaults."""
-    policy = getattr(platform, "policy", None)
-    if isinstance(policy, UpgradePolicy):
-        return policy
-    settings = getattr(platform, "settings", None)
-    if settings is not None:
-        return cached_policy(settings.upgrade_policy_json, tuple(sorted(settings.allowed_clusters)))
-    return UpgradePolicy(defaults=PoolPolicy())
+def allowed_cluster_refs(platform: Platform) -> list[ClusterRef]:
+    """ALLOWED_CLUSTERS as parsed cluster ids, in a stable order."""
+    return sorted(ClusterRef.parse(c) for c in platform.allowed_clusters)
 
 
-def allowed_clusters(platform: Platform) -> list[ClusterRef]:
-    return sorted(ClusterRef.parse(c) for c in (getattr(platform, "allowed_clusters", None) or ()))
+def resolve_cluster(platform: Platform, segment: str, cluster_id: str | None) -> ClusterRef:
+    """The allowed cluster a request names: by ARM id, or by name when the name is unique."""
+    allowed = allowed_cluster_refs(platform)
+    segment = unquote(segment or "").strip()
+    if cluster_id or segment.startswith("/"):
+        ref = ClusterRef.parse(cluster_id or segment, what="remediation request", field="clusterId")
+        if cluster_id and segment and segment.lower() not in (ref.name.lower(), ref.arm_id.lower()):
+            raise InvalidInput("remediation request", "cluster", f"{segment!r} does not name cluster {ref.arm_id}")
+        require_allowed_cluster(ref, platform.allowed_clusters)
+        return ref
+    named = [c for c in allowed if c.name.lower() == segment.lower()]
+    if not named:
+        raise NotFound(f"no allowed cluster is named {segment!r}")
+    if len(named) > 1:
+        raise InvalidInput("remediation request", "clusterId",
+                           f"{len(named)} allowed clusters are named {segment!r}: give the ARM id as clusterId")
+    return named[0]
+
+
+def findings_from_query(platform: Platform, segment: str | None) -> list[dict]:
+    """GET /api/quarantine[?cluster=name-or-ARM-id]: the live findings of one allowed cluster, or all."""
+    return current_findings(platform, resolve_cluster(platform, segment, None) if segment else None)
 
 
 # ---- reading ------------------------------------------------------------------------------
@@ -67,7 +80,7 @@ def read_cordoned(kube: Kube, cluster: ClusterRef, *, pool: str | None = None,
                   pre_upgrade_counts: dict[str, int] | None = None) -> ClusterReading:
     """Cordoned nodes (of one pool, or all) with their blockers: 1 + (1 + N if any) API calls."""
     nodes = kube.list_nodes(
-        field_selector=CORDONED_SELECTOR, label_selector=f"{AGENTPOOL_LABEL}={pool}" if pool else None
+        field_selector=CORDONED_SELECTOR, label_selector=pool_selector(pool) if pool else None
     )
     calls = 1
     if not nodes:
@@ -92,14 +105,23 @@ def pre_upgrade_counts(platform: Platform, cluster: ClusterRef) -> dict[str, int
 # ---- alerting with dedup ------------------------------------------------------------------
 
 
-def _load_states(platform: Platform, cluster: ClusterRef) -> dict[str, AlertState]:
-    states = {}
-    for key, value in platform.state.list(alert_state_partition(cluster)):
+def _load_states(platform: Platform, cluster: ClusterRef) -> tuple[dict[str, AlertState], dict[str, str]]:
+    """Each node's alert state and the ETag of that very value: a decision made on one value and
+    written against a newer ETag would overwrite what a concurrent scan just recorded."""
+    partition = alert_state_partition(cluster)
+    states: dict[str, AlertState] = {}
+    etags: dict[str, str] = {}
+    for key, _ in platform.state.list(partition):
+        stored = platform.state.get(partition, key)
+        if stored is None:
+            continue  # resolved meanwhile
+        value, etags[key] = stored
         try:
             states[key] = AlertState.from_storage(value)
         except (KeyError, ValueError) as exc:
+            # The ETag is kept, so this scan's write replaces the unreadable row.
             log.warning("alert state %s of %s unreadable (%s): starting it afresh", key, cluster.name, exc)
-    return states
+    return states, etags
 
 
 def alert_on_findings(
@@ -114,13 +136,12 @@ def alert_on_findings(
     """Alert per node as the dedup rules say, and send resolved notices for nodes that were
     alerted and are clear now (within ``scope_pools`` when the caller looked at some pools only).
     The dedup row is written before the alert goes out: two concurrent scans cannot both send it."""
-    policy = platform_policy(platform)
+    policy = platform.policy
     now = platform.clock.now()
     partition = alert_state_partition(cluster)
     skipped = set(skip_pools)
     scope = set(scope_pools) if scope_pools is not None else None
-    states = _load_states(platform, cluster)
-    etags = {key: stored[1] for key in states if (stored := platform.state.get(partition, key))}
+    states, etags = _load_states(platform, cluster)
     notes: list[str] = []
     seen = set()
     for finding in findings:
@@ -169,7 +190,7 @@ def resolve_node(platform: Platform, cluster: ClusterRef, node: str, *, how: str
 def fan_out_scans(platform: Platform) -> int:
     """One scan step per allowed cluster; returns how many were enqueued."""
     stamp = platform.clock.now().strftime("%Y%m%dT%H%M%S")
-    clusters = allowed_clusters(platform)
+    clusters = allowed_cluster_refs(platform)
     for cluster in clusters:
         platform.queue.send(
             StepMessage(v=1, run_id=f"scan-{cluster.name}-{stamp}"[:100], step=SCAN_STEP, cluster=cluster.arm_id,
@@ -207,7 +228,7 @@ def _automatic_remediations(
 ) -> list[str]:
     from upgrade.services.remediation import request_remediation
 
-    policy = platform_policy(platform)
+    policy = platform.policy
     notes = []
     started_pools: set[str] = set()
     for finding in findings:
@@ -237,11 +258,11 @@ def scan_step(ctx: StepContext) -> Outcome:
 
 def current_findings(platform: Platform, cluster: ClusterRef | None = None) -> list[dict]:
     """Live findings for GET /api/quarantine: every allowed cluster, or one."""
-    clusters = [cluster] if cluster is not None else allowed_clusters(platform)
+    clusters = [cluster] if cluster is not None else allowed_cluster_refs(platform)
     result = []
     for ref in clusters:
         reading = read_cordoned(platform.kube(ref), ref, pre_upgrade_counts=pre_upgrade_counts(platform, ref))
-        states = _load_states(platform, ref)
+        states, _ = _load_states(platform, ref)
         for finding in reading.findings:
             public = finding.to_public()
             state = states.get(finding.node)

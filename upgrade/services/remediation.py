@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from urllib.parse import unquote
 
 from upgrade.domain.alerts import Alert
-from upgrade.domain.model import AGENTPOOL_LABEL, QUARANTINE_LABEL, ClusterRef, Node
+from upgrade.domain.model import QUARANTINE_LABEL, ClusterRef, Node, pool_selector, require_allowed_cluster
 from upgrade.domain.pdb import eviction_blockers
 from upgrade.domain.policy import REMEDIATION_KINDS
 from upgrade.domain.quarantine import budget_matches, is_application_pod, relaxed_spec
@@ -37,10 +37,9 @@ from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
 from upgrade.domain.versions import same_version
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, TemporaryError
 from upgrade.ports import Platform
-from upgrade.services.quarantine_scan import platform_policy, resolve_node
+from upgrade.services.quarantine_scan import pre_upgrade_counts, resolve_cluster, resolve_node
 from upgrade.services.registry import StepSpec
-from upgrade.services.rolling import BUSY_STATES
-from upgrade.services.rolling import wait_pool as _wait_pool
+from upgrade.services.rolling import BUSY_STATES, wait_pool
 from upgrade.services.step_runner import StepContext
 
 log = logging.getLogger("upgrade.remediation")
@@ -81,11 +80,9 @@ def request_remediation(
     ref = cluster if isinstance(cluster, ClusterRef) else ClusterRef.parse(cluster)
     if kind not in REMEDIATION_KINDS:
         raise InvalidInput("remediation request", "kind", f"{kind!r} is not one of {', '.join(REMEDIATION_KINDS)}")
-    allowed = getattr(platform, "allowed_clusters", None)
-    if allowed is not None and ref.arm_id.lower() not in {c.lower() for c in allowed}:
-        raise NotAllowed(f"cluster {ref.arm_id} is not in ALLOWED_CLUSTERS")
+    require_allowed_cluster(ref, platform.allowed_clusters)
     target = platform.kube(ref).get_node(node)
-    mode = platform_policy(platform).for_pool(ref, target.pool).remediation.mode(kind)
+    mode = platform.policy.for_pool(ref, target.pool).remediation.mode(kind)
     if mode == "off":
         raise NotAllowed(
             f"remediation {kind} is off for pool {target.pool} of {ref.name}: set UPGRADE_POLICY "
@@ -117,26 +114,12 @@ def request_remediation(
     return run
 
 
-def resolve_cluster(platform: Platform, segment: str, cluster_id: str | None) -> ClusterRef:
-    """The allowed cluster a request names: by ARM id, or by name when the name is unique."""
-    allowed = [ClusterRef.parse(c) for c in (getattr(platform, "allowed_clusters", None) or ())]
-    segment = unquote(segment or "").strip()
-    if cluster_id or segment.startswith("/"):
-        ref = ClusterRef.parse(cluster_id or segment, what="remediation request", field="clusterId")
-        if cluster_id and segment and segment.lower() not in (ref.name.lower(), ref.arm_id.lower()):
-            raise InvalidInput("remediation request", "cluster", f"{segment!r} does not name cluster {ref.arm_id}")
-        return ref
-    named = [c for c in allowed if c.name.lower() == segment.lower()]
-    if not named:
-        raise NotFound(f"no allowed cluster is named {segment!r}")
-    if len(named) > 1:
-        raise InvalidInput("remediation request", "clusterId",
-                           f"{len(named)} allowed clusters are named {segment!r}: give the ARM id as clusterId")
-    return named[0]
-
-
-def remediation_request_from_http(platform: Platform, segment: str, node: str, body: object, *, actor: str) -> RunRecord:
-    """The POST /api/quarantine/{cluster}/{node}/remediate body: {kind, force?, clusterId?, requestedBy?}."""
+def remediation_request_from_http(
+    platform: Platform, segment: str, node: str, body: object, *, principal: str | None
+) -> RunRecord:
+    """The POST /api/quarantine/{cluster}/{node}/remediate body: {kind, force?, clusterId?, requestedBy?}
+    (an empty body is an empty object). The actor is the signed-in principal, else ``requestedBy``."""
+    body = {} if body is None else body
     if not isinstance(body, dict):
         raise InvalidInput("remediation request", "(body)", "must be a JSON object")
     unknown = sorted(set(body) - {"kind", "force", "clusterId", "requestedBy"})
@@ -151,6 +134,7 @@ def remediation_request_from_http(platform: Platform, segment: str, node: str, b
     if cluster_id is not None and not isinstance(cluster_id, str):
         raise InvalidInput("remediation request", "clusterId", "must be the cluster's ARM id")
     cluster = resolve_cluster(platform, segment, cluster_id)
+    actor = principal or str(body.get("requestedBy") or "http:function-key")[:200]
     return request_remediation(platform, cluster, unquote(node), kind, actor, force=force)
 
 
@@ -204,7 +188,12 @@ def _get_node(ctx: StepContext) -> Node | None:
 
 
 def _poll(ctx: StepContext) -> float:
-    return platform_policy(ctx.platform).for_pool(ctx.cluster, ctx.message.pool).poll_seconds
+    return ctx.platform.policy.for_pool(ctx.cluster, ctx.message.pool).poll_seconds
+
+
+def _through_wait_pool(ctx: StepContext, then: str, reason: str, facts: dict | None = None) -> Next:
+    """Come back to ``then`` once the pool's operation (started here, or already running) is over."""
+    return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": then}, reason=reason, facts=facts or {})
 
 
 # ---- plan ----------------------------------------------------------------------------------
@@ -220,7 +209,7 @@ def plan(ctx: StepContext) -> Outcome:
         return Next(UNQUARANTINE, reason=f"node {_node(ctx)} is already gone")
     pool = ctx.platform.aks(ctx.cluster).get_pool(ctx.cluster, ctx.message.pool)
     pods, blockers = _blocking_pods(ctx.platform, ctx.cluster, node.name)
-    pre = _pre_upgrade_count(ctx.platform, ctx.cluster, ctx.message.pool)
+    pre = pre_upgrade_counts(ctx.platform, ctx.cluster).get(ctx.message.pool)
     # A quarantined node has a permanent surge replacement: once it is fixed, one node is extra.
     extra = 1 if node.quarantined else 0
     target = max(pre, pool.count - extra) if pre is not None else pool.count - extra
@@ -247,14 +236,6 @@ def plan(ctx: StepContext) -> Outcome:
 
 def _first_step(kind: str) -> str:
     return {"relax-pdb": RECORD_PDB, "delete-pod": DELETE_POD, "replace-node": DELETE_MACHINE}[kind]
-
-
-def _pre_upgrade_count(platform: Platform, cluster: ClusterRef, pool: str) -> int | None:
-    for run in platform.runs.list_runs(cluster=cluster.arm_id, limit=50):
-        count = run.facts.get("pre_upgrade_count")
-        if run.kind == "rolling" and run.pool == pool and isinstance(count, int):
-            return count
-    return None
 
 
 # ---- relax-pdb -----------------------------------------------------------------------------
@@ -286,7 +267,7 @@ def relax_pdb(ctx: StepContext) -> Outcome:
 
 
 def _drain_timeout(ctx: StepContext) -> float:
-    return platform_policy(ctx.platform).for_pool(ctx.cluster, ctx.message.pool).rolling.drain_timeout_minutes
+    return ctx.platform.policy.for_pool(ctx.cluster, ctx.message.pool).rolling.drain_timeout_minutes
 
 
 def _pods_still_there(ctx: StepContext) -> list[dict[str, str]]:
@@ -365,15 +346,14 @@ def delete_machine(ctx: StepContext) -> Outcome:
     aks = ctx.platform.aks(ctx.cluster)
     pool = aks.get_pool(ctx.cluster, ctx.message.pool)
     if pool.provisioning_state in BUSY_STATES:
-        return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": DELETE_MACHINE},
-                    reason=f"pool is {pool.provisioning_state}")
+        return _through_wait_pool(ctx, DELETE_MACHINE, f"pool is {pool.provisioning_state}")
     if _get_node(ctx) is None:
         return Next(UNQUARANTINE, reason=f"machine {_node(ctx)} is gone")
     if ctx.run.facts.get("machine_delete_requested"):
         return Failed(reason=f"AKS did not delete machine {_node(ctx)}: {pool.error or pool.provisioning_state}")
     aks.begin_delete_machines(ctx.cluster, ctx.message.pool, [_node(ctx)])
-    return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": DELETE_MACHINE},
-                reason=f"deleting machine {_node(ctx)}", facts={"machine_delete_requested": True})
+    return _through_wait_pool(ctx, DELETE_MACHINE, f"deleting machine {_node(ctx)}",
+                              facts={"machine_delete_requested": True})
 
 
 # ---- after each: unquarantine, finish the upgrade, scale back ------------------------------
@@ -394,9 +374,8 @@ def reapply_version(ctx: StepContext) -> Outcome:
     aks, kube = ctx.platform.aks(ctx.cluster), ctx.platform.kube(ctx.cluster)
     pool = aks.get_pool(ctx.cluster, ctx.message.pool)
     if pool.provisioning_state in BUSY_STATES:
-        return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": REAPPLY_VERSION},
-                    reason=f"pool is {pool.provisioning_state}")
-    nodes = kube.list_nodes(label_selector=f"{AGENTPOOL_LABEL}={ctx.message.pool}")
+        return _through_wait_pool(ctx, REAPPLY_VERSION, f"pool is {pool.provisioning_state}")
+    nodes = kube.list_nodes(label_selector=pool_selector(ctx.message.pool))
     lagging = [n.name for n in nodes if not n.quarantined and not same_version(n.kubernetes_version, pool.orchestrator_version)]
     if not lagging:
         node = next((n for n in nodes if n.name == _node(ctx)), None)
@@ -407,23 +386,22 @@ def reapply_version(ctx: StepContext) -> Outcome:
         return Failed(reason=f"node(s) {', '.join(lagging)} still not at {pool.orchestrator_version} after re-applying it: "
                              f"{pool.error or 'see the pool operation'}")
     aks.begin_put_pool(ctx.cluster, pool, if_match=pool.etag)
-    return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": REAPPLY_VERSION},
-                reason=f"re-applying {pool.orchestrator_version} to upgrade {', '.join(lagging)}",
-                facts={"version_reapplied": True})
+    return _through_wait_pool(ctx, REAPPLY_VERSION,
+                              f"re-applying {pool.orchestrator_version} to upgrade {', '.join(lagging)}",
+                              facts={"version_reapplied": True})
 
 
 def scale_back(ctx: StepContext) -> Outcome:
     aks = ctx.platform.aks(ctx.cluster)
     pool = aks.get_pool(ctx.cluster, ctx.message.pool)
     if pool.provisioning_state in BUSY_STATES:
-        return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": SCALE_BACK},
-                    reason=f"pool is {pool.provisioning_state}")
+        return _through_wait_pool(ctx, SCALE_BACK, f"pool is {pool.provisioning_state}")
     target = ctx.run.facts.get("target_count")
     if target is None or pool.count == target:
         return Next(FINISH, reason=f"pool at {pool.count} node(s)")
     if ctx.run.facts.get("scaled_to") == target:
         return Failed(reason=f"pool is at {pool.count} node(s) after scaling to {target}: {pool.error or ''}")
-    nodes = ctx.platform.kube(ctx.cluster).list_nodes(label_selector=f"{AGENTPOOL_LABEL}={ctx.message.pool}")
+    nodes = ctx.platform.kube(ctx.cluster).list_nodes(label_selector=pool_selector(ctx.message.pool))
     others_quarantined = [n for n in nodes if n.quarantined and n.name != _node(ctx)]
     if pool.count > target and others_quarantined:
         # A scale-down removes quarantined nodes first: it would take another stuck node (and its
@@ -436,8 +414,7 @@ def scale_back(ctx: StepContext) -> Outcome:
     else:
         aks.begin_put_pool(ctx.cluster, replace(pool, count=target), if_match=pool.etag)
         reason = f"scaling pool from {pool.count} back to {target} node(s)"
-    return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": SCALE_BACK}, reason=reason,
-                facts={"scaled_to": target})
+    return _through_wait_pool(ctx, SCALE_BACK, reason, facts={"scaled_to": target})
 
 
 def finish(ctx: StepContext) -> Outcome:
@@ -451,10 +428,6 @@ def finish(ctx: StepContext) -> Outcome:
     return Done(summary=f"node {node} remediated by {kind}; pool {pool.name} at {pool.count} node(s), "
                         f"{pool.orchestrator_version}; {note}",
                 facts={"final_count": pool.count, "resolved": note})
-
-
-def wait_pool(ctx: StepContext) -> Outcome:
-    return _wait_pool(ctx)
 
 
 def _spec(name: str, handler: Callable[[StepContext], Outcome]) -> StepSpec:

@@ -18,14 +18,21 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from upgrade.domain.alerts import Alert
-from upgrade.domain.model import AGENTPOOL_LABEL, AgentPool, ClusterRef, Node, UpgradeSettings
+from upgrade.domain.model import (
+    AgentPool,
+    ClusterRef,
+    Node,
+    UpgradeSettings,
+    pool_selector,
+    require_allowed_cluster,
+)
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
-from upgrade.domain.surge import surge_node_count, validate_upgrade_settings
+from upgrade.domain.surge import QUOTA_ERROR_CODES, surge_node_count, validate_upgrade_settings
 from upgrade.domain.versions import same_version
-from upgrade.errors import InvalidInput, NotAllowed, PermanentError
+from upgrade.errors import InvalidInput, PermanentError
 from upgrade.ports import Platform
-from upgrade.services.quarantine_scan import alert_on_findings, platform_policy, read_cordoned
+from upgrade.services.quarantine_scan import alert_on_findings, read_cordoned
 from upgrade.services.registry import StepSpec
 from upgrade.services.step_runner import StepContext
 
@@ -38,30 +45,6 @@ SET_VERSION = "rolling.set_version"
 RECONCILE = "rolling.reconcile"
 BUSY_STATES = frozenset({"Creating", "Updating", "Upgrading", "Scaling", "Deleting", "Starting", "Stopping"})
 UPGRADE_EVENT_REASONS = ("Surge", "Drain", "Upgrade")
-QUOTA_CODES = ("InsufficientVCPUQuota", "QuotaExceeded", "OperationNotAllowed:Quota")
-
-
-def settings_from_options(options: dict[str, Any]) -> UpgradeSettings:
-    raw = options.get("upgradeSettings") or {}
-    return UpgradeSettings(
-        max_surge=raw.get("maxSurge"),
-        max_unavailable=raw.get("maxUnavailable"),
-        drain_timeout_minutes=raw.get("drainTimeoutInMinutes"),
-        node_soak_minutes=raw.get("nodeSoakDurationInMinutes"),
-        undrainable_node_behavior=raw.get("undrainableNodeBehavior"),
-        max_blocked_nodes=raw.get("maxBlockedNodes"),
-    )
-
-
-def _public_settings(settings: UpgradeSettings) -> dict[str, Any]:
-    return {
-        "maxSurge": settings.max_surge,
-        "maxUnavailable": settings.max_unavailable,
-        "drainTimeoutInMinutes": settings.drain_timeout_minutes,
-        "nodeSoakDurationInMinutes": settings.node_soak_minutes,
-        "undrainableNodeBehavior": settings.undrainable_node_behavior,
-        "maxBlockedNodes": settings.max_blocked_nodes,
-    }
 
 
 def _settings_applied(current: UpgradeSettings, desired: UpgradeSettings) -> bool:
@@ -85,19 +68,17 @@ def start_rolling_run(
     (ARM names) override the policy's rolling settings field by field. Raises InvalidInput for bad
     settings, NotAllowed for a cluster outside the allow-list, Conflict when the pool is busy."""
     ref = cluster if isinstance(cluster, ClusterRef) else ClusterRef.parse(cluster)
-    allowed = getattr(platform, "allowed_clusters", None)
-    if allowed is not None and ref.arm_id.lower() not in {c.lower() for c in allowed}:
-        raise NotAllowed(f"cluster {ref.arm_id} is not in ALLOWED_CLUSTERS")
+    require_allowed_cluster(ref, platform.allowed_clusters)
     options = dict(options or {})
     unknown = sorted(set(options) - {"upgradeSettings", "pollSeconds"})
     if unknown:
         raise InvalidInput("rolling options", f"options.{unknown[0]}", "unknown field (expected upgradeSettings, pollSeconds)")
-    policy = platform_policy(platform).for_pool(ref, pool)
+    policy = platform.policy.for_pool(ref, pool)
     settings = {**policy.rolling.model_dump(by_alias=True), **(options.get("upgradeSettings") or {})}
     options["upgradeSettings"] = {k: (str(v) if k in ("maxSurge", "maxUnavailable", "maxBlockedNodes") and v is not None
                                       else v) for k, v in settings.items()}
     try:
-        validate_upgrade_settings(settings_from_options(options), mode="User")
+        validate_upgrade_settings(UpgradeSettings.from_arm(options["upgradeSettings"]), mode="User")
     except InvalidInput as exc:
         raise InvalidInput("rolling options", f"options.upgradeSettings.{exc.field}", exc.problem) from exc
     options.setdefault("pollSeconds", policy.poll_seconds)
@@ -118,12 +99,12 @@ def pool_snapshot(pool: AgentPool) -> dict[str, Any]:
     return {
         "pre_upgrade_count": pool.count,
         "version_before": pool.orchestrator_version,
-        "settings_before": _public_settings(pool.upgrade_settings),
+        "settings_before": pool.upgrade_settings.to_arm(),
     }
 
 
 def _poll(ctx: StepContext) -> float:
-    return float((ctx.run.options if ctx.run else {}).get("pollSeconds", platform_policy(ctx.platform).for_pool(
+    return float((ctx.run.options if ctx.run else {}).get("pollSeconds", ctx.platform.policy.for_pool(
         ctx.cluster, ctx.message.pool).poll_seconds))
 
 
@@ -131,7 +112,7 @@ def apply_settings(ctx: StepContext) -> Outcome:
     aks, run = ctx.platform.aks(ctx.cluster), ctx.run
     pool = aks.get_pool(ctx.cluster, ctx.message.pool)
     facts = {} if "pre_upgrade_count" in run.facts else pool_snapshot(pool)
-    desired = settings_from_options(run.options)
+    desired = UpgradeSettings.from_arm(run.options.get("upgradeSettings"))
     try:
         validate_upgrade_settings(desired, mode=pool.mode, pool_size=pool.count)
     except InvalidInput as exc:
@@ -140,13 +121,10 @@ def apply_settings(ctx: StepContext) -> Outcome:
         return Retry(delay_seconds=_poll(ctx), reason=f"pool {pool.name} is {pool.provisioning_state}", facts=facts)
     if _settings_applied(pool.upgrade_settings, desired):
         return Next(SET_VERSION, reason="upgradeSettings already in place", facts=facts)
-    merged = UpgradeSettings(**{
-        name: wanted if wanted is not None else getattr(pool.upgrade_settings, name)
-        for name, wanted in asdict(desired).items()
-    })
+    merged = pool.upgrade_settings.with_overrides(desired)
     aks.begin_put_pool(ctx.cluster, replace(pool, upgrade_settings=merged), if_match=pool.etag)
     return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": SET_VERSION},
-                reason="applying upgradeSettings", facts={**facts, "settings_applied": _public_settings(merged)})
+                reason="applying upgradeSettings", facts={**facts, "settings_applied": merged.to_arm()})
 
 
 def wait_pool(ctx: StepContext) -> Outcome:
@@ -161,7 +139,7 @@ def wait_pool(ctx: StepContext) -> Outcome:
 
 
 def is_quota_error(exc: PermanentError) -> bool:
-    return (exc.code or "") in QUOTA_CODES or "quota" in str(exc).lower()
+    return (exc.code or "") in QUOTA_ERROR_CODES or "quota" in str(exc).lower()
 
 
 def surge_unavailable_alert(cluster: ClusterRef, pool: AgentPool, run_id: str | None, reason: str,
@@ -222,7 +200,7 @@ def reconcile_pool(platform: Platform, cluster: ClusterRef, pool_name: str, run:
     """What the upgrade left, as run facts, plus the problems found (empty: all good)."""
     aks, kube = platform.aks(cluster), platform.kube(cluster)
     pool = aks.get_pool(cluster, pool_name)
-    nodes: list[Node] = kube.list_nodes(label_selector=f"{AGENTPOOL_LABEL}={pool_name}")
+    nodes: list[Node] = kube.list_nodes(label_selector=pool_selector(pool_name))
     reading = read_cordoned(kube, cluster, pool=pool_name)
     pre_count = run.facts.get("pre_upgrade_count")
     permanent_surge = max(0, len(nodes) - pre_count) if isinstance(pre_count, int) else None
@@ -270,7 +248,7 @@ def reconcile(ctx: StepContext) -> Outcome:
         return Done(summary=f"pool {ctx.message.pool} upgraded: every node at {facts['final']['poolVersion']}, "
                             f"{facts['final']['count']} node(s), none cordoned", facts=facts)
     reason = "; ".join(problems)
-    if facts["arm_error"] and any(code in facts["arm_error"] for code in QUOTA_CODES):
+    if facts["arm_error"] and any(code in facts["arm_error"] for code in QUOTA_ERROR_CODES):
         pool = ctx.platform.aks(ctx.cluster).get_pool(ctx.cluster, ctx.message.pool)
         ctx.platform.alerts.publish(surge_unavailable_alert(ctx.cluster, pool, run.run_id, facts["arm_error"],
                                                             run.target_version))

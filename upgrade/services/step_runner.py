@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from upgrade.domain.model import ClusterRef
+from upgrade.domain.model import ClusterRef, is_allowed_cluster
 from upgrade.domain.runs import FINAL_STATUSES, HistoryEntry, RunRecord
 from upgrade.domain.steps import (
     Done,
@@ -84,7 +84,7 @@ def run_step_message(
         log.error("step message refused, moved to poison: %s; body=%.500s", exc, text)
         platform.queue.send_to_poison(text)
         return StepReport(step="?", run_id=None, result="poisoned", detail=str(exc))
-    if not _cluster_allowed(platform, message.cluster):
+    if not is_allowed_cluster(message.cluster, platform.allowed_clusters):
         reason = f"cluster {message.cluster} is not in ALLOWED_CLUSTERS: refusing to act on it"
         log.error("step %s of run %s refused: %s", message.step, message.run_id, reason)
         _fail_run_if_any(platform, message, reason)
@@ -95,11 +95,6 @@ def run_step_message(
         _log_outcome(message, outcome, dequeue_count)
         return StepReport(message.step, message.run_id, "executed", outcome)
     return _run_bound_step(spec, message, platform, message_id=message_id, dequeue_count=dequeue_count)
-
-
-def _cluster_allowed(platform: Platform, cluster: str) -> bool:
-    allowed = getattr(platform, "allowed_clusters", None)
-    return allowed is None or cluster.lower() in {c.lower() for c in allowed}
 
 
 def _run_bound_step(
@@ -201,7 +196,7 @@ def _write_transition(platform: Platform, run: RunRecord, message: StepMessage, 
         if follow_up
         else None
     )
-    changes: dict = {"claim": None, "outbox": outbox, "facts": getattr(outcome, "facts", None) or {}}
+    changes: dict = {"claim": None, "outbox": outbox, "facts": outcome.facts}
     if follow_up:
         changes.update(state=follow_up.step, attempt=follow_up.attempt)
     if isinstance(outcome, Next):
@@ -256,7 +251,7 @@ def _fail_run_if_any(platform: Platform, message: StepMessage, reason: str) -> N
 def _reason(outcome: Outcome) -> str:
     if isinstance(outcome, Done):
         return outcome.summary
-    return getattr(outcome, "reason", "")
+    return outcome.reason
 
 
 def _log_outcome(message: StepMessage, outcome: Outcome, dequeue_count: int) -> None:
