@@ -10,8 +10,10 @@ from upgrade.domain.model import QUARANTINE_LABEL, QUARANTINE_VALUE, ClusterRef,
 from upgrade.domain.policy import AlertThresholds
 from upgrade.domain.quarantine import (
     AlertState,
+    PoolUpgradeFacts,
     budget_matches,
     decide_node_alert,
+    diagnose_cordoned_nodes,
     diagnose_node,
     relaxed_spec,
     resolved_alert,
@@ -92,3 +94,23 @@ def test_resolved_notice_only_for_a_node_that_was_alerted():
     notice = resolved_alert(CLUSTER, state(), T0 + timedelta(minutes=90), how="remediated by relax-pdb")
     assert (notice.kind, notice.severity, notice.node) == ("node.resolved", "info", "n1")
     assert "after 90 min" in notice.summary
+
+
+@pytest.mark.parametrize(
+    ("facts", "version_part", "count_part"),
+    [
+        # The run that upgraded the pool recorded both: the commands carry them.
+        (PoolUpgradeFacts(pre_upgrade_count=2, target_version="1.31.7"), "--kubernetes-version 1.31.7 ",
+         "--node-count 2"),
+        # An upgrade the product did not see start: the commands read ARM when they run.
+        (PoolUpgradeFacts(), "--kubernetes-version $(az aks nodepool show",
+         "--node-count $(( $(az aks nodepool show"),
+    ],
+)
+def test_every_way_out_is_a_command_an_operator_can_paste(facts, version_part, count_part):
+    [finding] = diagnose_cordoned_nodes(CLUSTER, [node()], {"n1": [pod("a-1")]}, [PDB_A], pool_facts={"np": facts})
+    for option in finding.options:
+        text = "\n".join(option.commands)
+        assert "<" not in text, (option.kind, text)  # no placeholder left to fill in
+        if option.kind != "replace-node":  # deleting the machine needs no version or count
+            assert version_part in text and count_part in text, (option.kind, text)

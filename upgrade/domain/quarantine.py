@@ -157,8 +157,12 @@ def _finish_commands(cluster: ClusterRef, node: str, pool: str, pool_version: st
     """After the node is unblocked: unquarantine, finish its upgrade, drop the extra surge node."""
     target = _az_target(cluster)
     name = shlex.quote(cluster.name)
-    version = pool_version or "<pool version>"
-    count = str(pre_upgrade_count) if pre_upgrade_count is not None else "<pre-upgrade node count>"
+    show = f"az aks nodepool show {target} --cluster-name {name} --name {shlex.quote(pool)}"
+    # Without the run's snapshot the commands read what they need from ARM at the moment they run,
+    # so every command stays one an operator can paste as it is.
+    version = pool_version or f"$({show} --query orchestratorVersion -o tsv)"
+    # Each quarantined node left one permanent surge node behind: one node fewer than now.
+    count = str(pre_upgrade_count) if pre_upgrade_count is not None else f"$(( $({show} --query count -o tsv) - 1 ))"
     return [
         f"kubectl label node {shlex.quote(node)} {QUARANTINE_LABEL}-",
         f"az aks nodepool upgrade {target} --cluster-name {name} --name {shlex.quote(pool)} "
@@ -276,21 +280,35 @@ def diagnose_node(
     )
 
 
+@dataclass(frozen=True)
+class PoolUpgradeFacts:
+    """What the latest rolling run of a pool recorded: its node count before the upgrade and the
+    version it upgraded to. Either may be unknown (an upgrade the product did not see start)."""
+
+    pre_upgrade_count: int | None = None
+    target_version: str | None = None
+
+
 def diagnose_cordoned_nodes(
     cluster: ClusterRef,
     nodes: Iterable[Node],
     pods_by_node: Mapping[str, Sequence[Pod]],
     pdbs: Sequence[Pdb],
     *,
-    pre_upgrade_counts: Mapping[str, int] | None = None,
+    pool_facts: Mapping[str, PoolUpgradeFacts] | None = None,
 ) -> list[NodeFinding]:
     """One finding per cordoned node, by node name."""
-    counts = pre_upgrade_counts or {}
-    return [
-        diagnose_node(cluster, node, pods_by_node.get(node.name, ()), pdbs, pre_upgrade_count=counts.get(node.pool))
-        for node in sorted(nodes, key=lambda n: n.name)
-        if node.unschedulable
-    ]
+    facts = pool_facts or {}
+    findings = []
+    for node in sorted(nodes, key=lambda n: n.name):
+        if not node.unschedulable:
+            continue
+        pool = facts.get(node.pool, PoolUpgradeFacts())
+        findings.append(diagnose_node(
+            cluster, node, pods_by_node.get(node.name, ()), pdbs,
+            pool_version=pool.target_version, pre_upgrade_count=pool.pre_upgrade_count,
+        ))
+    return findings
 
 
 # ---- alert dedup ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from upgrade.domain.model import ClusterRef, Pdb, pool_selector, require_allowed
 from upgrade.domain.quarantine import (
     AlertState,
     NodeFinding,
+    PoolUpgradeFacts,
     alert_state_partition,
     decide_node_alert,
     diagnose_cordoned_nodes,
@@ -77,7 +78,7 @@ class ClusterReading:
 
 
 def read_cordoned(kube: Kube, cluster: ClusterRef, *, pool: str | None = None,
-                  pre_upgrade_counts: dict[str, int] | None = None) -> ClusterReading:
+                  pool_facts: dict[str, PoolUpgradeFacts] | None = None) -> ClusterReading:
     """Cordoned nodes (of one pool, or all) with their blockers: 1 + (1 + N if any) API calls."""
     nodes = kube.list_nodes(
         field_selector=CORDONED_SELECTOR, label_selector=pool_selector(pool) if pool else None
@@ -88,18 +89,22 @@ def read_cordoned(kube: Kube, cluster: ClusterRef, *, pool: str | None = None,
     pdbs = kube.list_pdbs()
     pods_by_node = {node.name: kube.list_pods(node=node.name) for node in nodes}
     calls += 1 + len(nodes)
-    findings = diagnose_cordoned_nodes(cluster, nodes, pods_by_node, pdbs, pre_upgrade_counts=pre_upgrade_counts)
+    findings = diagnose_cordoned_nodes(cluster, nodes, pods_by_node, pdbs, pool_facts=pool_facts)
     return ClusterReading(findings, pdbs, calls)
 
 
-def pre_upgrade_counts(platform: Platform, cluster: ClusterRef) -> dict[str, int]:
-    """Each pool's node count before its latest rolling upgrade, from the run snapshots."""
-    counts: dict[str, int] = {}
+def rolling_upgrade_facts(platform: Platform, cluster: ClusterRef) -> dict[str, PoolUpgradeFacts]:
+    """Each pool's node count before its latest rolling upgrade and that upgrade's target version,
+    from the run records (one table query, no cluster API call)."""
+    facts: dict[str, PoolUpgradeFacts] = {}
     for run in platform.runs.list_runs(cluster=cluster.arm_id, limit=50):  # newest first
+        if run.kind != "rolling" or not run.pool or run.pool in facts:
+            continue
         count = run.facts.get("pre_upgrade_count")
-        if run.kind == "rolling" and run.pool and run.pool not in counts and isinstance(count, int):
-            counts[run.pool] = count
-    return counts
+        facts[run.pool] = PoolUpgradeFacts(
+            pre_upgrade_count=count if isinstance(count, int) else None, target_version=run.target_version
+        )
+    return facts
 
 
 # ---- alerting with dedup ------------------------------------------------------------------
@@ -213,7 +218,7 @@ def _pools_busy(platform: Platform, cluster: ClusterRef, pools: Iterable[str]) -
 
 def scan_cluster(platform: Platform, cluster: ClusterRef, *, actor: str = "system") -> list[str]:
     """Scan one cluster, alert with dedup, start automatic remediations; returns what happened."""
-    reading = read_cordoned(platform.kube(cluster), cluster, pre_upgrade_counts=pre_upgrade_counts(platform, cluster))
+    reading = read_cordoned(platform.kube(cluster), cluster, pool_facts=rolling_upgrade_facts(platform, cluster))
     remediating, upgrading = _pools_busy(platform, cluster, (f.pool for f in reading.findings))
     findings = [f for f in reading.findings if f.quarantined or f.pool not in upgrading]
     notes = alert_on_findings(platform, cluster, findings, skip_pools=remediating)
@@ -261,7 +266,7 @@ def current_findings(platform: Platform, cluster: ClusterRef | None = None) -> l
     clusters = [cluster] if cluster is not None else allowed_cluster_refs(platform)
     result = []
     for ref in clusters:
-        reading = read_cordoned(platform.kube(ref), ref, pre_upgrade_counts=pre_upgrade_counts(platform, ref))
+        reading = read_cordoned(platform.kube(ref), ref, pool_facts=rolling_upgrade_facts(platform, ref))
         states, _ = _load_states(platform, ref)
         for finding in reading.findings:
             public = finding.to_public()

@@ -31,13 +31,13 @@ from upgrade.domain.alerts import Alert
 from upgrade.domain.model import QUARANTINE_LABEL, ClusterRef, Node, pool_selector, require_allowed_cluster
 from upgrade.domain.pdb import eviction_blockers
 from upgrade.domain.policy import REMEDIATION_KINDS
-from upgrade.domain.quarantine import budget_matches, is_application_pod, relaxed_spec
+from upgrade.domain.quarantine import PoolUpgradeFacts, budget_matches, is_application_pod, relaxed_spec
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
 from upgrade.domain.versions import same_version
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, TemporaryError
 from upgrade.ports import Platform
-from upgrade.services.quarantine_scan import pre_upgrade_counts, resolve_cluster, resolve_node
+from upgrade.services.quarantine_scan import resolve_cluster, resolve_node, rolling_upgrade_facts
 from upgrade.services.registry import StepSpec
 from upgrade.services.rolling import BUSY_STATES, wait_pool
 from upgrade.services.step_runner import StepContext
@@ -209,7 +209,7 @@ def plan(ctx: StepContext) -> Outcome:
         return Next(UNQUARANTINE, reason=f"node {_node(ctx)} is already gone")
     pool = ctx.platform.aks(ctx.cluster).get_pool(ctx.cluster, ctx.message.pool)
     pods, blockers = _blocking_pods(ctx.platform, ctx.cluster, node.name)
-    pre = pre_upgrade_counts(ctx.platform, ctx.cluster).get(ctx.message.pool)
+    pre = rolling_upgrade_facts(ctx.platform, ctx.cluster).get(ctx.message.pool, PoolUpgradeFacts()).pre_upgrade_count
     # A quarantined node has a permanent surge replacement: once it is fixed, one node is extra.
     extra = 1 if node.quarantined else 0
     target = max(pre, pool.count - extra) if pre is not None else pool.count - extra

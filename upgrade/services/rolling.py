@@ -26,6 +26,7 @@ from upgrade.domain.model import (
     pool_selector,
     require_allowed_cluster,
 )
+from upgrade.domain.quarantine import PoolUpgradeFacts
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
 from upgrade.domain.surge import QUOTA_ERROR_CODES, surge_node_count, validate_upgrade_settings
@@ -201,8 +202,10 @@ def reconcile_pool(platform: Platform, cluster: ClusterRef, pool_name: str, run:
     aks, kube = platform.aks(cluster), platform.kube(cluster)
     pool = aks.get_pool(cluster, pool_name)
     nodes: list[Node] = kube.list_nodes(label_selector=pool_selector(pool_name))
-    reading = read_cordoned(kube, cluster, pool=pool_name)
     pre_count = run.facts.get("pre_upgrade_count")
+    facts = PoolUpgradeFacts(pre_upgrade_count=pre_count if isinstance(pre_count, int) else None,
+                             target_version=pool.orchestrator_version)
+    reading = read_cordoned(kube, cluster, pool=pool_name, pool_facts={pool_name: facts})
     permanent_surge = max(0, len(nodes) - pre_count) if isinstance(pre_count, int) else None
     new_nodes = sorted(n.name for n in nodes if n.created_at and n.created_at >= run.created_at)
     problems: list[str] = []
