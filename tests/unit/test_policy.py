@@ -18,7 +18,9 @@ def test_empty_setting_gives_the_documented_defaults_for_every_cluster():
     policy = parse_policy("", [C1]).for_pool(C1, "np")
     assert (policy.strategy, policy.on_new_version) == ("rolling", "preflight-report")
     assert policy.rolling.undrainable_node_behavior == "Cordon"
-    assert policy.rolling.to_upgrade_settings().max_surge == "10%"
+    # Unset upgradeSettings keep the pool's own: only the quarantine behaviour is the product's default.
+    settings = policy.rolling.to_upgrade_settings()
+    assert (settings.max_surge, settings.max_unavailable, settings.drain_timeout_minutes) == (None, None, None)
     assert [policy.remediation.mode(k) for k in ("relax-pdb", "delete-pod", "replace-node")] == ["off"] * 3
     assert (policy.alerts.re_alert_interval_minutes, policy.alerts.escalate_after_minutes) == (60, 240)
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from upgrade.domain.model import ClusterRef, UpgradeSettings, cluster_key
-from upgrade.domain.surge import DEFAULT_MAX_SURGE, validate_upgrade_settings
+from upgrade.domain.surge import DEFAULT_DRAIN_TIMEOUT_MINUTES, validate_upgrade_settings
 from upgrade.errors import InvalidInput
 
 SETTING = "UPGRADE_POLICY"
@@ -29,12 +29,17 @@ class _Strict(BaseModel):
 
 
 class RollingPolicy(_Strict):
-    """The agent pool ``upgradeSettings`` a rolling upgrade applies before setting the version."""
+    """The agent pool ``upgradeSettings`` a rolling upgrade applies before setting the version.
 
-    max_surge: str = Field(DEFAULT_MAX_SURGE, alias="maxSurge")
-    max_unavailable: str = Field("0", alias="maxUnavailable")
-    drain_timeout_minutes: int = Field(30, alias="drainTimeoutInMinutes")
-    node_soak_minutes: int = Field(0, alias="nodeSoakDurationInMinutes")
+    A field left unset keeps what the pool already has (an operator's maxSurge of 33% is not
+    silently reset to a default); only ``undrainableNodeBehavior`` has a product default, Cordon,
+    so a PDB-blocked node is quarantined and reported instead of failing the whole upgrade.
+    """
+
+    max_surge: str | None = Field(None, alias="maxSurge")
+    max_unavailable: str | None = Field(None, alias="maxUnavailable")
+    drain_timeout_minutes: int | None = Field(None, alias="drainTimeoutInMinutes")
+    node_soak_minutes: int | None = Field(None, alias="nodeSoakDurationInMinutes")
     undrainable_node_behavior: Literal["Cordon", "Schedule"] = Field("Cordon", alias="undrainableNodeBehavior")
     max_blocked_nodes: str | None = Field(None, alias="maxBlockedNodes")
 
@@ -48,6 +53,11 @@ class RollingPolicy(_Strict):
     def _as_arm_validates(self) -> RollingPolicy:
         validate_upgrade_settings(self.to_upgrade_settings(), mode="User")
         return self
+
+    @property
+    def drain_timeout_or_default(self) -> int:
+        """The drain timeout the product's own evictions wait for: the policy's, else AKS's default."""
+        return self.drain_timeout_minutes if self.drain_timeout_minutes is not None else DEFAULT_DRAIN_TIMEOUT_MINUTES
 
     def to_upgrade_settings(self) -> UpgradeSettings:
         return UpgradeSettings(

@@ -267,7 +267,7 @@ def relax_pdb(ctx: StepContext) -> Outcome:
 
 
 def _drain_timeout(ctx: StepContext) -> float:
-    return ctx.platform.policy.for_pool(ctx.cluster, ctx.message.pool).rolling.drain_timeout_minutes
+    return ctx.platform.policy.for_pool(ctx.cluster, ctx.message.pool).rolling.drain_timeout_or_default
 
 
 def _pods_still_there(ctx: StepContext) -> list[dict[str, str]]:
