@@ -164,3 +164,22 @@ def test_arm_credential_is_static_only_with_the_dev_token(emulated, monkeypatch)
     monkeypatch.setattr(auth, "default_azure_credential", lambda: sentinel)
     production = load_settings({"ALLOWED_CLUSTERS": next(iter(settings.allowed_clusters))})
     assert arm_credential(production) is sentinel
+
+
+@pytest.mark.parametrize(
+    ("server", "allowed"),
+    [
+        ("https://aks-prod-dns.hcp.westeurope.azmk8s.io:443", True),
+        ("http://127.0.0.1:6443", True),  # a local emulator
+        ("http://aks-prod-dns.hcp.westeurope.azmk8s.io:80", False),  # the token would travel in clear text
+    ],
+)
+def test_an_entra_token_is_only_sent_over_https_or_loopback(server, allowed):
+    credential = CountingCredential(["t1"], lifetime=3600, clock=lambda: 0.0)
+    if allowed:
+        configuration = auth.entra_configuration(server, None, credential, clock=lambda: 0.0)
+        assert configuration.host == server
+    else:
+        with pytest.raises(PermanentError, match="clear text|only https"):
+            auth.entra_configuration(server, None, credential, clock=lambda: 0.0)
+        assert credential.calls == []  # refused before any token was fetched

@@ -17,14 +17,15 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 from kubernetes import client as k8s
 
 from upgrade.adapters.kube import tune_configuration
 from upgrade.domain.model import ClusterRef
-from upgrade.errors import PermanentError
-from upgrade.settings import Settings
+from upgrade.errors import NotAllowed, PermanentError
+from upgrade.settings import Settings, is_loopback_url
 
 # The AKS Entra ID server application: tokens for this scope open every AKS cluster's API.
 AKS_SERVER_SCOPE = "6dae42f8-4368-4678-94ff-3960e28e3630/.default"
@@ -131,6 +132,9 @@ def cluster_endpoint(kubeconfig_text: str) -> tuple[str, str | None]:
 def entra_configuration(
     server: str, ca_pem: str | None, credential: Any, *, clock: Callable[[], float] = time.time
 ) -> k8s.Configuration:
+    if urlparse(server).scheme != "https" and not is_loopback_url(server):
+        # An Entra ID token is a credential for the whole cluster: never send it in clear text.
+        raise NotAllowed(f"refusing to send an Entra ID token to {server}: only https (or loopback) API servers")
     configuration = k8s.Configuration(host=server)
     if ca_pem:
         configuration.ca_cert_data = ca_pem
