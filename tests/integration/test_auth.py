@@ -180,6 +180,6 @@ def test_an_entra_token_is_only_sent_over_https_or_loopback(server, allowed):
         configuration = auth.entra_configuration(server, None, credential, clock=lambda: 0.0)
         assert configuration.host == server
     else:
-        with pytest.raises(PermanentError, match="clear text|only https"):
+        with pytest.raises(PermanentError, match=r"clear text|only https"):
             auth.entra_configuration(server, None, credential, clock=lambda: 0.0)
         assert credential.calls == []  # refused before any token was fetched
