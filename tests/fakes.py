@@ -200,11 +200,21 @@ class InMemoryStateStore:
 
 
 class FakeAlertSink:
+    """Records delivered alerts; ``fail_next`` makes the next N deliveries fail (an unreachable
+    topic): those alerts are kept in ``undelivered`` and publish reports False, as the real sinks do."""
+
     def __init__(self) -> None:
         self.published: list[Alert] = []
+        self.undelivered: list[Alert] = []
+        self.fail_next = 0
 
-    def publish(self, alert: Alert) -> None:
+    def publish(self, alert: Alert) -> bool:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            self.undelivered.append(alert)
+            return False
         self.published.append(alert)
+        return True
 
     def kinds(self) -> list[str]:
         return [a.kind for a in self.published]

@@ -64,8 +64,10 @@ class StateStore(Protocol):
 
 
 class AlertSink(Protocol):
-    def publish(self, alert: Alert) -> None:
-        """Deliver the alert; never raises for a delivery failure (it retries, then logs)."""
+    def publish(self, alert: Alert) -> bool:
+        """Deliver the alert; returns whether it was delivered. Never raises for a delivery failure:
+        it retries, then logs and returns False, so a caller that keeps dedup state (the quarantine
+        scan) records the alert as told only when it was, and sends it again later otherwise."""
 
 
 class Kube(Protocol):

@@ -48,6 +48,17 @@ class Sandbox:
         wait_until(lambda: len(done := [i for i in self.scan_steps() if i.get("succeeded") is not None]) > before
                    and done, timeout=30, interval=0.1, what="the cluster scan step")
 
+    def deliver_event(self, event: dict) -> int:
+        """POST one Event Grid event to the app's webhook, as Event Grid does; returns the status."""
+        status, body = self.host.request("POST", "/runtime/webhooks/EventGrid?functionName=on_aks_event",
+                                         body=[event], headers={"aeg-event-type": "Notification"})
+        assert status // 100 == 2, (status, body)
+        return status
+
+    def events_received(self) -> list[str]:
+        """The AKS event types the app was invoked with, in arrival order (short names)."""
+        return [i["eventType"].rsplit(".", 1)[-1] for i in self.host.invocations("on_aks_event")]
+
     def runs(self) -> list[dict]:
         status, body = self.host.request("GET", "/api/upgrades")
         assert status == 200, body
@@ -92,15 +103,17 @@ class Sandbox:
 
 
 def start_sandbox(emulator_factory, start_devhost, receiver, builder, *, policy: str, duplicate: bool = False,
-                  reorder: bool = False) -> Sandbox:
-    """``receiver`` is a started AlertsReceiver: the app publishes its alerts there through the SDK."""
+                  reorder: bool = False, subscribe: bool = True) -> Sandbox:
+    """``receiver`` is a started AlertsReceiver: the app publishes its alerts there through the SDK.
+    ``subscribe=False`` leaves the app without an Event Grid subscription: it sees no AKS event."""
     emu = emulator_factory(builder)
     cluster = emu.clusters()[0]
     receiver.clear()
     host = start_devhost(emulator=emu, UPGRADE_POLICY=policy, ALERTS_TOPIC_ENDPOINT=receiver.topic_endpoint,
                          ALERTS_TOPIC_KEY=receiver.key)
-    emu.subscribe(f"{host.url}/runtime/webhooks/EventGrid?functionName=on_aks_event&code={host.function_key}",
-                  duplicate=duplicate, reorder=reorder)
+    if subscribe:
+        emu.subscribe(f"{host.url}/runtime/webhooks/EventGrid?functionName=on_aks_event&code={host.function_key}",
+                      duplicate=duplicate, reorder=reorder)
     return Sandbox(host, emu, cluster, receiver)
 
 

@@ -1,7 +1,8 @@
 """Scenario 1 end to end: a new Kubernetes version arrives, the policy starts a rolling upgrade
 (upgradeSettings first, then the version), AKS (the emulator) rolls the pool with a surge node and
-sends Started/Succeeded through Event Grid; the run ends with the seed's final state and no alert.
-Also: AKS events delivered twice and out of order give one reaction, and no crash."""
+sends Started/Succeeded through Event Grid; the run ends with the seed's final state and no alert
+but the notice that the product started the upgrade. Also: AKS events delivered twice, and
+Succeeded/Failed delivered before Started, give one reaction and no crash."""
 
 from __future__ import annotations
 
@@ -52,13 +53,16 @@ def test_scenario1_new_version_starts_a_rolling_upgrade_that_ends_as_the_seed(em
     assert sorted((r["pool"], r["kind"], r["status"]) for r in runs) == [
         ("nodepool1", "rolling", "succeeded"), ("system", "rolling", "succeeded")]
     assert all(d["succeeded"] for d in sandbox.host.invocations("on_aks_event"))
-    # AND no alert fired but the notices that the upgrades started
-    assert sorted(a["kind"] for a in sandbox.alerts()) == ["upgrade.started", "upgrade.started"]
+    # AND no alert fired: the only ones are the info notices that the product started each pool's upgrade
+    assert sorted((a["kind"], a["severity"], a["pool"]) for a in sandbox.alerts()) == [
+        ("upgrade.started", "info", "nodepool1"), ("upgrade.started", "info", "system")]
 
 
-def test_duplicate_and_reordered_events_give_one_reaction_and_no_crash(emulator, start_devhost, aks_client, alerts_receiver):
-    # GIVEN Scenario 2 with Event Grid delivering every event twice and out of order
-    sandbox = start_sandbox(emulator, start_devhost, alerts_receiver, seed_pdb(), policy=policy_json(), duplicate=True, reorder=True)
+def test_event_grid_delivering_every_event_twice_gives_one_reaction_and_no_crash(
+        emulator, start_devhost, aks_client, alerts_receiver):
+    # GIVEN Scenario 2 with Event Grid delivering every event twice
+    sandbox = start_sandbox(emulator, start_devhost, alerts_receiver, seed_pdb(), policy=policy_json(), duplicate=True,
+                            reorder=True)
     aks = aks_client(sandbox.emulator)
     # WHEN AKS upgrades the pool (started outside the product)
     assert upgrade_outside_the_product(sandbox, aks) == "UpgradeFailed"
@@ -71,3 +75,43 @@ def test_duplicate_and_reordered_events_give_one_reaction_and_no_crash(emulator,
     assert run["status"] == "failed" and run["facts"]["quarantined_nodes"] == sandbox.quarantined()
     assert len(sandbox.alerts_of("upgrade.failed")) == 1
     assert len(sandbox.alerts_of("node.quarantined")) == 1
+
+
+# the seed, what AKS's upgrade ends with -> the run's status, and the alerts the operator gets
+FINISHED_FIRST = [
+    # Scenario 1 started by an operator: nothing is wrong and the product started nothing: no alert at all.
+    pytest.param(seed_rolling, "Succeeded", "succeeded", [], id="scenario1-succeeded-before-started"),
+    # Scenario 2: the failed upgrade and the quarantined node, once each.
+    pytest.param(seed_pdb, "Failed", "failed", [("node.quarantined", "error"), ("upgrade.failed", "error")],
+                 id="scenario2-failed-before-started"),
+]
+
+
+@pytest.mark.parametrize("seed, outcome, status, alerts", FINISHED_FIRST)
+def test_finished_delivered_before_started_and_twice_gives_one_reaction_and_no_crash(
+        emulator, start_devhost, aks_client, alerts_receiver, event_receiver, seed, outcome, status, alerts):
+    # GIVEN the app is not subscribed yet, and the emulator's events are captured as AKS sent them
+    sandbox = start_sandbox(emulator, start_devhost, alerts_receiver, seed(), policy=policy_json(), subscribe=False)
+    sandbox.emulator.subscribe(event_receiver.url)
+    # ... AKS upgrades the pool (started by an operator, outside the product)
+    upgrade_outside_the_product(sandbox, aks_client(sandbox.emulator))
+    assert sandbox.emulator.events.wait_delivered()
+    sent = {e["eventType"].rsplit(".", 1)[-1]: e for e in event_receiver.events()}
+    started, finished = sent["NodePoolRollingStarted"], sent[f"NodePoolRolling{outcome}"]
+    # WHEN Event Grid delivers them to the app out of order and twice: the end first, then the start
+    for event in (finished, finished, started, started):
+        sandbox.deliver_event(event)
+    run = sandbox.wait_run(wait_until(lambda: next((r["id"] for r in sandbox.runs()), None), what="a run"))
+    # THEN the app saw them in that order, and every delivery succeeded
+    deliveries = sandbox.host.invocations("on_aks_event")
+    assert sandbox.events_received() == [f"NodePoolRolling{outcome}"] * 2 + ["NodePoolRollingStarted"] * 2
+    assert all(d["succeeded"] for d in deliveries), deliveries
+    # AND one run was recorded, reconciled once, with what it could know without a snapshot
+    assert [r["id"] for r in sandbox.runs()] == [run["id"]]
+    assert run["status"] == status, run["reason"]
+    assert [t["step"] for t in run["timeline"]].count("rolling.reconcile") == 1
+    assert run["facts"]["quarantined_nodes"] == sandbox.quarantined()
+    assert (run["facts"]["permanent_surge_nodes"], run["facts"]["permanent_surge_basis"]) == (
+        len(sandbox.quarantined()), "quarantined-nodes")
+    # AND the operator got exactly these alerts
+    assert sorted((a["kind"], a["severity"]) for a in sandbox.alerts()) == alerts

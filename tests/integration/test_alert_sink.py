@@ -1,5 +1,6 @@
 """The Event Grid alert sink publishes through the real EventGridPublisherClient to the sandbox's
-alerts receiver; a topic that fails is retried, then logged, and never raises."""
+alerts receiver; a topic that fails is retried, then logged, never raises, and is reported as not
+delivered."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def test_alerts_reach_the_topic_as_cloudevents_and_are_logged(caplog):
                                                  ALERTS_TOPIC_KEY=receiver.key))
         assert isinstance(sink, EventGridAlertSink)
         with caplog.at_level(logging.INFO, logger="upgrade.alerts"):
-            sink.publish(ALERT)
+            delivered = sink.publish(ALERT)
         [event] = receiver.alerts()
+    assert delivered is True
     assert (event["type"], event["source"], event["subject"], event["severity"]) == (
         "com.aksupgrade.node.quarantined", CLUSTER, "pools/np/nodes/n1", "error")
     assert event["data"]["blockers"] == [{"pod": "apps/a", "pdb": "apps/a-pdb"}]
@@ -44,15 +46,21 @@ def test_a_failing_topic_is_retried_then_logged_and_never_raises(caplog):
     with AlertsReceiver() as receiver:
         sink = EventGridAlertSink(receiver.topic_endpoint, _key("wrong-key"), attempts=3, sleep=lambda s: None)
         with caplog.at_level(logging.WARNING, logger="upgrade.alerts"):
-            sink.publish(ALERT)
+            delivered = sink.publish(ALERT)
         assert receiver.alerts() == []
+    # AND the caller learns it was not delivered (so it can send it again later)
+    assert delivered is False
     messages = [r.getMessage() for r in caplog.records if r.name == "upgrade.alerts"]
     assert sum("retrying" in m for m in messages) == 2
     assert any("not delivered" in m and "after 3 attempts" in m for m in messages)
 
 
-def test_without_a_topic_alerts_are_only_logged():
-    assert isinstance(alert_sink_from_settings(settings()), LogAlertSink)
+def test_without_a_topic_alerts_are_only_logged(caplog):
+    sink = alert_sink_from_settings(settings())
+    assert isinstance(sink, LogAlertSink)
+    with caplog.at_level(logging.INFO, logger="upgrade.alerts"):
+        assert sink.publish(ALERT) is True  # the log line is the delivery
+    assert any('"type": "com.aksupgrade.node.quarantined"' in r.getMessage() for r in caplog.records)
 
 
 def _key(value: str):

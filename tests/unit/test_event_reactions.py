@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -107,14 +108,36 @@ def test_duplicate_and_reordered_delivery_reacts_once(order):
     assert platform.alerts.published == []
 
 
-def test_failed_reconciles_the_quarantine_once_with_one_node_alert():
+# the order the events arrive in -> what the reconcile knows of the surge nodes that stayed
+SURGE_BASIS = [
+    # Started recorded the pool's count before the upgrade (2): 3 nodes now, one stayed.
+    pytest.param(["started", "failed"], "snapshot", id="started-first"),
+    # Failed first: no snapshot, so each quarantined node counts for the one surge node AKS kept.
+    pytest.param(["failed", "started"], "quarantined-nodes", id="failed-before-started"),
+]
+
+
+@pytest.mark.parametrize("order, basis", SURGE_BASIS)
+def test_failed_reconciles_the_quarantine_once_with_one_node_alert(order, basis):
+    # GIVEN Scenario 2 after AKS's upgrade: node 1 quarantined, its surge node kept (3 nodes)
     fake = scenario2_after_upgrade()
+    if order[0] == "started":
+        fake.pools[POOL] = replace(fake.pools[POOL], count=2)  # what Started snapshots while AKS works
+        fake.busy_reads = 1
     platform = platform_for(fake)
-    react_to_events([started(), failed()], platform)
+    events = {"started": started(), "failed": failed()}
+    # WHEN the events arrive in this order
+    for name in order:
+        react_to_events([events[name]], platform)
+        if name == "started":
+            fake.pools[POOL] = replace(fake.pools[POOL], count=3)
     deliver_all(platform)
+    # THEN one run reconciled the quarantine, and says how many surge nodes stayed and how it knows
     [run] = platform.runs.list_runs()
     assert run.status == "failed"
     assert run.facts["quarantined_nodes"] == ["aks-nodepool1-1"]
+    assert (run.facts["permanent_surge_nodes"], run.facts["permanent_surge_basis"]) == (1, basis)
+    assert "1 surge node(s) stayed" in run.reason
     assert run.facts["blockers"][0]["pod"] == "default/a-1"
     assert run.facts["arm_error"].startswith("Drain node")
     assert run.facts["kubernetes_events"]

@@ -114,3 +114,22 @@ def test_every_way_out_is_a_command_an_operator_can_paste(facts, version_part, c
         assert "<" not in text, (option.kind, text)  # no placeholder left to fill in
         if option.kind != "replace-node":  # deleting the machine needs no version or count
             assert version_part in text and count_part in text, (option.kind, text)
+
+
+# pods of the workload on the cordoned node, the PDB's status.expectedPods -> replicas the alert names
+REPLICAS = [
+    pytest.param(["a-1"], 3, 3, id="one-of-three-replicas-on-the-node"),
+    pytest.param(["a-1", "a-2"], 2, 2, id="every-replica-on-the-node"),
+    pytest.param(["a-1", "a-2"], 0, 2, id="pdb-status-not-filled-in-yet"),
+]
+
+
+@pytest.mark.parametrize("on_node, expected_pods, replicas", REPLICAS)
+def test_a_blocker_names_the_workloads_replicas_not_only_those_on_the_node(on_node, expected_pods, replicas):
+    # GIVEN a workload whose other replicas run elsewhere; the scan lists only this node's pods
+    pdb = Pdb("default", "a-pdb", (("app", "a"),), min_available=str(expected_pods), disruptions_allowed=0,
+              current_healthy=expected_pods, desired_healthy=expected_pods, expected_pods=expected_pods)
+    # WHEN the node is diagnosed
+    finding = diagnose_node(CLUSTER, node(), [pod(name) for name in on_node], [pdb])
+    # THEN each blocker says how many replicas the workload has, as the PDB counts them
+    assert [b.replicas for b in finding.blockers] == [replicas] * len(on_node)

@@ -19,6 +19,7 @@ from tests.unit.fake_cluster import (
 )
 from upgrade.domain.policy import parse_policy
 from upgrade.domain.quarantine import alert_state_partition
+from upgrade.domain.runs import RunRecord
 from upgrade.errors import NotAllowed
 from upgrade.services.quarantine_scan import (
     SCAN_STEP,
@@ -199,3 +200,61 @@ def test_a_scan_decides_on_the_alert_state_it_writes_against():
     assert [a.kind for a in platform.alerts.published] == ["node.quarantined", "node.quarantined"]
     [(node, state)] = platform.state.list(alert_state_partition(CLUSTER))
     assert (node, state["alert_count"]) == (NODE1, 2)
+
+
+def test_a_cordoned_node_whose_pool_starts_upgrading_gets_no_false_resolved_notice():
+    # GIVEN a node cordoned past the grace period, alerted once
+    fake = FakeCluster()
+    fake.add_pool(POOL, 2, "1.31.7")
+    fake.add_node(NODE1, POOL, "1.31.7", cordoned=True)
+    platform = platform_for(fake)
+    scan_cluster(platform, CLUSTER)
+    platform.clock.advance(31 * 60)
+    scan_cluster(platform, CLUSTER)
+    # WHEN the pool starts upgrading (AKS cordons nodes as it drains them) and the timer scans
+    now = platform.clock.now()
+    upgrade = platform.runs.create(RunRecord(run_id="rolling-1", kind="rolling", cluster=CLUSTER.arm_id, pool=POOL,
+                                             state="rolling.wait_pool", status="running", created_at=now,
+                                             updated_at=now))
+    scan_cluster(platform, CLUSTER)
+    # THEN the still-cordoned node is neither re-alerted nor declared resolved
+    assert [a.kind for a in platform.alerts.published] == ["node.cordoned"]
+    # AND once the upgrade is over and the node schedulable again, it is resolved once
+    platform.runs.update(upgrade.evolve(now=now, status="succeeded"))
+    fake.set_unschedulable(NODE1, False)
+    scan_cluster(platform, CLUSTER)
+    scan_cluster(platform, CLUSTER)
+    assert [a.kind for a in platform.alerts.published] == ["node.cordoned", "node.resolved"]
+
+
+def test_an_alert_the_topic_did_not_take_is_sent_by_the_next_scan():
+    # GIVEN a quarantined node and an alerts topic that fails the first delivery (after its retries)
+    platform = platform_for(scenario2_after_upgrade())
+    platform.alerts.fail_next = 1
+    scan_cluster(platform, CLUSTER)
+    assert [a.kind for a in platform.alerts.undelivered] == ["node.quarantined"]
+    # WHEN the timer scans again a few minutes later (well within the re-alert interval)
+    platform.clock.advance(5 * 60)
+    scan_cluster(platform, CLUSTER)
+    scan_cluster(platform, CLUSTER)
+    # THEN the alert reaches the operator once, as the first one sent
+    [alert] = platform.alerts.published
+    assert (alert.kind, alert.details["alertReason"], alert.details["alertCount"]) == ("node.quarantined", "new", 1)
+
+
+def test_a_resolved_notice_the_topic_did_not_take_is_sent_by_the_next_scan():
+    # GIVEN a node alerted, then cleared by hand, and a topic that fails the next delivery
+    fake = scenario2_after_upgrade()
+    platform = platform_for(fake)
+    scan_cluster(platform, CLUSTER)
+    fake.set_node_label(NODE1, "kubernetes.azure.com/upgrade-status", None)
+    fake.set_unschedulable(NODE1, False)
+    platform.alerts.fail_next = 1
+    scan_cluster(platform, CLUSTER)
+    # WHEN the timer scans again, twice
+    scan_cluster(platform, CLUSTER)
+    scan_cluster(platform, CLUSTER)
+    # THEN the resolved notice arrives once, and nothing is left to resolve
+    assert [a.kind for a in platform.alerts.undelivered] == ["node.resolved"]
+    assert [a.kind for a in platform.alerts.published] == ["node.quarantined", "node.resolved"]
+    assert platform.state.list(alert_state_partition(CLUSTER)) == []

@@ -6,6 +6,7 @@ side effect and before its state write; a failure between relax and restore rest
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -18,9 +19,11 @@ from tests.unit.fake_cluster import (
 )
 from upgrade.domain.model import QUARANTINE_LABEL
 from upgrade.domain.policy import parse_policy
+from upgrade.domain.steps import StepMessage
 from upgrade.errors import Conflict, NotAllowed
 from upgrade.services.quarantine_scan import scan_cluster
 from upgrade.services.remediation import request_remediation
+from upgrade.services.step_runner import record_poisoned_step, run_step_message
 
 NODE1 = "aks-nodepool1-1"
 
@@ -162,3 +165,39 @@ def test_the_pool_count_goes_back_to_the_rolling_snapshot_when_there_is_one():
     assert platform.runs.get(run.run_id).status == "succeeded"
     assert fake.pools[POOL].count == 4
     assert fake.nodes["aks-nodepool1-3"].quarantined
+
+
+def run_until_state(platform, run_id: str, state: str) -> StepMessage:
+    """Deliver queued steps until the run's live message is ``state``; returns that message."""
+    for _ in range(50):
+        [sent] = platform.queue.take()
+        if sent.message.step == state:
+            return sent.message
+        platform.clock.advance(sent.delay_seconds)
+        run_step_message(sent.message.to_json(), platform, message_id=str(uuid.uuid4()))
+    raise AssertionError(f"run {run_id} never reached {state}")
+
+
+def test_a_run_poisoned_after_the_relax_still_restores_the_original_pdb():
+    # GIVEN a relax-pdb run that relaxed the PDB and is about to evict
+    fake = scenario2_after_upgrade()
+    platform = platform_for(fake)
+    run = request_remediation(platform, CLUSTER, NODE1, "relax-pdb", actor="alice")
+    evict = run_until_state(platform, run.run_id, "remediation.evict")
+    assert fake.pdb_specs["default/a-pdb"]["maxUnavailable"] == 1
+    # WHEN every delivery of that step dies unexpectedly (here: the run store fails on each write),
+    # so the host moves it to the poison queue after maxDequeueCount deliveries
+    def storage_unreachable(run) -> None:
+        raise OSError("storage account unreachable")
+
+    platform.runs.before_update = storage_unreachable
+    for delivery in range(1, 6):
+        with pytest.raises(OSError):
+            run_step_message(evict.to_json(), platform, message_id="m-evict", dequeue_count=delivery)
+    platform.runs.before_update = None
+    record_poisoned_step(evict.to_json(), platform)
+    # THEN the run is failed and the PDB is exactly the original again
+    assert platform.runs.get(run.run_id).status == "failed"
+    assert fake.pdb_specs["default/a-pdb"] == {"selector": {"matchLabels": {"app": "a"}}, "minAvailable": 1}
+    [failed] = [a for a in platform.alerts.published if a.kind == "run.failed"]
+    assert "restored" in failed.details["cleanup"]

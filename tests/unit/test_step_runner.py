@@ -353,3 +353,50 @@ def test_the_poison_handler_fails_the_run_records_it_and_alerts(platform):
     assert [(a.kind, a.run_id) for a in platform.alerts.published] == [("run.failed", "run-1")]
     # AND the pool is free for a new run
     assert platform.runs.find_active(CLUSTER, "user1") is None
+
+
+class PoisonCleanup:
+    """A workflow's poison hook: records what it was given; ``error`` makes it fail."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.calls: list[tuple[RunRecord, object]] = []
+
+    def __call__(self, run: RunRecord, platform) -> str:
+        self.calls.append((run, platform))
+        if self.error is not None:
+            raise self.error
+        return "undid the half-done change"
+
+
+def test_the_poison_handler_runs_the_workflows_cleanup_with_the_failed_run(monkeypatch, platform):
+    # GIVEN a step whose workflow has a cleanup for poisoned steps
+    cleanup = PoisonCleanup()
+    monkeypatch.setattr(step_runner, "step_registry",
+                        lambda: {"work": StepSpec("work", RecordingStep(Done("x")), on_poison=cleanup)})
+    message = start_run(platform)
+    # WHEN the poison queue delivers its message
+    step_runner.record_poisoned_step(message.to_json(), platform)
+    # THEN the cleanup ran once, on the run already recorded as failed, and its result is in the history
+    [(run, given)] = cleanup.calls
+    assert (run.run_id, run.status) == ("run-1", "failed") and given is platform
+    assert [(h.outcome, h.reason) for h in platform.runs.history("run-1")][-1] == (
+        "poison-cleanup", "undid the half-done change")
+    [alert] = platform.alerts.published
+    assert (alert.kind, alert.details["cleanup"]) == ("run.failed", "undid the half-done change")
+
+
+def test_a_failing_poison_cleanup_is_logged_and_alerted_and_the_poison_record_stays(monkeypatch, platform, caplog):
+    # GIVEN a cleanup that fails
+    cleanup = PoisonCleanup(RuntimeError("API server unreachable"))
+    monkeypatch.setattr(step_runner, "step_registry",
+                        lambda: {"work": StepSpec("work", RecordingStep(Done("x")), on_poison=cleanup)})
+    message = start_run(platform)
+    # WHEN the poison queue delivers the message
+    run = step_runner.record_poisoned_step(message.to_json(), platform)
+    # THEN the run is failed with its poison history, and the failed cleanup is logged and alerted
+    assert run is not None and platform.runs.get("run-1").status == "failed"
+    assert [h.outcome for h in platform.runs.history("run-1")] == ["poison", "poison-cleanup-failed"]
+    assert "API server unreachable" in caplog.text
+    assert sorted((a.kind, a.severity) for a in platform.alerts.published) == [
+        ("run.cleanup-failed", "critical"), ("run.failed", "error")]

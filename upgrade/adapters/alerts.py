@@ -3,6 +3,8 @@
 Every alert is logged as one JSON line (logger ``upgrade.alerts``) whatever the sink, so an
 operator without the topic still sees it in Application Insights. Publishing is retried a few
 times, then logged as an error: an alert-sink failure never fails the caller (a scan, a step).
+``publish`` returns whether the alert was delivered, so dedup state is kept only for alerts that
+reached the operator.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ def log_alert(alert: Alert) -> None:
 class LogAlertSink:
     """No topic configured: the structured log line is the alert."""
 
-    def publish(self, alert: Alert) -> None:
+    def publish(self, alert: Alert) -> bool:
         log_alert(alert)
+        return True
 
 
 def alert_to_cloud_event(alert: Alert) -> Any:
@@ -84,22 +87,23 @@ class EventGridAlertSink:
             # The sandbox's receiver speaks plain http on loopback; bearer auth refuses that by default.
             self._send_options["enforce_https"] = False
 
-    def publish(self, alert: Alert) -> None:
+    def publish(self, alert: Alert) -> bool:
         log_alert(alert)
         event = alert_to_cloud_event(alert)
         for attempt in range(1, self.attempts + 1):
             try:
                 self._client.send(event, **self._send_options)
-                return
+                return True
             except Exception as exc:  # any failure to deliver: retried, then logged, never raised
                 if attempt == self.attempts:
                     log.error(
                         "alert %s for %s not delivered to %s after %d attempts: %s",
                         alert.kind, alert.node or alert.pool or alert.cluster, self.endpoint, attempt, exc,
                     )
-                    return
+                    break
                 log.warning("alert %s delivery attempt %d failed: %s; retrying", alert.kind, attempt, exc)
                 self._sleep(self.retry_delay_seconds * attempt)
+        return False
 
 
 def alert_sink_from_settings(settings: Settings) -> LogAlertSink | EventGridAlertSink:

@@ -112,7 +112,7 @@ class EvictionBlocker:
     desired_healthy: int
     expected_pods: int
     owner: str | None  # "ReplicaSet/web-5d8f" or None for an unmanaged pod
-    replicas: int  # pods of the same owner seen in the cluster (1 for an unmanaged pod)
+    replicas: int  # the workload's pods: the PDB's expectedPods, at least those seen (1 for an unmanaged pod)
     reason: str
 
     def to_public(self) -> dict:
@@ -141,6 +141,16 @@ def budget_text(min_available: str | None, max_unavailable: str | None) -> str:
 
 def _owner_counts(pods: Iterable[Pod]) -> Counter:
     return Counter((p.namespace, p.owner_kind, p.owner_name) for p in pods if p.owner_kind is not None)
+
+
+def workload_replicas(pod: Pod, covering: Sequence[Pdb], seen: Counter) -> int:
+    """How many pods the pod's workload has. The caller may hold only one node's pods (the
+    quarantine scan lists pods per cordoned node), so the covering PDB's status.expectedPods (the
+    pods it selects, or the controller's scale) is the count; never fewer than the pods seen."""
+    if pod.owner_kind is None:
+        return 1
+    present = seen[(pod.namespace, pod.owner_kind, pod.owner_name)]
+    return max([present, *(pdb.expected_pods for pdb in covering)])
 
 
 def blocker_for(pod: Pod, pdb: Pdb, *, replicas: int, reason: str | None = None, pdb_key: str | None = None,
@@ -184,7 +194,7 @@ def eviction_blockers(pods: Iterable[Pod], pdbs: Sequence[Pdb]) -> list[Eviction
         covering = pdbs_for_pod(pod, pdbs)
         if not covering:
             continue
-        replicas = owners[(pod.namespace, pod.owner_kind, pod.owner_name)] if pod.owner_kind else 1
+        replicas = workload_replicas(pod, covering, owners)
         if len(covering) > 1:
             keys = ", ".join(sorted(p.key for p in covering))
             blockers.append(

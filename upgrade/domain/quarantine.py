@@ -355,7 +355,13 @@ class AlertDecision:
     send: bool
     severity: str
     reason: str  # new | condition-changed | escalated | re-alert | suppressed | grace
-    state: AlertState
+    state: AlertState  # to store once the alert (if any) is delivered
+    undelivered: AlertState | None = None  # to store instead when the alert could not be delivered
+
+    @property
+    def state_if_undelivered(self) -> AlertState:
+        """What was last told stays as it was, so the next scan sends the alert again."""
+        return self.undelivered or self.state
 
 
 def decide_node_alert(
@@ -390,7 +396,7 @@ def decide_node_alert(
     else:
         return AlertDecision(False, severity, "suppressed", state)
     sent = replace(state, last_alert_at=now, severity=severity, alert_count=state.alert_count + 1)
-    return AlertDecision(True, severity, reason, sent)
+    return AlertDecision(True, severity, reason, sent, undelivered=state)
 
 
 def dedup_key(cluster: ClusterRef, node: str, condition: str) -> str:

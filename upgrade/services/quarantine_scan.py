@@ -136,19 +136,25 @@ def alert_on_findings(
     *,
     scope_pools: Iterable[str] | None = None,
     skip_pools: Iterable[str] = (),
+    still_cordoned: Iterable[str] = (),
     run_id: str | None = None,
 ) -> list[str]:
     """Alert per node as the dedup rules say, and send resolved notices for nodes that were
     alerted and are clear now (within ``scope_pools`` when the caller looked at some pools only).
-    The dedup row is written before the alert goes out: two concurrent scans cannot both send it."""
+    ``still_cordoned`` names nodes not alerted now that are not clear either: no notice for them.
+
+    The dedup row is written (ETag-conditional) before the alert goes out, so two concurrent scans
+    cannot both send it; when the sink reports the alert undelivered, the row is put back to what
+    was last told, so the next scan sends it again instead of waiting for the re-alert interval."""
     policy = platform.policy
     now = platform.clock.now()
     partition = alert_state_partition(cluster)
     skipped = set(skip_pools)
     scope = set(scope_pools) if scope_pools is not None else None
     states, etags = _load_states(platform, cluster)
-    notes: list[str] = []
-    seen = set()
+    held = sorted(set(still_cordoned))
+    notes = [f"{node}: its pool is upgrading, not alerted" for node in held]
+    seen = set(held)
     for finding in findings:
         seen.add(finding.node)
         if finding.pool in skipped:
@@ -161,13 +167,17 @@ def alert_on_findings(
             notes.append(f"{finding.node}: {decision.reason}")
             continue
         try:
-            platform.state.put(partition, finding.node, decision.state.to_storage(), etag=etags.get(finding.node))
+            etag = platform.state.put(partition, finding.node, decision.state.to_storage(),
+                                      etag=etags.get(finding.node))
         except Conflict:
             notes.append(f"{finding.node}: alert state changed concurrently; left to that writer")
             continue
-        if decision.send:
-            platform.alerts.publish(finding_alert(finding, decision, now, run_id=run_id))
-        notes.append(f"{finding.node}: {decision.reason}{' (alerted ' + decision.severity + ')' if decision.send else ''}")
+        if not decision.send:
+            notes.append(f"{finding.node}: {decision.reason}")
+        elif platform.alerts.publish(finding_alert(finding, decision, now, run_id=run_id)):
+            notes.append(f"{finding.node}: {decision.reason} (alerted {decision.severity})")
+        else:
+            notes.append(_forget_undelivered(platform, partition, finding.node, decision.state_if_undelivered, etag))
     for node, state in states.items():
         if node in seen or state.pool in skipped or (scope is not None and state.pool not in scope):
             continue
@@ -175,18 +185,33 @@ def alert_on_findings(
     return notes
 
 
+def _forget_undelivered(platform: Platform, partition: str, node: str, unsent: AlertState, etag: str) -> str:
+    """The sink could not deliver the alert: store what was last told, so the next scan retries."""
+    try:
+        platform.state.put(partition, node, unsent.to_storage(), etag=etag)
+    except Conflict:
+        return f"{node}: alert not delivered; the alert state changed meanwhile, left to that writer"
+    return f"{node}: alert not delivered; the next scan sends it again"
+
+
 def resolve_node(platform: Platform, cluster: ClusterRef, node: str, *, how: str, run_id: str | None = None) -> str:
-    """Forget a node's alert state and tell the operator it is clear (if they were told it was not)."""
+    """Forget a node's alert state and tell the operator it is clear (if they were told it was not).
+    A notice the sink could not deliver puts the state back, so the next scan resolves it again."""
     partition = alert_state_partition(cluster)
     stored = platform.state.get(partition, node)
     if stored is None:
         return f"{node}: nothing to resolve"
     platform.state.delete(partition, node)
     notice = resolved_alert(cluster, AlertState.from_storage(stored[0]), platform.clock.now(), how=how, run_id=run_id)
-    if notice is not None:
-        platform.alerts.publish(notice)
+    if notice is None:
+        return f"{node}: cleared (never alerted)"
+    if platform.alerts.publish(notice):
         return f"{node}: resolved notice sent"
-    return f"{node}: cleared (never alerted)"
+    try:
+        platform.state.put(partition, node, stored[0], etag=None)
+    except Conflict:
+        return f"{node}: resolved notice not delivered; the node has a new alert state meanwhile"
+    return f"{node}: resolved notice not delivered; the next scan sends it again"
 
 
 # ---- the scan -----------------------------------------------------------------------------
@@ -221,7 +246,9 @@ def scan_cluster(platform: Platform, cluster: ClusterRef, *, actor: str = "syste
     reading = read_cordoned(platform.kube(cluster), cluster, pool_facts=rolling_upgrade_facts(platform, cluster))
     remediating, upgrading = _pools_busy(platform, cluster, (f.pool for f in reading.findings))
     findings = [f for f in reading.findings if f.quarantined or f.pool not in upgrading]
-    notes = alert_on_findings(platform, cluster, findings, skip_pools=remediating)
+    # A cordoned node of an upgrading pool is AKS at work: not alerted now, but not clear either.
+    draining = [f.node for f in reading.findings if not f.quarantined and f.pool in upgrading]
+    notes = alert_on_findings(platform, cluster, findings, skip_pools=remediating, still_cordoned=draining)
     notes.extend(_automatic_remediations(platform, cluster, findings, remediating))
     log.info("quarantine scan of %s: %d cordoned node(s), %d API call(s); %s",
              cluster.name, len(reading.findings), reading.api_calls, "; ".join(notes) or "all clear")

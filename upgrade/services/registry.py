@@ -12,7 +12,9 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from upgrade.domain.runs import RunRecord
     from upgrade.domain.steps import Outcome
+    from upgrade.ports import Platform
     from upgrade.services.step_runner import StepContext
 
 
@@ -22,6 +24,9 @@ class StepSpec:
     handler: Callable[[StepContext], Outcome]
     needs_run: bool = True  # False: a stateless step (scan fan-out) with no run record to advance
     lease_seconds: float = 120.0  # how long a worker's claim on the step holds before another may take over
+    # Called by the poison handler, after the run is recorded failed, with that run: undoes what a
+    # step may have left half-done (a relaxed PDB); returns what it did. Must be idempotent.
+    on_poison: Callable[[RunRecord, Platform], str] | None = None
 
 
 def _workflow_modules() -> list:

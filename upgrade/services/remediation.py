@@ -5,7 +5,8 @@ Three ways out, from seed Scenario 2, each a run of kind ``remediation`` on the 
 - ``relax-pdb``: record each blocking PDB's spec in the run, then relax it to allow one
   disruption, evict the blocking pods, and restore the recorded spec exactly. The record is
   written (its own transition) before the relax is applied, and every path after the relax,
-  failure included, goes through the restore.
+  failure included, goes through the restore: a failing step leads to the restore step, and a
+  step the host gives up on (the poison queue) restores it from the poison handler.
 - ``delete-pod``: delete the blocking pods; refused for a pod without a controller unless forced,
   since nothing would recreate it.
 - ``replace-node``: delete the machine through ARM (``begin_delete_machines``).
@@ -318,6 +319,31 @@ def restore_pdb(ctx: StepContext) -> Outcome:
     return Next(UNQUARANTINE, reason="original PDB restored", facts={"pdb_restored": True})
 
 
+def restore_pdbs_after_poison(run: RunRecord, platform: Platform) -> str:
+    """The poison cleanup of every remediation step: a run that dies between the relax and the
+    restore must not leave a PDB relaxed. Restores each recorded spec where it differs."""
+    originals = run.facts.get("pdb_originals") or {}
+    if not originals or run.facts.get("pdb_restored"):
+        return "no relaxed PDB to restore"
+    kube = platform.kube(ClusterRef.parse(run.cluster))
+    restored, unchanged = [], []
+    for key, original in originals.items():
+        namespace, name = key.split("/", 1)
+        try:
+            current = kube.get_pdb_manifest(namespace, name)
+        except NotFound:
+            continue  # deleted meanwhile: nothing left to restore
+        if budget_matches(current, original):
+            unchanged.append(key)
+            continue
+        kube.patch_pdb_spec(namespace, name, original)
+        restored.append(key)
+    log.warning("remediation run %s poisoned: restored PDB(s) %s", run.run_id, ", ".join(restored) or "(none)")
+    if restored:
+        return f"original PDB restored: {', '.join(restored)}"
+    return f"PDB already as recorded: {', '.join(unchanged) or '(deleted)'}"
+
+
 # ---- delete-pod ----------------------------------------------------------------------------
 
 
@@ -431,7 +457,7 @@ def finish(ctx: StepContext) -> Outcome:
 
 
 def _spec(name: str, handler: Callable[[StepContext], Outcome]) -> StepSpec:
-    return StepSpec(name, remediation_step(handler))
+    return StepSpec(name, remediation_step(handler), on_poison=restore_pdbs_after_poison)
 
 
 STEPS = {

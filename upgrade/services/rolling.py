@@ -6,8 +6,8 @@ upgradeSettings if they differ) -> ``rolling.wait_pool`` -> ``rolling.set_versio
 portal) is recorded from NodePoolRollingStarted and enters at ``rolling.wait_pool``; the
 Succeeded/Failed event moves it to the reconcile at once. The reconcile reads what the upgrade
 left: quarantined and other cordoned nodes with their blocking pods and PDBs, surge nodes that
-became permanent (pool count versus the snapshot), and the failure reason from ARM and Kubernetes
-events; it records them on the run and alerts.
+became permanent (pool count versus the snapshot; without one, one per quarantined node), and the
+failure reason from ARM and Kubernetes events; it records them on the run and alerts.
 """
 
 from __future__ import annotations
@@ -197,6 +197,15 @@ def _event_lines(events: list[dict[str, Any]], nodes: set[str]) -> list[str]:
     return lines[-20:]
 
 
+def permanent_surge_nodes(node_count: int, pre_upgrade_count: object, quarantined: int) -> tuple[int, str]:
+    """How many surge nodes the upgrade left as permanent members, and how that is known: from the
+    run's snapshot of the pool's count, else from the quarantined nodes (with Cordon, AKS keeps one
+    surge node per blocked node as its replacement and deletes the others)."""
+    if isinstance(pre_upgrade_count, int):
+        return max(0, node_count - pre_upgrade_count), "snapshot"
+    return quarantined, "quarantined-nodes"
+
+
 def reconcile_pool(platform: Platform, cluster: ClusterRef, pool_name: str, run: RunRecord) -> tuple[dict, list[str]]:
     """What the upgrade left, as run facts, plus the problems found (empty: all good)."""
     aks, kube = platform.aks(cluster), platform.kube(cluster)
@@ -206,7 +215,9 @@ def reconcile_pool(platform: Platform, cluster: ClusterRef, pool_name: str, run:
     facts = PoolUpgradeFacts(pre_upgrade_count=pre_count if isinstance(pre_count, int) else None,
                              target_version=pool.orchestrator_version)
     reading = read_cordoned(kube, cluster, pool=pool_name, pool_facts={pool_name: facts})
-    permanent_surge = max(0, len(nodes) - pre_count) if isinstance(pre_count, int) else None
+    quarantined = [f.node for f in reading.findings if f.quarantined]
+    cordoned = [f.node for f in reading.findings if not f.quarantined]
+    permanent_surge, surge_basis = permanent_surge_nodes(len(nodes), pre_count, len(quarantined))
     new_nodes = sorted(n.name for n in nodes if n.created_at and n.created_at >= run.created_at)
     problems: list[str] = []
     if pool.provisioning_state not in ("Succeeded",):
@@ -214,14 +225,17 @@ def reconcile_pool(platform: Platform, cluster: ClusterRef, pool_name: str, run:
     lagging = [n.name for n in nodes if run.target_version and not same_version(n.kubernetes_version, run.target_version)]
     if lagging:
         problems.append(f"node(s) not at {run.target_version}: {', '.join(lagging)}")
-    quarantined = [f.node for f in reading.findings if f.quarantined]
-    cordoned = [f.node for f in reading.findings if not f.quarantined]
     if quarantined:
         problems.append(f"quarantined node(s): {', '.join(quarantined)}")
     if cordoned:
         problems.append(f"cordoned node(s): {', '.join(cordoned)}")
     if permanent_surge:
-        problems.append(f"{permanent_surge} surge node(s) stayed: the pool has {len(nodes)} nodes, {pre_count} before")
+        problems.append(
+            f"{permanent_surge} surge node(s) stayed: the pool has {len(nodes)} nodes, {pre_count} before"
+            if surge_basis == "snapshot" else
+            f"{permanent_surge} surge node(s) stayed, one per quarantined node (AKS keeps one as each one's "
+            f"replacement; the pool's count before the upgrade is unknown: its Started event was not seen first)"
+        )
     events = _event_lines(kube.list_events(reasons=UPGRADE_EVENT_REASONS), {n.name for n in nodes}) if problems else []
     facts = {
         "final": {
@@ -236,6 +250,7 @@ def reconcile_pool(platform: Platform, cluster: ClusterRef, pool_name: str, run:
         "cordoned_nodes": cordoned,
         "blockers": [b.to_public() for f in reading.findings for b in f.blockers],
         "permanent_surge_nodes": permanent_surge,
+        "permanent_surge_basis": surge_basis,
         "new_nodes": new_nodes,
         "kubernetes_events": events,
     }
@@ -265,6 +280,7 @@ def reconcile(ctx: StepContext) -> Outcome:
             summary=f"Rolling upgrade of pool {ctx.message.pool} to {run.target_version or 'its version'}: {reason}.",
             blockers=tuple(facts["blockers"]),
             details={"quarantinedNodes": facts["quarantined_nodes"], "permanentSurgeNodes": facts["permanent_surge_nodes"],
+                     "permanentSurgeBasis": facts["permanent_surge_basis"],
                      "armError": facts["arm_error"], "kubernetesEvents": facts["kubernetes_events"]},
             dedup_key=f"{ctx.cluster.arm_id.lower()}|{ctx.message.pool}|run|{run.run_id}",
         )

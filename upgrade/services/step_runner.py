@@ -12,7 +12,7 @@ Protocol for a step bound to a run (``StepSpec.needs_run``):
 3. The handler runs and returns an Outcome; expected failures come back as errors translated
    to Retry (TemporaryError) or Failed (PermanentError). An unexpected exception is left to the
    host: the message is redelivered and after maxDequeueCount lands in the poison queue, which
-   ``on_poison_step`` watches.
+   ``on_poison_step`` watches: it fails the run, then runs the workflow's ``on_poison`` cleanup.
 4. The transition (next state, attempt, facts, status, outbox) is one conditional write; then the
    next message is sent; then a history row records the attempt.
 
@@ -264,7 +264,9 @@ def _log_outcome(message: StepMessage, outcome: Outcome, dequeue_count: int) -> 
 
 
 def record_poisoned_step(body: str, platform: Platform) -> RunRecord | None:
-    """The poison queue's handler: mark the step's run failed, record it, and raise an alert."""
+    """The poison queue's handler: mark the step's run failed, record it, run the workflow's poison
+    cleanup (``StepSpec.on_poison``), and raise an alert. The failure is recorded before the cleanup
+    runs, and a cleanup that fails is logged and alerted on its own: it never loses that record."""
     from upgrade.domain.alerts import Alert
 
     try:
@@ -294,14 +296,47 @@ def record_poisoned_step(body: str, platform: Platform) -> RunRecord | None:
         except Conflict:
             run = platform.runs.get(message.run_id)
     if run is not None:
-        platform.runs.append_history(
-            HistoryEntry(run_id=run.run_id, at=platform.clock.now(), step=message.step,
-                         attempt=message.attempt, outcome="poison", reason=reason, actor="system")
-        )
+        _append_history(platform, run, message, "poison", reason)
     log.error("poison: %s (run %s on %s)", reason, message.run_id, message.cluster)
+    details = {"step": message.step}
+    if run is not None:
+        cleanup = _poison_cleanup(platform, message, run)
+        if cleanup:
+            details["cleanup"] = cleanup
     platform.alerts.publish(
         Alert(kind="run.failed", severity="error", cluster=message.cluster, pool=message.pool,
-              run_id=message.run_id, summary=reason, details={"step": message.step})
+              run_id=message.run_id, summary=reason, details=details)
     )
     return run
+
+
+def _poison_cleanup(platform: Platform, message: StepMessage, run: RunRecord) -> str | None:
+    """Run the poisoned step's workflow cleanup; returns what it did, None when there is none."""
+    from upgrade.domain.alerts import Alert
+
+    spec = step_registry().get(message.step)
+    if spec is None or spec.on_poison is None:
+        return None
+    try:
+        done = spec.on_poison(run, platform)
+    except Exception as exc:  # whatever it is, the poison record above must stand and a person must know
+        log.exception("poison cleanup of run %s after step %s failed", run.run_id, message.step)
+        _append_history(platform, run, message, "poison-cleanup-failed", f"{type(exc).__name__}: {exc}")
+        platform.alerts.publish(
+            Alert(kind="run.cleanup-failed", severity="critical", cluster=message.cluster, pool=message.pool,
+                  run_id=run.run_id,
+                  summary=f"Run {run.run_id} failed at step {message.step} and its cleanup failed too: {exc}. "
+                          "Check what the step may have left half-done.",
+                  details={"step": message.step, "error": str(exc)})
+        )
+        return f"cleanup failed: {exc}"
+    _append_history(platform, run, message, "poison-cleanup", done)
+    return done
+
+
+def _append_history(platform: Platform, run: RunRecord, message: StepMessage, outcome: str, reason: str) -> None:
+    platform.runs.append_history(
+        HistoryEntry(run_id=run.run_id, at=platform.clock.now(), step=message.step, attempt=message.attempt,
+                     outcome=outcome, reason=reason, actor="system")
+    )
 
