@@ -3,7 +3,8 @@
 `FaultInjector` is WSGI middleware put in front of the ARM app ("arm") and of every cluster's
 Kubernetes app ("kube"). It counts each request under its API and route ("GET
 /api/v1/nodes/{name}"), then, if a `FaultRule` matches, answers 429 (with Retry-After), 500 or
-503 in the API's own error shape, or delays the request. Whether a request is faulted depends only
+503 in the API's own error shape, or delays the request (and records the delay it added, so
+tests assert on what was injected rather than on wall time). Whether a request is faulted depends only
 on the seed, the rule and how many requests that route has seen, so a test run is reproducible
 whatever the threads interleave across routes.
 """
@@ -96,6 +97,8 @@ class FaultRegistry:
         self._rules: list[FaultRule] = []
         self._counts: Counter[tuple[str, str]] = Counter()
         self._draws: Counter[tuple[str, str]] = Counter()
+        self._latency: Counter[tuple[str, str]] = Counter()
+        self._delayed: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
 
     def add(self, api: str, route: str = "*", *, rate_429: float = 0.0, rate_500: float = 0.0,
@@ -129,8 +132,26 @@ class FaultRegistry:
         return sum(self.counts(api).values())
 
     def reset_counts(self) -> None:
+        """Forget request counts and recorded latency."""
         with self._lock:
             self._counts.clear()
+            self._latency.clear()
+            self._delayed.clear()
+
+    def record_latency(self, api: str, route_key: str, seconds: float) -> None:
+        with self._lock:
+            self._latency[(api, route_key)] += seconds
+            self._delayed[(api, route_key)] += 1
+
+    def added_latency(self, api: str) -> dict[str, float]:
+        """Seconds of latency injected per "METHOD template" of one API."""
+        with self._lock:
+            return {route: seconds for (a, route), seconds in self._latency.items() if a == api}
+
+    def delayed_requests(self, api: str) -> dict[str, int]:
+        """Requests that were delayed, per "METHOD template" of one API."""
+        with self._lock:
+            return {route: n for (a, route), n in self._delayed.items() if a == api}
 
     def decide(self, api: str, route_key: str) -> tuple[FaultRule | None, int | None]:
         """Count the request; return the matching rule and the status to answer with (None = pass)."""
@@ -184,6 +205,7 @@ class FaultInjector:
         rule, status = self.registry.decide(self.api, route_key)
         if rule is not None and rule.latency_seconds:
             time.sleep(rule.latency_seconds)
+            self.registry.record_latency(self.api, route_key, rule.latency_seconds)
         if status is not None:
             return _fault_response(self.api, status, rule.retry_after_seconds)(environ, start_response)
         return self.app(environ, start_response)

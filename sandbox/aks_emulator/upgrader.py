@@ -8,6 +8,14 @@ drained and deleted at the end. An undrainable node is either quarantined (undra
 Cordon: label, left cordoned on the old version, a surge node kept as its permanent replacement) or
 made schedulable again (Schedule, the default: the operation stops and fails).
 
+maxBlockedNodes (Cordon only; default maxSurge, never below it) is how many extra nodes the pool may
+keep as replacements of blocked nodes. Each blocked node takes a surge node as its replacement. Once
+the blocked nodes reach maxBlockedNodes with nodes still to upgrade (or exceed it), the operation
+stops Canceled ("Cordoned nodes have used all surge nodes..."). Below the limit the upgrade goes on;
+if blocked nodes have taken every surge node (only possible when maxBlockedNodes is above maxSurge),
+AKS surges maxSurge new nodes for the nodes still to upgrade. When every node was processed within
+the limit the operation ends Failed with the first drain failure.
+
 Everything here runs on an operation's background thread and touches the cluster only through
 `KubeCluster` methods, holding `cluster.lock` only around short compound changes, never across a
 wait. Waits are in emulated time and end early when the operation is aborted.
@@ -297,7 +305,8 @@ def upgrade_pool(
     surge_count = surge_node_count(settings.max_surge, pool_size, len(to_upgrade))
     unavailable = node_count_from_setting(settings.max_unavailable, pool_size)
     cordon_mode = settings.undrainable_node_behavior == "Cordon"
-    max_blocked = node_count_from_setting(settings.max_blocked_nodes or settings.max_surge, pool_size)
+    max_blocked = (node_count_from_setting(settings.max_blocked_nodes, pool_size)
+                   if settings.max_blocked_nodes is not None else surge_count)
 
     surge_nodes = ctx.add_nodes(
         surge_count, kubernetes_version=kubernetes_version, node_image_version=node_image_version, surge=True
@@ -332,23 +341,31 @@ def upgrade_pool(
                 warning=True,
             )
             quarantined.append(failure)
-        if _replacements_exhausted(len(quarantined), surge_count, max_blocked, nodes_left=bool(queue)):
+        if _blocked_nodes_exhausted(len(quarantined), max_blocked, nodes_left=bool(queue)):
             _keep_replacements_and_delete_rest(ctx, surge_nodes, len(quarantined), settings)
             return Outcome("Canceled", "UpgradeCanceled", CORDONED_NODES_EXHAUSTED_SURGE)
+        # Within maxBlockedNodes every blocked node keeps a surge node as its replacement; the others
+        # go on taking workloads. Only when blocked nodes have taken them all (possible only with
+        # maxBlockedNodes above maxSurge) does AKS surge again, so the remaining nodes still roll.
+        replacements_missing = len(quarantined) - len(surge_nodes)
+        no_free_surge = len(surge_nodes) <= len(quarantined)
+        to_add = max(0, replacements_missing) + (min(surge_count, len(queue)) if queue and no_free_surge else 0)
+        if to_add:
+            surge_nodes += ctx.add_nodes(
+                to_add, kubernetes_version=kubernetes_version, node_image_version=node_image_version, surge=True
+            )
     _keep_replacements_and_delete_rest(ctx, surge_nodes, len(quarantined), settings)
     if quarantined:
         return Outcome("Failed", "UpgradeFailed", quarantined[0].drain_failure_message())
     return Outcome.succeeded()
 
 
-def _replacements_exhausted(quarantined: int, surge_count: int, max_blocked: int, *, nodes_left: bool) -> bool:
-    """With Cordon, every quarantined node consumes a surge node (and counts against maxBlockedNodes);
-    once none is left for the nodes still to upgrade, or more nodes are blocked than can be
-    replaced, AKS stops the upgrade and cancels it."""
-    if not quarantined:
+def _blocked_nodes_exhausted(blocked: int, max_blocked: int, *, nodes_left: bool) -> bool:
+    """With Cordon, AKS stops and cancels once more nodes are blocked than maxBlockedNodes allows, or
+    when they reach it while nodes are still to be upgraded."""
+    if not blocked:
         return False
-    limit = min(surge_count, max_blocked)
-    return quarantined > limit or (nodes_left and quarantined >= limit)
+    return blocked > max_blocked or (nodes_left and blocked >= max_blocked)
 
 
 def _reimage(ctx: PoolContext, node: str, kubernetes_version: str, node_image_version: str) -> None:

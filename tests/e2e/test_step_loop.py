@@ -54,9 +54,11 @@ def test_a_ping_message_is_executed_and_its_follow_up_too(devhost, storage):
     # GIVEN a ping run that chains one more ping
     message = start_ping_run(storage, hops=1)
 
-    # WHEN the host delivers the messages
-    run = wait_until(lambda: (r := run_status(devhost, message.run_id))["status"] == "succeeded" and r,
-                     what="the ping run to succeed")
+    # WHEN the host delivers the messages (the executor writes the run's transition first and its
+    # history row after, so a reader may see "succeeded" a moment before the last timeline row)
+    run = wait_until(lambda: (r := run_status(devhost, message.run_id))["status"] == "succeeded"
+                     and any(t["outcome"] == "done" for t in r["timeline"]) and r,
+                     what="the ping run to succeed and record its last step")
 
     # THEN both steps ran once each and the timeline shows them in order
     assert [(t["step"], t["outcome"]) for t in run["timeline"]] == [("ping", "next"), ("ping", "done")]
@@ -70,8 +72,9 @@ def test_a_failing_step_is_redelivered_then_poisoned_and_the_run_failed(devhost,
     message = start_ping_run(storage, crash="simulated bug")
 
     # WHEN the host has retried it maxDequeueCount times
-    run = wait_until(lambda: (r := run_status(devhost, message.run_id))["status"] == "failed" and r,
-                     what="on_poison_step to fail the run")
+    run = wait_until(lambda: (r := run_status(devhost, message.run_id))["status"] == "failed"
+                     and any(t["outcome"] == "poison" for t in r["timeline"]) and r,
+                     what="on_poison_step to fail the run and record it")
 
     # THEN it was delivered five times with a growing dequeue count, each a failure
     attempts = deliveries(devhost, "run_step", message.run_id)
@@ -79,7 +82,10 @@ def test_a_failing_step_is_redelivered_then_poisoned_and_the_run_failed(devhost,
     assert "RuntimeError: ping asked to crash: simulated bug" in attempts[-1]["error"]
     # AND moved to the poison queue, whose handler recorded it against the run
     devhost.wait_for_log(r"has reached MaxDequeueCount of 5 .* moved to 'upgrade-steps-poison'")
-    assert [p["succeeded"] for p in deliveries(devhost, "on_poison_step", message.run_id)] == [True]
+    poison_runs = wait_until(
+        lambda: (found := deliveries(devhost, "on_poison_step", message.run_id)) and found[-1]["succeeded"] is not None
+        and found, what="on_poison_step to finish")
+    assert [p["succeeded"] for p in poison_runs] == [True]
     assert "moved to the poison queue" in run["reason"]
     assert [t["outcome"] for t in run["timeline"]] == ["poison"]
 

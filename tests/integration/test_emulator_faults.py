@@ -143,10 +143,22 @@ def test_counts_are_per_api_and_resettable(emulator, aks_client):
     assert emu.faults.counts() == {}
 
 
-def test_added_latency_still_answers(emulator, aks_client):
-    # GIVEN ARM reads delayed by a few milliseconds
+def test_added_latency_is_injected_only_where_the_rule_matches_and_still_answers(emulator, aks_client):
+    # GIVEN ARM reads of one pool delayed by 10 ms (pool listing and the Kubernetes API untouched)
     emu = emulator("seed-rolling")
-    emu.faults.add("arm", "GET *", latency_seconds=0.01)
+    emu.faults.add("arm", "GET */agentPools/*", latency_seconds=0.01)
     cluster = emu.clusters()[0]
-    # WHEN the pool is read THEN it still answers normally (benchmarks measure the delay, tests do not)
-    assert aks_client(emu).agent_pools.get(cluster.resource_group, cluster.name, "nodepool1").name == "nodepool1"
+    aks = aks_client(emu)
+    emu.faults.reset_counts()
+
+    # WHEN the pool is read twice and the pools listed once
+    reads = [aks.agent_pools.get(cluster.resource_group, cluster.name, "nodepool1").name for _ in range(2)]
+    listed = [p.name for p in aks.agent_pools.list(cluster.resource_group, cluster.name)]
+
+    # THEN every call answers normally, and the injector delayed exactly the two matching reads
+    # (it records what it added: benchmarks measure the delay, tests do not)
+    assert reads == ["nodepool1", "nodepool1"]
+    assert "nodepool1" in listed
+    assert emu.faults.delayed_requests("arm") == {POOL_ROUTE: 2}
+    assert emu.faults.added_latency("arm") == {POOL_ROUTE: pytest.approx(0.02)}
+    assert emu.faults.delayed_requests("kube") == {}

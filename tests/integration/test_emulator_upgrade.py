@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import kubernetes
 import pytest
@@ -389,3 +390,186 @@ def test_sdk_model_put_with_only_the_version_upgrades(emulator, aks_client, kube
     # THEN the pool keeps its count and is upgraded to that exact patch
     assert result.properties.count == 2
     assert {kubelet_version(n) for n in pool_nodes(core, "blue").values()} == {"v1.31.7"}
+
+
+# ------------------------------------------------------------------ maxBlockedNodes (Cordon) ----------
+
+def _two_blocked_nodes_cluster(name: str, **pool_settings) -> ClusterBuilder:
+    """A 4-node pool: PDBs forbid evicting app-a (node 0) and app-b (node 1); app-c, app-d move freely."""
+    builder = (
+        ClusterBuilder(name)
+        .pool("system", count=1, mode="System", node_taints=["CriticalAddonsOnly=true:NoSchedule"])
+        .pool("work", count=4, undrainable_node_behavior="Cordon", **pool_settings)
+    )
+    for index, app in enumerate(("app-a", "app-b", "app-c", "app-d")):
+        builder.deployment("default", app, pool="work", place_on=[("work", index)])
+    return builder.pdb("default", "app-a-pdb", app="app-a", min_available=1).pdb(
+        "default", "app-b-pdb", app="app-b", min_available=1)
+
+
+CANCELED = "Canceled"
+FAILED = "Failed"
+
+
+@pytest.mark.parametrize(
+    ("max_surge", "max_blocked_nodes", "final_state", "quarantined", "upgraded", "untouched"),
+    [
+        # default maxBlockedNodes = maxSurge = 1: node 0 takes the only surge node, 3 nodes remain
+        ("1", None, CANCELED, {0}, set(), {1, 2, 3}),
+        # one more blocked node tolerated: a new surge node replaces the one node 0 kept; node 1 then
+        # exhausts maxBlockedNodes while nodes 2 and 3 are still to upgrade
+        ("1", "2", CANCELED, {0, 1}, set(), {2, 3}),
+        # maxBlockedNodes above the blocked count: the upgrade goes on and ends Failed, not Canceled
+        ("1", "3", FAILED, {0, 1}, {2, 3}, set()),
+        ("1", "75%", FAILED, {0, 1}, {2, 3}, set()),  # 3 of 4 nodes, rounded up
+        # maxSurge 2 drains nodes 0 and 1 together: both blocked use both surge nodes
+        ("2", None, CANCELED, {0, 1}, set(), {2, 3}),
+        ("2", "4", FAILED, {0, 1}, {2, 3}, set()),
+    ],
+)
+def test_max_blocked_nodes_decides_how_many_quarantined_nodes_the_upgrade_tolerates(
+        emulator, aks_client, kube_client, max_surge, max_blocked_nodes, final_state, quarantined, upgraded,
+        untouched):
+    # GIVEN Cordon, two PDB-blocked nodes of four, maxSurge and maxBlockedNodes as in the row
+    emu = emulator(_two_blocked_nodes_cluster("aks-blocked", max_surge=max_surge,
+                                              max_blocked_nodes=max_blocked_nodes))
+    cluster = emu.clusters()[0]
+    aks = aks_client(emu)
+    core = kube_client(aks, cluster)
+    original = sorted(pool_nodes(core, "work"))
+
+    # WHEN the pool's version is changed through the SDK
+    with pytest.raises(HttpResponseError) as failure:
+        upgrade(aks, cluster, "work", "1.31").result()
+
+    # THEN the operation ends in the row's state with AKS's message
+    pool = aks.agent_pools.get(cluster.resource_group, cluster.name, "work")
+    assert pool.properties.provisioning_state == final_state
+    if final_state == CANCELED:
+        assert failure.value.error.message == (
+            "Cordoned nodes have used all surge nodes but there are more nodes to be upgraded. "
+            "Please fix your PDBs blocking node drain and kindly retry upgrade operation.")
+    else:
+        assert failure.value.error.code == "UpgradeFailed"
+        assert f"Drain node {original[0]} failed" in failure.value.error.message
+
+    # AND blocked nodes are quarantined on 1.30, each kept with one surge node as its replacement
+    nodes = pool_nodes(core, "work")
+    by_index = {index: nodes[name] for index, name in enumerate(original)}
+    assert {i for i, n in by_index.items() if (n.metadata.labels or {}).get(QUARANTINE_LABEL) == "Quarantined"} == (
+        quarantined)
+    assert all(by_index[i].spec.unschedulable and kubelet_version(by_index[i]) == "v1.30.0" for i in quarantined)
+    assert {i for i, n in by_index.items() if kubelet_version(n).startswith("v1.31.")} == upgraded
+    assert {i for i in untouched if kubelet_version(by_index[i]) == "v1.30.0"
+            and not by_index[i].spec.unschedulable} == untouched
+    replacements = set(nodes) - set(original)
+    assert len(replacements) == len(quarantined)
+    assert all(kubelet_version(nodes[n]).startswith("v1.31.") and not nodes[n].spec.unschedulable
+               for n in replacements)
+    assert pool.properties.count == len(original) + len(quarantined)
+
+
+# ------------------------------------------------------- maxUnavailable batches and node soak ---------
+
+def _four_node_pool(name: str, **pool_settings) -> ClusterBuilder:
+    builder = (
+        ClusterBuilder(name)
+        .pool("system", count=1, mode="System", node_taints=["CriticalAddonsOnly=true:NoSchedule"])
+        .pool("work", count=4, **pool_settings)
+    )
+    for index, app in enumerate(("app-a", "app-b", "app-c", "app-d")):
+        builder.deployment("default", app, pool="work", place_on=[("work", index)])
+    return builder
+
+
+def node_events(core) -> list:
+    """The upgrader's node events in the order the cluster recorded them (resourceVersion)."""
+    events = [e for e in core.list_namespaced_event("default").items if e.involved_object.kind == "Node"]
+    return sorted(events, key=lambda e: int(e.metadata.resource_version))
+
+
+def drain_started(event, node: str) -> bool:
+    return event.reason == "Drain" and event.message == f"Draining node: {node}"
+
+
+def reimaged(event, node: str) -> bool:
+    return event.reason == "Upgrade" and event.message.startswith(f"Successfully reimaged node: {node} ")
+
+
+def position(events: list, matches, node: str) -> int:
+    (index,) = [i for i, e in enumerate(events) if matches(e, node)]
+    return index
+
+
+@pytest.mark.parametrize(
+    ("max_surge", "max_unavailable", "surge_nodes", "batches"),
+    [
+        ("0", "2", 0, [[0, 1], [2, 3]]),      # no surge at all: two nodes drained side by side
+        ("0", "50%", 0, [[0, 1], [2, 3]]),    # percent of the pool, as AKS computes it
+        ("1", "1", 1, [[0, 1], [2, 3]]),      # batch = maxSurge + maxUnavailable
+        ("0", "3", 0, [[0, 1, 2], [3]]),
+    ],
+)
+def test_max_unavailable_drains_nodes_in_parallel_batches(emulator, aks_client, kube_client, max_surge,
+                                                         max_unavailable, surge_nodes, batches):
+    # GIVEN a 4-node user pool with maxSurge / maxUnavailable as in the row
+    emu = emulator(_four_node_pool("aks-unavailable", max_surge=max_surge, max_unavailable=max_unavailable))
+    cluster = emu.clusters()[0]
+    aks = aks_client(emu)
+    core = kube_client(aks, cluster)
+    original = sorted(pool_nodes(core, "work"))
+
+    # WHEN the pool is upgraded through the SDK
+    result = upgrade(aks, cluster, "work", "1.31").result()
+
+    # THEN it succeeded with only the surge nodes maxSurge asks for, and the same 4 nodes at 1.31
+    assert result.properties.provisioning_state == "Succeeded"
+    events = node_events(core)
+    assert len([e for e in events if e.reason == "Surge" and e.message.startswith("Created a surge node")]) == (
+        surge_nodes)
+    nodes = pool_nodes(core, "work")
+    assert sorted(nodes) == original
+    assert all(kubelet_version(n).startswith("v1.31.") and not n.spec.unschedulable for n in nodes.values())
+
+    # AND each batch's nodes were all cordoned and drained before any of them was reimaged, and the
+    # next batch started only after the previous one was reimaged
+    previous_batch_done = -1
+    for batch in batches:
+        names = [original[i] for i in batch]
+        drains = [position(events, drain_started, n) for n in names]
+        reimages = [position(events, reimaged, n) for n in names]
+        assert previous_batch_done < min(drains)
+        assert max(drains) < min(reimages)
+        previous_batch_done = max(reimages)
+
+
+def test_node_soak_waits_between_drain_and_reimage_in_emulated_time(emulator, aks_client, kube_client):
+    # GIVEN a 2-node pool (maxSurge 1) that soaks each drained node for 30 AKS minutes
+    soak = timedelta(minutes=30)
+    emu = emulator(_two_node_pool_with_soak(soak))
+    cluster = emu.clusters()[0]
+    aks = aks_client(emu)
+    core = kube_client(aks, cluster)
+    node_1, node_2 = sorted(pool_nodes(core, "work"))
+
+    # WHEN the pool is upgraded
+    assert upgrade(aks, cluster, "work", "1.31").result().properties.provisioning_state == "Succeeded"
+
+    # THEN, on the emulator's clock, each node was reimaged at least the soak after its drain began,
+    # and node 2 was drained only after node 1 had soaked and been reimaged
+    events = node_events(core)
+    for node in (node_1, node_2):
+        drained_at = events[position(events, drain_started, node)].first_timestamp
+        reimaged_at = events[position(events, reimaged, node)].first_timestamp
+        assert reimaged_at - drained_at >= soak
+    assert position(events, reimaged, node_1) < position(events, drain_started, node_2)
+
+
+def _two_node_pool_with_soak(soak: timedelta) -> ClusterBuilder:
+    return (
+        ClusterBuilder("aks-soak")
+        .pool("system", count=1, mode="System", node_taints=["CriticalAddonsOnly=true:NoSchedule"])
+        .pool("work", count=2, max_surge="1", node_soak_minutes=int(soak.total_seconds() // 60))
+        .deployment("default", "app-a", pool="work", place_on=[("work", 0)])
+        .deployment("default", "app-b", pool="work", place_on=[("work", 1)])
+    )
