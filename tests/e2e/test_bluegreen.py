@@ -6,11 +6,14 @@ Soaks and polls are seconds here; the emulator's time scale only shortens AKS-si
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from sandbox.aks_emulator.arm import available_upgrades
 from sandbox.aks_emulator.kube import pod_ready
 from sandbox.aks_emulator.scenarios import APP_NAMESPACE, seed_bluegreen
+from sandbox.alerts_receiver import AlertsReceiver
 from tests.e2e.conftest import wait_until
 from tests.integration.conftest_emulator import FAST_TIME_SCALE
 from upgrade.domain.bluegreen import green_pool_name
@@ -30,23 +33,35 @@ CLUSTERS = 8  # one fresh seed-bluegreen cluster per test below
 
 @pytest.fixture(scope="module")
 def bluegreen_sandbox(start_devhost):
-    """One emulator with a seed-bluegreen cluster per test, and one dev host for them all."""
+    """One emulator with a seed-bluegreen cluster per test, one alerts receiver (module-wide, like
+    the host that publishes to it; conftest's ``alerts_receiver`` lives for one test) and one dev
+    host for them all."""
     from sandbox.aks_emulator.server import Emulator
 
-    with Emulator(time_scale=FAST_TIME_SCALE) as emu:
+    with Emulator(time_scale=FAST_TIME_SCALE) as emu, AlertsReceiver() as receiver:
         for index in range(CLUSTERS):
             builder = seed_bluegreen()
             builder.name = f"aks-bluegreen-{index}"
             builder.build(emu)
-        yield start_devhost(emulator=emu), emu, iter(emu.clusters())
+        host = start_devhost(emulator=emu, ALERTS_TOPIC_ENDPOINT=receiver.topic_endpoint,
+                             ALERTS_TOPIC_KEY=receiver.key)
+        try:
+            yield host, emu, iter(emu.clusters()), receiver
+        finally:
+            host.stop()  # before the emulator and the receiver go away under it
 
 
 @pytest.fixture
 def scenario3(bluegreen_sandbox):
     """(host, a fresh emulated Scenario 3 cluster, the emulator)."""
-    host, emu, fresh = bluegreen_sandbox
+    host, emu, fresh, _ = bluegreen_sandbox
     yield host, next(fresh), emu
     emu.faults.clear()
+
+
+@pytest.fixture
+def alerts(bluegreen_sandbox) -> AlertsReceiver:
+    return bluegreen_sandbox[3]
 
 
 def start(host, cluster, **options):
@@ -85,6 +100,26 @@ def app_pods(cluster) -> dict[str, tuple[str, bool]]:
     return {app: tuple(sorted(where)) for app, where in sorted(placed.items())}
 
 
+def app_pod_inventory(cluster) -> Counter:
+    """Every application pod that exists, counted by (namespace, owning workload): what "no pod is
+    lost" compares. kube-system and DaemonSet pods are the platform's, not the applications'."""
+    inventory: Counter = Counter()
+    for pod in cluster.kube.pods():
+        meta = pod["metadata"]
+        owner = (meta.get("ownerReferences") or [{"kind": "Pod", "name": meta["name"]}])[0]
+        if meta["namespace"] == "kube-system" or owner["kind"] == "DaemonSet" or meta.get("deletionTimestamp"):
+            continue
+        # a ReplicaSet "<deployment>-<hash>" counts for its Deployment
+        workload = owner["name"].rsplit("-", 1)[0] if owner["kind"] == "ReplicaSet" else owner["name"]
+        inventory[meta["namespace"], workload] += 1
+    return inventory
+
+
+def all_app_pods_ready(cluster) -> bool:
+    return all(pod_ready(p) for p in cluster.kube.pods()
+               if p["metadata"]["namespace"] != "kube-system" and not p["metadata"].get("deletionTimestamp"))
+
+
 def pools(cluster) -> set[str]:
     return set(cluster.pools)
 
@@ -100,8 +135,11 @@ def test_commit_path_reaches_seed_5a(scenario3):
     assert pools(cluster) == {"system", green}
     assert app_pods(cluster) == {app: ((green, True),) for app in APPS}
     assert all(n["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.31") for n in cluster.kube.nodes(green))
-    steps = [t["step"].removeprefix("bluegreen.") for t in run["timeline"]]
-    assert steps[0] == "preflight" and "commit" in steps and "done" in steps
+    # the history row of the final step lands just after the run's final write
+    timeline = wait_until(lambda: (r := host.request("GET", f"/api/upgrades/{run_id}")[1]["timeline"])
+                          and r[-1]["step"] == "bluegreen.done" and r, timeout=10, what="the done row")
+    steps = [t["step"].removeprefix("bluegreen.") for t in timeline]
+    assert steps[0] == "preflight" and "commit" in steps and steps[-1] == "done"
 
 
 def test_operator_rollback_after_validation_reaches_seed_5b(scenario3):
@@ -121,10 +159,11 @@ def test_operator_rollback_after_validation_reaches_seed_5b(scenario3):
     assert app_pods(cluster) == {app: (("blue", True),) for app in APPS}
     assert not any(n["spec"].get("unschedulable") for n in cluster.kube.nodes("blue"))
     decisions = [t for t in run["timeline"] if t["outcome"] == "decision"]
-    assert [(d["actor"], d["reason"]) for d in decisions] == [("bob", "rollback by bob: p99")]
+    assert [(d["actor"], d["reason"]) for d in decisions] == [
+        ("api on behalf of bob", "rollback by api on behalf of bob: p99")]
 
 
-def test_crash_looping_workload_on_green_rolls_back_fails_and_alerts(scenario3):
+def test_crash_looping_workload_on_green_rolls_back_fails_and_alerts(scenario3, alerts):
     host, cluster, _ = scenario3
     # GIVEN app-c crash-loops on the green pool (named from blue and the newest 1.31 patch offered)
     newest = max((v for v in available_upgrades("1.30.0") if v.startswith("1.31.")), key=version_key)
@@ -135,7 +174,11 @@ def test_crash_looping_workload_on_green_rolls_back_fails_and_alerts(scenario3):
     assert "CrashLoopBackOff" in run["reason"] and "rolled back" in run["reason"]
     assert pools(cluster) == {"system", "blue"}
     assert app_pods(cluster) == {app: (("blue", True),) for app in APPS}
-    host.wait_for_log(r"run\.failed")
+    # AND the alerts topic received this run's run.failed alert, naming the cause
+    failed = wait_until(lambda: [a for a in alerts.alerts()
+                                 if a["type"] == "com.aksupgrade.run.failed" and a["data"]["runId"] == run_id],
+                        timeout=15, what=f"a run.failed alert for {run_id}")
+    assert len(failed) == 1 and "CrashLoopBackOff" in failed[0]["data"]["summary"]
 
 
 def test_pdb_blocked_pod_waits_then_moves_once_the_pdb_allows(scenario3):
@@ -165,16 +208,18 @@ def test_pdb_drain_timeout_fails_or_rolls_back_per_policy(scenario3, rollback, r
 
 def test_commit_completes_under_injected_faults_and_no_pod_is_lost(scenario3):
     host, cluster, emu = scenario3
-    before = sorted(APPS)
+    before = app_pod_inventory(cluster)
+    assert before and all_app_pods_ready(cluster)
     # GIVEN 10% of ARM and Kubernetes requests answer 429, 500 or 503
     for api in ("arm", "kube"):
         emu.faults.add(api, "*", rate_429=0.04, rate_500=0.03, rate_503=0.03)
     run_id = start(host, cluster)
     run = wait_status(host, run_id, timeout=150)
     assert run["status"] == "succeeded", run["reason"]
-    placed = app_pods(cluster)
-    assert sorted(placed) == before  # the same application pods exist, once each, all Ready on green
-    assert placed == {app: ((run["facts"]["greenPool"], True),) for app in APPS}
+    # THEN the same application pods exist (per namespace and workload), all Ready, A-D on green
+    assert app_pod_inventory(cluster) == before
+    assert all_app_pods_ready(cluster)
+    assert app_pods(cluster) == {app: ((run["facts"]["greenPool"], True),) for app in APPS}
     assert pools(cluster) == {"system", run["facts"]["greenPool"]}
 
 

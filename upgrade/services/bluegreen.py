@@ -41,7 +41,7 @@ from upgrade.domain.drain import DrainStatus
 from upgrade.domain.model import AgentPool, ClusterRef, Node, pool_selector, require_allowed_cluster
 from upgrade.domain.pdb import eviction_blockers
 from upgrade.domain.runs import HistoryEntry, RunRecord
-from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
+from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage, parse_step_message
 from upgrade.domain.validation import (
     CheckResult,
     ValidationReport,
@@ -169,20 +169,56 @@ def _advance(ctx: StepContext, event: str, *, reason: str = "", facts: Mapping[s
                 status=STATE_STATUS.get(target, "running"))
 
 
+# The args each step reads: its live message carries them over from the step's previous attempt.
+STEP_ARGS: dict[str, tuple[str, ...]] = {"drain_batch": ("drain",), "drain_green": ("drain",), "validate": ("since",)}
+
+
+def check_step_args(step: str, args: Mapping[str, Any]) -> None:
+    """Refuse args a step does not take or cannot read, naming the field (InvalidInput)."""
+    allowed = STEP_ARGS.get(step, ())
+    for key in args:
+        if key not in allowed:
+            raise InvalidInput("step message", f"args.{key}",
+                               f"not an argument of step {step} (it takes: {', '.join(allowed) or 'none'})")
+    since = args.get("since")
+    if since is not None:
+        try:
+            if not isinstance(since, str) or datetime.fromisoformat(since).tzinfo is None:
+                raise ValueError(since)
+        except ValueError:
+            raise InvalidInput("step message", "args.since", "must be an ISO 8601 time with a UTC offset") from None
+    drain = args.get("drain")
+    if drain is not None:
+        if not isinstance(drain, Mapping):
+            raise InvalidInput("step message", "args.drain", "must be an object of node name -> drain progress")
+        for node, state in drain.items():
+            try:
+                if state is not None and not isinstance(state, Mapping):
+                    raise TypeError(type(state).__name__)
+                DrainState.from_dict(state)
+            except (TypeError, ValueError, AttributeError) as exc:
+                raise InvalidInput("step message", f"args.drain.{node}", f"not a drain progress: {exc}") from None
+
+
 def _guarded(step: str, handler: Callable[[StepContext], Outcome]) -> Callable[[StepContext], Outcome]:
-    """A permanent error in a step becomes the table's ``error`` event where the table has one
-    (so it fails with an alert or rolls back); transient errors stay Retries."""
+    """A permanent error in a step, or a live message whose args it cannot read, becomes the
+    table's ``error`` event where the table has one (so it fails with an alert or rolls back);
+    elsewhere the executor fails the run. Transient errors stay Retries."""
 
     def run_guarded(ctx: StepContext) -> Outcome:
         try:
+            check_step_args(step, ctx.message.args)
             return handler(ctx)
+        except InvalidInput as exc:
+            error: PermanentError = PermanentError(str(exc))
         except PermanentError as exc:
             if isinstance(exc, TransitionNotAllowed):
                 raise
-            try:
-                return _advance(ctx, "error", reason=f"{step}: {exc}")
-            except TransitionNotAllowed:
-                raise exc from None
+            error = exc
+        try:
+            return _advance(ctx, "error", reason=f"{step}: {error}")
+        except TransitionNotAllowed:
+            raise error from None
 
     run_guarded.__name__ = handler.__name__
     return run_guarded
@@ -736,7 +772,7 @@ def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: s
             attempt = run.attempt + 1  # a new (state, attempt): any copy of the old live message is stale
             if decision == "resume":
                 status = run.facts.get("pausedFromStatus") or "running"
-                args: dict = {}
+                args: dict = _live_args(run)
             else:
                 status = STATE_STATUS.get(target, "running")
                 delay, entry_facts, args = _entry(target, now, options)
@@ -770,12 +806,33 @@ def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: s
     raise Conflict(f"run {run_id} kept changing; try the decision again")
 
 
+def _live_args(run: RunRecord) -> dict:
+    """The args of the run's live message, which the run's outbox holds when a step sent it: a
+    resumed drain keeps its per-node progress (and its timeout's start), a resumed validate its start."""
+    outbox = run.outbox or {}
+    try:
+        message = parse_step_message(outbox["message"])
+    except (KeyError, TypeError, InvalidInput):
+        return {}  # the first step (sent by start) or a decision's message: no args to keep
+    return dict(message.args) if (message.step, message.attempt) == (run.state, run.attempt) else {}
+
+
 START_FIELDS = frozenset({"cluster", "pool", "targetVersion", "strategy", "options", "actor"})
 STRATEGIES = ("blue-green", "rolling")
 
 
+def audit_actor(caller: str, claimed: object = None) -> str:
+    """Who the audit trail names: the authenticated caller (App Service authentication's principal,
+    else the function key's holder). Anyone holding the key can write any name in a body, so a
+    claimed ``actor`` is kept only as "on behalf of", never as who acted."""
+    caller = (caller or "anonymous").strip()
+    claimed = claimed.strip() if isinstance(claimed, str) else ""
+    return (caller if not claimed or claimed == caller else f"{caller} on behalf of {claimed}")[:200]
+
+
 def start_upgrade(platform: Platform, body: object, *, actor: str) -> RunRecord:
-    """``POST /api/upgrades``: validate the body and start a blue-green or rolling run."""
+    """``POST /api/upgrades``: validate the body and start a blue-green or rolling run. ``actor``
+    is the authenticated caller; the body's ``actor`` is recorded as "on behalf of" (audit_actor)."""
     if not isinstance(body, Mapping):
         raise InvalidInput("upgrade request", "(body)", "must be a JSON object")
     unknown = sorted(set(body) - START_FIELDS)
@@ -790,9 +847,11 @@ def start_upgrade(platform: Platform, body: object, *, actor: str) -> RunRecord:
     options = body.get("options") or {}
     if not isinstance(options, Mapping):
         raise InvalidInput("upgrade request", "options", "must be a JSON object")
-    who = body.get("actor") if isinstance(body.get("actor"), str) and body["actor"].strip() else actor
+    if "actor" in body and not isinstance(body["actor"], str):
+        raise InvalidInput("upgrade request", "actor", "must be a string")
     arguments = {"cluster": body["cluster"].strip(), "pool": body["pool"].strip(),
-                 "target_version": body["targetVersion"].strip(), "options": dict(options), "actor": who}
+                 "target_version": body["targetVersion"].strip(), "options": dict(options),
+                 "actor": audit_actor(actor, body.get("actor"))}
     if strategy == "rolling":
         from upgrade.services.rolling import start_rolling_run
 
@@ -801,7 +860,8 @@ def start_upgrade(platform: Platform, body: object, *, actor: str) -> RunRecord:
 
 
 def decide_from_request(platform: Platform, run_id: str, decision: str, body: object, *, actor: str) -> RunRecord:
-    """``POST /api/upgrades/{id}/{decision}`` with body ``{actor?, reason?}``."""
+    """``POST /api/upgrades/{id}/{decision}`` with body ``{actor?, reason?}``; ``actor`` is the
+    authenticated caller, the body's ``actor`` only "on behalf of" (audit_actor)."""
     body = body if body is not None else {}
     if not isinstance(body, Mapping):
         raise InvalidInput("decision request", "(body)", "must be a JSON object")
@@ -811,4 +871,4 @@ def decide_from_request(platform: Platform, run_id: str, decision: str, body: ob
     for key in ("actor", "reason"):
         if key in body and not isinstance(body[key], str):
             raise InvalidInput("decision request", key, "must be a string")
-    return decide(platform, run_id, decision, body.get("actor") or actor, body.get("reason") or "")
+    return decide(platform, run_id, decision, audit_actor(actor, body.get("actor")), body.get("reason") or "")

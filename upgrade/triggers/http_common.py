@@ -75,5 +75,7 @@ def json_body(req: func.HttpRequest) -> object:
 
 
 def principal(req: func.HttpRequest) -> str | None:
-    """The signed-in caller's name, when App Service authentication is on."""
+    """The signed-in caller's name, when App Service authentication is on (it sets this header and
+    drops one a client sends). The Python worker is not told which function key matched, so with
+    key auth alone nothing names the caller: the route records its generic actor instead."""
     return req.headers.get(PRINCIPAL_HEADER) or None

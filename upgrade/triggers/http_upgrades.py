@@ -13,7 +13,8 @@ from upgrade.triggers.http_common import (
 )
 
 bp = func.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
-# Who a request acts for when no signed-in principal is known.
+# The actor the audit trail names when no signed-in principal is known (any function key holder);
+# a body's ``actor`` is then recorded only as "on behalf of" (services.bluegreen.audit_actor).
 API_ACTOR = "api"
 
 
