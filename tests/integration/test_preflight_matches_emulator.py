@@ -3,11 +3,13 @@
 The snapshot is read through the real adapters (kubernetes client, azure-mgmt-containerservice),
 the prediction made, then the upgrade run through the real SDK, and the pool's final nodes,
 count and provisioning state compared with the prediction: on Scenario 2, and on generated
-clusters (hypothesis).
+clusters (hypothesis). Settings ARM refuses must be refused by the preflight too, naming the same
+field; the settings rules alone are also compared with the emulator's ARM over a grid.
 """
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import time
 from dataclasses import dataclass
@@ -15,13 +17,15 @@ from pathlib import Path
 
 import pytest
 from azure.core.exceptions import HttpResponseError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from upgrade.adapters.aks import ContainerServiceAks
 from upgrade.adapters.kube import kube_from_kubeconfig
-from upgrade.domain.model import ClusterRef
+from upgrade.domain.model import ClusterRef, UpgradeSettings
 from upgrade.domain.preflight import PlannedUpgrade, PreflightReport, preflight
+from upgrade.domain.surge import validate_upgrade_settings
+from upgrade.errors import InvalidInput
 from upgrade.services.snapshot import read_snapshot
 
 pytestmark = pytest.mark.integration
@@ -44,7 +48,16 @@ class Outcome:
     cordoned_old_nodes: frozenset[str]
 
 
-def predict_and_run(emu, aks_client, cluster_ref: ClusterRef, pool: str) -> tuple[PreflightReport, Outcome]:
+@dataclass(frozen=True)
+class Refusal:
+    """Settings refused before anything runs: by ARM (the PUT's 400) or by the preflight."""
+
+    code: str
+    field: str
+
+
+def predict_and_run(emu, aks_client, cluster_ref: ClusterRef,
+                    pool: str) -> tuple[PreflightReport | Refusal, Outcome | Refusal]:
     """Snapshot through the adapters, predict, upgrade through the SDK, read the outcome back."""
     client = aks_client(emu, cluster_ref.subscription_id)
     aks = ContainerServiceAks(client)
@@ -54,11 +67,18 @@ def predict_and_run(emu, aks_client, cluster_ref: ClusterRef, pool: str) -> tupl
         kube = kube_from_kubeconfig(str(kubeconfig))
         try:
             before = read_snapshot(kube, aks, cluster_ref)
-            report = preflight(before, PlannedUpgrade(pool, target_version=TARGET))
+            try:
+                report = preflight(before, PlannedUpgrade(pool, target_version=TARGET))
+            except InvalidInput as invalid:
+                report = Refusal("InvalidParameter", invalid.field)
             sdk_pool = client.agent_pools.get(cluster_ref.resource_group, cluster_ref.name, pool)
             sdk_pool.properties.orchestrator_version = TARGET
-            poller = client.agent_pools.begin_create_or_update(
-                cluster_ref.resource_group, cluster_ref.name, pool, sdk_pool)
+            try:
+                poller = client.agent_pools.begin_create_or_update(
+                    cluster_ref.resource_group, cluster_ref.name, pool, sdk_pool)
+            except HttpResponseError as refused:
+                # ARM's target is agentPoolProfile.upgradeSettings.<field>
+                return report, Refusal(refused.error.code, (refused.error.target or "").rsplit(".", 1)[-1])
             try:
                 poller.result()
             except HttpResponseError:
@@ -80,7 +100,10 @@ def predict_and_run(emu, aks_client, cluster_ref: ClusterRef, pool: str) -> tupl
     return report, outcome
 
 
-def assert_prediction_held(report: PreflightReport, outcome: Outcome) -> None:
+def assert_prediction_held(report: PreflightReport | Refusal, outcome: Outcome | Refusal) -> None:
+    if isinstance(report, Refusal) or isinstance(outcome, Refusal):
+        assert report == outcome
+        return
     predicted = Outcome(
         final_state=report.final_state,
         resulting_node_count=report.resulting_node_count,
@@ -131,13 +154,28 @@ def clusters(draw) -> dict:
     max_unavailable = draw(st.sampled_from([None, "1", "50%"]))
     surge_choices = ["1", "2", "50%", "100%"] + (["0"] if max_unavailable else [])
     behaviour = draw(st.sampled_from(["Cordon", "Schedule"]))
+    # Some maxBlockedNodes fall below maxSurge on small pools: ARM refuses those, and so must the preflight.
+    blocked_choices = [None, "1", "2", "50%", "100%"]
     return {
         "nodes": nodes,
         "apps": apps,
         "max_surge": draw(st.sampled_from(surge_choices)),
         "max_unavailable": max_unavailable,
         "undrainable_node_behavior": behaviour,
-        "max_blocked_nodes": draw(st.sampled_from([None, "100%"])) if behaviour == "Cordon" else None,
+        "max_blocked_nodes": draw(st.sampled_from(blocked_choices)) if behaviour == "Cordon" else None,
+    }
+
+
+def one_blocked_app(nodes: int, *, max_surge: str, max_unavailable: str | None = None,
+                    max_blocked_nodes: str | None = None) -> dict:
+    """A Cordon pool whose only app is one replica on its first node that its PDB never lets go."""
+    return {
+        "nodes": nodes,
+        "apps": [{"name": "app-0", "replicas": 1, "place_on": [0], "pdb": {"min_available": 1}}],
+        "max_surge": max_surge,
+        "max_unavailable": max_unavailable,
+        "undrainable_node_behavior": "Cordon",
+        "max_blocked_nodes": max_blocked_nodes,
     }
 
 
@@ -172,6 +210,12 @@ def wait_until_settled(kube_cluster, timeout: float = 5.0) -> None:
     raise AssertionError("the generated cluster never settled")
 
 
+# Cases where the preflight and the emulator once disagreed, run on every pass.
+@example(spec=one_blocked_app(3, max_surge="1", max_blocked_nodes="100%"))  # surges again: nodes 1, 2 upgrade
+@example(spec=one_blocked_app(2, max_surge="0", max_unavailable="1", max_blocked_nodes="100%"))  # a replacement
+@example(spec=one_blocked_app(2, max_surge="1", max_blocked_nodes="2"))
+@example(spec=one_blocked_app(1, max_surge="2", max_blocked_nodes="100%"))  # refused: 1 node is below maxSurge 2
+@example(spec=one_blocked_app(2, max_surge="0", max_unavailable="1"))  # default maxBlockedNodes 0: Canceled
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(spec=clusters())
 def test_prediction_matches_the_emulator_on_generated_clusters(aks_client, spec):
@@ -187,6 +231,42 @@ def test_prediction_matches_the_emulator_on_generated_clusters(aks_client, spec)
         report, outcome = predict_and_run(emu, aks_client, cluster_ref, "work")
     # THEN the emulated AKS did exactly what was predicted
     assert_prediction_held(report, outcome)
+
+
+SETTINGS_GRID = {
+    "mode": ["User", "System"],
+    "pool_size": [0, 1, 3, 10, 11],
+    "maxSurge": [None, "0", "1", "2", "10%", "50%", "100%"],
+    "maxUnavailable": [None, "0", "1", "50%"],
+    "undrainableNodeBehavior": [None, "Schedule", "Cordon"],
+    "maxBlockedNodes": [None, "1", "2", "5", "10%", "20%", "100%"],
+}
+
+
+def test_settings_validation_refuses_exactly_what_the_emulated_arm_refuses():
+    from sandbox.aks_emulator.arm import ArmError, _validated_upgrade_settings
+
+    # GIVEN every combination of the settings the upgrade rules compare, on pools of several sizes
+    disagreements = []
+    for combination in itertools.product(*SETTINGS_GRID.values()):
+        mode, pool_size, *values = combination
+        arm_json = {name: value for name, value in zip(list(SETTINGS_GRID)[2:], values, strict=True)
+                    if value is not None}
+        # WHEN ARM validates the PUT and the project validates the same settings
+        try:
+            _validated_upgrade_settings(arm_json, mode, pool_size=pool_size)
+            arm_refused = None
+        except ArmError as refused:
+            arm_refused = refused.target.rsplit(".", 1)[-1]
+        try:
+            validate_upgrade_settings(UpgradeSettings.from_arm(arm_json), mode=mode, pool_size=pool_size)
+            we_refused = None
+        except InvalidInput as invalid:
+            we_refused = invalid.field
+        if arm_refused != we_refused:
+            disagreements.append((mode, pool_size, arm_json, arm_refused, we_refused))
+    # THEN both refuse the same combinations, naming the same field
+    assert disagreements == []
 
 
 def test_preflight_cli_reads_a_kubeconfig_and_prints_json(emulator, tmp_path):

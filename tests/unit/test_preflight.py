@@ -84,6 +84,9 @@ def test_scenario_2_predicted_exactly():
 
 
 BLOCK_A = [budget("app-a", min_available="1")]
+# app-a alone on node 0 and app-b alone on node 1, neither allowed a disruption: both nodes block.
+TWO_BLOCKED_PODS = [*app_pods("app-a", [0]), *app_pods("app-b", [1])]
+TWO_BLOCKED_PDBS = [budget("app-a", min_available="1"), budget("app-b", max_unavailable="0")]
 
 
 @pytest.mark.parametrize(
@@ -104,16 +107,42 @@ BLOCK_A = [budget("app-a", min_available="1")]
          UpgradeSettings(max_surge="1", undrainable_node_behavior="Cordon"),
          dict(surge=1, upgraded=(), quarantined=(N0,), untouched=(N1,), permanent=1, count=3, state="Canceled",
               exhausted=True)),
-        ("Cordon: maxBlockedNodes above the surge count does not add replacements", 2, seed_pods(), BLOCK_A,
+        ("Cordon: maxBlockedNodes above maxSurge surges again once the blocked node holds the surge node", 2,
+         seed_pods(), BLOCK_A,
          UpgradeSettings(max_surge="1", undrainable_node_behavior="Cordon", max_blocked_nodes="2"),
-         dict(surge=1, quarantined=(N0,), untouched=(N1,), permanent=1, count=3, state="Canceled")),
+         dict(surge=2, upgraded=(N1,), quarantined=(N0,), untouched=(), permanent=1, count=3, state="Failed",
+              exhausted=False)),
+        ("Cordon: maxBlockedNodes 100% lets the rest of a 3-node pool upgrade", 3, seed_pods(), BLOCK_A,
+         UpgradeSettings(max_surge="1", undrainable_node_behavior="Cordon", max_blocked_nodes="100%"),
+         dict(surge=2, upgraded=(N1, N2), quarantined=(N0,), untouched=(), permanent=1, count=4, state="Failed")),
+        ("Cordon without surge: maxBlockedNodes gives the blocked node a replacement", 2, seed_pods(), BLOCK_A,
+         UpgradeSettings(max_surge="0", max_unavailable="1", undrainable_node_behavior="Cordon",
+                         max_blocked_nodes="100%"),
+         dict(surge=1, upgraded=(N1,), quarantined=(N0,), untouched=(), permanent=1, count=3, state="Failed")),
+        ("Cordon without surge or maxBlockedNodes: the first blocked node cancels, no replacement", 2, seed_pods(),
+         BLOCK_A, UpgradeSettings(max_surge="0", max_unavailable="1", undrainable_node_behavior="Cordon"),
+         dict(surge=0, upgraded=(), quarantined=(N0,), untouched=(N1,), permanent=0, count=2, state="Canceled",
+              exhausted=True)),
+        ("Cordon: more blocked nodes in the last batch than maxBlockedNodes cancels, one replacement kept", 2,
+         TWO_BLOCKED_PODS, TWO_BLOCKED_PDBS,
+         UpgradeSettings(max_surge="1", max_unavailable="1", undrainable_node_behavior="Cordon"),
+         dict(surge=1, upgraded=(), quarantined=(N0, N1), untouched=(), permanent=1, count=3, state="Canceled",
+              exhausted=True)),
+        ("Cordon: blocked nodes reaching maxBlockedNodes with a node left cancel, each keeps a replacement", 3,
+         TWO_BLOCKED_PODS, TWO_BLOCKED_PDBS,
+         UpgradeSettings(max_surge="1", undrainable_node_behavior="Cordon", max_blocked_nodes="2"),
+         dict(surge=2, upgraded=(), quarantined=(N0, N1), untouched=(N2,), permanent=2, count=5, state="Canceled",
+              exhausted=True)),
+        ("Cordon: blocked nodes below maxBlockedNodes each keep a replacement and the pool finishes", 3,
+         TWO_BLOCKED_PODS, TWO_BLOCKED_PDBS,
+         UpgradeSettings(max_surge="1", undrainable_node_behavior="Cordon", max_blocked_nodes="3"),
+         dict(surge=3, upgraded=(N2,), quarantined=(N0, N1), untouched=(), permanent=2, count=5, state="Failed")),
         ("Cordon with spare surge: later batches still upgrade", 4, seed_pods(), BLOCK_A,
          UpgradeSettings(max_surge="2", undrainable_node_behavior="Cordon"),
          dict(surge=2, upgraded=(N1, N2, N3), quarantined=(N0,), untouched=(), permanent=1, count=5,
               state="Failed")),
         ("Cordon, two blocked nodes, two surge nodes, nothing left: Failed, both kept", 2,
-         [*app_pods("app-a", [0]), *app_pods("app-b", [1])],
-         [budget("app-a", min_available="1"), budget("app-b", max_unavailable="0")],
+         TWO_BLOCKED_PODS, TWO_BLOCKED_PDBS,
          UpgradeSettings(max_surge="2", undrainable_node_behavior="Cordon"),
          dict(surge=2, upgraded=(), quarantined=(N0, N1), permanent=2, count=4, state="Failed")),
         ("PDB allowing one disruption drains replica by replica", 2, app_pods("web", [0, 0, 1]),
@@ -190,6 +219,10 @@ def test_blue_green_needs_a_full_pool_of_quota_and_fails_on_undrainable_nodes():
         (PlannedUpgrade(POOL, strategy="canary"), "strategy"),
         (PlannedUpgrade(POOL, settings=UpgradeSettings(max_surge="0")), "maxSurge"),
         (PlannedUpgrade(POOL, settings=UpgradeSettings(max_surge="lots")), "maxSurge"),
+        # ARM refuses the PUT: 100% of the 2-node pool is 2 blocked nodes, below maxSurge 3.
+        (PlannedUpgrade(POOL, settings=UpgradeSettings(max_surge="3", undrainable_node_behavior="Cordon",
+                                                       max_blocked_nodes="100%")), "maxBlockedNodes"),
+        (PlannedUpgrade(POOL, settings=UpgradeSettings(max_blocked_nodes="2")), "maxBlockedNodes"),
     ],
 )
 def test_bad_plans_name_the_field(plan, field):

@@ -107,6 +107,11 @@ def test_upgrade_batch_size(settings, pool_size, to_upgrade, expected):
         (UpgradeSettings(undrainable_node_behavior="Cordon", max_blocked_nodes="2", max_surge="2"), "User", None),
         (UpgradeSettings(undrainable_node_behavior="Cordon", max_blocked_nodes="50%", max_surge="1"), "User", 4),
         (UpgradeSettings(max_unavailable="0"), "System", None),
+        # ARM compares node counts of the pool: on one node 10% and 20% are both one node.
+        (UpgradeSettings(undrainable_node_behavior="Cordon", max_blocked_nodes="10%", max_surge="20%"), "User", 1),
+        (UpgradeSettings(undrainable_node_behavior="Cordon", max_blocked_nodes="1", max_surge="100%"), "User", 0),
+        (UpgradeSettings(undrainable_node_behavior="Cordon", max_blocked_nodes="100%", max_surge="2"), "User", 2),
+        (UpgradeSettings(undrainable_node_behavior="Cordon", max_blocked_nodes="1"), "User", 10),  # default 10%
     ],
 )
 def test_validate_accepts_what_arm_accepts(settings, mode, pool_size):
@@ -137,6 +142,15 @@ def test_validate_accepts_what_arm_accepts(settings, mode, pool_size):
         (UpgradeSettings(undrainable_node_behavior="Cordon", max_blocked_nodes="1", max_surge="50%"), "User", 10,
          "maxBlockedNodes"),
         (UpgradeSettings(undrainable_node_behavior="Cordon", max_blocked_nodes="0%"), "User", None,
+         "maxBlockedNodes"),
+        # maxSurge is not capped at the pool for this rule: 100% of one node is below 2.
+        (UpgradeSettings(undrainable_node_behavior="Cordon", max_blocked_nodes="100%", max_surge="2"), "User", 1,
+         "maxBlockedNodes"),
+        (UpgradeSettings(undrainable_node_behavior="Cordon", max_blocked_nodes="10%", max_surge="20%"), "User", 10,
+         "maxBlockedNodes"),
+        (UpgradeSettings(undrainable_node_behavior="Cordon", max_blocked_nodes="1"), "User", 11,
+         "maxBlockedNodes"),  # the default maxSurge 10% of 11 is 2
+        (UpgradeSettings(undrainable_node_behavior="Schedule", max_blocked_nodes="abc"), "User", None,
          "maxBlockedNodes"),
     ],
 )

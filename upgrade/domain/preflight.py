@@ -9,9 +9,11 @@ blue-green) the prediction follows AKS's documented behaviour (see the README's 
   back only if a schedulable node exists outside the batch; an unmanaged pod never does);
 - Schedule (default): the first batch with an undrainable node stops the upgrade, Failed, and
   every surge node is deleted;
-- Cordon: an undrainable node is quarantined and a surge node becomes its permanent replacement;
-  the upgrade is Canceled once quarantined nodes use up the surge nodes (or maxBlockedNodes) while
-  nodes remain, else it ends Failed if anything was quarantined.
+- Cordon: an undrainable node is quarantined and a surge node becomes its permanent replacement.
+  The upgrade is Canceled once the quarantined nodes exceed maxBlockedNodes (default: the surge
+  count), or reach it while nodes remain. Below it the upgrade goes on: a blocked node without a
+  replacement gets one, and when blocked nodes hold every surge node (maxBlockedNodes above
+  maxSurge) AKS surges again for the nodes left. It ends Failed if anything was quarantined.
 Blue-green creates a full green pool, cordons every blue node and drains it onto green.
 """
 
@@ -105,7 +107,7 @@ class PreflightReport:
     pool_node_count: int
     nodes_to_upgrade: tuple[str, ...]
     batch_size: int
-    surge_node_count: int  # surge nodes (rolling) or green nodes (blue-green) created
+    surge_node_count: int  # surge nodes created (rolling: all alive at once until the end) or green nodes
     vm_size: str
     vcpus_per_node: int | None
     extra_vcpus: int | None  # extra regional vCPU quota the surge needs; None for an unknown size
@@ -264,7 +266,8 @@ def preflight(snapshot: ClusterSnapshot, plan: PlannedUpgrade) -> PreflightRepor
     settings = pool.upgrade_settings.with_overrides(plan.settings)
     pool_nodes = sorted((n for n in snapshot.nodes if n.pool == pool.name), key=lambda n: n.name)
     if plan.strategy == ROLLING:
-        validate_upgrade_settings(settings, mode=pool.mode, pool_size=len(pool_nodes))
+        # ARM checks the settings of the PUT against the pool's count, as here.
+        validate_upgrade_settings(settings, mode=pool.mode, pool_size=pool.count)
     budgets = _DisruptionBudgets(list(snapshot.pods), snapshot.pdbs)
     pods_by_node: dict[str, list[Pod]] = defaultdict(list)
     for pod in snapshot.pods:
@@ -318,6 +321,21 @@ def _schedulable_elsewhere(pool_nodes: list[Node], excluded: set[str]) -> bool:
     return any(n.ready and not n.unschedulable and not n.quarantined and n.name not in excluded for n in pool_nodes)
 
 
+def _blocked_nodes_exhausted(blocked: int, max_blocked: int, *, nodes_left: bool) -> bool:
+    """Cordon: AKS cancels once more nodes are blocked than maxBlockedNodes allows, or as soon as
+    they reach it while nodes are still to be upgraded."""
+    return blocked > 0 and (blocked > max_blocked or (nodes_left and blocked >= max_blocked))
+
+
+def _surge_nodes_to_add(surge: int, surge_nodes: int, blocked: int, nodes_left: int) -> int:
+    """Surge nodes AKS adds after a batch within maxBlockedNodes: a replacement for each blocked node
+    that has none yet, and, once blocked nodes hold every surge node (possible only when
+    maxBlockedNodes is above maxSurge), a new surge of maxSurge for the nodes still to upgrade."""
+    missing_replacements = max(0, blocked - surge_nodes)
+    fresh_surge = min(surge, nodes_left) if nodes_left and surge_nodes <= blocked else 0
+    return missing_replacements + fresh_surge
+
+
 def _simulate_rolling(pool: AgentPool, pool_nodes: list[Node], to_upgrade: list[Node], settings: UpgradeSettings,
                       snapshot: ClusterSnapshot, budgets: _DisruptionBudgets,
                       pods_by_node: dict[str, list[Pod]]) -> dict[str, Any]:
@@ -329,63 +347,49 @@ def _simulate_rolling(pool: AgentPool, pool_nodes: list[Node], to_upgrade: list[
     undrainable: list[UndrainableNode] = []
     quarantined: list[str] = []
     upgraded: list[str] = []
+    surge_nodes = surge  # surge nodes alive now; none is deleted before the operation ends
     queue = list(to_upgrade)
-    result = {
-        "batch_size": batch_size,
-        "surge_node_count": surge,
-        "max_blocked_nodes": max_blocked,
-        "failed_nodes": (),
-        "blocked_nodes_exhausted": False,
-        "final_message": None,
-    }
+
+    def ended(state: str, *, kept: int, message: str | None, **fields: Any) -> dict[str, Any]:
+        return {
+            "batch_size": batch_size,
+            "surge_node_count": surge_nodes,
+            "max_blocked_nodes": max_blocked,
+            "undrainable_nodes": tuple(undrainable),
+            "quarantined_nodes": tuple(quarantined),
+            "failed_nodes": (),
+            "upgraded_nodes": tuple(upgraded),
+            "untouched_nodes": tuple(n.name for n in queue),
+            "permanent_surge_nodes": kept,
+            "resulting_node_count": pool_size + kept,
+            "blocked_nodes_exhausted": False,
+            "final_state": state,
+            "final_message": message,
+        } | fields
+
     while queue:
         batch, queue = queue[:batch_size], queue[batch_size:]
         in_batch = {n.name for n in batch}
         # Evicted pods come back on a surge node, or on any other schedulable node.
-        comes_back = surge > 0 or _schedulable_elsewhere(pool_nodes, in_batch | set(quarantined))
+        comes_back = surge_nodes > 0 or _schedulable_elsewhere(pool_nodes, in_batch | set(quarantined))
         failures = _drain_batch(batch, budgets, pods_by_node, comes_back=comes_back)
         undrainable += [UndrainableNode(name, held) for name, held in failures.items()]
         upgraded += [n.name for n in batch if n.name not in failures]
-        first_failure = next(iter(failures.items()), None)
-        if first_failure and not cordon_mode:
-            return result | {
-                "undrainable_nodes": tuple(undrainable),
-                "quarantined_nodes": (),
-                "failed_nodes": tuple(failures),
-                "upgraded_nodes": tuple(upgraded),
-                "untouched_nodes": tuple(n.name for n in queue),
-                "permanent_surge_nodes": 0,
-                "resulting_node_count": pool_size,
-                "final_state": "Failed",
-                "final_message": _drain_failure_message(first_failure[0], first_failure[1][0]),
-            }
+        if failures and not cordon_mode:
+            # Schedule: the blocked nodes are made schedulable again and every surge node deleted.
+            node, blockers = next(iter(failures.items()))
+            return ended("Failed", kept=0, message=_drain_failure_message(node, blockers[0]),
+                         failed_nodes=tuple(failures))
         quarantined += list(failures)
-        limit = min(surge, max_blocked)
-        if quarantined and (len(quarantined) > limit or (queue and len(quarantined) >= limit)):
-            kept = min(len(quarantined), surge)
-            return result | {
-                "undrainable_nodes": tuple(undrainable),
-                "quarantined_nodes": tuple(quarantined),
-                "upgraded_nodes": tuple(upgraded),
-                "untouched_nodes": tuple(n.name for n in queue),
-                "permanent_surge_nodes": kept,
-                "resulting_node_count": pool_size + kept,
-                "blocked_nodes_exhausted": True,
-                "final_state": "Canceled",
-                "final_message": CORDONED_NODES_EXHAUSTED_SURGE,
-            }
-    kept = min(len(quarantined), surge)
-    first = undrainable[0] if undrainable else None
-    return result | {
-        "undrainable_nodes": tuple(undrainable),
-        "quarantined_nodes": tuple(quarantined),
-        "upgraded_nodes": tuple(upgraded),
-        "untouched_nodes": (),
-        "permanent_surge_nodes": kept,
-        "resulting_node_count": pool_size + kept,
-        "final_state": "Failed" if quarantined else "Succeeded",
-        "final_message": _drain_failure_message(first.node, first.blockers[0]) if first else None,
-    }
+        if _blocked_nodes_exhausted(len(quarantined), max_blocked, nodes_left=bool(queue)):
+            return ended("Canceled", kept=min(len(quarantined), surge_nodes),
+                         message=CORDONED_NODES_EXHAUSTED_SURGE, blocked_nodes_exhausted=True)
+        surge_nodes += _surge_nodes_to_add(surge, surge_nodes, len(quarantined), len(queue))
+    if not undrainable:
+        return ended("Succeeded", kept=0, message=None)
+    first = undrainable[0]
+    # Every blocked node got its replacement within maxBlockedNodes: AKS keeps one each.
+    return ended("Failed", kept=len(quarantined), message=_drain_failure_message(first.node, first.blockers[0]))
 
 
 def _simulate_blue_green(pool: AgentPool, pool_nodes: list[Node], to_upgrade: list[Node], settings: UpgradeSettings,

@@ -73,8 +73,8 @@ def upgrade_batch_size(pool_size: int, settings: UpgradeSettings, nodes_to_upgra
 
 
 def validate_upgrade_settings(settings: UpgradeSettings, *, mode: str, pool_size: int | None = None) -> None:
-    """Refuse what ARM refuses. ``mode`` is the pool's "System" or "User"; ``pool_size`` lets the
-    maxBlockedNodes >= maxSurge rule compare an integer with a percent."""
+    """Refuse what ARM refuses. ``mode`` is the pool's "System" or "User"; ``pool_size`` is the
+    pool's count, which ARM uses to compare maxBlockedNodes with maxSurge as node counts."""
     surge, surge_percent = parse_count_or_percent(
         DEFAULT_MAX_SURGE if settings.max_surge is None else settings.max_surge, field="maxSurge"
     )
@@ -82,6 +82,9 @@ def validate_upgrade_settings(settings: UpgradeSettings, *, mode: str, pool_size
         DEFAULT_MAX_UNAVAILABLE if settings.max_unavailable is None else settings.max_unavailable,
         field="maxUnavailable",
     )
+    # ARM checks the three formats before any rule.
+    blocked = (None if settings.max_blocked_nodes is None
+               else parse_count_or_percent(settings.max_blocked_nodes, field="maxBlockedNodes"))
     if unavailable and mode.lower() == "system":
         raise InvalidInput("upgrade settings", "maxUnavailable", "is not allowed on System node pools")
     if unavailable == 0 and surge == 0:
@@ -93,19 +96,21 @@ def validate_upgrade_settings(settings: UpgradeSettings, *, mode: str, pool_size
         raise InvalidInput(
             "upgrade settings", "undrainableNodeBehavior", f"{behavior!r} is not one of {', '.join(UNDRAINABLE_BEHAVIORS)}"
         )
-    if settings.max_blocked_nodes is None:
+    if blocked is None:
         return
     if behavior != "Cordon":
         raise InvalidInput(
             "upgrade settings", "maxBlockedNodes", "is only allowed with undrainableNodeBehavior Cordon"
         )
-    blocked, blocked_percent = parse_count_or_percent(settings.max_blocked_nodes, field="maxBlockedNodes")
-    if blocked_percent == surge_percent:
-        too_small = blocked < surge
-    elif pool_size is not None:
-        too_small = resolve_count(
-            settings.max_blocked_nodes, pool_size, field="maxBlockedNodes", default=None
-        ) < surge_node_count(pool_size, settings.max_surge)
+    if pool_size is not None:
+        # ARM compares node counts of the pool's size (at least one node), maxSurge uncapped: on one
+        # node "100%" is 1 and refused against maxSurge "2", while "10%" and "20%" are both 1.
+        size = max(pool_size, 1)
+        blocked_nodes = resolve_count(settings.max_blocked_nodes, size, field="maxBlockedNodes", default=None)
+        surge_nodes = resolve_count(settings.max_surge, size, field="maxSurge", default=DEFAULT_MAX_SURGE)
+        too_small = blocked_nodes < surge_nodes
+    elif blocked[1] == surge_percent:
+        too_small = blocked[0] < surge  # refused on every pool (two integers) or on all but the smallest
     else:
         too_small = False  # an integer against a percent cannot be compared without the pool size
     if too_small:
