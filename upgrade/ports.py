@@ -162,5 +162,6 @@ class Platform(Protocol):
     def aks(self, cluster: ClusterRef) -> Aks: ...
 
     def http_status(self, url: str, timeout: float) -> int:
-        """GET ``url`` and return its HTTP status (a blue-green validation probe); raises OSError
-        when it cannot be reached."""
+        """GET ``url`` and return its HTTP status (a blue-green validation probe). Raises OSError
+        when it cannot be reached, NotAllowed for a URL or redirect that is not http(s), and
+        PermanentError for a malformed URL."""

@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import pytest
 
 from tests.fakes import FakePlatform, SimulatedCrash
+from upgrade.domain.bluegreen import STEP_STATES
 from upgrade.domain.drain import parse_label_selector, selector_matches
 from upgrade.domain.model import AGENTPOOL_LABEL, AgentPool, ClusterRef, Node, Pdb, Pod, Workload
 from upgrade.domain.runs import RunRecord
+from upgrade.domain.steps import StepMessage
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, TemporaryError
 from upgrade.services import bluegreen, registry
 from upgrade.services.bluegreen import GREEN_RUN_LABEL, STEP_PREFIX, decide, start_bluegreen_run
-from upgrade.services.step_runner import run_step_message
+from upgrade.services.step_runner import record_poisoned_step, run_step_message
 
 CLUSTER = ClusterRef("sub-1", "rg", "aks1")
 VERSIONS = {"1.30.0": ["1.30.5", "1.31.0", "1.31.2"], "1.31.2": ["1.32.0"]}
@@ -42,6 +46,12 @@ class FakeCluster:
         self.ops: dict[str, str] = {}  # pool -> "create" | "delete", finishing on the next look
         self.calls: Counter = Counter()
         self.uids = itertools.count(1)
+        self.refuse_once: Exception | None = None  # the next node or pool listing raises this (RBAC revoked)
+
+    def _refusal(self) -> None:
+        refusal, self.refuse_once = self.refuse_once, None
+        if refusal is not None:
+            raise refusal
 
     # -- building ------------------------------------------------------------------------------
     def add_pool(self, name, *, count, version="1.30.0", mode="User", labels=()):
@@ -103,6 +113,7 @@ class FakeCluster:
         return "1.32.0"
 
     def list_pools(self, cluster):
+        self._refusal()
         self._settle()
         return sorted(self.pools.values(), key=lambda p: p.name)
 
@@ -135,6 +146,7 @@ class FakeCluster:
     # -- Kube ----------------------------------------------------------------------------------
     def list_nodes(self, *, label_selector=None, field_selector=None):
         self.calls["list_nodes"] += 1
+        self._refusal()
         self._settle()
         nodes = list(self.nodes.values())
         if label_selector:
@@ -249,6 +261,8 @@ class Driver:
     duplicate: str | None = None  # deliver this step's messages twice
     crash: str | None = None  # crash this step once after its side effect, before the state write
     crashed: bool = False
+    # called with each message about to be delivered; returns the message to deliver (a fault drill)
+    tamper: Callable[[StepMessage], StepMessage] | None = None
 
     def __post_init__(self) -> None:
         self.pending: list = []
@@ -282,6 +296,8 @@ class Driver:
             if due > self.platform.clock.now().timestamp():
                 self.platform.clock.advance(due - self.platform.clock.now().timestamp())
             message_id = message_id or f"msg-{next(self.seq)}"
+            if self.tamper is not None:
+                message = self.tamper(message)
             copies = 2 if self.duplicate and message.step == STEP_PREFIX + self.duplicate else 1
             for copy in range(copies):
                 self.delivered.append(message.step)
@@ -412,6 +428,26 @@ def test_drain_timeout_fails_or_rolls_back_per_policy(rollback_on_timeout, statu
     assert set(cluster.pools) == pools
     alert = platform.alerts.published[-1]
     assert alert.kind == "run.failed" and alert.blockers[0]["pdb"] == "shop/a-pdb"
+
+
+def test_a_pod_the_scheduler_puts_on_a_third_pool_fails_validation_naming_the_pod_and_node():
+    # GIVEN Scenario 3 plus another schedulable pool, `spare`, that the drained pods may land on
+    cluster = scenario3()
+    cluster.add_pool("spare", count=1, version="1.31.2")
+    platform = make_platform(cluster)
+    run = start(platform)
+    # WHEN the run drains blue and a replacement pod lands on spare instead of green
+    final = Driver(platform).run(run_id=run.run_id)
+    # THEN validation fails naming that pod and its node, and the run rolls back instead of deleting blue
+    assert final.status == "failed", final.reason
+    workloads_check = next(c for c in final.facts["validation"]["checks"] if c["name"] == "workloads-ready-on-green")
+    assert not workloads_check["passed"] and not workloads_check["pending"]  # waiting would not move it
+    stray = re.search(r"Deployment shop/(\w) pod shop/(\w)-0 runs on node aks-spare-0, which is in neither blue "
+                      r"nor green", workloads_check["reason"])
+    assert stray and stray[1] == stray[2], workloads_check["reason"]
+    assert stray[0] in final.reason  # the operator reads it on the run, not only in its facts
+    assert "blue" in cluster.pools and cluster.calls["delete_pool", "blue"] == 0
+    assert platform.alerts.kinds() == ["run.failed"]
 
 
 # ---- the idempotency drill ------------------------------------------------------------------------
@@ -622,3 +658,185 @@ def test_custom_checks_and_http_probes_take_part_in_validation():
     assert calls and calls[0] == ("aks-blueg1312-0", "aks-blueg1312-1")
     checks = {c["name"]: c["passed"] for c in final.facts["validation"]["checks"]}
     assert checks["http http://shop.example/health"] is True and checks["custom orders-flowing"] is False
+
+
+# ---- a permanent error in every state -------------------------------------------------------------
+
+GREEN = "blueg1312"
+ROLLED_BACK = ("rolled back", {"system", "blue"})  # the documented clean-up before commit: a rollback
+ASK_THEN_ROLL_BACK = {"approval": {"required": True, "timeoutMinutes": 30, "onTimeout": "rollback"}}
+BLUE_CORDONED = "blue nodes cordoned by this run: aks-blue-0, aks-blue-1"
+
+
+def _blocking_pdb(cluster: FakeCluster) -> None:
+    cluster.add_pdb("shop", "a-pdb", "a", min_available=1)
+
+
+# (state, run options, cluster setup, (reason text, pools at the end), what the alert says is left)
+EVERY_STATE = [
+    ("preflight", {}, None, ("preflight: ", {"system", "blue"}), []),
+    ("create_green", {}, None, ROLLED_BACK, []),
+    ("wait_green_ready", {}, None, ROLLED_BACK, []),
+    ("cordon_blue", {}, None, ROLLED_BACK, []),
+    ("drain_batch", {}, None, ROLLED_BACK, []),
+    ("batch_soak", {}, None, ROLLED_BACK, []),
+    ("validate", {}, None, ROLLED_BACK, []),
+    ("final_soak", {}, None, ROLLED_BACK, []),
+    ("await_decision", ASK_THEN_ROLL_BACK, None, ROLLED_BACK, []),
+    ("commit", {}, None, ("commit: ", {"system", "blue", GREEN}), ["blue pool blue: cordoned and drained"]),
+    ("rollback", ASK_THEN_ROLL_BACK, None, ("rollback: ", {"system", "blue", GREEN}),
+     [BLUE_CORDONED, f"green pool {GREEN}, created by this run"]),
+    ("uncordon_blue", ASK_THEN_ROLL_BACK, None, ("uncordon_blue: ", {"system", "blue", GREEN}),
+     [BLUE_CORDONED, f"green pool {GREEN}, created by this run"]),
+    ("drain_green", ASK_THEN_ROLL_BACK, None, ("drain_green: ", {"system", "blue", GREEN}),
+     [f"green pool {GREEN}, created by this run"]),
+    ("delete_green", ASK_THEN_ROLL_BACK, None, ("delete_green: ", {"system", "blue", GREEN}),
+     [f"green pool {GREEN}, created by this run"]),
+    # the deletion was requested before the error and is still going: the alert says to make sure
+    ("wait_green_deleted", ASK_THEN_ROLL_BACK, None, ("wait_green_deleted: ", {"system", "blue", GREEN}),
+     [f"green pool {GREEN}: its deletion was not confirmed"]),
+    ("done", {}, None, ("done: ", {"system", GREEN}), []),
+    # failed after a drain timeout (the policy's default: fail, do not roll back)
+    ("failed", {"drainTimeoutMinutes": 1}, _blocking_pdb, ("failed: ", {"system", "blue", GREEN}),
+     [BLUE_CORDONED, f"green pool {GREEN}, created by this run"]),
+]
+
+
+def test_every_step_state_is_drilled():
+    assert [case[0] for case in EVERY_STATE] == list(STEP_STATES)
+
+
+def _corrupt_once(step: str) -> Callable[[StepMessage], StepMessage]:
+    """A live message of ``step`` that its step cannot read (an argument it does not take), once:
+    a permanent error in that step."""
+    corrupted = []
+
+    def tamper(message: StepMessage) -> StepMessage:
+        if message.step != STEP_PREFIX + step or corrupted:
+            return message
+        corrupted.append(message)
+        return message.model_copy(update={"args": {**message.args, "surprise": True}})
+
+    return tamper
+
+
+@pytest.mark.parametrize(("state", "options", "setup", "ending", "left"), EVERY_STATE,
+                         ids=[case[0] for case in EVERY_STATE])
+def test_a_permanent_error_in_any_state_ends_with_an_alert_and_the_documented_cleanup(
+    state, options, setup, ending, left
+):
+    # GIVEN a blue-green run whose `state` step hits a permanent error (a message it cannot read)
+    cluster = scenario3()
+    if setup:
+        setup(cluster)
+    platform = make_platform(cluster)
+    run = start(platform, options)
+    driver = Driver(platform, tamper=_corrupt_once(state))
+    # WHEN the run goes on
+    final = driver.run(run_id=run.run_id, until_status=("succeeded", "failed", "rolled-back", "aborted"))
+    # THEN it failed, and said so with the run.failed alert naming what is left to clean up
+    reason_text, pools = ending
+    assert final.status == "failed", (final.status, final.state, final.reason)
+    assert reason_text in final.reason and "args.surprise: not an argument" in final.reason
+    failures = [a for a in platform.alerts.published if a.kind == "run.failed" and a.run_id == run.run_id]
+    assert len(failures) == 1, platform.alerts.kinds()
+    alert_left = failures[0].details["leftToCleanUp"]
+    assert len(alert_left) == len(left), alert_left
+    assert all(text in item for text, item in zip(left, alert_left, strict=True)), alert_left
+    assert final.facts["leftToCleanUp"] == alert_left
+    assert all(item in failures[0].summary for item in alert_left)
+    # AND the cluster is as documented: rolled back before commit, else left for a person
+    assert set(cluster.pools) == pools
+    if ending is ROLLED_BACK:
+        assert cluster.placement() == {"blue": ("a-0", "b-0", "c-0", "d-0")}
+        assert not any(n.unschedulable for n in cluster.nodes.values() if n.pool == "blue")
+    assert all(p.ready for p in cluster.pods.values())
+
+
+@pytest.mark.parametrize(("state", "ending", "left"), [
+    ("final_soak", "rolled back: workloads on blue, green deleted", []),
+    ("commit", "commit: ", ["blue pool blue: cordoned and drained"]),
+])
+def test_the_cluster_refusing_the_run_during_final_soak_or_commit_is_not_a_silent_failure(state, ending, left):
+    # GIVEN the app's access to the cluster is refused (HTTP 403) once, while `state` runs
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform)
+
+    def refuse_in_state(message: StepMessage) -> StepMessage:
+        if message.step == STEP_PREFIX + state and not refused:
+            refused.append(message)
+            cluster.refuse_once = NotAllowed("nodes is forbidden: the app's identity may not list nodes", status=403)
+        return message
+
+    refused: list = []
+    final = Driver(platform, tamper=refuse_in_state).run(run_id=run.run_id)
+    # THEN the run failed with an alert: rolled back from the final soak, blue left named after commit began
+    assert refused and final.status == "failed", final.reason
+    assert ending in final.reason and "forbidden" in final.reason
+    alert = platform.alerts.published[-1]
+    assert alert.kind == "run.failed" and len(alert.details["leftToCleanUp"]) == len(left)
+    assert all(text in item for text, item in zip(left, alert.details["leftToCleanUp"], strict=True))
+
+
+# ---- HTTP probes that fail -----------------------------------------------------------------------------
+
+
+def _answers(status: int):
+    return lambda url, timeout: status
+
+
+def _raises(error: Exception):
+    def probe(url, timeout):
+        raise error
+
+    return probe
+
+
+@pytest.mark.parametrize(("probe", "pending", "text"), [
+    (_answers(503), True, "answered 503, expected 200"),
+    (_raises(ConnectionRefusedError(111, "Connection refused")), True, "unreachable: [Errno 111] Connection refused"),
+    (_raises(TimeoutError("timed out")), True, "unreachable: timed out"),
+    (_raises(NotAllowed("https://shop.example/health redirects to 'file:///etc/passwd': probes speak http and "
+                        "https only, not file")), False, "refused: https://shop.example/health redirects to"),
+], ids=["wrong-status", "connection-refused", "timeout", "redirect-off-http"])
+def test_a_failing_http_probe_fails_validation_and_rolls_back(probe, pending, text):
+    # GIVEN a run whose validation probes the shop's health URL on green, and the probe fails
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    asked = []
+    platform.http_status = lambda url, timeout: asked.append((url, timeout)) or probe(url, timeout)
+    run = start(platform, {"validation": {"readyTimeoutMinutes": 1,
+                                          "httpProbes": [{"url": "https://shop.example/health"}]}})
+    # WHEN the run reaches validation
+    final = Driver(platform).run(run_id=run.run_id)
+    # THEN validation fails naming the probe's answer (after the ready timeout when waiting may help),
+    # the run rolls back to blue and fails with the alert
+    check = next(c for c in final.facts["validation"]["checks"] if c["name"] == "http https://shop.example/health")
+    assert (check["passed"], check["pending"]) == (False, pending) and text in check["reason"]
+    assert final.status == "failed" and text in final.reason and "rolled back" in final.reason
+    assert set(cluster.pools) == {"system", "blue"} and platform.alerts.kinds() == ["run.failed"]
+    assert all(url == "https://shop.example/health" and timeout <= 10 for url, timeout in asked)
+    # waiting is worth it only when the answer may change: a refused probe is asked once
+    assert (len(asked) > 1) is pending
+
+
+def test_a_poisoned_step_names_what_the_run_left_to_clean_up():
+    # GIVEN a run in its final soak (blue cordoned and drained, workloads on green)
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform, {"finalSoakMinutes": 60})
+    driver = Driver(platform)
+    while platform.runs.get(run.run_id).state != STEP_PREFIX + "final_soak":
+        driver.run(run_id=run.run_id, max_deliveries=1)
+    live = platform.runs.get(run.run_id)
+    message = StepMessage(v=1, run_id=run.run_id, step=live.state, cluster=live.cluster, pool="blue",
+                          attempt=live.attempt)
+    # WHEN its step keeps crashing and the host moves the message to the poison queue
+    record_poisoned_step(message.to_json(), platform)
+    # THEN the run failed and the alert says what is left: nothing undone, blue cordoned, green standing
+    assert platform.runs.get(run.run_id).status == "failed"
+    alert = platform.alerts.published[-1]
+    assert alert.kind == "run.failed"
+    assert alert.details["cleanup"].startswith("nothing undone automatically; left to clean up: ")
+    assert BLUE_CORDONED in alert.details["cleanup"] and f"green pool {GREEN}" in alert.details["cleanup"]

@@ -14,11 +14,13 @@ from upgrade.domain.bluegreen import (
     GUARDS,
     PRE_COMMIT_STATES,
     STATES,
+    STEP_STATES,
     TERMINAL_STATES,
     TRANSITIONS,
     BlueGreenOptions,
     GuardContext,
     TransitionNotAllowed,
+    cleanup_left,
     drain_batch_size,
     green_pool_name,
     green_pool_spec,
@@ -131,6 +133,45 @@ def test_pause_and_resume_keep_the_state_and_check_the_status(decision, status, 
         else:
             with pytest.raises(TransitionNotAllowed):
                 next_state(state, decision, ctx(status=status))
+
+
+@pytest.mark.parametrize("auto_rollback", [True, False])
+@pytest.mark.parametrize("state", [s for s in STEP_STATES if s not in TERMINAL_STATES])
+def test_a_permanent_error_has_a_row_in_every_working_state(state, auto_rollback):
+    # GIVEN any state that does work, whatever the auto-rollback option / WHEN a step reports `error`
+    target = next_state(state, "error", ctx(autoRollbackOnFailedValidation=auto_rollback))
+    # THEN before commit (once something changed) the run rolls back; at preflight, at commit and in a rollback it fails
+    expected = "rollback" if state in PRE_COMMIT_STATES and state != "preflight" else "failed"
+    assert target == expected
+
+
+BLUE_NODES = ["aks-blue-0", "aks-blue-1"]
+CORDONED = {"cordonStarted": True, "blueCordonedByRun": BLUE_NODES}
+GREEN_ASKED = {"greenPool": "blueg1312", "greenRequestedAt": "2026-01-15T09:00:00+00:00"}
+
+
+@pytest.mark.parametrize(("failed_in", "facts", "left"), [
+    ("preflight", {"greenPool": "blueg1312"}, []),
+    ("drain_batch", {**GREEN_ASKED, **CORDONED, "rolledBack": True}, []),
+    ("done", {**GREEN_ASKED, **CORDONED, "committed": True}, []),
+    ("commit", {**GREEN_ASKED, **CORDONED}, ["blue pool blue: cordoned and drained"]),
+    ("drain_batch", {**GREEN_ASKED, **CORDONED},
+     ["blue nodes cordoned by this run: aks-blue-0, aks-blue-1", "green pool blueg1312, created by this run"]),
+    ("uncordon_blue", {**GREEN_ASKED, **CORDONED},
+     ["blue nodes cordoned by this run: aks-blue-0, aks-blue-1", "green pool blueg1312, created by this run"]),
+    ("drain_green", {**GREEN_ASKED, **CORDONED}, ["green pool blueg1312, created by this run"]),
+    ("wait_green_deleted", {**GREEN_ASKED, **CORDONED}, ["green pool blueg1312: its deletion was not confirmed"]),
+    ("uncordon_blue", {"greenPool": "blueg1312"}, ["green pool blueg1312, created by this run"]),
+    ("create_green", {"greenPool": "blueg1312"}, ["green pool blueg1312, if its creation went through"]),
+    ("create_green", GREEN_ASKED, ["green pool blueg1312, created by this run"]),
+    ("uncordon_blue", {"greenPool": "g", "cordonStarted": True},
+     ["blue nodes cordoned by this run: the nodes of pool blue", "green pool g, created by this run"]),
+])
+def test_cleanup_left_names_what_a_failed_run_left_and_what_to_do(failed_in, facts, left):
+    items = cleanup_left(failed_in, facts, "blue")
+    assert len(items) == len(left), items
+    for text, item in zip(left, items, strict=True):
+        assert text in item and ("delete" in item.lower() or "uncordon" in item.lower()), item
 
 
 def test_table_is_well_formed():

@@ -118,32 +118,38 @@ def _cluster_name(arm_id: str) -> str:
 def print_runs(runs: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="upgrade runs", title_justify="left")
     for column in ("id", "kind", "cluster", "pool", "target", "state", "status", "updated"):
         table.add_column(column)
     for r in runs:
-        table.add_row(r["id"], r["kind"], _cluster_name(r["cluster"]), r.get("pool") or "", r.get("targetVersion") or "",
-                      r["state"].split(".", 1)[-1], r["status"], r["updatedAt"][:19])
+        # Text cells: what the app answers is data (names, reasons), never rich markup
+        table.add_row(*map(Text, (r["id"], r["kind"], _cluster_name(r["cluster"]), r.get("pool") or "",
+                                  r.get("targetVersion") or "", r["state"].split(".", 1)[-1], r["status"],
+                                  r["updatedAt"][:19])))
     Console().print(table)
 
 
 def print_timeline(run: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     facts = run.get("facts") or {}
-    console.print(f"[bold]{run['id']}[/bold]  {run['kind']}  {_cluster_name(run['cluster'])}/{run.get('pool') or ''}"
-                  f" -> {run.get('targetVersion') or ''}")
-    console.print(f"state [bold]{run['state'].split('.', 1)[-1]}[/bold]  status [bold]{run['status']}[/bold]"
-                  + (f"  green pool {facts['greenPool']}" if facts.get("greenPool") else ""))
+    # Reasons, actors and names come from operators and clusters: printed as Text, markup never applied.
+    console.print(Text.assemble((run["id"], "bold"), f"  {run['kind']}  {_cluster_name(run['cluster'])}/"
+                                f"{run.get('pool') or ''} -> {run.get('targetVersion') or ''}"))
+    console.print(Text.assemble("state ", (run["state"].split(".", 1)[-1], "bold"), "  status ",
+                                (run["status"], "bold"),
+                                f"  green pool {facts['greenPool']}" if facts.get("greenPool") else ""))
     if run.get("reason"):
-        console.print(f"reason: {run['reason']}")
+        console.print(Text(f"reason: {run['reason']}"))
     table = Table(title="timeline", title_justify="left")
     for column in ("at", "step", "#", "outcome", "actor", "reason"):
         table.add_column(column, overflow="fold")
     for entry in run.get("timeline", []):
-        table.add_row(entry["at"][11:19], entry["step"].split(".", 1)[-1], str(entry["attempt"]), entry["outcome"],
-                      entry["actor"], entry["reason"])
+        table.add_row(*map(Text, (entry["at"][11:19], entry["step"].split(".", 1)[-1], str(entry["attempt"]),
+                                  entry["outcome"], entry["actor"], entry["reason"])))
     console.print(table)

@@ -8,6 +8,24 @@ which is the data in ``TRANSITIONS``, not code: a step reports an *event* and th
 its guards) names the next state. An operator's decision (approve, rollback, pause, resume,
 abort) is an event too. Anything not in the table raises ``TransitionNotAllowed``.
 
+Failures. A step that hits a permanent error (retrying cannot help: a refused API call, an
+unreadable message) reports the ``error`` event, and every state that does work has an ``error``
+row:
+
+- ``preflight``: the run fails; nothing has changed in the cluster yet.
+- ``create_green`` up to ``await_decision``: the run rolls back, whatever the run's options say.
+  Before commit blue is whole and rollback undoes only what this run did (uncordon the nodes it
+  cordoned, drain and delete the green pool it created), so it is the way back to where the run
+  started; stopping there instead would hold twice the pool's quota and a cordoned blue pool until
+  someone noticed. ``autoRollbackOnFailedValidation`` governs validation verdicts, which a person
+  may judge otherwise; an error is not a verdict. A rollback after an error ends ``failed``.
+- ``commit`` and the rollback states: the run fails; blue may be deleted, or a rollback is half
+  done, and only a person can tell what should happen next.
+
+Every run that ends ``failed`` raises the ``run.failed`` alert naming what it may have left
+behind (``cleanup_left``). ``done`` and ``failed`` have no way out of the table; an error there
+fails the run with that alert directly.
+
 Defaults follow AKS's native blue-green preview: drain batch 10%, batch soak 15 minutes,
 final soak 60 minutes, drain timeout 30 minutes.
 """
@@ -335,6 +353,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         ("soaking", None, "batch_soak"),
         ("soaked", "batches_remain", "drain_batch"),
         ("soaked", "blue_drained", "validate"),
+        ("error", None, "rollback"),
     ),
     *_rows(
         "validate",
@@ -352,6 +371,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         ("failed", "auto_rollback", "rollback"),
         ("failed", "ask_operator", "await_decision"),
         ("approve", "validated", "commit"),  # skip the rest of the soak (GKE's complete-upgrade)
+        ("error", None, "rollback"),
     ),
     *_rows(
         "await_decision",
@@ -359,6 +379,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         ("timed_out", "commit_on_timeout", "commit"),
         ("timed_out", "rollback_on_timeout", "rollback"),
         ("approve", None, "commit"),
+        ("error", None, "rollback"),
     ),
     *_rows(
         "commit",
@@ -367,7 +388,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         ("refused", None, "await_decision"),
         ("error", None, "failed"),
     ),
-    *_rows("rollback", ("started", None, "uncordon_blue")),
+    *_rows("rollback", ("started", None, "uncordon_blue"), ("error", None, "failed")),
     *_rows("uncordon_blue", ("uncordoned", None, "drain_green"), ("error", None, "failed")),
     *_rows(
         "drain_green",
@@ -420,3 +441,37 @@ def next_state(state: str, event: str, ctx: GuardContext) -> str:
     guards = ", ".join(r.guard or "-" for r in rows)
     raise TransitionNotAllowed(state, event, f"no guard holds: {guards}")
 
+
+
+# ---- what a failed run leaves behind ------------------------------------------------------------
+
+# States after which blue is schedulable again (the rollback uncordoned it).
+_BLUE_UNCORDONED_IN = ("drain_green", "delete_green", "wait_green_deleted")
+
+
+def cleanup_left(failed_in: str, facts: Mapping[str, Any], blue_pool: str) -> tuple[str, ...]:
+    """What a run that failed in state ``failed_in`` may have left in the cluster, each with what a
+    person does about it. Read from what the run recorded doing, not from the cluster: the failure
+    may be that the cluster cannot be reached."""
+    if failed_in == "preflight" or facts.get("rolledBack") or facts.get("committed"):
+        return ()
+    green = facts.get("greenPool")
+    if failed_in == "commit":
+        return (f"blue pool {blue_pool}: cordoned and drained, its deletion not confirmed; the workloads run on "
+                f"green pool {green}. Delete {blue_pool} (az aks nodepool delete) once green serves well, "
+                "or uncordon it",)
+    left: list[str] = []
+    if facts.get("cordonStarted") and failed_in not in _BLUE_UNCORDONED_IN:
+        cordoned = facts.get("blueCordonedByRun") or facts.get("blueSchedulable") or []
+        nodes = ", ".join(cordoned) if cordoned else f"the nodes of pool {blue_pool}"
+        left.append(f"blue nodes cordoned by this run: {nodes}. Uncordon them (kubectl uncordon) to keep blue")
+    if green:
+        if failed_in == "wait_green_deleted":
+            left.append(f"green pool {green}: its deletion was not confirmed. Check it is gone, "
+                        "else delete it again (az aks nodepool delete)")
+        elif facts.get("greenRequestedAt") or failed_in != "create_green":
+            left.append(f"green pool {green}, created by this run. Delete it (az aks nodepool delete) "
+                        "to free its quota once no workload needs it")
+        else:
+            left.append(f"green pool {green}, if its creation went through. Delete it (az aks nodepool delete)")
+    return tuple(left)

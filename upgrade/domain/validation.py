@@ -3,13 +3,17 @@
 Pure decisions over a snapshot (workloads, pods, which nodes are blue and which green):
 
 - every application workload that had pods on blue (counted by its controller: Deployment,
-  ReplicaSet, StatefulSet) has desired == ready, none of its pods left on blue, and its ready
-  pods off blue;
+  ReplicaSet, StatefulSet) has desired == ready, none of its pods left on blue, and as many
+  Ready pods on the run's green pool as it ran on blue;
+- none of those pods landed on a third pool (a node neither blue nor green): deleting blue would
+  not be the move the operator validated, so the check names the pod and its node. Pods the
+  workload already ran off blue when blue was cordoned stay where they are and do not count;
 - no pod on green is crash-looping or above the restart threshold.
 
 A check result is *pending* when waiting may fix it (pods still starting after a drain) and
-failed outright when it cannot (a crash loop, a workload that disappeared). HTTP probes and
-custom checks run in the services and report the same ``CheckResult``.
+failed outright when it cannot (a crash loop, a pod on a third pool, a workload that
+disappeared). HTTP probes and custom checks run in the services and report the same
+``CheckResult``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,23 @@ class WorkloadKey:
     @classmethod
     def from_dict(cls, raw: dict[str, str]) -> WorkloadKey:
         return cls(raw["kind"], raw["namespace"], raw["name"])
+
+
+@dataclass(frozen=True)
+class BlueOrigin:
+    """A workload with pods on blue when blue was cordoned: how many ran there, and the uids of its
+    pods that ran on other pools then (they are not part of the move)."""
+
+    key: WorkloadKey
+    pods_on_blue: int | None = None  # None: a run recorded before the count was kept; desired is expected
+    pods_elsewhere: frozenset[str] = frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.key.to_dict(), "podsOnBlue": self.pods_on_blue, "podsElsewhere": sorted(self.pods_elsewhere)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> BlueOrigin:
+        return cls(WorkloadKey.from_dict(raw), raw.get("podsOnBlue"), frozenset(raw.get("podsElsewhere") or ()))
 
 
 @dataclass(frozen=True)
@@ -96,22 +117,34 @@ def controller_of(owner: WorkloadKey, workloads: Sequence[Workload]) -> Workload
 
 def blue_origin_workloads(
     pods: Iterable[Pod], blue_nodes: Iterable[str], workloads: Sequence[Workload]
-) -> list[WorkloadKey]:
-    """The application workloads (by controller) with at least one pod on a blue node, sorted."""
+) -> list[BlueOrigin]:
+    """The application workloads (by controller) with at least one pod on a blue node, sorted,
+    with their pod count on blue and their pods elsewhere."""
     blue = set(blue_nodes)
-    owners = {application_owner(p) for p in pods if p.node in blue}
-    return sorted({controller_of(o, workloads) for o in owners if o is not None})
+    on_blue: dict[WorkloadKey, int] = {}
+    elsewhere: dict[WorkloadKey, set[str]] = {}
+    for pod in pods:
+        owner = application_owner(pod)
+        if owner is None or pod.deleting:
+            continue
+        key = controller_of(owner, workloads)
+        if pod.node in blue:
+            on_blue[key] = on_blue.get(key, 0) + 1
+        elif pod.node is not None:
+            elsewhere.setdefault(key, set()).add(pod.uid)
+    return [BlueOrigin(key, count, frozenset(elsewhere.get(key, ()))) for key, count in sorted(on_blue.items())]
 
 
 def check_workloads(
-    origin: Sequence[WorkloadKey],
+    origin: Sequence[BlueOrigin],
     workloads: Sequence[Workload],
     pods: Sequence[Pod],
     *,
     blue_nodes: Iterable[str],
     green_nodes: Iterable[str],
 ) -> CheckResult:
-    """Every blue-origin workload: desired == ready, nothing left on blue, ready pods off blue."""
+    """Every blue-origin workload: desired == ready, nothing left on blue, as many Ready pods on green
+    as ran on blue, and no pod moved to a third pool."""
     blue, green = set(blue_nodes), set(green_nodes)
     by_key = {WorkloadKey(w.kind, w.namespace, w.name): w for w in workloads}
     pods_by_controller: dict[WorkloadKey, list[Pod]] = {}
@@ -119,32 +152,33 @@ def check_workloads(
         owner = application_owner(pod)
         if owner is not None and not pod.deleting:
             pods_by_controller.setdefault(controller_of(owner, workloads), []).append(pod)
-    gone: list[str] = []
+    wrong: list[str] = []
     waiting: list[str] = []
-    for key in origin:
+    for entry in origin:
+        key = entry.key
         workload = by_key.get(key)
         if workload is None:
-            gone.append(f"{key} no longer exists")
+            wrong.append(f"{key} no longer exists")
             continue
         owned = pods_by_controller.get(key, [])
         on_blue = [p for p in owned if p.node in blue]
-        ready_off_blue = [p for p in owned if p.ready and p.node is not None and p.node not in blue]
-        ready_on_green = sum(1 for p in ready_off_blue if p.node in green)
+        strays = [p for p in owned if p.node is not None and p.node not in blue and p.node not in green
+                  and p.uid not in entry.pods_elsewhere]
+        ready_on_green = sum(1 for p in owned if p.ready and p.node in green)
+        expected = workload.desired if entry.pods_on_blue is None else entry.pods_on_blue
+        wrong += [f"{key} pod {p.key} runs on node {p.node}, which is in neither blue nor green" for p in strays]
         if workload.ready != workload.desired:
             waiting.append(f"{key} {workload.ready}/{workload.desired} ready")
         if on_blue:
             waiting.append(f"{key} still has {len(on_blue)} pod(s) on blue ({', '.join(p.name for p in on_blue)})")
-        elif len(ready_off_blue) < workload.desired:
-            waiting.append(
-                f"{key} has {len(ready_off_blue)} of {workload.desired} pod(s) Ready off blue "
-                f"({ready_on_green} on green)"
-            )
+        elif ready_on_green < expected:
+            waiting.append(f"{key} has {ready_on_green} of {expected} pod(s) Ready on green")
     name = "workloads-ready-on-green"
-    if gone:
-        return CheckResult(name, False, "; ".join(gone + waiting))
+    if wrong:
+        return CheckResult(name, False, "; ".join(wrong + waiting))
     if waiting:
         return CheckResult(name, False, "; ".join(waiting), pending=True)
-    return CheckResult(name, True, f"{len(origin)} blue-origin workload(s) ready")
+    return CheckResult(name, True, f"{len(origin)} blue-origin workload(s) Ready on green")
 
 
 def check_containers(pods: Sequence[Pod], *, green_nodes: Iterable[str], restart_threshold: int) -> CheckResult:
@@ -162,7 +196,7 @@ def check_containers(pods: Sequence[Pod], *, green_nodes: Iterable[str], restart
 
 
 def validate_workloads(
-    origin: Sequence[WorkloadKey],
+    origin: Sequence[BlueOrigin],
     workloads: Sequence[Workload],
     pods: Sequence[Pod],
     *,

@@ -31,6 +31,7 @@ from upgrade.domain.bluegreen import (
     BlueGreenOptions,
     GuardContext,
     TransitionNotAllowed,
+    cleanup_left,
     green_pool_name,
     green_pool_spec,
     next_state,
@@ -43,9 +44,9 @@ from upgrade.domain.pdb import eviction_blockers
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage, parse_step_message
 from upgrade.domain.validation import (
+    BlueOrigin,
     CheckResult,
     ValidationReport,
-    WorkloadKey,
     blue_origin_workloads,
     check_workloads,
     validate_workloads,
@@ -165,6 +166,7 @@ def _advance(ctx: StepContext, event: str, *, reason: str = "", facts: Mapping[s
     facts.update(entry_facts)
     if target == "failed":
         facts.setdefault("failure", reason or event)
+        facts.setdefault("failedIn", state)  # what is left to clean up depends on where it failed
     return Next(STEP_PREFIX + target, delay_seconds=delay, args=entry_args, reason=reason or event, facts=facts,
                 status=STATE_STATUS.get(target, "running"))
 
@@ -201,24 +203,25 @@ def check_step_args(step: str, args: Mapping[str, Any]) -> None:
 
 
 def _guarded(step: str, handler: Callable[[StepContext], Outcome]) -> Callable[[StepContext], Outcome]:
-    """A permanent error in a step, or a live message whose args it cannot read, becomes the
-    table's ``error`` event where the table has one (so it fails with an alert or rolls back);
-    elsewhere the executor fails the run. Transient errors stay Retries."""
+    """``handler`` as the registry runs it. A permanent error in the step (a refused API call, a
+    live message whose args it cannot read, an event the table lacks) becomes the table's ``error``
+    event, so the run rolls back or fails with an alert as the table says; where the table has no
+    way out (done, failed) or cannot be consulted (unreadable options), the run fails here with the
+    alert. Transient errors stay Retries."""
 
     def run_guarded(ctx: StepContext) -> Outcome:
         try:
             check_step_args(step, ctx.message.args)
             return handler(ctx)
-        except InvalidInput as exc:
-            error: PermanentError = PermanentError(str(exc))
-        except PermanentError as exc:
-            if isinstance(exc, TransitionNotAllowed):
-                raise
-            error = exc
+        except (InvalidInput, PermanentError) as exc:
+            reason = f"{step}: {exc}"
         try:
-            return _advance(ctx, "error", reason=f"{step}: {error}")
+            return _advance(ctx, "error", reason=reason,
+                            facts={"rollbackAfterFailure": True, "rollbackCause": reason})
         except TransitionNotAllowed:
-            raise error from None
+            return _fail_here(ctx, reason)
+        except (InvalidInput, PermanentError) as exc:
+            return _fail_here(ctx, f"{reason}; the transition table could not be consulted: {exc}")
 
     run_guarded.__name__ = handler.__name__
     return run_guarded
@@ -342,7 +345,7 @@ def cordon_blue(ctx: StepContext) -> Outcome:
     batches = plan_batches(names, _options(run).drain_batch_size)
     return _advance(ctx, "cordoned", reason=f"cordoned {len(names)} blue node(s); {len(batches)} drain batch(es)",
                     facts={"blueNodes": names, "blueCordonedByRun": cordoned_by_run, "batches": batches,
-                           "batchIndex": 0, "blueOrigin": [k.to_dict() for k in origin]})
+                           "batchIndex": 0, "blueOrigin": [o.to_dict() for o in origin]})
 
 
 @dataclass(frozen=True)
@@ -431,7 +434,7 @@ def _run_validation(ctx: StepContext) -> ValidationReport:
     check_ctx = CheckContext(ctx.platform, cluster, run, tuple(blue_nodes), tuple(green_nodes))
     extra += [_custom_check(name, check_ctx) for name in options.validation.custom_checks]
     return validate_workloads(
-        [WorkloadKey.from_dict(k) for k in run.facts.get("blueOrigin", [])],
+        [BlueOrigin.from_dict(o) for o in run.facts.get("blueOrigin", [])],
         kube.list_workloads(),
         kube.list_pods(),
         blue_nodes=blue_nodes,
@@ -445,8 +448,10 @@ def _http_probe(ctx: StepContext, url: str, expected: int) -> CheckResult:
     name = f"http {url}"
     try:
         status = ctx.platform.http_status(url, HTTP_PROBE_TIMEOUT_SECONDS)
-    except OSError as exc:
+    except OSError as exc:  # refused, timed out, no route: the service may still come up on green
         return CheckResult(name, False, f"unreachable: {exc}", pending=True)
+    except PermanentError as exc:  # a URL or redirect the probe will not follow: waiting cannot help
+        return CheckResult(name, False, f"refused: {exc}")
     if status != expected:
         return CheckResult(name, False, f"answered {status}, expected {expected}", pending=True)
     return CheckResult(name, True, f"answered {status}")
@@ -543,7 +548,7 @@ def _commit_refusal(ctx: StepContext, kube: Kube, pools: Mapping[str, AgentPool]
         return f"{blue.name} is the last System pool"
     blue_nodes = [n.name for n in _pool_nodes(kube, blue.name)]
     green_nodes = [n.name for n in _pool_nodes(kube, green_name)]
-    origin = [WorkloadKey.from_dict(k) for k in ctx.run.facts.get("blueOrigin", [])]
+    origin = [BlueOrigin.from_dict(o) for o in ctx.run.facts.get("blueOrigin", [])]
     check = check_workloads(origin, kube.list_workloads(), kube.list_pods(),
                             blue_nodes=blue_nodes, green_nodes=green_nodes)
     return "" if check.passed else f"blue-origin workloads not ready on green: {check.reason}"
@@ -632,18 +637,40 @@ def failed(ctx: StepContext) -> Outcome:
     reason = run.facts.get("failure") or run.reason or "failed"
     if run.facts.get("rolledBack"):
         reason = f"{run.facts.get('rollbackCause', reason)}; rolled back: workloads on blue, green deleted"
-    _alert(ctx, "run.failed", "error", reason)
-    return Failed(reason=reason, status="failed")
+    return _failed_with_alert(ctx, reason, run.facts.get("failedIn") or "")
 
 
-def _alert(ctx: StepContext, kind: str, severity: str, summary: str) -> None:
+def _fail_here(ctx: StepContext, reason: str) -> Outcome:
+    """End the run failed from the step that is running, without the table (see _guarded)."""
+    assert ctx.run is not None
+    state = ctx.message.step.removeprefix(STEP_PREFIX)
+    failed_in = state
+    if state == "failed":  # the run failed earlier: that failure comes first, and where it was
+        failed_in = ctx.run.facts.get("failedIn") or state
+        reason = f"{ctx.run.facts.get('failure') or ctx.run.reason}; then {reason}"
+    log.error("run %s: %s; failed in %s without the transition table", ctx.run.run_id, reason, state)
+    return _failed_with_alert(ctx, reason, failed_in, facts={"failure": reason, "failedIn": failed_in})
+
+
+def _failed_with_alert(ctx: StepContext, reason: str, failed_in: str, facts: dict | None = None) -> Outcome:
+    """Failed, with the run.failed alert naming what the run may have left for a person to clean up."""
+    run = ctx.run
+    assert run is not None
+    left = cleanup_left(failed_in, run.facts, run.pool or "")
+    if left:
+        reason = f"{reason}. Left to clean up: " + "; ".join(left)
+    _alert(ctx, "run.failed", "error", reason, leftToCleanUp=list(left), failedIn=failed_in or None)
+    return Failed(reason=reason, facts={**(facts or {}), "leftToCleanUp": list(left)}, status="failed")
+
+
+def _alert(ctx: StepContext, kind: str, severity: str, summary: str, **details: Any) -> None:
     run = ctx.run
     assert run is not None
     blockers = tuple([*(run.facts.get("drainBlockers") or ()), *(run.facts.get("greenDrainBlockers") or ())])
     ctx.platform.alerts.publish(Alert(
         kind=kind, severity=severity, cluster=run.cluster, pool=run.pool, run_id=run.run_id,
         summary=f"blue-green upgrade of {run.pool} to {run.target_version}: {summary}", blockers=blockers,
-        details={"state": run.state, "greenPool": run.facts.get("greenPool"), "kind": KIND},
+        details={"state": run.state, "greenPool": run.facts.get("greenPool"), "kind": KIND, **details},
         dedup_key=f"{run.run_id}:{kind}",
     ))
 
@@ -668,8 +695,20 @@ _HANDLERS: dict[str, Callable[[StepContext], Outcome]] = {
     "failed": failed,
 }
 
+
+def leftovers_after_poison(run: RunRecord, platform: Platform) -> str:
+    """Poison hook: a step that kept crashing has left the cluster in a state no step can vouch for,
+    so nothing is undone automatically; the poison alert names what the run may have left instead."""
+    state = run.state.removeprefix(STEP_PREFIX)
+    if state == "failed":  # the failed step itself crashed: what is left depends on where the run failed
+        state = run.facts.get("failedIn") or state
+    left = cleanup_left(state, run.facts, run.pool or "")
+    return ("nothing undone automatically; left to clean up: " + "; ".join(left)) if left else "nothing to clean up"
+
+
 STEPS: dict[str, StepSpec] = {
-    STEP_PREFIX + name: StepSpec(STEP_PREFIX + name, _guarded(name, handler)) for name, handler in _HANDLERS.items()
+    STEP_PREFIX + name: StepSpec(STEP_PREFIX + name, _guarded(name, handler), on_poison=leftovers_after_poison)
+    for name, handler in _HANDLERS.items()
 }
 
 
