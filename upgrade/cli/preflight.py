@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
 def print_report(report: PreflightReport) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     colour = {"Succeeded": "green", "Failed": "red", "Canceled": "yellow"}[report.final_state]
@@ -111,11 +112,12 @@ def print_report(report: PreflightReport) -> None:
             table.add_row(node, b.pod, b.pdb, budget_text(b.min_available, b.max_unavailable), str(b.disruptions_allowed),
                           f"{b.current_healthy}/{b.expected_pods}", f"{b.owner or 'unmanaged'} ({b.replicas})")
         console.print(table)
+    # Text from the cluster is printed as it is, never read as rich markup.
     if report.blocked_now:
-        console.print(f"Evictions refused right now: {', '.join(b.pod for b in report.blocked_now)}")
+        console.print("Evictions refused right now: " + ", ".join(b.pod for b in report.blocked_now), markup=False)
     for problem in report.unsatisfiable_pdbs:
-        console.print(f"[yellow]UnsatisfiablePDB:[/yellow] {problem}")
+        console.print(Text("UnsatisfiablePDB: ", style="yellow") + Text(problem))
     if report.final_message:
-        console.print(f"AKS will report: {report.final_message}")
+        console.print("AKS will report: " + report.final_message, markup=False)
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(Text("warning: ", style="yellow") + Text(warning))
