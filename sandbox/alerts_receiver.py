@@ -15,15 +15,11 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from sandbox.serving import LoopbackServer
+
 TOPIC_PATH = "/api/events"
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: object, **kwargs: object) -> None:
-        pass  # one line per publish would drown the sandbox's own output
 
 
 class AlertsReceiver:
@@ -31,9 +27,8 @@ class AlertsReceiver:
         self.key = key or secrets.token_urlsafe(24)
         self._received: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server = make_server(bind, port, self._app, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="alerts-receiver", daemon=True)
-        self.url = f"http://{bind}:{self._server.server_port}"
+        self._server = LoopbackServer(self._app, name="alerts-receiver", host=bind, port=port)
+        self.url = self._server.url
 
     @property
     def topic_endpoint(self) -> str:
@@ -45,13 +40,11 @@ class AlertsReceiver:
         return self.url + "/alerts"
 
     def start(self) -> AlertsReceiver:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self._server.stop()
 
     def __enter__(self) -> AlertsReceiver:
         return self.start()

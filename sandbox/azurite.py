@@ -8,14 +8,14 @@ would mean the fixed default ports).
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import threading
 import time
 from collections import deque
 from pathlib import Path
+
+from sandbox.serving import stop_process_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = REPO_ROOT / "node_modules" / ".bin" / "azurite"
@@ -85,17 +85,9 @@ class Azurite:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                # Azurite waits for idle keep-alive connections to close; its data is in memory,
-                # so after a short grace there is nothing left to lose.
-                process.wait(timeout=STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-            except ProcessLookupError:
-                pass
+        # Azurite waits for idle keep-alive connections to close; its data is in memory,
+        # so after a short grace there is nothing left to lose.
+        stop_process_group(process, grace_seconds=STOP_GRACE_SECONDS)
         if self._reader is not None:
             self._reader.join(timeout=5)
 

@@ -34,9 +34,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.devhost_config import REPO_ROOT, HostConfig, parse_overrides
+
+if TYPE_CHECKING:
+    from sandbox.serving import LoopbackServer
 
 log = logging.getLogger("sandbox.devhost")
 MAX_INVOCATIONS_KEPT = 2000
@@ -114,20 +117,18 @@ class DevHost:
         self._invocations_lock = threading.Lock()
         self._listeners: list = []
         self._timers: list = []
-        self._server = None
-        self._server_thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None, "the host is not started"
-        return f"http://{self.bind}:{self._server.server_port}"
+        return self._server.url
 
     def start(self) -> DevHost:
-        from werkzeug.serving import make_server
-
         from sandbox.devhost_http import DevHostHttp
         from sandbox.devhost_queue import QueueListener
         from sandbox.devhost_timer import TimerSchedule
+        from sandbox.serving import LoopbackServer
 
         os.environ.update(self.app_settings)  # before the import, like the real host
         self.functions = load_functions(self.app_ref)
@@ -145,9 +146,8 @@ class DevHost:
                 ))
             elif entry.trigger_type == "timerTrigger" and self.run_timers:
                 self._timers.append(TimerSchedule(entry, os.environ, self.invoke_timer))
-        self._server = make_server(self.bind, self.port, DevHostHttp(self), threaded=True)
-        self._server_thread = threading.Thread(target=self._server.serve_forever, name="devhost-http", daemon=True)
-        self._server_thread.start()
+        self._server = LoopbackServer(DevHostHttp(self), name="devhost-http", host=self.bind, port=self.port,
+                                      quiet=False).start()
         for listener in self._listeners:
             listener.start()
         for timer in self._timers:
@@ -162,10 +162,7 @@ class DevHost:
         for listener in self._listeners:
             listener.stop()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._server_thread is not None:
-            self._server_thread.join(timeout=10)
+            self._server.stop()
 
     def __enter__(self) -> DevHost:
         return self.start()

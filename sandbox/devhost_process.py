@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from typing import Any
 from urllib.request import Request, urlopen
 
 from sandbox.devhost_config import REPO_ROOT
+from sandbox.serving import stop_process_group
 
 
 class DevHostError(RuntimeError):
@@ -139,15 +139,7 @@ class DevHostProcess:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-            except ProcessLookupError:
-                pass
+        stop_process_group(process, grace_seconds=20)
         if self._reader is not None:
             self._reader.join(timeout=5)
 

@@ -28,8 +28,9 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from sandbox.serving import LoopbackServer
 
 RUNS_TABLE = "runs"
 RUN_ROW_PREFIX = "run|"
@@ -42,11 +43,6 @@ _REQUEST_LINE = re.compile(rb"^(POST|PUT|MERGE|PATCH|DELETE|GET) (\S+) HTTP/1\.1
 _RESPONSE_STATUS = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
 _ROW_KEY = re.compile(r"RowKey='([^']*)'")
 _MESSAGE_TEXT = re.compile(rb"<MessageText>(.*?)</MessageText>", re.DOTALL)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: object, **kwargs: object) -> None:
-        pass  # a drill makes thousands of storage calls
 
 
 @dataclass(frozen=True)
@@ -95,18 +91,15 @@ class StorageFaultProxy:
         self.failed_transitions: list[FailedTransition] = []
         self._rows: dict[str, _RunRow] = {}
         self._lock = threading.Lock()
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="storage-faults", daemon=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._server = LoopbackServer(self._app, name="storage-faults")
+        self.url = self._server.url
 
     def start(self) -> StorageFaultProxy:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self._server.stop()
 
     def __enter__(self) -> StorageFaultProxy:
         return self.start()

@@ -33,7 +33,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from sandbox.aks_emulator.kube import (
@@ -51,6 +50,7 @@ from sandbox.aks_emulator.kube import (
     parse_label_selector,
     parse_rfc3339,
 )
+from sandbox.serving import LoopbackServer
 
 JSON = "application/json"
 SNAPSHOTS_KEPT = 32
@@ -964,9 +964,8 @@ def make_kube_app(cluster: KubeCluster, token: str) -> KubeApi:
     return KubeApi(cluster, token)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: object, **kwargs: object) -> None:
-        pass
+# A short poll interval lets stopping an API server return promptly (Werkzeug's default waits up to 0.5 s).
+POLL_SECONDS = 0.05
 
 
 class KubeApiServer:
@@ -980,22 +979,16 @@ class KubeApiServer:
         self.token = token
         self.certificate = make_serving_certificate(cluster.name, (host, "localhost"))
         app = make_kube_app(cluster, token)
-        self._wsgi: BaseWSGIServer = make_server(host, 0, wrap(app) if wrap else app, threaded=True,
-                                                 request_handler=_QuietHandler,
-                                                 ssl_context=self.certificate.ssl_context())
-        self.url = f"https://{host}:{self._wsgi.server_port}"
-        # A short poll interval lets stop() return promptly (the default waits up to 0.5 s).
-        self._thread = threading.Thread(target=self._wsgi.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"kube-api-{cluster.name}", daemon=True)
+        self._server = LoopbackServer(wrap(app) if wrap else app, name=f"kube-api-{cluster.name}", host=host,
+                                      ssl_context=self.certificate.ssl_context(), poll_interval=POLL_SECONDS)
+        self.url = self._server.url
 
     def start(self) -> KubeApiServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._wsgi.shutdown()
-        self._wsgi.server_close()
-        self._thread.join(5)
+        self._server.stop()
 
     def __enter__(self) -> KubeApiServer:
         return self.start()

@@ -10,47 +10,21 @@ and Event Grid deliveries run on their own thread. Everything listens on 127.0.0
 from __future__ import annotations
 
 import secrets
-import ssl
 import threading
 from pathlib import Path
 
 import yaml
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from sandbox.aks_emulator.arm import KUBERNETES_VERSIONS, ArmModel, EmulatedCluster, parse_version
 from sandbox.aks_emulator.arm_api import make_arm_app
 from sandbox.aks_emulator.clock import ScaledClock
 from sandbox.aks_emulator.eventgrid import EVENT_GRID_SCHEMA, EventGridPublisher, Subscription
 from sandbox.aks_emulator.faults import FaultInjector, FaultRegistry
-from sandbox.aks_emulator.kube_api import make_kube_app, make_serving_certificate
+from sandbox.aks_emulator.kube_api import POLL_SECONDS, make_kube_app, make_serving_certificate
+from sandbox.serving import LoopbackServer
 
 HOST = "127.0.0.1"
 TICK_SECONDS = 0.02
-
-
-class _QuietRequestHandler(WSGIRequestHandler):
-    """Werkzeug logs every request; the emulator's callers count requests through `faults`."""
-
-    def log_request(self, *args: object, **kwargs: object) -> None:
-        pass
-
-
-class _Server:
-    """One Werkzeug server on a free loopback port, serving on its own thread."""
-
-    def __init__(self, app: object, name: str, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.wsgi: BaseWSGIServer = make_server(HOST, 0, app, threaded=True, request_handler=_QuietRequestHandler,
-                                                ssl_context=ssl_context)
-        scheme = "https" if ssl_context else "http"
-        self.url = f"{scheme}://{HOST}:{self.wsgi.server_port}"
-        self.thread = threading.Thread(target=self.wsgi.serve_forever, kwargs={"poll_interval": 0.05}, name=name,
-                                       daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.wsgi.shutdown()
-        self.wsgi.server_close()
-        self.thread.join(5)
 
 
 class Emulator:
@@ -63,8 +37,8 @@ class Emulator:
         self.events = EventGridPublisher(self.clock)
         self.arm = ArmModel(self.clock, token=self.token, on_rolling_event=self._publish_rolling_event)
         self.arm_url: str | None = None
-        self._arm_server: _Server | None = None
-        self._kube_servers: dict[str, _Server] = {}
+        self._arm_server: LoopbackServer | None = None
+        self._kube_servers: dict[str, LoopbackServer] = {}
         self._stop_ticking = threading.Event()
         self._ticker: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -74,7 +48,9 @@ class Emulator:
         """Serve every API; starting a started emulator changes nothing."""
         if self._arm_server is not None:
             return self
-        self._arm_server = _Server(FaultInjector(make_arm_app(self.arm), "arm", self.faults), "arm-api")
+        # Quiet servers: the emulator's callers count requests through `faults`.
+        arm_app = FaultInjector(make_arm_app(self.arm), "arm", self.faults)
+        self._arm_server = LoopbackServer(arm_app, name="arm-api", host=HOST, poll_interval=POLL_SECONDS).start()
         self.arm_url = self._arm_server.url
         for cluster in self.clusters():
             self._serve_kube(cluster)
@@ -129,7 +105,8 @@ class Emulator:
         app = FaultInjector(make_kube_app(cluster.kube, self.token), "kube", self.faults)
         # kubectl and client-go send bearer tokens only over TLS, as to AKS's API server with its cluster CA.
         certificate = make_serving_certificate(cluster.name)
-        server = _Server(app, f"kube-api-{cluster.name}", certificate.ssl_context())
+        server = LoopbackServer(app, name=f"kube-api-{cluster.name}", host=HOST,
+                                ssl_context=certificate.ssl_context(), poll_interval=POLL_SECONDS).start()
         cluster.kube_ca_data = certificate.ca_data
         with self._lock:
             self._kube_servers[cluster.arm_id.lower()] = server

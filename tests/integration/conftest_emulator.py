@@ -139,16 +139,14 @@ class EventReceiver:
     def __init__(self) -> None:
         import threading
 
-        from werkzeug.serving import make_server
+        from sandbox.serving import LoopbackServer
 
         self.notifications: list[dict] = []
         self.fail_next = 0  # answer this many notifications with 500, to exercise Event Grid's retries
         self.refused = 0
         self._lock = threading.Lock()
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/runtime/webhooks/EventGrid?functionName=on_aks_event"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(self._app, name="event-receiver", quiet=False).start()
+        self.url = f"{self._server.url}/runtime/webhooks/EventGrid?functionName=on_aks_event"
 
     def _app(self, environ, start_response):
         import json
@@ -188,9 +186,7 @@ class EventReceiver:
             return [event for notification in self.notifications for event in notification["body"]]
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.stop()
 
 
 @pytest.fixture
