@@ -31,10 +31,10 @@ from urllib.parse import unquote, urlsplit
 from werkzeug.wrappers import Request, Response
 
 from sandbox.serving import LoopbackServer
+from upgrade.adapters.tables import RUN_PREFIX as RUN_ROW_PREFIX
+from upgrade.domain.runs import FINAL_STATUSES
+from upgrade.storage_names import RUNS_TABLE
 
-RUNS_TABLE = "runs"
-RUN_ROW_PREFIX = "run|"
-FINAL_STATUSES = frozenset({"succeeded", "failed", "rolled-back", "aborted"})
 # Hop-by-hop headers are the proxy's own business on each leg.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                          "proxy-authorization", "proxy-authenticate", "content-length", "host"})

@@ -12,11 +12,12 @@ from azure.storage.queue import QueueClient
 
 from sandbox.app_settings import PLACEHOLDER_CLUSTER
 from tests.e2e.conftest import wait_until
-from upgrade.adapters.queue import STEP_QUEUE, AzureStepQueue
+from upgrade.adapters.queue import AzureStepQueue
 from upgrade.adapters.tables import TableRunStore
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import StepMessage
 from upgrade.settings import load_settings
+from upgrade.storage_names import STEP_QUEUE
 
 pytestmark = pytest.mark.e2e
 

@@ -11,11 +11,12 @@ from azure.storage.queue import QueueClient
 
 from sandbox.devhost_queue import decode_queue_message
 from tests.integration.conftest_storage import TEST_CLUSTER
-from upgrade.adapters.queue import POISON_QUEUE, STEP_QUEUE, AzureStepQueue
+from upgrade.adapters.queue import AzureStepQueue
 from upgrade.adapters.tables import TableRunStore, TableStateStore, escape_key, unescape_key
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import StepMessage
 from upgrade.errors import Conflict, NotFound
+from upgrade.storage_names import POISON_QUEUE, STEP_QUEUE
 
 pytestmark = pytest.mark.integration
 

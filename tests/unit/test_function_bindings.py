@@ -12,7 +12,7 @@ from functools import cache
 import pytest
 
 import function_app
-from upgrade.adapters.queue import POISON_QUEUE, STEP_QUEUE
+from upgrade.storage_names import POISON_QUEUE, STEP_QUEUE
 
 
 @cache

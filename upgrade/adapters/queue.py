@@ -14,15 +14,13 @@ from typing import TYPE_CHECKING
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from upgrade.adapters.storage_errors import storage_error
+from upgrade.adapters.storage import managed_identity_or_refuse, storage_error
 from upgrade.domain.steps import StepMessage
-from upgrade.errors import InvalidInput
+from upgrade.storage_names import POISON_QUEUE, STEP_QUEUE
 
 if TYPE_CHECKING:
     from upgrade.settings import Settings
 
-STEP_QUEUE = "upgrade-steps"
-POISON_QUEUE = f"{STEP_QUEUE}-poison"
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600  # the service's limit on a message's initial invisibility
 NEVER_EXPIRE = -1
 
@@ -67,15 +65,8 @@ class AzureStepQueue:
 def queue_client(settings: Settings, queue_name: str) -> QueueClient:
     if settings.storage_connection:
         return QueueClient.from_connection_string(settings.storage_connection, queue_name, **base64_policies())
-    if settings.storage_queue_uri:
-        from azure.identity import ManagedIdentityCredential
-
-        credential = ManagedIdentityCredential(client_id=settings.storage_client_id or None)
-        return QueueClient(settings.storage_queue_uri, queue_name, credential=credential, **base64_policies())
-    raise InvalidInput(
-        "setting", "AzureWebJobsStorage",
-        "set a connection string, or AzureWebJobsStorage__queueServiceUri for identity-based access",
-    )
+    credential = managed_identity_or_refuse(settings, settings.storage_queue_uri, "queueServiceUri")
+    return QueueClient(settings.storage_queue_uri, queue_name, credential=credential, **base64_policies())
 
 
 def ensure_queue(client: QueueClient) -> None:

@@ -35,16 +35,14 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
-from upgrade.adapters.storage_errors import storage_error
+from upgrade.adapters.storage import managed_identity_or_refuse, storage_error
 from upgrade.domain.runs import HistoryEntry, RunRecord
-from upgrade.errors import Conflict, InvalidInput, NotFound
+from upgrade.errors import Conflict, NotFound
+from upgrade.storage_names import HISTORY_TABLE, RUNS_TABLE, STATE_TABLE
 
 if TYPE_CHECKING:
     from upgrade.settings import Settings
 
-RUNS_TABLE = "runs"
-HISTORY_TABLE = "runhistory"
-STATE_TABLE = "alertstate"
 RUN_PARTITION = "run"
 RUN_PREFIX = "run|"
 LOCK_PREFIX = "active|"
@@ -76,15 +74,8 @@ def table_service(settings: Settings) -> TableServiceClient:
     """Connection string when one is set (local, Azurite), else the managed identity."""
     if settings.storage_connection:
         return TableServiceClient.from_connection_string(settings.storage_connection)
-    if settings.storage_table_uri:
-        from azure.identity import ManagedIdentityCredential
-
-        credential = ManagedIdentityCredential(client_id=settings.storage_client_id or None)
-        return TableServiceClient(settings.storage_table_uri, credential=credential)
-    raise InvalidInput(
-        "setting", "AzureWebJobsStorage",
-        "set a connection string, or AzureWebJobsStorage__tableServiceUri for identity-based access",
-    )
+    credential = managed_identity_or_refuse(settings, settings.storage_table_uri, "tableServiceUri")
+    return TableServiceClient(settings.storage_table_uri, credential=credential)
 
 
 def ensure_table(service: TableServiceClient, name: str) -> TableClient:

@@ -147,12 +147,6 @@ def parse_events(payload: object) -> list[AksEvent]:
     return [event for event in parsed if event is not None]
 
 
-def parse_event(payload: object) -> AksEvent | None:
-    """The single event in ``payload``, or None when its type is not an AKS event this app knows."""
-    events = parse_events(payload)
-    return events[0] if events else None
-
-
 def _decode(payload: object) -> object:
     if isinstance(payload, bytes | bytearray):
         try:

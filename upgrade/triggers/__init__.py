@@ -3,7 +3,3 @@
 Services and adapters are imported inside the handlers, so importing function_app (a cold start)
 loads azure.functions and little else.
 """
-
-STEP_QUEUE = "upgrade-steps"
-POISON_QUEUE = "upgrade-steps-poison"
-STORAGE_CONNECTION = "AzureWebJobsStorage"

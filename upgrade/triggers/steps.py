@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from upgrade.triggers import POISON_QUEUE, STEP_QUEUE, STORAGE_CONNECTION
+from upgrade.storage_names import POISON_QUEUE, STEP_QUEUE, STORAGE_CONNECTION
 
 bp = func.Blueprint()
 log = logging.getLogger("upgrade.triggers.steps")

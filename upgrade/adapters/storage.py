@@ -1,6 +1,9 @@
-"""Translation of Azure Storage SDK errors into the project's errors, shared by queue and tables."""
+"""Access to the app's storage account, shared by the queue and table adapters: which credential
+to use, and how Azure Storage SDK errors translate into the project's errors."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -12,7 +15,25 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from upgrade.errors import Conflict, NotFound, PermanentError, TemporaryError, UpgradeError
+from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError, TemporaryError, UpgradeError
+from upgrade.storage_names import STORAGE_CONNECTION
+
+if TYPE_CHECKING:
+    from upgrade.settings import Settings
+
+def managed_identity_or_refuse(settings: Settings, service_uri: str, uri_setting: str) -> Any:
+    """The credential for identity-based access to ``service_uri`` (the app's user-assigned identity);
+    refuses clearly when neither a connection string nor the endpoint is configured. Callers use
+    the connection string themselves when one is set (local development, Azurite)."""
+    if not service_uri:
+        raise InvalidInput(
+            "setting", STORAGE_CONNECTION,
+            f"set a connection string, or {STORAGE_CONNECTION}__{uri_setting} for identity-based access",
+        )
+    from azure.identity import ManagedIdentityCredential
+
+    return ManagedIdentityCredential(client_id=settings.storage_client_id or None)
+
 
 # Storage throttles (503 ServerBusy, 429) and has transient 500s: worth retrying shortly.
 RETRY_DELAY_SECONDS = 5.0
