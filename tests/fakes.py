@@ -188,8 +188,11 @@ class InMemoryStateStore:
             self._docs[(partition, key)] = (copy.deepcopy(value), new_etag)
             return new_etag
 
-    def delete(self, partition: str, key: str) -> None:
+    def delete(self, partition: str, key: str, *, etag: str | None = None) -> None:
         with self._lock:
+            current = self._docs.get((partition, key))
+            if etag is not None and (current is None or current[1] != etag):
+                raise Conflict(f"state {partition}/{key} changed or was removed since it was read")
             self._docs.pop((partition, key), None)
 
     def list(self, partition: str) -> Sequence[tuple[str, dict[str, Any]]]:

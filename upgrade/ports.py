@@ -58,7 +58,9 @@ class StateStore(Protocol):
     def put(self, partition: str, key: str, value: dict[str, Any], *, etag: str | None) -> str:
         """Insert (etag None) or replace if the ETag matches; raises Conflict otherwise."""
 
-    def delete(self, partition: str, key: str) -> None: ...
+    def delete(self, partition: str, key: str, *, etag: str | None = None) -> None:
+        """Remove the document (gone already is fine). With ``etag``, only if it still matches:
+        raises Conflict when another writer changed or removed it first."""
 
     def list(self, partition: str) -> Sequence[tuple[str, dict[str, Any]]]: ...
 

@@ -213,6 +213,20 @@ def test_state_documents_are_etag_conditional(clean_storage):
     assert state.get(TEST_CLUSTER, "node/aks-user1-0#1?") is None
 
 
+def test_a_conditional_delete_removes_only_what_was_read(clean_storage):
+    state = TableStateStore.from_settings(clean_storage)
+    read_etag = state.put("p", "k", {"v": 1}, etag=None)
+    state.put("p", "k", {"v": 2}, etag=read_etag)  # another writer changed it since
+    with pytest.raises(Conflict):
+        state.delete("p", "k", etag=read_etag)
+    assert state.get("p", "k")[0] == {"v": 2}
+    _, current = state.get("p", "k")
+    state.delete("p", "k", etag=current)
+    assert state.get("p", "k") is None
+    with pytest.raises(Conflict):  # gone already: a conditional delete lost the race
+        state.delete("p", "k", etag=current)
+
+
 def test_a_replace_of_a_deleted_document_conflicts(clean_storage):
     state = TableStateStore.from_settings(clean_storage)
     etag = state.put("p", "k", {}, etag=None)

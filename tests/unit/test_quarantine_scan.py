@@ -26,6 +26,7 @@ from upgrade.services.quarantine_scan import (
     current_findings,
     fan_out_scans,
     findings_from_query,
+    resolve_node,
     scan_cluster,
 )
 
@@ -258,3 +259,34 @@ def test_a_resolved_notice_the_topic_did_not_take_is_sent_by_the_next_scan():
     assert [a.kind for a in platform.alerts.undelivered] == ["node.resolved"]
     assert [a.kind for a in platform.alerts.published] == ["node.quarantined", "node.resolved"]
     assert platform.state.list(alert_state_partition(CLUSTER)) == []
+
+
+class StateStoreWithConcurrentResolve(InMemoryStateStore):
+    """A state store where another worker resolves the same node right after this one read its state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.after_get = None
+
+    def get(self, partition, key):
+        stored = super().get(partition, key)
+        if self.after_get is not None:
+            action, self.after_get = self.after_get, None
+            action()
+        return stored
+
+
+def test_two_workers_resolving_the_same_node_send_one_resolved_notice():
+    # GIVEN a quarantined node that was alerted, then cleared by hand
+    fake = scenario2_after_upgrade()
+    platform = platform_for(fake)
+    platform.state = StateStoreWithConcurrentResolve()
+    scan_cluster(platform, CLUSTER)
+    fake.set_node_label(NODE1, "kubernetes.azure.com/upgrade-status", None)
+    fake.set_unschedulable(NODE1, False)
+    # WHEN another worker resolves it between this one's read of the alert state and its delete
+    platform.state.after_get = lambda: resolve_node(platform, CLUSTER, NODE1, how="cleared by hand")
+    outcome = resolve_node(platform, CLUSTER, NODE1, how="cleared by hand")
+    # THEN the operator gets one resolved notice, from the worker that removed the state first
+    assert [a.kind for a in platform.alerts.published] == ["node.quarantined", "node.resolved"]
+    assert "changed meanwhile" in outcome

@@ -279,9 +279,19 @@ class TableStateStore:
             raise storage_error(f"write state {partition}/{key}", exc) from exc
         return metadata["etag"]
 
-    def delete(self, partition: str, key: str) -> None:
+    def delete(self, partition: str, key: str, *, etag: str | None = None) -> None:
+        entity = {"PartitionKey": escape_key(partition), "RowKey": escape_key(key)}
         try:
-            self._table.delete_entity(escape_key(partition), escape_key(key))
+            if etag is None:
+                self._table.delete_entity(entity["PartitionKey"], entity["RowKey"])  # gone already is fine
+            else:
+                # A one-operation transaction, because delete_entity hides a 404: a conditional
+                # delete must tell "removed by someone else" apart from "removed by me".
+                self._table.submit_transaction(
+                    [("delete", entity, {"etag": etag, "match_condition": MatchConditions.IfNotModified})]
+                )
+        except TableTransactionError as exc:
+            raise Conflict(f"state {partition}/{key} changed or was removed since it was read") from exc
         except AzureError as exc:
             raise storage_error(f"delete state {partition}/{key}", exc) from exc
 

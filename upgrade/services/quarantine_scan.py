@@ -201,7 +201,11 @@ def resolve_node(platform: Platform, cluster: ClusterRef, node: str, *, how: str
     stored = platform.state.get(partition, node)
     if stored is None:
         return f"{node}: nothing to resolve"
-    platform.state.delete(partition, node)
+    try:
+        # Conditional: of two workers resolving the same node, only one sends the notice.
+        platform.state.delete(partition, node, etag=stored[1])
+    except Conflict:
+        return f"{node}: its alert state changed meanwhile; left to the writer that changed it"
     notice = resolved_alert(cluster, AlertState.from_storage(stored[0]), platform.clock.now(), how=how, run_id=run_id)
     if notice is None:
         return f"{node}: cleared (never alerted)"
