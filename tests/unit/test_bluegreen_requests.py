@@ -22,8 +22,9 @@ from tests.unit.test_bluegreen_steps import (  # noqa: F401  (bluegreen_register
 )
 from upgrade import wiring
 from upgrade.domain.steps import Next, StepMessage
-from upgrade.services.bluegreen import STEP_PREFIX, audit_actor, decide
+from upgrade.services.bluegreen import STEP_PREFIX, decide
 from upgrade.services.step_runner import run_step_message
+from upgrade.services.upgrade_requests import audit_actor
 from upgrade.triggers import http_upgrades
 
 # ---- the audit actor ---------------------------------------------------------------------------

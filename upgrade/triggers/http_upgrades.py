@@ -14,7 +14,7 @@ from upgrade.triggers.http_common import (
 
 bp = func.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
 # The actor the audit trail names when no signed-in principal is known (any function key holder);
-# a body's ``actor`` is then recorded only as "on behalf of" (services.bluegreen.audit_actor).
+# a body's ``actor`` is then recorded only as "on behalf of" (services.upgrade_requests.audit_actor).
 API_ACTOR = "api"
 
 
@@ -32,7 +32,7 @@ def get_upgrade(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="upgrades", methods=["POST"])
 @answers_errors
 def start_upgrade(req: func.HttpRequest) -> func.HttpResponse:
-    from upgrade.services.bluegreen import start_upgrade as start
+    from upgrade.services.upgrade_requests import start_upgrade as start
     from upgrade.wiring import platform
 
     run = start(platform(), json_body(req), actor=principal(req) or API_ACTOR)
@@ -43,7 +43,7 @@ def start_upgrade(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="upgrades/{run_id}/{decision}", methods=["POST"])
 @answers_errors
 def decide_upgrade(req: func.HttpRequest) -> func.HttpResponse:
-    from upgrade.services.bluegreen import decide_from_request
+    from upgrade.services.upgrade_requests import decide_from_request
     from upgrade.wiring import platform
 
     run = decide_from_request(platform(), req.route_params["run_id"], req.route_params["decision"],

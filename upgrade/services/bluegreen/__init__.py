@@ -1,0 +1,27 @@
+"""Blue-green node pool upgrades as queue steps, and the use cases that start and steer them.
+
+Every state of ``upgrade.domain.bluegreen.TRANSITIONS`` that does work is a step handler in this
+package; a newcomer reads it in this order:
+
+- ``flow``: what every step shares (``advance`` through the transition table, pools and nodes,
+  a drain pass, soaks, the run's alerts);
+- ``prepare``: preflight, create green, wait until green is ready;
+- ``cutover``: cordon blue, drain it in batches, validate, soak, await a decision, commit;
+- ``rollback``: uncordon blue, drain green, delete green;
+- ``steps``: the registry of handlers, their args, and what an error or a poisoned step leads to;
+- ``checks``: validation of green (workloads, HTTP probes, custom checks registered in code);
+- ``start`` and ``decisions``: the use cases that start a run and apply an operator's decision.
+
+Ownership of the green pool is provable: the run records the green pool's name in its facts
+(preflight, before any create call) and labels the pool's nodes with the run id
+(``GREEN_RUN_LABEL``); rollback deletes a pool only when both agree.
+"""
+
+from upgrade.services.bluegreen.checks import CUSTOM_CHECKS, CheckContext, register_check
+from upgrade.services.bluegreen.decisions import decide
+from upgrade.services.bluegreen.flow import GREEN_RUN_LABEL, STEP_PREFIX
+from upgrade.services.bluegreen.start import start_bluegreen_run
+from upgrade.services.bluegreen.steps import STEPS
+
+__all__ = ["CUSTOM_CHECKS", "GREEN_RUN_LABEL", "STEPS", "STEP_PREFIX", "CheckContext", "decide", "register_check",
+           "start_bluegreen_run"]

@@ -1,0 +1,105 @@
+"""An operator's decision on a blue-green run (approve, rollback, pause, resume, abort), recorded
+with who and when, applied through the transition table with a conditional write."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from upgrade.domain.alerts import Alert
+from upgrade.domain.bluegreen import (
+    DECISIONS,
+    KIND,
+    STATE_STATUS,
+    GuardContext,
+    next_state,
+)
+from upgrade.domain.runs import HistoryEntry, RunRecord
+from upgrade.domain.steps import StepMessage, parse_step_message
+from upgrade.errors import Conflict, InvalidInput, NotAllowed
+from upgrade.ports import Platform
+from upgrade.services.bluegreen.flow import (
+    STEP_PREFIX,
+    entry_of,
+    run_options,
+)
+
+log = logging.getLogger("upgrade.bluegreen")
+
+
+def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: str = "") -> RunRecord:
+    """Apply an operator's decision to a blue-green run; recorded with who and when.
+
+    approve/rollback move the run to commit/rollback; pause parks it (its live step is dropped
+    until resume re-sends it); abort ends it where it is, cleaning nothing up."""
+
+    if decision not in DECISIONS:
+        raise InvalidInput("decision", "decision", f"{decision!r} is not one of {', '.join(DECISIONS)}")
+    actor = (actor or "anonymous")[:200]
+    for _ in range(5):  # a step may write the run meanwhile: read again and re-decide
+        run = platform.runs.get(run_id)
+        if run.kind != KIND:
+            raise NotAllowed(f"run {run_id} is a {run.kind} run; decisions apply to blue-green runs")
+        if not run.active:
+            raise Conflict(f"run {run_id} is {run.status}: no decision applies any more")
+        state = run.state.removeprefix(STEP_PREFIX)
+        options = run_options(run)
+        target = next_state(state, decision, GuardContext(options, run.facts, run.status))
+        now = platform.clock.now()
+        record = {"decision": decision, "actor": actor, "at": now.isoformat(), "reason": reason}
+        facts: dict[str, Any] = {"decisions": [*run.facts.get("decisions", []), record]}
+        changes: dict[str, Any] = {"claim": None, "reason": f"{decision} by {actor}" + (f": {reason}" if reason else "")}
+        message: StepMessage | None = None
+        delay = 0.0
+        if decision == "pause":
+            facts["pausedFromStatus"] = run.status
+            changes.update(status="paused")
+        elif decision == "abort":
+            changes.update(state=STEP_PREFIX + "aborted", status="aborted", attempt=run.attempt + 1, outbox=None)
+        else:
+            attempt = run.attempt + 1  # a new (state, attempt): any copy of the old live message is stale
+            if decision == "resume":
+                status = run.facts.get("pausedFromStatus") or "running"
+                args: dict = _live_args(run)
+            else:
+                status = STATE_STATUS.get(target, "running")
+                delay, entry_facts, args = entry_of(target, now, options)
+                facts.update(entry_facts)
+                if decision == "rollback":
+                    facts.update(rollbackAfterFailure=False, rollbackCause=f"rollback asked by {actor}"
+                                 + (f": {reason}" if reason else ""))
+                if decision == "approve":
+                    facts["commitRefused"] = None
+            message = StepMessage(v=1, run_id=run.run_id, step=STEP_PREFIX + target, cluster=run.cluster,
+                                  pool=run.pool, attempt=attempt, args=args or {}, actor=actor)
+            changes.update(state=message.step, attempt=attempt, status=status, outbox={
+                "from": ["decision", decision], "message": message.to_json(), "delay": delay})
+        try:
+            updated = platform.runs.update(run.evolve(now=now, facts=facts, **changes))
+        except Conflict:
+            continue
+        log.info("run %s: %s by %s in %s -> %s", run_id, decision, actor, state, updated.state,
+                 extra={"run_id": run_id, "decision": decision, "actor": actor})
+        if message is not None:
+            platform.queue.send(message, delay_seconds=delay)
+        platform.runs.append_history(HistoryEntry(run.run_id, now, run.state, run.attempt, "decision",
+                                                  changes["reason"], actor))
+        if decision == "abort":
+            platform.alerts.publish(Alert(
+                kind="run.aborted", severity="warning", cluster=run.cluster, pool=run.pool, run_id=run.run_id,
+                summary=f"blue-green upgrade of {run.pool} aborted by {actor} in {state}; pools left as they are",
+                details={"greenPool": run.facts.get("greenPool"), "state": state}, dedup_key=f"{run.run_id}:aborted",
+            ))
+        return updated
+    raise Conflict(f"run {run_id} kept changing; try the decision again")
+
+
+def _live_args(run: RunRecord) -> dict:
+    """The args of the run's live message, which the run's outbox holds when a step sent it: a
+    resumed drain keeps its per-node progress (and its timeout's start), a resumed validate its start."""
+    outbox = run.outbox or {}
+    try:
+        message = parse_step_message(outbox["message"])
+    except (KeyError, TypeError, InvalidInput):
+        return {}  # the first step (sent by start) or a decision's message: no args to keep
+    return dict(message.args) if (message.step, message.attempt) == (run.state, run.attempt) else {}

@@ -1,0 +1,112 @@
+"""Before anything changes, and the first change: ``preflight`` (blue exists below the target,
+the target is offered, the green name is free; quota and PDB report), ``create_green`` (only if
+absent) and ``wait_green_ready``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from upgrade.domain.bluegreen import (
+    green_pool_name,
+    green_pool_spec,
+    quota_estimate,
+)
+from upgrade.domain.pdb import eviction_blockers
+from upgrade.domain.steps import Outcome
+from upgrade.domain.versions import version_key
+from upgrade.errors import NotAllowed
+from upgrade.services.bluegreen.flow import (
+    GREEN_RUN_LABEL,
+    advance,
+    blue_of,
+    current_time,
+    find_pool,
+    green_of,
+    owns_green,
+    parse_time,
+    pool_nodes,
+    run_options,
+)
+from upgrade.services.step_runner import StepContext
+
+
+def preflight(ctx: StepContext) -> Outcome:
+    """Blue exists below the target, the target is offered; derive green; report quota and PDBs."""
+    run, cluster = ctx.run, ctx.cluster
+    assert run is not None and run.target_version
+    aks, kube = ctx.platform.aks(cluster), ctx.platform.kube(cluster)
+    blue = find_pool(aks, cluster, blue_of(ctx))
+    if blue is None:
+        return advance(ctx, "refused", reason=f"pool {blue_of(ctx)} not found in {cluster.name}")
+    target = run.target_version
+    if version_key(blue.orchestrator_version) >= version_key(target):
+        return advance(ctx, "refused", reason=f"pool {blue.name} runs {blue.orchestrator_version}, "
+                                                f"not lower than the target {target}")
+    offered = aks.available_upgrades(cluster, blue.name)
+    if target not in offered:
+        return advance(ctx, "refused", reason=f"{target} is not offered by pool {blue.name}'s upgrade profile "
+                                                f"(offered: {', '.join(offered) or 'none'})")
+    green = green_pool_name(blue.name, target)
+    if find_pool(aks, cluster, green) is not None:
+        return advance(ctx, "refused", reason=f"a pool named {green} already exists; this run did not create it")
+    nodes = pool_nodes(kube, blue.name)
+    names = {n.name for n in nodes}
+    pods_on_blue = [p for p in kube.list_pods() if p.node in names]
+    blockers = eviction_blockers(pods_on_blue, kube.list_pdbs())
+    quota = quota_estimate(blue)
+    reason = (f"green pool {green} will mirror {blue.name} at {target}; quota while both exist: "
+              f"+{quota['extraNodes']} nodes, +{quota['extraVcpus'] or 'an unknown number of'} vCPUs; "
+              f"{len(blockers)} pod(s) a PDB blocks now")
+    return advance(ctx, "passed", reason=reason, facts={
+        "bluePool": {"name": blue.name, "version": blue.orchestrator_version, "count": blue.count,
+                     "mode": blue.mode, "vmSize": blue.vm_size},
+        "greenPool": green,  # recorded before the create call: the only pool this run may delete
+        "blueSchedulable": [n.name for n in nodes if not n.unschedulable],
+        "quota": quota,
+        "pdbBlockers": [b.to_public() for b in blockers],
+    })
+
+
+def create_green(ctx: StepContext) -> Outcome:
+    """Create the green pool if absent, mirroring blue at the target version, labelled with the run."""
+    run, cluster = ctx.run, ctx.cluster
+    assert run is not None and run.target_version
+    aks = ctx.platform.aks(cluster)
+    green = green_of(ctx)
+    existing = find_pool(aks, cluster, green)
+    if existing is not None:
+        if not owns_green(existing, run.run_id):
+            raise NotAllowed(f"pool {green} exists but was not created by run {run.run_id}: not touching it")
+        return advance(ctx, "requested", reason=f"green pool {green} already requested ({existing.provisioning_state})")
+    blue = aks.get_pool(cluster, blue_of(ctx))
+    spec = green_pool_spec(blue, name=green, target_version=run.target_version)
+    labels = {**dict(spec.node_labels), GREEN_RUN_LABEL: run.run_id}
+    aks.begin_put_pool(cluster, replace(spec, node_labels=tuple(sorted(labels.items()))))
+    return advance(ctx, "requested", reason=f"creating green pool {green} ({blue.count} x {blue.vm_size}, "
+                                             f"{run.target_version})",
+                    facts={"greenRequestedAt": current_time(ctx).isoformat()})
+
+
+def wait_green_ready(ctx: StepContext) -> Outcome:
+    run, cluster = ctx.run, ctx.cluster
+    assert run is not None
+    options = run_options(run)
+    green = green_of(ctx)
+    pool = find_pool(ctx.platform.aks(cluster), cluster, green)
+    started = parse_time(run.facts.get("greenRequestedAt")) or current_time(ctx)
+    late = (current_time(ctx) - started).total_seconds() > options.green_ready_timeout_minutes * 60
+    if pool is not None and pool.provisioning_state == "Failed":
+        return advance(ctx, "create_failed", reason=f"green pool {green} failed: {pool.error or 'no reason given'}",
+                        facts={"rollbackAfterFailure": True, "rollbackCause": f"green pool {green} failed to create"})
+    nodes = pool_nodes(ctx.platform.kube(cluster), green) if pool is not None else []
+    ready = [n for n in nodes if n.ready]
+    if pool is not None and pool.provisioning_state == "Succeeded" and len(ready) >= pool.count == len(nodes):
+        return advance(ctx, "ready", reason=f"green pool {green}: {len(ready)} node(s) Ready",
+                        facts={"greenNodes": [n.name for n in nodes], "cordonStarted": True})
+    state = pool.provisioning_state if pool else "not visible yet"
+    if late:
+        return advance(ctx, "timed_out", reason=f"green pool {green} not ready after "
+                                                  f"{options.green_ready_timeout_minutes:g} min ({state})",
+                        facts={"rollbackAfterFailure": True, "rollbackCause": "green pool not ready in time"})
+    return advance(ctx, "pending", reason=f"green pool {green}: {state}, {len(ready)}/{pool.count if pool else '?'} "
+                                           "node(s) Ready")

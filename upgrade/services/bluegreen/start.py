@@ -1,0 +1,88 @@
+"""Starting a blue-green run: the request checked against the cluster (pool, target version,
+custom checks), one active run per pool, then the first step."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from upgrade.domain.bluegreen import (
+    KIND,
+    BlueGreenOptions,
+)
+from upgrade.domain.model import AgentPool, ClusterRef, require_allowed_cluster
+from upgrade.domain.runs import HistoryEntry, RunRecord
+from upgrade.domain.steps import StepMessage
+from upgrade.domain.versions import version_key
+from upgrade.errors import Conflict, InvalidInput, NotFound
+from upgrade.ports import Aks, Platform
+from upgrade.services.bluegreen.checks import CUSTOM_CHECKS
+from upgrade.services.bluegreen.flow import (
+    STEP_PREFIX,
+)
+
+_VERSION = r"^\d+\.\d+(\.\d+)?$"
+
+
+def _check_target_version(aks: Aks, cluster: ClusterRef, pool: AgentPool, target_version: object) -> str:
+    """The exact version to create green at; "1.31" means the newest offered 1.31 patch."""
+    if not isinstance(target_version, str) or not re.match(_VERSION, target_version.strip()):
+        raise InvalidInput("upgrade request", "targetVersion", 'must be a Kubernetes version like "1.31" or "1.31.2"')
+    target = target_version.strip()
+    current = pool.orchestrator_version
+    wanted = version_key(target)
+    if wanted < version_key(current)[: len(wanted)] or wanted == version_key(current):
+        raise InvalidInput("upgrade request", "targetVersion",
+                           f"{target} is not newer than pool {pool.name}'s {current}: AKS cannot downgrade "
+                           "a pool, and blue-green needs a newer version")
+    offered = aks.available_upgrades(cluster, pool.name)
+    matching = [v for v in offered if v == target or v.startswith(target + ".")]
+    if not matching:
+        raise InvalidInput("upgrade request", "targetVersion",
+                           f"{target} is not offered by pool {pool.name}'s upgrade profile "
+                           f"(offered: {', '.join(offered) or 'none'})")
+    return max(matching, key=version_key)
+
+
+def start_bluegreen_run(platform: Platform, *, cluster: str, pool: str, target_version: str,
+                        options: Mapping[str, Any] | None, actor: str) -> RunRecord:
+    """Validate the request against the cluster, create the run (one active run per pool) and
+    send its first step. Raises InvalidInput, NotAllowed, NotFound or Conflict(code=active run id)."""
+    ref = ClusterRef.parse(cluster, what="upgrade request", field="cluster")
+    require_allowed_cluster(ref, platform.allowed_clusters)
+    if not isinstance(pool, str) or not pool:
+        raise InvalidInput("upgrade request", "pool", "must name the agent pool to upgrade")
+    parsed = BlueGreenOptions.parse(options)
+    unknown = [n for n in parsed.validation.custom_checks if n not in CUSTOM_CHECKS]
+    if unknown:
+        raise InvalidInput("options", "options.validation.customChecks",
+                           f"no check registered as {', '.join(unknown)} "
+                           f"(registered: {', '.join(sorted(CUSTOM_CHECKS)) or 'none'})")
+    aks = platform.aks(ref)
+    try:
+        blue = aks.get_pool(ref, pool)
+    except NotFound as exc:
+        raise NotFound(f"pool {pool} not found in cluster {ref.name}") from exc
+    target = _check_target_version(aks, ref, blue, target_version)
+    active = platform.runs.find_active(ref.arm_id, pool)
+    if active is not None:
+        raise Conflict(f"run {active.run_id} is already active on pool {pool}", code=active.run_id)
+    now = platform.clock.now()
+    run = RunRecord(
+        run_id=f"bg-{now:%Y%m%d%H%M%S}-{secrets.token_hex(3)}", kind=KIND, cluster=ref.arm_id, pool=pool,
+        state=STEP_PREFIX + "preflight", status="running", created_at=now, updated_at=now,
+        target_version=target, options=parsed.for_storage(), reason=f"started by {actor}",
+    )
+    run = platform.runs.create(run)  # the store's conditional insert is what enforces one active run
+    platform.runs.append_history(HistoryEntry(run.run_id, now, run.state, 0, "started",
+                                              f"blue-green {pool} {blue.orchestrator_version} -> {target}", actor))
+    first = StepMessage(v=1, run_id=run.run_id, step=run.state, cluster=ref.arm_id, pool=pool, attempt=1, actor=actor)
+    try:
+        platform.queue.send(first)
+    except Exception:
+        platform.runs.update(run.evolve(now=platform.clock.now(), status="failed",
+                                        reason="could not enqueue the first step; start again"))
+        raise
+    return run

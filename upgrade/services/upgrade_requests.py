@@ -1,0 +1,70 @@
+"""The HTTP API's upgrade requests: ``POST /api/upgrades`` (start a blue-green or rolling run) and
+``POST /api/upgrades/{id}/{decision}``, with their bodies validated and the audit actor chosen."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from upgrade.domain.runs import RunRecord
+from upgrade.errors import InvalidInput
+from upgrade.ports import Platform
+
+START_FIELDS = frozenset({"cluster", "pool", "targetVersion", "strategy", "options", "actor"})
+STRATEGIES = ("blue-green", "rolling")
+
+
+def audit_actor(caller: str, claimed: object = None) -> str:
+    """Who the audit trail names: the authenticated caller (App Service authentication's principal,
+    else the function key's holder). Anyone holding the key can write any name in a body, so a
+    claimed ``actor`` is kept only as "on behalf of", never as who acted."""
+    caller = (caller or "anonymous").strip()
+    claimed = claimed.strip() if isinstance(claimed, str) else ""
+    return (caller if not claimed or claimed == caller else f"{caller} on behalf of {claimed}")[:200]
+
+
+def start_upgrade(platform: Platform, body: object, *, actor: str) -> RunRecord:
+    """``POST /api/upgrades``: validate the body and start a blue-green or rolling run. ``actor``
+    is the authenticated caller; the body's ``actor`` is recorded as "on behalf of" (audit_actor)."""
+    if not isinstance(body, Mapping):
+        raise InvalidInput("upgrade request", "(body)", "must be a JSON object")
+    unknown = sorted(set(body) - START_FIELDS)
+    if unknown:
+        raise InvalidInput("upgrade request", unknown[0], f"unknown field (allowed: {', '.join(sorted(START_FIELDS))})")
+    for required in ("cluster", "pool", "targetVersion", "strategy"):
+        if not isinstance(body.get(required), str) or not body[required].strip():
+            raise InvalidInput("upgrade request", required, "is required (a non-empty string)")
+    strategy = body["strategy"]
+    if strategy not in STRATEGIES:
+        raise InvalidInput("upgrade request", "strategy", f"{strategy!r} is not one of {', '.join(STRATEGIES)}")
+    options = body.get("options") or {}
+    if not isinstance(options, Mapping):
+        raise InvalidInput("upgrade request", "options", "must be a JSON object")
+    if "actor" in body and not isinstance(body["actor"], str):
+        raise InvalidInput("upgrade request", "actor", "must be a string")
+    arguments = {"cluster": body["cluster"].strip(), "pool": body["pool"].strip(),
+                 "target_version": body["targetVersion"].strip(), "options": dict(options),
+                 "actor": audit_actor(actor, body.get("actor"))}
+    if strategy == "rolling":
+        from upgrade.services.rolling import start_rolling_run
+
+        return start_rolling_run(platform, **arguments)
+    from upgrade.services.bluegreen.start import start_bluegreen_run
+
+    return start_bluegreen_run(platform, **arguments)
+
+
+def decide_from_request(platform: Platform, run_id: str, decision: str, body: object, *, actor: str) -> RunRecord:
+    """``POST /api/upgrades/{id}/{decision}`` with body ``{actor?, reason?}``; ``actor`` is the
+    authenticated caller, the body's ``actor`` only "on behalf of" (audit_actor)."""
+    body = body if body is not None else {}
+    if not isinstance(body, Mapping):
+        raise InvalidInput("decision request", "(body)", "must be a JSON object")
+    unknown = sorted(set(body) - {"actor", "reason"})
+    if unknown:
+        raise InvalidInput("decision request", unknown[0], "unknown field (allowed: actor, reason)")
+    for key in ("actor", "reason"):
+        if key in body and not isinstance(body[key], str):
+            raise InvalidInput("decision request", key, "must be a string")
+    from upgrade.services.bluegreen.decisions import decide
+
+    return decide(platform, run_id, decision, audit_actor(actor, body.get("actor")), body.get("reason") or "")
