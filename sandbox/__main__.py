@@ -1,4 +1,4 @@
-"""``python -m sandbox up [--scenario NAME] [--time-scale X]`` (see sandbox.up)."""
+"""``python -m sandbox up [--scenario NAME] [--time-scale X] [--policy FILE|JSON]`` (see sandbox.up)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] != "up":
-        print("usage: python -m sandbox up [--scenario NAME] [--time-scale X]", file=sys.stderr)
+        print("usage: python -m sandbox up [--scenario NAME] [--time-scale X] [--policy FILE|JSON]", file=sys.stderr)
         return 2
     from sandbox.up import main as up
 

@@ -1,7 +1,8 @@
 """``make demo``: the three seed scenarios played through function_app on the dev host, step by step.
 
 One stage (``sandbox.up.Sandbox``: Azurite, the AKS emulator with every cluster the scenarios need,
-the alerts receiver, and function_app on the dev host with the demo's ``UPGRADE_POLICY``) is started
+the alerts receiver, and function_app on the dev host with the demo's ``UPGRADE_POLICY``, given as
+``sandbox up --policy`` takes it and checked the same way) is started
 once and serves every entry of ``SCENARIOS``, in order; each scenario has its own cluster, so none
 sees another's runs, events or alerts. A scenario drives the app only through its public surfaces
 (the Event Grid webhook, the HTTP routes, the step queue, and AKS's own API for what an operator does
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[tuple[str, str, float]] = []
     with Sandbox(seeds=[c.builder() for c in clusters], time_scale=DEMO_TIME_SCALE,
                  queue_overrides=DEMO_QUEUE_OVERRIDES, forward_host_logs=False,
-                 app_settings={"UPGRADE_POLICY": upgrade_policy(clusters)}) as sandbox:
+                 policy=upgrade_policy(clusters)) as sandbox:
         console.print(f"stage up in {time.monotonic() - began:.1f}s: clusters {', '.join(sandbox.clusters)}; "
                       f"functions at {sandbox.endpoints()['functionsUrl']}")
         for scenario in scenarios:

@@ -6,6 +6,10 @@ pointing at all of them (plus any extra settings, such as an UPGRADE_POLICY); su
 host's Event Grid webhook to the emulated clusters' AKS events; prints ONE JSON line with every
 endpoint; runs until SIGTERM/SIGINT; stops everything it started.
 
+``--policy FILE|JSON`` sets the app's UPGRADE_POLICY (a file, or the JSON itself), validated as the
+app validates it (``python -m upgrade policy check``), against the emulated clusters, before anything
+starts serving: a bad policy is one ``error:`` line and exit 2.
+
 ``Sandbox`` is the same thing as a context manager, for the demo: one stage for every cluster.
 """
 
@@ -28,6 +32,8 @@ from sandbox.alerts_receiver import AlertsReceiver
 from sandbox.app_settings import sandbox_app_settings
 from sandbox.azurite import Azurite
 from sandbox.devhost_process import DevHostProcess
+from upgrade.errors import InvalidInput
+from upgrade.settings import check_policy
 
 if TYPE_CHECKING:
     from sandbox.aks_emulator.scenarios import ClusterBuilder
@@ -43,14 +49,16 @@ class Sandbox:
     """Azurite + AKS emulator + alerts receiver + dev host. ``with Sandbox(seeds=["seed-rolling"]) as sb``.
 
     ``seeds`` are seed scenario names or ``ClusterBuilder``s (a builder with its own name gives a
-    second cluster from the same seed); ``app_settings`` go over the sandbox's own, so a caller can
-    set a policy (``UPGRADE_POLICY``) or a scan schedule (``QUARANTINE_SCAN_SCHEDULE``).
+    second cluster from the same seed); ``policy`` is the app's UPGRADE_POLICY (JSON text, or a file
+    holding it); ``app_settings`` go over the sandbox's own, e.g. a scan schedule
+    (``QUARANTINE_SCAN_SCHEDULE``).
     """
 
     def __init__(self, *, seeds: Sequence[str | ClusterBuilder] = (), time_scale: float = 60.0,
                  queue_overrides: Mapping[str, object] | None = None, forward_host_logs: bool = True,
-                 app_settings: Mapping[str, str] | None = None) -> None:
+                 app_settings: Mapping[str, str] | None = None, policy: str | None = None) -> None:
         self.seeds = list(seeds)
+        self.policy = policy_text(policy) if policy else None
         self.time_scale = time_scale
         self.queue_overrides = queue_overrides
         self.forward_host_logs = forward_host_logs
@@ -92,6 +100,9 @@ class Sandbox:
             kubeconfig_dir=self.workdir, alerts_url=self.alerts.topic_endpoint, alerts_key=self.alerts.key,
         )
         self.kubeconfigs = json.loads(settings.get("CLUSTER_KUBECONFIGS", "{}"))
+        if self.policy is not None:
+            check_policy(self.policy, settings["ALLOWED_CLUSTERS"])  # the app's own checks, before it starts
+            settings["UPGRADE_POLICY"] = self.policy
         self.settings = {**settings, **self.extra_settings}
         forward = (lambda line: print(line, file=sys.stderr, flush=True)) if self.forward_host_logs else None
         self.host = self._stack.enter_context(
@@ -138,6 +149,16 @@ class Sandbox:
         }
 
 
+def policy_text(value: str) -> str:
+    """``--policy FILE|JSON``: the JSON itself when it starts with ``{``, else the file's text."""
+    if value.lstrip().startswith("{"):
+        return value
+    try:
+        return Path(value).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InvalidInput("command line", "--policy", f"cannot read {value!r}: {exc.strerror}") from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox up", description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=scenario_names(), action="append", default=[],
@@ -145,13 +166,23 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: no emulator)")
     parser.add_argument("--time-scale", type=float, default=60.0,
                         help="real seconds per emulated AKS minute (60 = real time; 0.5 = fast)")
+    parser.add_argument("--policy", metavar="FILE|JSON",
+                        help="the app's UPGRADE_POLICY: a JSON file, or the JSON itself (docs/policy.md); "
+                             "default: every remediation off")
     args = parser.parse_args(argv)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    with Sandbox(seeds=args.scenario, time_scale=args.time_scale) as sandbox:
+    try:
+        sandbox = Sandbox(seeds=args.scenario, time_scale=args.time_scale, policy=args.policy).start()
+    except InvalidInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         print(json.dumps(sandbox.endpoints()), flush=True)
         while not stopping.wait(0.5):
             pass
         print("sandbox stopping", file=sys.stderr, flush=True)
+    finally:
+        sandbox.stop()
     return 0

@@ -185,6 +185,12 @@ def _parse_cluster_list(raw: str) -> frozenset[str]:
     )
 
 
+def check_policy(policy: str, allowed_clusters: str = "") -> UpgradePolicy:
+    """UPGRADE_POLICY validated as the app validates it at start-up (``allowed_clusters`` in the
+    ALLOWED_CLUSTERS format; empty: cluster entries are not checked against an allow-list)."""
+    return parse_policy(policy, _parse_cluster_list(allowed_clusters.strip()) if allowed_clusters.strip() else ())
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raises InvalidInput naming the setting at fault."""
     env = os.environ if environ is None else environ
@@ -206,7 +212,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     policy = _read(env, "UPGRADE_POLICY")
     allowed_clusters = _parse_cluster_list(_read(env, "ALLOWED_CLUSTERS"))
     # Validated now, at start-up, so a typo in the policy is one clear error, not a surprise mid-upgrade.
-    upgrade_policy = parse_policy(policy, allowed_clusters)
+    upgrade_policy = check_policy(policy, ",".join(allowed_clusters))
     return Settings(
         storage_connection=env.get("AzureWebJobsStorage", "").strip(),
         storage_queue_uri=env.get("AzureWebJobsStorage__queueServiceUri", "").strip(),

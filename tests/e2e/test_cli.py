@@ -59,7 +59,7 @@ def cli(cli_sandbox):
 
 
 def _start(upgrade, cluster, *extra: str) -> str:
-    done = upgrade("bluegreen", "start", "--cluster", cluster.arm_id, "--pool", "blue", "--version", "1.31",
+    done = upgrade("bluegreen", "start", "--cluster", cluster.arm_id, "--pool", "blue", "--target-version", "1.31",
                    "--batch-size", "1", "--options", json.dumps(FAST), "--actor", "oscar", *extra)
     assert done.returncode == 0, done.stderr
     started = STARTED.search(done.stdout)
@@ -119,7 +119,7 @@ def test_abort_and_bad_input_through_the_cli(cli):
     upgrade, _, cluster = cli
     run_id = _start(upgrade, cluster, "--approval")
     # a second start for the same pool: the app answers 409 with the active run's id
-    second = upgrade("bluegreen", "start", "--cluster", cluster.arm_id, "--pool", "blue", "--version", "1.31")
+    second = upgrade("bluegreen", "start", "--cluster", cluster.arm_id, "--pool", "blue", "--target-version", "1.31")
     assert second.returncode == 1 and f"active run: {run_id}" in second.stderr
     aborted = upgrade("bluegreen", "abort", run_id, "--reason", "wrong window")
     assert aborted.returncode == 0 and "status aborted" in aborted.stdout, aborted.stderr
@@ -127,11 +127,11 @@ def test_abort_and_bad_input_through_the_cli(cli):
     assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "aborted"
     cases = [
         # (arguments, exit code, what stderr names)
-        (("bluegreen", "start", "--cluster", cluster.arm_id, "--pool", "blue", "--version", "1.29"), 2,
+        (("bluegreen", "start", "--cluster", cluster.arm_id, "--pool", "blue", "--target-version", "1.29"), 2,
          "targetVersion"),
-        (("bluegreen", "start", "--cluster", cluster.arm_id, "--pool", "blue", "--version", "1.31",
+        (("bluegreen", "start", "--cluster", cluster.arm_id, "--pool", "blue", "--target-version", "1.31",
           "--options", "{nope"), 2, "--options"),
-        (("bluegreen", "start", "--cluster", cluster.arm_id, "--pool", "nosuch", "--version", "1.31"), 1,
+        (("bluegreen", "start", "--cluster", cluster.arm_id, "--pool", "nosuch", "--target-version", "1.31"), 1,
          "pool nosuch not found"),
         (("bluegreen", "resume", run_id), 1, "is aborted"),
         (("status", "bg-nosuch"), 1, "not found"),

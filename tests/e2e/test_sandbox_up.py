@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 import pytest
@@ -58,11 +59,17 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+POLICY = {"defaults": {"remediation": {"relax-pdb": "approval-required"}}}
+
+
 @pytest.fixture
-def sandbox_up():
-    """The command, started in its own session so a failed test can still clean up after it."""
+def sandbox_up(tmp_path):
+    """The command with a policy file, started in its own session so a failed test can still clean up."""
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(POLICY))
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "up", "--scenario", "seed-pdb", "--time-scale", "0.5"],
+        [sys.executable, "-m", "sandbox", "up", "--scenario", "seed-pdb", "--time-scale", "0.5",
+         "--policy", str(policy)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
     )
     yield process
@@ -96,6 +103,16 @@ def test_sandbox_up_prints_every_endpoint_serves_them_and_stops_on_sigterm(sandb
     with urlopen(request, timeout=30) as response:
         assert response.status == 200
 
+    # AND the app runs with the given policy: relax-pdb is allowed (the request is refused only
+    # because the node is not cordoned, 409), where the default policy answers 403 "is off"
+    node = nodes.stdout.split()[-1].removeprefix("node/")
+    remediate = Request(f"{endpoints['functionsUrl']}/api/quarantine/aks-seed-pdb/{node}/remediate",
+                        data=json.dumps({"kind": "relax-pdb"}).encode(), method="POST",
+                        headers={"x-functions-key": endpoints["functionKey"]})
+    with pytest.raises(HTTPError) as refused:
+        urlopen(remediate, timeout=30)
+    assert refused.value.code == 409 and "not cordoned" in json.loads(refused.value.read())["message"]
+
     # WHEN it receives SIGTERM
     started = descendants(sandbox_up.pid)
     assert started, "Azurite and the dev host run as child processes"
@@ -106,3 +123,19 @@ def test_sandbox_up_prints_every_endpoint_serves_them_and_stops_on_sigterm(sandb
     assert sandbox_up.stdout.read() == ""
     assert wait_until(lambda: not any(alive(pid) for pid in started), timeout=10,
                       what="every child process to be gone")
+
+
+@pytest.mark.parametrize(("policy", "problem"), [
+    ('{"defaults": {"remediation": {"relax-pdb": "sometimes"}}}', "UPGRADE_POLICY.defaults.remediation.relax-pdb"),
+    ('{"clusters": {"/subscriptions/s/resourceGroups/r/providers/Microsoft.ContainerService/managedClusters/x": {}}}',
+     "is not in ALLOWED_CLUSTERS"),
+    ("no-such-policy.json", "--policy"),
+])
+def test_a_bad_policy_is_one_error_line_and_exit_2(policy, problem):
+    # GIVEN a policy the app would refuse WHEN the sandbox is asked to start with it
+    done = subprocess.run([sys.executable, "-m", "sandbox", "up", "--scenario", "seed-pdb", "--policy", policy],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    # THEN it says why in one line, as the app would, and prints no endpoints
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert problem in line

@@ -40,7 +40,7 @@ def app_answers(monkeypatch):
 
 
 def status_args(run_id: str | None = None) -> argparse.Namespace:
-    return argparse.Namespace(run_id=run_id, cluster=None, limit=20, json=False, api_url="http://app.test",
+    return argparse.Namespace(run_id=run_id, cluster=None, limit=20, output=None, api_url="http://app.test",
                               function_key="")
 
 

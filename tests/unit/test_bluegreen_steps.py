@@ -356,6 +356,11 @@ def test_operator_rollback_after_validation_puts_workloads_back_on_blue():
     waiting = driver.run(run_id=run.run_id)
     assert (waiting.status, waiting.state) == ("awaiting-decision", STEP_PREFIX + "await_decision")
     assert cluster.placement() == {"blueg1312": ("a-0", "b-0", "c-0", "d-0")}
+    # AND the operator was told the run waits, until when, and what a timeout does
+    [awaiting] = platform.alerts.published
+    assert (awaiting.kind, awaiting.run_id) == ("run.awaiting-decision", run.run_id)
+    assert awaiting.details["decisionDeadline"] == waiting.facts["decisionDeadline"]
+    assert "without a decision: rollback" in awaiting.summary
     decide(platform, run.run_id, "rollback", "bob", "metrics look wrong")
     final = driver.run(run_id=run.run_id, until_status=("succeeded", "failed", "rolled-back"))
     # THEN (5B) blue is schedulable again with A-D on it, green is gone, the run rolled back
@@ -367,7 +372,7 @@ def test_operator_rollback_after_validation_puts_workloads_back_on_blue():
     decisions = [h for h in platform.runs.history(run.run_id) if h.outcome == "decision"]
     assert [(d.actor, d.reason) for d in decisions] == [("bob", "rollback by bob: metrics look wrong")]
     assert final.facts["decisions"][0]["actor"] == "bob" and final.facts["decisions"][0]["at"]
-    assert platform.alerts.kinds() == ["run.rolled-back"]
+    assert platform.alerts.kinds() == ["run.awaiting-decision", "run.rolled-back"]
 
 
 def test_approval_then_commit():

@@ -59,6 +59,21 @@ def test_array_from_stdin_skips_unknown_types():
     report = json.loads(result.stdout)
     assert [r["action"] for r in report["reactions"]] == [reactions.RECORD_ROLLING_RUN,
                                                           reactions.POST_UPGRADE_RECONCILE]
+    # AND the skipped one is named with the reason
+    [skipped] = report["skipped"]
+    assert skipped["type"] == "Microsoft.Storage.BlobCreated"
+    assert "not an AKS event this app handles" in skipped["reason"]
+
+
+def test_an_unknown_event_type_alone_is_refused_with_the_reason():
+    # GIVEN an event whose eventType is misspelt WHEN read THEN exit 2 naming the type and the handled ones
+    event = json.loads((EVENTS / "eventgrid" / "NodePoolRollingFailed.json").read_text())
+    event["eventType"] = "Microsoft.ContainerService.NodePoolRollingFialed"
+    result = run_cli("event", "--dry-run", "-", stdin=json.dumps(event).encode())
+    assert result.returncode == 2 and result.stdout == b""
+    [line] = result.stderr.decode().splitlines()
+    assert "'Microsoft.ContainerService.NodePoolRollingFialed'" in line
+    assert "Microsoft.ContainerService.NodePoolRollingFailed" in line
 
 
 @pytest.mark.parametrize(

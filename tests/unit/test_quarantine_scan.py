@@ -44,7 +44,8 @@ def platform_for(fake: FakeCluster, policy: dict | None = None) -> FakePlatform:
 
 
 def test_one_alert_names_node_pod_pdb_and_the_three_options():
-    platform = platform_for(scenario2_after_upgrade())
+    platform = platform_for(scenario2_after_upgrade(),
+                            {"defaults": {"remediation": {"relax-pdb": "approval-required"}}})
     scan_cluster(platform, CLUSTER)
     [alert] = platform.alerts.published
     assert (alert.kind, alert.severity, alert.node, alert.pool) == ("node.quarantined", "error", NODE1, POOL)
@@ -61,6 +62,31 @@ def test_one_alert_names_node_pod_pdb_and_the_three_options():
         "method": "POST", "path": f"/api/quarantine/{CLUSTER.name}/{NODE1}/remediate",
         "body": {"kind": "relax-pdb", "clusterId": CLUSTER.arm_id, "force": False},
     }
+
+
+@pytest.mark.parametrize(("modes", "offered"), [
+    # (the pool's remediation policy, the kinds whose app request the alert offers)
+    ({}, []),
+    ({"relax-pdb": "approval-required"}, ["relax-pdb"]),
+    ({"delete-pod": "automatic", "replace-node": "approval-required"}, ["delete-pod", "replace-node"]),
+])
+def test_the_alert_offers_the_apps_request_only_for_what_policy_allows(modes, offered):
+    # GIVEN a quarantined node and a pool policy with some remediations off
+    platform = platform_for(scenario2_after_upgrade(), {"defaults": {"remediation": modes}})
+    # WHEN the scan alerts
+    scan_cluster(platform, CLUSTER)
+    [alert] = platform.alerts.published
+    # THEN only the allowed kinds carry a request; the others say how to enable them, commands stay
+    assert [o["kind"] for o in alert.options if o["request"]] == offered
+    for option in alert.options:
+        assert option["command"]
+        assert option["policy"] == modes.get(option["kind"], "off")
+        assert ("enable" in option) == (option["kind"] not in offered)
+        if option["kind"] not in offered:
+            assert f"remediation.{option['kind']} to approval-required" in option["enable"]
+    # AND the live findings (GET /api/quarantine) say the same
+    [finding] = current_findings(platform, CLUSTER)
+    assert [o["kind"] for o in finding["options"] if o["request"]] == offered
 
 
 def test_the_scan_costs_one_node_list_one_pdb_list_and_one_pod_list_per_cordoned_node():

@@ -66,6 +66,15 @@ def _retry_after(exc: HttpResponseError) -> float:
         return DEFAULT_RETRY_SECONDS
 
 
+def _provisioning_error_text(error: Any) -> str | None:
+    """ARM's ``status.provisioningError`` as one line: ``code: message`` and any details' messages."""
+    if error is None:
+        return None
+    parts = [f"{error.code}: {error.message}" if error.code and error.message else (error.message or error.code)]
+    parts += [detail.message for detail in (error.details or ()) if detail.message]
+    return "; ".join(p for p in parts if p) or None
+
+
 def arm_error(what: str, exc: Exception) -> UpgradeError:
     """The project error for a failed ARM call on ``what`` (the caller raises it ``from exc``)."""
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
@@ -129,7 +138,7 @@ def pool_from_sdk(pool: sdk.AgentPool) -> AgentPool:
         upgrade_settings=upgrade,
         node_image_version=pool.node_image_version,
         etag=pool.e_tag,
-        error=error.message if error is not None else None,
+        error=_provisioning_error_text(error),
     )
 
 

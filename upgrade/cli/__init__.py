@@ -3,7 +3,7 @@
 A module becomes a subcommand by exposing ``register(subparsers)``, which adds its parser and sets
 ``handler`` (``def handler(args) -> int``, the exit code) with ``parser.set_defaults``. Modules are
 discovered, so a new command is a new file and nobody edits a shared list. Modules whose name
-starts with an underscore, and ``common``, are helpers, not commands.
+starts with an underscore, and ``common`` and ``output``, are helpers, not commands.
 
 Exit codes: 0 success; 1 an operation failed (UpgradeError); 2 bad input (InvalidInput, or a
 usage error from argparse). Errors are one line on stderr; a traceback only with ``--debug``.
@@ -24,7 +24,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
-HELPER_MODULES = frozenset({"common"})
+HELPER_MODULES = frozenset({"common", "output"})
 
 
 def command_modules() -> list[str]:

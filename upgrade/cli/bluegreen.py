@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start = commands.add_parser("start", help="upgrade a pool blue-green", description=API_HELP)
     start.add_argument("--cluster", required=True, metavar="ARM_ID", help="the AKS cluster's ARM id")
     start.add_argument("--pool", required=True, help="the (blue) agent pool to replace")
-    start.add_argument("--version", required=True, dest="target_version", help='target version, "1.31" or "1.31.2"')
+    start.add_argument("--target-version", required=True, help='target version, "1.31" or "1.31.2"')
     start.add_argument("--batch-size", help='nodes per drain batch: "2" or "10%%" (default 10%%)')
     start.add_argument("--batch-soak-minutes", type=float, help="wait after each batch (default 15)")
     start.add_argument("--final-soak-minutes", type=float, help="wait before the last validation (default 60)")

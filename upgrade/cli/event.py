@@ -1,7 +1,8 @@
 """``python -m upgrade event [--dry-run] FILE|-``: parse AKS events and show the app's reaction.
 
 Reads one event or an array (Event Grid or CloudEvents 1.0 schema) from a file or stdin and
-prints JSON: the typed events and, for each, the reaction ``on_aks_event`` takes. With
+prints JSON: the typed events and, for each, the reaction ``on_aks_event`` takes; events of a type
+the app does not handle are listed under ``skipped`` with why (exit 2 when no event is left). With
 ``--dry-run`` nothing else happens; without it the events are also handed to the app's event
 reactions, with the app settings from the environment, exactly as the trigger does.
 """
@@ -12,7 +13,7 @@ import argparse
 import json
 import sys
 
-from upgrade.domain.events import parse_events
+from upgrade.domain.events import parse_events, skipped_events
 from upgrade.domain.policy import UpgradePolicy
 from upgrade.domain.reactions import planned_reaction
 from upgrade.errors import InvalidInput
@@ -40,11 +41,17 @@ def read_payload(path: str) -> bytes:
 
 
 def run(args: argparse.Namespace) -> int:
-    events = parse_events(read_payload(args.file))
+    payload = read_payload(args.file)
+    events = parse_events(payload)
+    skipped = skipped_events(payload)
+    if not events:
+        first = skipped[0]
+        raise InvalidInput("event file", "eventType", f"{first['type']!r} (event {first['id']}) is {first['reason']}")
     policies = None if args.dry_run else _policy()
     report = {
         "dryRun": args.dry_run,
         "events": [event.to_public() for event in events],
+        "skipped": skipped,
         "reactions": [planned_reaction(event, policies and policies.for_pool(event.cluster)) for event in events],
     }
     if not args.dry_run:

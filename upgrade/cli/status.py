@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from upgrade.cli.output import Column, add_output_argument, print_data, print_lines, print_table
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, UpgradeError
 
 API_URL_ENV = "AKS_UPGRADE_API_URL"
@@ -95,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("run_id", nargs="?", metavar="ID", help="a run id; without it, the latest runs")
     parser.add_argument("--cluster", metavar="ARM_ID", help="only runs on this cluster (list)")
     parser.add_argument("--limit", type=int, default=20, help="how many runs to list (default 20)")
-    parser.add_argument("--json", action="store_true", help="print the API's JSON instead of tables")
+    add_output_argument(parser)
     add_api_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -104,10 +105,12 @@ def run(args: argparse.Namespace) -> int:
     api = UpgradeApi.from_args(args)
     if args.run_id:
         body = api.run(args.run_id)
-        print(json.dumps(body, indent=2)) if args.json else print_timeline(body)
+        if not print_data(body, args.output):
+            print_timeline(body, args.output)
     else:
         runs = api.runs(args.cluster, args.limit)
-        print(json.dumps(runs, indent=2)) if args.json else print_runs(runs)
+        if not print_data(runs, args.output):
+            print_runs(runs, args.output)
     return 0
 
 
@@ -115,41 +118,51 @@ def _cluster_name(arm_id: str) -> str:
     return arm_id.rstrip("/").rsplit("/", 1)[-1]
 
 
-def print_runs(runs: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title="upgrade runs", title_justify="left")
-    for column in ("id", "kind", "cluster", "pool", "target", "state", "status", "updated"):
-        table.add_column(column)
-    for r in runs:
-        # Text cells: what the app answers is data (names, reasons), never rich markup
-        table.add_row(*map(Text, (r["id"], r["kind"], _cluster_name(r["cluster"]), r.get("pool") or "",
-                                  r.get("targetVersion") or "", r["state"].split(".", 1)[-1], r["status"],
-                                  r["updatedAt"][:19])))
-    Console().print(table)
+def _short_state(state: str) -> str:
+    return state.split(".", 1)[-1]
 
 
-def print_timeline(run: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+RUN_COLUMNS = (
+    Column("id", key=True), Column("status"), Column("kind", drop=2), Column("cluster", key=True),
+    Column("pool", key=True), Column("target", drop=1), Column("state", drop=3), Column("updated", drop=4),
+    Column("reason", wide=True),
+)
 
-    console = Console()
+
+def print_runs(runs: list[dict], output: str | None = None) -> None:
+    rows = [(r["id"], r["status"], r["kind"], _cluster_name(r["cluster"]), r.get("pool") or "",
+             r.get("targetVersion") or "", _short_state(r["state"]), r["updatedAt"][:19], r.get("reason") or "")
+            for r in runs]
+    print_table(RUN_COLUMNS, rows, output=output)
+
+
+TIMELINE_COLUMNS = (
+    Column("at"), Column("step"), Column("#", drop=2), Column("outcome"), Column("actor", drop=1),
+    Column("reason"),
+)
+
+
+def run_heading(run: dict) -> str:
+    """``ID  KIND  CLUSTER/POOL -> TARGET``; a remediation names its kind and node instead."""
+    options = run.get("options") or {}
+    where = f"{_cluster_name(run['cluster'])}/{run.get('pool') or ''}"
+    if run.get("targetVersion"):
+        where += f" -> {run['targetVersion']}"
+    elif options.get("node"):
+        where += f": {options.get('kind') or 'remediate'} node {options['node']}"
+    return f"{run['id']}  {run['kind']}  {where}"
+
+
+def print_timeline(run: dict, output: str | None = None) -> None:
     facts = run.get("facts") or {}
-    # Reasons, actors and names come from operators and clusters: printed as Text, markup never applied.
-    console.print(Text.assemble((run["id"], "bold"), f"  {run['kind']}  {_cluster_name(run['cluster'])}/"
-                                f"{run.get('pool') or ''} -> {run.get('targetVersion') or ''}"))
-    console.print(Text.assemble("state ", (run["state"].split(".", 1)[-1], "bold"), "  status ",
-                                (run["status"], "bold"),
-                                f"  green pool {facts['greenPool']}" if facts.get("greenPool") else ""))
+    # Reasons, actors and names come from operators and clusters: printed as they are, never as markup.
+    lines = [run_heading(run),
+             f"state {_short_state(run['state'])}  status {run['status']}"
+             + (f"  green pool {facts['greenPool']}" if facts.get("greenPool") else "")]
     if run.get("reason"):
-        console.print(Text(f"reason: {run['reason']}"))
-    table = Table(title="timeline", title_justify="left")
-    for column in ("at", "step", "#", "outcome", "actor", "reason"):
-        table.add_column(column, overflow="fold")
-    for entry in run.get("timeline", []):
-        table.add_row(*map(Text, (entry["at"][11:19], entry["step"].split(".", 1)[-1], str(entry["attempt"]),
-                                  entry["outcome"], entry["actor"], entry["reason"])))
-    console.print(table)
+        lines.append(f"reason: {run['reason']}")
+    print_lines(lines)
+    timestamp = slice(0, 19) if output == "wide" else slice(11, 19)
+    rows = [(e["at"][timestamp], _short_state(e["step"]), e["attempt"], e["outcome"], e["actor"], e["reason"])
+            for e in run.get("timeline", [])]
+    print_table(TIMELINE_COLUMNS, rows, output=output, title="timeline")

@@ -147,6 +147,20 @@ def parse_events(payload: object) -> list[AksEvent]:
     return [event for event in parsed if event is not None]
 
 
+def skipped_events(payload: object) -> list[dict[str, str]]:
+    """The events of ``payload`` that ``parse_events`` skips, each with its id, type and why."""
+    document = _decode(payload)
+    skipped = []
+    for item in document if isinstance(document, list) else [document]:
+        if not isinstance(item, dict):
+            continue
+        event_type = item.get(_ENVELOPES[CLOUD_EVENT_SCHEMA if "specversion" in item else EVENT_GRID_SCHEMA]["type"])
+        if event_type not in EVENT_CLASSES:
+            skipped.append({"id": str(item.get("id")), "type": str(event_type),
+                            "reason": f"not an AKS event this app handles (it handles {', '.join(ALL_EVENT_TYPES)})"})
+    return skipped
+
+
 def _decode(payload: object) -> object:
     if isinstance(payload, bytes | bytearray):
         try:

@@ -21,7 +21,7 @@ from urllib.parse import quote
 from upgrade.domain.alerts import Alert
 from upgrade.domain.model import QUARANTINE_LABEL, ClusterRef, Node, Pdb, Pod
 from upgrade.domain.pdb import EvictionBlocker, eviction_blockers
-from upgrade.domain.policy import AlertThresholds
+from upgrade.domain.policy import AlertThresholds, RemediationPolicy
 
 REMEDIATE_PATH = "/api/quarantine/{cluster}/{node}/remediate"
 QUARANTINED = "quarantined"
@@ -41,7 +41,10 @@ def is_application_pod(pod: Pod) -> bool:
 
 @dataclass(frozen=True)
 class RemediationOption:
-    """One way out for a node: the commands an operator would type, and the product's request."""
+    """One way out for a node: the commands an operator would type, and the product's request.
+
+    ``policy`` is the pool's remediation mode for this kind once known (``under_policy``): when it
+    is off the app would refuse the request, so none is offered, only how to enable it."""
 
     kind: str  # relax-pdb | delete-pod | replace-node
     description: str
@@ -49,16 +52,27 @@ class RemediationOption:
     request: Mapping[str, Any]
     applicable: bool = True
     caveat: str = ""
+    policy: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.policy != "off"
 
     def to_public(self) -> dict[str, Any]:
-        return {
+        public: dict[str, Any] = {
             "kind": self.kind,
             "description": self.description,
             "command": "\n".join(self.commands),
-            "request": dict(self.request),
+            "request": dict(self.request) if self.enabled else None,
             "applicable": self.applicable,
             "caveat": self.caveat,
         }
+        if self.policy is not None:
+            public["policy"] = self.policy
+        if not self.enabled:
+            public["enable"] = (f"the app's {self.kind} is off for this pool: set UPGRADE_POLICY remediation."
+                                f"{self.kind} to approval-required (or automatic) to request it from the app")
+        return public
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,10 @@ class NodeFinding:
     @property
     def condition(self) -> str:
         return QUARANTINED if self.quarantined else CORDONED
+
+    def under_policy(self, remediation: RemediationPolicy) -> NodeFinding:
+        """The finding with each way out marked by the pool's remediation mode."""
+        return replace(self, options=tuple(replace(o, policy=remediation.mode(o.kind)) for o in self.options))
 
     def to_public(self) -> dict[str, Any]:
         return {

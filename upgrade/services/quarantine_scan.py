@@ -160,7 +160,9 @@ def alert_on_findings(
         if finding.pool in skipped:
             notes.append(f"{finding.node}: pool {finding.pool} is being remediated, not alerted")
             continue
-        thresholds = policy.for_pool(cluster, finding.pool).alerts
+        pool_policy = policy.for_pool(cluster, finding.pool)
+        finding = finding.under_policy(pool_policy.remediation)
+        thresholds = pool_policy.alerts
         decision = decide_node_alert(states.get(finding.node), finding, now, thresholds)
         previous = states.get(finding.node)
         if previous is not None and decision.state == previous:
@@ -300,7 +302,7 @@ def current_findings(platform: Platform, cluster: ClusterRef | None = None) -> l
         reading = read_cordoned(platform.kube(ref), ref, pool_facts=rolling_upgrade_facts(platform, ref))
         states, _ = _load_states(platform, ref)
         for finding in reading.findings:
-            public = finding.to_public()
+            public = finding.under_policy(platform.policy.for_pool(ref, finding.pool).remediation).to_public()
             state = states.get(finding.node)
             public["alert"] = state.to_storage() if state else None
             result.append(public)

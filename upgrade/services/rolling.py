@@ -221,7 +221,7 @@ def reconcile_pool(platform: Platform, cluster: ClusterRef, pool_name: str, run:
     new_nodes = sorted(n.name for n in nodes if n.created_at and n.created_at >= run.created_at)
     problems: list[str] = []
     if pool.provisioning_state not in ("Succeeded",):
-        problems.append(f"the pool's last operation ended {pool.provisioning_state}: {pool.error or 'no error message'}")
+        problems.append(f"the pool's last operation ended {pool.provisioning_state}: {pool.error or 'AKS recorded no provisioningError on the pool'}")
     lagging = [n.name for n in nodes if run.target_version and not same_version(n.kubernetes_version, run.target_version)]
     if lagging:
         problems.append(f"node(s) not at {run.target_version}: {', '.join(lagging)}")

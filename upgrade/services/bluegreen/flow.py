@@ -107,6 +107,12 @@ def advance(ctx: StepContext, event: str, *, reason: str = "", facts: Mapping[st
     if target == "failed":
         facts.setdefault("failure", reason or event)
         facts.setdefault("failedIn", state)  # what is left to clean up depends on where it failed
+    if target == "await_decision":
+        # The wait ends in a timeout decision nobody took: the operator hears that it started.
+        run_alert(ctx, "run.awaiting-decision", "warning",
+                  f"waiting for approve or rollback until {facts['decisionDeadline']} ({reason or event}); "
+                  f"without a decision: {options.approval.on_timeout} (rollback unless validation passed)",
+                  decisionDeadline=facts["decisionDeadline"], onTimeout=options.approval.on_timeout)
     return Next(STEP_PREFIX + target, delay_seconds=delay, args=entry_args, reason=reason or event, facts=facts,
                 status=STATE_STATUS.get(target, "running"))
 
