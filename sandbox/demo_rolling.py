@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from rich.panel import Panel
 
 from sandbox.tables import ClusterView
+from upgrade.adapters.arm_schema import STABLE_API_VERSION
 
 if TYPE_CHECKING:
     from sandbox.demo import DemoContext
@@ -110,7 +111,7 @@ def upgrade_pool(ctx: DemoContext, version: str, *, until_idle: Any) -> None:
     """PUT the pool's new version through ARM as `az aks nodepool upgrade` does, and wait for the end,
     calling ``until_idle`` while AKS works."""
     emulator = ctx.sandbox.emulator
-    url = f"{emulator.arm_url}{ctx.cluster_id}/agentPools/{POOL}?api-version=2025-10-01"
+    url = f"{emulator.arm_url}{ctx.cluster_id}/agentPools/{POOL}?api-version={STABLE_API_VERSION}"
     headers = {"Authorization": f"Bearer {emulator.token}", "Content-Type": "application/json"}
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
         body = json.loads(response.read())

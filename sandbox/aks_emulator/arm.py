@@ -31,6 +31,7 @@ import yaml
 from sandbox.aks_emulator import upgrader
 from sandbox.aks_emulator.clock import ScaledClock
 from sandbox.aks_emulator.kube import KubeCluster
+from upgrade.adapters import arm_schema
 
 PROVIDER = "Microsoft.ContainerService"
 # The Kubernetes versions this emulated region offers, oldest first.
@@ -218,6 +219,9 @@ class ArmModel:
         self.clusters: dict[str, EmulatedCluster] = {}
         self.operations: dict[str, Operation] = {}
         self.subscription_vcpu_quota: dict[str, int] = {}
+        # The api-versions this emulated region offers, newest first; a test drops the preview to
+        # emulate a region (or a retired preview) without it.
+        self.api_versions: tuple[str, ...] = (arm_schema.PREVIEW_API_VERSION, arm_schema.STABLE_API_VERSION)
         self._on_rolling_event = on_rolling_event or (lambda cluster, pool, outcome: None)
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -434,15 +438,21 @@ class ArmModel:
 
     # ---- agent pools: writes --------------------------------------------------------------------
     def put_pool(self, cluster: EmulatedCluster, name: str, body: dict, *, if_match: str | None = None,
-                 if_none_match: str | None = None) -> tuple[AgentPool, Operation, bool]:
-        """Create or update a pool; returns the pool, the operation started and whether it is new."""
-        properties = (body or {}).get("properties") or {}
+                 if_none_match: str | None = None, settings_defined: Callable[[str], bool] | None = None,
+                 ) -> tuple[AgentPool, Operation, bool]:
+        """Create or update a pool; returns the pool, the operation started and whether it is new.
+        ``settings_defined`` tells which upgradeSettings fields the request's api-version defines:
+        the pool's others are left as they are."""
+        properties = dict((body or {}).get("properties") or {})
         with self.lock:
             existing = cluster.pools.get(name)
             _check_preconditions(existing, if_match, if_none_match)
             _validate_pool_name(name)
             if existing is not None:
                 self._refuse_if_busy(existing)
+                if settings_defined is not None and properties.get("upgradeSettings") is not None:
+                    kept = {k: v for k, v in existing.upgrade_settings.items() if not settings_defined(k)}
+                    properties["upgradeSettings"] = {**kept, **properties["upgradeSettings"]}
                 return (*self._update_pool(cluster, existing, properties), False)
             return (*self._create_pool(cluster, name, properties), True)
 

@@ -4,9 +4,19 @@ Routes are ARM's (matched case-insensitively, as ARM does) for managedClusters (
 subscription and resource group, upgradeProfiles/default, listClusterUserCredential), agentPools
 (list, get, PUT, DELETE, upgradeProfiles/default, abort, deleteMachines, upgradeNodeImageVersion)
 and the operation status resources long-running operations point at. Every request needs
-`Authorization: Bearer <token>`; any api-version is accepted. Writes answer like ARM: 200/201 with
-the resource and `Azure-AsyncOperation` for PUT, 202 with `Azure-AsyncOperation` and `Location`
-for DELETE and POST actions, ETag headers, and `{"error": {"code", "message"}}` on failure.
+`Authorization: Bearer <token>`. Writes answer like ARM: 200/201 with the resource and
+`Azure-AsyncOperation` for PUT, 202 with `Azure-AsyncOperation` and `Location` for DELETE and POST
+actions, ETag headers, and `{"error": {"code", "message"}}` on failure.
+
+api-versions are enforced like ARM: a request without one is refused with
+MissingApiVersionParameter, one the emulator does not serve with InvalidApiVersionParameter (ARM's
+text, naming the supported versions). It serves the SDK's stable version and the preview the
+product uses, knowing each one's properties from `upgrade.adapters.arm_schema` (read from the SDK's
+models). A request body holding a property its api-version does not define is refused with 400
+InvalidRequestContent naming the property (the emulator's strict choice: an RP may also drop it
+silently; either way the field would not take effect), and answers carry only the properties of
+the request's version. A PUT at a version that lacks an upgradeSettings field the pool has (a
+stable PUT after a preview one set maxBlockedNodes) leaves that field as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from collections.abc import Callable
 from werkzeug.wrappers import Request, Response
 
 from sandbox.aks_emulator.arm import PROVIDER, ArmError, ArmModel, EmulatedCluster, Operation
+from upgrade.adapters import arm_schema
 
 _SEGMENT = r"([^/]+)"
 _SUBSCRIPTION = rf"/subscriptions/{_SEGMENT}"
@@ -78,6 +89,10 @@ class ArmApp:
         unauthorized = self._check_token(request)
         if unauthorized is not None:
             return unauthorized
+        try:
+            _check_api_version(request, self.model.api_versions)
+        except ArmError as error:
+            return _error(error)
         path_matched = False
         for method, pattern, handler in self.routes:
             match = pattern.match(request.path)
@@ -110,7 +125,25 @@ class ArmApp:
 
     # ---- helpers --------------------------------------------------------------------------------
     @staticmethod
-    def _body(request: Request) -> dict:
+    def _body(request: Request, body_model: str | None = None) -> dict:
+        """The request's JSON object; with ``body_model``, refused if it holds a property the
+        request's api-version does not define for that model."""
+        body = ArmApp._json_body(request)
+        paths = arm_schema.defined_paths(request.args["api-version"], body_model) if body_model else None
+        if paths is not None:
+            undefined = arm_schema.undefined_properties(body, paths, body_model or "")
+            if undefined:
+                first = undefined[0]
+                raise ArmError(
+                    400, "InvalidRequestContent",
+                    "The request content was invalid and could not be deserialized: 'Could not find member "
+                    f"'{first.name}' on object of type '{first.parent_type}'. Path '{first.path}'.'",
+                    first.path,
+                )
+        return body
+
+    @staticmethod
+    def _json_body(request: Request) -> dict:
         if not request.data:
             return {}
         try:
@@ -130,24 +163,31 @@ class ArmApp:
             headers["Location"] = f"{root}{operation.result_path}{query}"
         return headers
 
-    def _pool_response(self, cluster: EmulatedCluster, pool_name: str, status: int = 200,
+    def _pool_to_arm(self, request: Request, cluster: EmulatedCluster, pool: object) -> dict:
+        """The pool as the request's api-version shows it."""
+        return _as_version(request, arm_schema.AGENT_POOL, self.model.pool_to_arm(cluster, pool))
+
+    def _cluster_to_arm(self, request: Request, cluster: EmulatedCluster) -> dict:
+        return _as_version(request, arm_schema.MANAGED_CLUSTER, self.model.cluster_to_arm(cluster))
+
+    def _pool_response(self, request: Request, cluster: EmulatedCluster, pool_name: str, status: int = 200,
                        headers: dict | None = None) -> Response:
         pool = self.model.get_pool(cluster, pool_name)
-        body = self.model.pool_to_arm(cluster, pool)
+        body = self._pool_to_arm(request, cluster, pool)
         all_headers = {"ETag": f'"{body["properties"]["eTag"]}"', **(headers or {})}
         return _json(body, status, all_headers)
 
     # ---- managed clusters -----------------------------------------------------------------------
     def list_clusters(self, request: Request, subscription_id: str) -> Response:
         clusters = self.model.list_clusters(subscription_id)
-        return _json({"value": [self.model.cluster_to_arm(c) for c in clusters]})
+        return _json({"value": [self._cluster_to_arm(request, c) for c in clusters]})
 
     def list_clusters_in_group(self, request: Request, subscription_id: str, resource_group: str) -> Response:
         clusters = self.model.list_clusters(subscription_id, resource_group)
-        return _json({"value": [self.model.cluster_to_arm(c) for c in clusters]})
+        return _json({"value": [self._cluster_to_arm(request, c) for c in clusters]})
 
     def get_cluster(self, request: Request, subscription_id: str, resource_group: str, name: str) -> Response:
-        return _json(self.model.cluster_to_arm(self.model.get_cluster(subscription_id, resource_group, name)))
+        return _json(self._cluster_to_arm(request, self.model.get_cluster(subscription_id, resource_group, name)))
 
     def get_cluster_upgrade_profile(self, request: Request, subscription_id: str, resource_group: str,
                                     name: str) -> Response:
@@ -163,21 +203,23 @@ class ArmApp:
     def list_pools(self, request: Request, subscription_id: str, resource_group: str, name: str) -> Response:
         cluster = self.model.get_cluster(subscription_id, resource_group, name)
         pools = self.model.list_pools(cluster)
-        return _json({"value": [self.model.pool_to_arm(cluster, p) for p in pools]})
+        return _json({"value": [self._pool_to_arm(request, cluster, p) for p in pools]})
 
     def get_pool(self, request: Request, subscription_id: str, resource_group: str, name: str,
                  pool_name: str) -> Response:
         cluster = self.model.get_cluster(subscription_id, resource_group, name)
-        return self._pool_response(cluster, pool_name)
+        return self._pool_response(request, cluster, pool_name)
 
     def put_pool(self, request: Request, subscription_id: str, resource_group: str, name: str,
                  pool_name: str) -> Response:
         cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        paths = arm_schema.defined_paths(request.args["api-version"], arm_schema.AGENT_POOL) or {}
         pool, operation, created = self.model.put_pool(
-            cluster, pool_name, self._body(request),
+            cluster, pool_name, self._body(request, arm_schema.AGENT_POOL),
             if_match=request.headers.get("If-Match"), if_none_match=request.headers.get("If-None-Match"),
+            settings_defined=lambda field: f"properties.upgradeSettings.{field}" in paths,
         )
-        body = self.model.pool_to_arm(cluster, pool)
+        body = self._pool_to_arm(request, cluster, pool)
         headers = {"ETag": f'"{body["properties"]["eTag"]}"', **self._lro_headers(request, operation, location=False)}
         return _json(body, 201 if created else 200, headers)
 
@@ -207,7 +249,7 @@ class ArmApp:
     def delete_machines(self, request: Request, subscription_id: str, resource_group: str, name: str,
                         pool_name: str) -> Response:
         cluster = self.model.get_cluster(subscription_id, resource_group, name)
-        machine_names = self._body(request).get("machineNames")
+        machine_names = self._body(request, arm_schema.DELETE_MACHINES).get("machineNames")
         if not isinstance(machine_names, list) or not all(isinstance(m, str) for m in machine_names):
             raise ArmError(400, "InvalidParameter", "The value of parameter machineNames is invalid: a list of "
                            "machine names is required.", "machineNames")
@@ -218,7 +260,8 @@ class ArmApp:
                            pool_name: str) -> Response:
         cluster = self.model.get_cluster(subscription_id, resource_group, name)
         _, operation = self.model.upgrade_node_image(cluster, pool_name)
-        return self._pool_response(cluster, pool_name, 202, self._lro_headers(request, operation, location=True))
+        return self._pool_response(request, cluster, pool_name, 202,
+                                   self._lro_headers(request, operation, location=True))
 
     # ---- operations -----------------------------------------------------------------------------
     def get_operation_status(self, request: Request, subscription_id: str, location: str,
@@ -233,6 +276,21 @@ class ArmApp:
         if operation.status != "Succeeded":
             return _json({"error": operation.error}, 400)
         return Response(status=204)
+
+
+def _check_api_version(request: Request, offered: tuple[str, ...]) -> None:
+    version = request.args.get("api-version")
+    if not version:
+        raise ArmError(400, "MissingApiVersionParameter",
+                       "The api-version query parameter (?api-version=) is required for all requests.")
+    if version not in offered:
+        raise ArmError(400, "InvalidApiVersionParameter",
+                       f"The api-version '{version}' is invalid. The supported versions are '{','.join(offered)}'.")
+
+
+def _as_version(request: Request, body_model: str, body: dict) -> dict:
+    paths = arm_schema.defined_paths(request.args["api-version"], body_model)
+    return body if paths is None else arm_schema.drop_undefined(body, paths)
 
 
 def make_arm_app(model: ArmModel) -> ArmApp:

@@ -7,7 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from upgrade.adapters.aks import ContainerServiceAks, aks_from_settings, container_service_client
+from upgrade.adapters.aks import (
+    ContainerServiceAks,
+    aks_from_settings,
+    container_service_client,
+    undefined_properties_error,
+)
+from upgrade.adapters.arm_schema import PREVIEW_API_VERSION, STABLE_API_VERSION
 from upgrade.adapters.auth import arm_credential
 from upgrade.domain.model import ClusterRef, UpgradeSettings
 from upgrade.errors import Conflict, NotFound, PermanentError, TemporaryError
@@ -127,6 +133,55 @@ def test_max_blocked_nodes_round_trips_though_the_sdk_model_lacks_it(seed_pdb):
     emu.wait_idle()
     again = aks.get_pool(cluster, "nodepool1").upgrade_settings
     assert (again.max_blocked_nodes, again.drain_timeout_minutes, again.max_surge) == ("3", 5, "2")
+
+
+def test_a_region_without_the_preview_reads_at_the_stable_version_and_refuses_max_blocked_nodes(seed_pdb):
+    # GIVEN an ARM that does not offer the preview api-version (its region, or a retired preview)
+    emu, cluster, aks = seed_pdb
+    emu.arm.api_versions = (STABLE_API_VERSION,)
+
+    # WHEN the pool is read, then written with and without maxBlockedNodes
+    pool = aks.get_pool(cluster, "nodepool1")
+    with pytest.raises(PermanentError) as refused:
+        aks.begin_put_pool(cluster, replace(pool, upgrade_settings=replace(pool.upgrade_settings, max_blocked_nodes="3")))
+    aks.begin_put_pool(cluster, replace(pool, upgrade_settings=replace(pool.upgrade_settings, drain_timeout_minutes=9)))
+    emu.wait_idle()
+
+    # THEN reads fell back to the stable version, the preview field was refused naming it and
+    # both versions, and the write without it went through
+    assert pool.upgrade_settings.max_surge == "2" and aks.preview_offered is False
+    assert "upgradeSettings.maxBlockedNodes" in str(refused.value)
+    assert PREVIEW_API_VERSION in str(refused.value) and STABLE_API_VERSION in str(refused.value)
+    assert aks.get_pool(cluster, "nodepool1").upgrade_settings.drain_timeout_minutes == 9
+    assert "maxBlockedNodes" not in emu.cluster(cluster.arm_id).pools["nodepool1"].upgrade_settings
+
+
+def test_without_a_preview_client_max_blocked_nodes_is_refused_before_any_write(seed_pdb):
+    emu, cluster, _ = seed_pdb
+    settings = _settings(emu, emu.clusters()[0])
+    aks = ContainerServiceAks(container_service_client(settings, cluster.subscription_id, arm_credential(settings)))
+    pool = aks.get_pool(cluster, "nodepool1")
+    with pytest.raises(PermanentError, match="maxBlockedNodes is defined only by api-version 2026-08-02-preview"):
+        aks.begin_put_pool(cluster, replace(pool, upgrade_settings=replace(pool.upgrade_settings, max_blocked_nodes="3")))
+    assert emu.cluster(cluster.arm_id).pools["nodepool1"].provisioning_state == "Succeeded"
+    aks.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "api_version", "refused"),
+    [
+        ({"properties": {"upgradeSettings": {"maxBlockedNodes": "1"}}}, STABLE_API_VERSION,
+         "api-version 2026-08-01 does not define properties.upgradeSettings.maxBlockedNodes"),
+        ({"properties": {"upgradeSettings": {"maxBlockedNodes": "1"}}}, PREVIEW_API_VERSION, None),
+        ({"properties": {"count": 1}}, "2019-01-01", "api-version 2019-01-01 is not one this app knows"),
+    ],
+)
+def test_a_pool_body_is_checked_against_its_api_version(body, api_version, refused):
+    error = undefined_properties_error("put pool np of c", body, api_version)
+    if refused is None:
+        assert error is None
+    else:
+        assert isinstance(error, PermanentError) and str(error).startswith(f"put pool np of c: {refused}")
 
 
 def test_quota_exhaustion_is_permanent_with_its_code(seed_pdb):

@@ -8,12 +8,13 @@ import urllib.request
 from pathlib import Path
 
 from sandbox.tables import ClusterWatch, read_cluster
+from upgrade.adapters.arm_schema import STABLE_API_VERSION
 
 POOL = "nodepool1"
 
 
 def upgrade_pool(emu, cluster_id: str, version: str) -> None:
-    url = f"{emu.arm_url}{cluster_id}/agentPools/{POOL}?api-version=2025-10-01"
+    url = f"{emu.arm_url}{cluster_id}/agentPools/{POOL}?api-version={STABLE_API_VERSION}"
     headers = {"Authorization": f"Bearer {emu.token}", "Content-Type": "application/json"}
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
         body = json.loads(response.read())

@@ -19,6 +19,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.containerservice.models import AgentPool, AgentPoolDeleteMachinesParameter
 
 from sandbox.aks_emulator.scenarios import ClusterBuilder
+from upgrade.adapters.arm_schema import PREVIEW_API_VERSION
 
 pytestmark = pytest.mark.integration
 
@@ -270,6 +271,9 @@ def test_invalid_pool_updates_are_refused_with_arm_errors(emulator, aks_client, 
     cluster = emu.clusters()[0]
     aks = aks_client(emu)
 
+    if "maxBlockedNodes" in (change(AgentPool({"properties": {}})).properties.upgrade_settings or {}):
+        aks = aks_client(emu, api_version=PREVIEW_API_VERSION)  # the version that defines it
+
     # WHEN an invalid update is PUT
     with pytest.raises(HttpResponseError) as failure:
         aks.agent_pools.begin_create_or_update(cluster.resource_group, cluster.name, pool_name,
@@ -402,3 +406,90 @@ def test_standalone_emulator_prints_its_endpoints_and_stops_on_sigterm(tmp_path)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
         process.stdout.close()
+
+
+def test_a_property_the_api_version_lacks_is_refused_naming_it(emulator, aks_client):
+    # GIVEN the seed-pdb pool (Cordon) read through the SDK at its own api-version, 2026-08-01
+    emu = emulator("seed-pdb")
+    cluster = emu.clusters()[0]
+    aks = aks_client(emu)
+    assert aks._config.api_version == "2026-08-01"
+    body = pool_body(aks, cluster, "nodepool1")
+
+    # WHEN maxBlockedNodes, which only the preview defines, is PUT at 2026-08-01
+    body.properties.upgrade_settings["maxBlockedNodes"] = "2"
+    with pytest.raises(HttpResponseError) as failure:
+        aks.agent_pools.begin_create_or_update(cluster.resource_group, cluster.name, "nodepool1", body)
+
+    # THEN ARM refuses the body with 400 InvalidRequestContent naming the property, and nothing changes
+    assert failure.value.status_code == 400
+    assert failure.value.error.code == "InvalidRequestContent"
+    assert failure.value.error.target == "properties.upgradeSettings.maxBlockedNodes"
+    assert "Could not find member 'maxBlockedNodes' on object of type 'AgentPoolUpgradeSettings'" in (
+        failure.value.error.message)
+    assert "maxBlockedNodes" not in emu.cluster(cluster.arm_id).pools["nodepool1"].upgrade_settings
+
+    # AND the same body at the preview api-version, which defines it, is accepted
+    preview = aks_client(emu, api_version=PREVIEW_API_VERSION)
+    preview.agent_pools.begin_create_or_update(cluster.resource_group, cluster.name, "nodepool1", body).result()
+    assert emu.cluster(cluster.arm_id).pools["nodepool1"].upgrade_settings["maxBlockedNodes"] == "2"
+
+
+def test_each_api_version_shows_its_own_properties_and_a_stable_put_keeps_the_preview_ones(emulator, aks_client):
+    # GIVEN a pool whose maxBlockedNodes was set at the preview
+    emu = emulator("seed-pdb")
+    cluster = emu.clusters()[0]
+    stable, preview = aks_client(emu), aks_client(emu, api_version=PREVIEW_API_VERSION)
+    body = pool_body(preview, cluster, "nodepool1")
+    body.properties.upgrade_settings["maxBlockedNodes"] = "3"
+    preview.agent_pools.begin_create_or_update(cluster.resource_group, cluster.name, "nodepool1", body).result()
+
+    # WHEN it is read at each version, then updated at the stable one
+    at_stable = pool_body(stable, cluster, "nodepool1")
+    assert "maxBlockedNodes" not in at_stable.properties.upgrade_settings
+    assert pool_body(preview, cluster, "nodepool1").properties.upgrade_settings["maxBlockedNodes"] == "3"
+    at_stable.properties.upgrade_settings.drain_timeout_in_minutes = 7
+    stable.agent_pools.begin_create_or_update(cluster.resource_group, cluster.name, "nodepool1", at_stable).result()
+
+    # THEN the stable PUT left the field it does not know as it was
+    settings = pool_body(preview, cluster, "nodepool1").properties.upgrade_settings
+    assert (settings["maxBlockedNodes"], settings.drain_timeout_in_minutes) == ("3", 7)
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "code", "text"),
+    [
+        ("?api-version=2099-01-01", 400, "InvalidApiVersionParameter",
+         "The api-version '2099-01-01' is invalid. The supported versions are '2026-08-02-preview,2026-08-01'."),
+        ("", 400, "MissingApiVersionParameter",
+         "The api-version query parameter (?api-version=) is required for all requests."),
+        ("?api-version=2026-08-01", 200, None, None),
+        (f"?api-version={PREVIEW_API_VERSION}", 200, None, None),
+    ],
+    ids=["unknown", "missing", "stable", "preview"],
+)
+def test_only_the_served_api_versions_are_accepted(emulator, query, status, code, text):
+    # GIVEN a running emulator
+    emu = emulator("seed-rolling")
+    cluster = emu.clusters()[0]
+    request = urllib.request.Request(f"{emu.arm_url}{cluster.arm_id}/agentPools/nodepool1{query}",
+                                     headers={"Authorization": f"Bearer {emu.token}"})
+
+    # WHEN a pool is read at that api-version THEN ARM answers as it does
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            answered, body = response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        answered, body = error.code, json.loads(error.read())
+    assert answered == status
+    if code is not None:
+        assert body["error"] == {"code": code, "message": text}
+    else:
+        assert body["name"] == "nodepool1"
+
+
+def test_the_sdk_sees_an_unsupported_api_version_as_arm_reports_it(emulator, aks_client):
+    emu = emulator("seed-rolling")
+    with pytest.raises(HttpResponseError) as failure:
+        list(aks_client(emu, api_version="2019-01-01").managed_clusters.list())
+    assert (failure.value.status_code, failure.value.error.code) == (400, "InvalidApiVersionParameter")

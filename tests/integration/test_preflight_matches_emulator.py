@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from upgrade.adapters.aks import ContainerServiceAks
+from upgrade.adapters.arm_schema import PREVIEW_API_VERSION
 from upgrade.adapters.kube import kube_from_kubeconfig
 from upgrade.domain.model import ClusterRef, UpgradeSettings
 from upgrade.domain.preflight import PlannedUpgrade, PreflightReport, preflight
@@ -60,7 +61,7 @@ def predict_and_run(emu, aks_client, cluster_ref: ClusterRef,
                     pool: str) -> tuple[PreflightReport | Refusal, Outcome | Refusal]:
     """Snapshot through the adapters, predict, upgrade through the SDK, read the outcome back."""
     client = aks_client(emu, cluster_ref.subscription_id)
-    aks = ContainerServiceAks(client)
+    aks = ContainerServiceAks(client, aks_client(emu, cluster_ref.subscription_id, api_version=PREVIEW_API_VERSION))
     with tempfile.TemporaryDirectory() as workdir:
         kubeconfig = Path(workdir) / "kubeconfig.yaml"
         emu.write_kubeconfig(cluster_ref.arm_id, kubeconfig)

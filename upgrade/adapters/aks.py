@@ -5,11 +5,19 @@ Long-running operations are started and left running (``polling=False``: no poll
 reads ``get_pool(...).provisioning_state`` instead. A pool PUT overlays the domain's changes on the
 pool as ARM has it, so properties this project does not model (subnets, autoscaling, ...) survive.
 ARM errors leave as the project's errors with ARM's ``error.code`` and message.
+
+api-versions (docs/policy.md says why): requests speak the SDK's ``arm_schema.STABLE_API_VERSION``,
+except pool reads and the pool writes that set a field only a preview defines (``maxBlockedNodes``),
+which speak ``arm_schema.PREVIEW_API_VERSION``: only the preview shows a pool's maxBlockedNodes,
+which the preflight counts. Where ARM does not offer the preview (its region, a retired preview),
+reads fall back to the stable version and a write that needs the preview is refused. A pool body is
+checked against the properties of its api-version before it leaves; a property the version lacks
+is refused here, naming the property and the version.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from azure.core import MatchConditions
@@ -24,6 +32,7 @@ from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.containerservice import models as sdk
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
+from upgrade.adapters import arm_schema
 from upgrade.domain.model import AgentPool, ClusterRef, UpgradeSettings
 from upgrade.domain.surge import QUOTA_ERROR_CODES
 from upgrade.errors import Conflict, NotFound, PermanentError, TemporaryError, UpgradeError
@@ -35,7 +44,10 @@ DEFAULT_RETRY_SECONDS = 10.0
 OPERATION_IN_PROGRESS_RETRY_SECONDS = 60.0
 # The SDK retries 429/5xx itself; a few tries keep a step short, the step's own Retry does the rest.
 SDK_RETRY_TOTAL = 3
-# Preview setting the SDK model does not declare yet; the models keep unknown keys as raw JSON.
+# ARM's answers to an api-version it does not offer for the resource type.
+API_VERSION_NOT_OFFERED = frozenset({"InvalidApiVersionParameter", "NoRegisteredProviderFound", "InvalidResourceType"})
+# Preview setting the SDK's models lack (the models keep unknown keys as raw JSON); a pool write
+# that sets it goes out at arm_schema.PREVIEW_API_VERSION, which defines it.
 MAX_BLOCKED_NODES = "maxBlockedNodes"
 
 
@@ -51,6 +63,7 @@ class LoopbackBearerTokenPolicy(ARMChallengeAuthenticationPolicy):
 def container_service_client(
     settings: Settings, subscription_id: str, credential: Any, **kwargs: Any
 ) -> ContainerServiceClient:
+    """A client for ARM_ENDPOINT; ``api_version=arm_schema.PREVIEW_API_VERSION`` for the preview one."""
     kwargs.setdefault("retry_total", SDK_RETRY_TOTAL)
     endpoint = settings.arm_endpoint
     if is_loopback_url(endpoint) and not endpoint.lower().startswith("https"):
@@ -178,14 +191,54 @@ def pool_to_sdk(pool: AgentPool, current: sdk.AgentPool | None = None) -> sdk.Ag
     return body
 
 
-class ContainerServiceAks:
-    """The Aks port for one subscription."""
+def undefined_properties_error(what: str, body: dict[str, Any], api_version: str) -> PermanentError | None:
+    """The error for an AgentPool ``body`` holding a property ``api_version`` does not define."""
+    paths = arm_schema.defined_paths(api_version, arm_schema.AGENT_POOL)
+    if paths is None:
+        return PermanentError(f"{what}: api-version {api_version} is not one this app knows the properties of")
+    undefined = arm_schema.undefined_properties(body, paths, arm_schema.AGENT_POOL)
+    if not undefined:
+        return None
+    names = ", ".join(u.path for u in undefined)
+    return PermanentError(f"{what}: api-version {api_version} does not define {names}; not sent")
 
-    def __init__(self, client: ContainerServiceClient) -> None:
+
+class ContainerServiceAks:
+    """The Aks port for one subscription. ``preview_client`` speaks arm_schema.PREVIEW_API_VERSION;
+    without it a pool write that needs the preview is refused."""
+
+    def __init__(self, client: ContainerServiceClient, preview_client: ContainerServiceClient | None = None) -> None:
         self.client = client
+        self.preview_client = preview_client
+        self.preview_offered = preview_client is not None
+
+    def _read(self, what: str, call: Callable[[ContainerServiceClient], Any]) -> Any:
+        """``call`` at the preview while ARM offers it, else at the stable api-version."""
+        if self.preview_client is not None and self.preview_offered:
+            try:
+                return self._call(what, call, self.preview_client)
+            except PermanentError as exc:
+                if exc.code not in API_VERSION_NOT_OFFERED or isinstance(exc, NotFound):
+                    raise
+                self.preview_offered = False
+        return self._call(what, call, self.client)
 
     def close(self) -> None:
         self.client.close()
+        if self.preview_client is not None:
+            self.preview_client.close()
+
+    def _client_for(self, what: str, pool: AgentPool) -> tuple[ContainerServiceClient, str]:
+        """The client and api-version a write of ``pool`` needs: the preview only for its fields."""
+        if pool.upgrade_settings.max_blocked_nodes is None:
+            return self.client, arm_schema.STABLE_API_VERSION
+        if self.preview_client is None or not self.preview_offered:
+            raise PermanentError(
+                f"{what}: upgradeSettings.{MAX_BLOCKED_NODES} is defined only by api-version "
+                f"{arm_schema.PREVIEW_API_VERSION} (not by {arm_schema.STABLE_API_VERSION}), which ARM does not "
+                "offer here (the cluster's region or the subscription's preview registration): leave it unset"
+            )
+        return self.preview_client, arm_schema.PREVIEW_API_VERSION
 
     def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -200,40 +253,47 @@ class ContainerServiceAks:
         return managed.current_kubernetes_version or managed.kubernetes_version or ""
 
     def list_pools(self, cluster: ClusterRef) -> list[AgentPool]:
-        def listed() -> list[AgentPool]:
-            return [
-                pool_from_sdk(p) for p in self.client.agent_pools.list(cluster.resource_group, cluster.name)
-            ]
+        def listed(client: ContainerServiceClient) -> list[AgentPool]:
+            return [pool_from_sdk(p) for p in client.agent_pools.list(cluster.resource_group, cluster.name)]
 
-        return self._call(f"list pools of {cluster.name}", listed)
+        return self._read(f"list pools of {cluster.name}", listed)
 
-    def _get_sdk_pool(self, cluster: ClusterRef, pool: str) -> sdk.AgentPool:
+    def _get_sdk_pool(self, cluster: ClusterRef, pool: str, client: ContainerServiceClient) -> sdk.AgentPool:
         return self._call(
             f"get pool {pool} of {cluster.name}",
-            self.client.agent_pools.get,
+            client.agent_pools.get,
             cluster.resource_group,
             cluster.name,
             pool,
         )
 
     def get_pool(self, cluster: ClusterRef, pool: str) -> AgentPool:
-        return pool_from_sdk(self._get_sdk_pool(cluster, pool))
+        return pool_from_sdk(self._read(
+            f"get pool {pool} of {cluster.name}",
+            lambda client: client.agent_pools.get(cluster.resource_group, cluster.name, pool),
+        ))
 
     def begin_put_pool(self, cluster: ClusterRef, pool: AgentPool, *, if_match: str | None = None) -> None:
+        what = f"put pool {pool.name} of {cluster.name}"
+        client, api_version = self._client_for(what, pool)
         try:
-            current = self._get_sdk_pool(cluster, pool.name)
+            current = self._get_sdk_pool(cluster, pool.name, client)
         except NotFound:
             current = None
+        body = pool_to_sdk(pool, current)
+        refused = undefined_properties_error(what, body.as_dict(), api_version)
+        if refused is not None:
+            raise refused
         conditions: dict[str, Any] = {}
         if if_match:
             conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
         self._call(
-            f"put pool {pool.name} of {cluster.name}",
-            self.client.agent_pools.begin_create_or_update,
+            what,
+            client.agent_pools.begin_create_or_update,
             cluster.resource_group,
             cluster.name,
             pool.name,
-            pool_to_sdk(pool, current),
+            body,
             polling=False,
             **conditions,
         )
@@ -277,6 +337,8 @@ class ContainerServiceAks:
 def aks_from_settings(settings: Settings, subscription_id: str) -> ContainerServiceAks:
     from upgrade.adapters.auth import arm_credential
 
+    credential = arm_credential(settings)
     return ContainerServiceAks(
-        container_service_client(settings, subscription_id, arm_credential(settings))
+        container_service_client(settings, subscription_id, credential),
+        container_service_client(settings, subscription_id, credential, api_version=arm_schema.PREVIEW_API_VERSION),
     )
