@@ -19,8 +19,26 @@ param targetClusterIds array
 @description('Name of the resource group to create; default rg-<environmentName>.')
 param resourceGroupName string = ''
 
-@description('UPGRADE_POLICY app setting: policy per cluster/pool (an object, stored as JSON). {} means the defaults.')
+@description('UPGRADE_POLICY app setting: policy per cluster/pool (an object, stored as JSON). {} means the defaults. Set from the file UPGRADE_POLICY_FILE names, checked by the preprovision hook.')
 param upgradePolicy object = {}
+
+@description('The target clusters use Azure RBAC for Kubernetes authorization: grant the app the Kubernetes data role on each (modules/kubernetes-data-role.bicep). Harmless on a Kubernetes RBAC cluster, where it has no effect.')
+param azureRbacForKubernetes bool = false
+
+@description('VNet integration of the Flex app, to reach private AKS API servers (peer the app VNet with the clusters\' VNets). Implied by natGatewayOutboundIp.')
+param vnetIntegration bool = false
+
+@description('A NAT gateway with one static public IP for everything the app sends (output APP_OUTBOUND_IP): add it to the clusters\' authorized IP ranges.')
+param natGatewayOutboundIp bool = false
+
+@description('Address space of the app VNet (VNet integration).')
+param appVnetAddressPrefix string = '10.240.0.0/24'
+
+@description('Subnet of the app inside it, delegated to Flex Consumption (at least a /27 is recommended).')
+param appSubnetPrefix string = '10.240.0.0/26'
+
+@description('Private DNS zones of private clusters (ARM ids, e.g. of privatelink.<region>.azmk8s.io): each is linked to the app VNet so the app resolves the API servers.')
+param privateClusterDnsZoneIds array = []
 
 @description('QUARANTINE_SCAN_SCHEDULE app setting: NCRONTAB (six fields) of the quarantine scan.')
 param quarantineScanSchedule string = '0 */5 * * * *'
@@ -138,6 +156,31 @@ var appSettings = {
   ALERTS_TOPIC_ENDPOINT: alertsTopic.outputs.endpoint
 }
 
+var useVnet = vnetIntegration || natGatewayOutboundIp || !empty(privateClusterDnsZoneIds)
+
+module network 'modules/network.bicep' = if (useVnet) {
+  name: 'network'
+  scope: appResourceGroup
+  params: {
+    name: 'aksupgrade-${resourceToken}'
+    location: location
+    tags: tags
+    addressPrefix: appVnetAddressPrefix
+    subnetPrefix: appSubnetPrefix
+    natGateway: natGatewayOutboundIp
+  }
+}
+
+module privateDnsLinks 'modules/private-dns-link.bicep' = [for (zoneId, index) in privateClusterDnsZoneIds: {
+  name: 'private-dns-link-${index}-${resourceToken}'
+  scope: resourceGroup(split(zoneId, '/')[2], split(zoneId, '/')[4])
+  params: {
+    zoneName: last(split(zoneId, '/'))
+    vnetId: network.outputs.vnetId
+    linkName: 'aksupgrade-${resourceToken}'
+  }
+}]
+
 module functionApp 'modules/function-app.bicep' = {
   name: 'function-app'
   scope: appResourceGroup
@@ -157,6 +200,7 @@ module functionApp 'modules/function-app.bicep' = {
     appSettings: appSettings
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    subnetId: useVnet ? network.outputs.subnetId : ''
   }
 }
 
@@ -169,6 +213,14 @@ module agentPoolOperatorRole 'modules/agentpool-operator-role.bicep' = {
   }
 }
 
+module kubernetesDataRole 'modules/kubernetes-data-role.bicep' = if (azureRbacForKubernetes) {
+  name: 'kubernetes-data-role-${resourceToken}'
+  params: {
+    roleName: 'AKS node upgrade Kubernetes data access (${environmentName}-${resourceToken})'
+    assignableScopes: union(clusterResourceGroupIds, clusterResourceGroupIds)
+  }
+}
+
 module clusterAccess 'modules/cluster-access.bicep' = [for (clusterId, index) in targetClusterIds: {
   name: 'cluster-access-${index}-${resourceToken}'
   scope: resourceGroup(split(clusterId, '/')[2], split(clusterId, '/')[4])
@@ -176,6 +228,7 @@ module clusterAccess 'modules/cluster-access.bicep' = [for (clusterId, index) in
     clusterName: last(split(clusterId, '/'))
     principalId: identity.outputs.principalId
     agentPoolOperatorRoleGuid: agentPoolOperatorRole.outputs.roleGuid
+    kubernetesDataRoleGuid: azureRbacForKubernetes ? kubernetesDataRole.outputs.roleGuid : ''
   }
 }]
 
@@ -184,6 +237,10 @@ output AZURE_RESOURCE_GROUP string = appResourceGroup.name
 output AZURE_FUNCTION_APP_ID string = functionApp.outputs.id
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_FUNCTION_APP_HOSTNAME string = functionApp.outputs.defaultHostName
+// The CLI's --api-url (AKS_UPGRADE_API_URL).
+output AKS_UPGRADE_API_URL string = 'https://${functionApp.outputs.defaultHostName}'
+// The fixed outbound address with natGatewayOutboundIp (for the clusters' authorized IP ranges).
+output APP_OUTBOUND_IP string = natGatewayOutboundIp ? network.outputs.outboundIp : ''
 output APP_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output APP_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output ALERTS_TOPIC_ID string = alertsTopic.outputs.id

@@ -8,7 +8,7 @@ param tags object
 
 resource alertsTopic 'Microsoft.EventGrid/topics@2022-06-15' = {
   #checkov:skip=CKV_AZURE_191: the topic only receives alerts; an identity is needed only when an operator's subscription delivers with the topic's identity, and is added then
-  #checkov:skip=CKV_AZURE_193: the Flex Consumption app has no VNet in this template, so it publishes over the public endpoint; key auth is disabled, publishing needs the EventGrid Data Sender role
+  #checkov:skip=CKV_AZURE_193: the app publishes over the public endpoint (its optional VNet integration is for reaching clusters; no private endpoints are deployed); key auth is disabled, publishing needs the EventGrid Data Sender role
   name: name
   location: location
   tags: tags

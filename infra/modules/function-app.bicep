@@ -11,6 +11,8 @@ param deploymentContainerUrl string
 param appSettings object
 param maximumInstanceCount int
 param instanceMemoryMB int
+@description('Subnet (delegated to Microsoft.App/environments) for VNet integration; empty: none.')
+param subnetId string = ''
 
 resource flexPlan 'Microsoft.Web/serverfarms@2024-04-01' = {
   #checkov:skip=CKV_AZURE_225: Flex zone redundancy needs a supported region and a ZRS storage account; work survives an instance loss anyway because every step is a queue message that is retried
@@ -47,6 +49,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
+    virtualNetworkSubnetId: empty(subnetId) ? null : subnetId
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'

@@ -15,7 +15,7 @@ param logAnalyticsId string
 // (no virtual network in this template); with shared keys off, every request still needs an
 // Entra ID token that holds a data-plane role on this account.
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  #checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration reaches storage over its public endpoint; access is Entra ID only (shared keys disabled)
+  #checkov:skip=CKV_AZURE_35: the app reaches storage over its public endpoint (its optional VNet integration is for reaching clusters; no private endpoints are deployed); access is Entra ID only (shared keys disabled)
   #checkov:skip=CKV_AZURE_59: same as CKV_AZURE_35: the public endpoint is needed without a VNet; anonymous and key access are both disabled
   #checkov:skip=CKV_AZURE_206: queue messages and run records are short-lived operational state that the next AKS event rebuilds; LRS keeps cost low, raise to ZRS/GRS by editing skuName if required
   name: name

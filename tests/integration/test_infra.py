@@ -324,3 +324,66 @@ def test_postdeploy_hook_deploys_the_subscriptions_stage(
     parameters = json.loads((workdir / "parameters.json").read_text())["parameters"]
     assert parameters["targetClusterIds"]["value"] == CLUSTER_IDS
     assert parameters["functionAppId"]["value"].endswith("/sites/func-x")
+
+
+# --- preprovision hook: the policy from the azd environment ----------------------------------------
+
+PREPROVISION_HOOK = INFRA_DIR / "hooks" / "preprovision.sh"
+_FAKE_AZD = """#!/bin/sh
+printf '%s\\n' "$*" >> "$FAKE_AZD_LOG"
+"""
+
+
+def _run_preprovision(tmp_path: Path, policy: str | None) -> tuple[subprocess.CompletedProcess, list[str]]:
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_azd = bin_dir / "azd"
+    fake_azd.write_text(_FAKE_AZD)
+    fake_azd.chmod(fake_azd.stat().st_mode | stat.S_IEXEC)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHON": sys.executable,
+           "FAKE_AZD_LOG": str(tmp_path / "azd.log"), "TARGET_CLUSTER_IDS": json.dumps(CLUSTER_IDS)}
+    env.pop("UPGRADE_POLICY_FILE", None)
+    if policy is not None:
+        (tmp_path / "policy.json").write_text(policy)
+        env["UPGRADE_POLICY_FILE"] = str(tmp_path / "policy.json")
+    completed = subprocess.run(["sh", str(PREPROVISION_HOOK)], env=env, cwd=REPO_ROOT, capture_output=True,
+                               text=True, check=False)
+    log = tmp_path / "azd.log"
+    return completed, log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.parametrize(("policy", "stored"), [
+    (None, "{}"),
+    (json.dumps({"defaults": {"remediation": {"relax-pdb": "approval-required"}},
+                 "clusters": {CLUSTER_IDS[1]: {"strategy": "blue-green"}}}, indent=2),
+     json.dumps({"defaults": {"remediation": {"relax-pdb": "approval-required"}},
+                 "clusters": {CLUSTER_IDS[1]: {"strategy": "blue-green"}}}, separators=(",", ":"))),
+])
+def test_preprovision_stores_the_policy_file_in_the_azd_environment(tmp_path, policy, stored):
+    # GIVEN UPGRADE_POLICY_FILE (or none) WHEN the hook runs before provisioning
+    completed, azd_calls = _run_preprovision(tmp_path, policy)
+    # THEN the policy is stored, compact, as the UPGRADE_POLICY main.parameters.json reads
+    assert completed.returncode == 0, completed.stderr
+    assert azd_calls == [f"env set UPGRADE_POLICY {stored}"]
+    parameters = json.loads((INFRA_DIR / "main.parameters.json").read_text())["parameters"]
+    assert parameters["upgradePolicy"]["value"] == "${UPGRADE_POLICY}"
+
+
+@pytest.mark.parametrize(("policy", "error"), [
+    ('{"defaults": {"remediation": {"relax-pdb": "sometimes"}}}', "UPGRADE_POLICY.defaults.remediation.relax-pdb"),
+    (json.dumps({"clusters": {CLUSTER_IDS[0].replace("aks-a", "aks-typo"): {}}}), "is not in ALLOWED_CLUSTERS"),
+])
+def test_preprovision_refuses_a_policy_the_app_would_refuse_before_deploying(tmp_path, policy, error):
+    completed, azd_calls = _run_preprovision(tmp_path, policy)
+    assert completed.returncode != 0 and azd_calls == []
+    assert error in completed.stderr and completed.stderr.startswith("error: invalid setting: UPGRADE_POLICY")
+
+
+def test_the_minimum_azd_version_is_the_documented_number():
+    import re
+
+    required = re.search(r'azd: ">= (\d+\.\d+\.\d+)"', (REPO_ROOT / "azure.yaml").read_text())
+    assert required, "azure.yaml names no minimum azd version"
+    assert f"azd {required.group(1)} or later" in (INFRA_DIR / "README.md").read_text()

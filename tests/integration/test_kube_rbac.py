@@ -5,7 +5,9 @@ AKS emulator, turns each request the emulator counted into the attributes the Ku
 server authorizes (verb, API group, resource[/subresource]) and compares that set with the rules
 of ``infra/k8s/upgrade-operator-rbac.yaml`` in both directions: a right used but not granted is a
 403 on a real cluster, a right granted but not used breaks least privilege. Also owns the checks
-that the binding names the app identity and that infra/README.md documents the same rights.
+that the binding names the app identity and that infra/README.md documents the same rights. For
+clusters with Azure RBAC for Kubernetes authorization, the same requests give the Kubernetes data
+actions the custom Azure role in infra/modules/kubernetes-data-role.bicep must hold, exactly.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from tests.infra_checks import INFRA_DIR
+from tests.infra_checks import INFRA_DIR, parse_bicep, variable_value
 from upgrade.adapters.kube import KubernetesKube, kube_from_kubeconfig
 from upgrade.ports import Kube
 
 pytestmark = pytest.mark.integration
 
 KUBERNETES_RBAC = INFRA_DIR / "k8s" / "upgrade-operator-rbac.yaml"
+KUBERNETES_DATA_ROLE = INFRA_DIR / "modules" / "kubernetes-data-role.bicep"
+AKS_DATA_ACTION_PREFIX = "Microsoft.ContainerService/managedClusters"
 INFRA_README = INFRA_DIR / "README.md"
 QUARANTINE_LABEL = "kubernetes.azure.com/upgrade-status"
 # Subresources of a Namespace object itself: the API server reads /namespaces/<name>/status as the
@@ -380,3 +384,48 @@ def test_the_readme_documents_exactly_the_granted_kubernetes_rights():
     # GIVEN infra/README.md's table of Kubernetes rights WHEN compared with the ClusterRole
     # THEN the documentation lists the same rights
     assert _readme_kubernetes_rights() == granted_rights(_rbac_documents()["ClusterRole"])
+
+
+# --- Azure RBAC for Kubernetes authorization ----------------------------------------------------------
+
+
+def azure_data_action(right: Right) -> str:
+    """The data action AKS checks for a Kubernetes request when Azure RBAC authorizes the cluster.
+    Its authorization webhook builds ``<prefix>/[<group>/]<resource>/<action>``: get, list and watch
+    are read; create, update and patch are write; delete and deletecollection are delete; a
+    subresource counts as its resource, except pods/exec, which has its own action."""
+    resource, _, subresource = right.resource.partition("/")
+    if (resource, subresource) == ("pods", "exec"):
+        action = "pods/exec/action"
+    else:
+        verb = {"get": "read", "list": "read", "watch": "read", "create": "write", "update": "write",
+                "patch": "write", "delete": "delete", "deletecollection": "delete"}[right.verb]
+        action = f"{resource}/{verb}"
+    return "/".join(filter(None, (AKS_DATA_ACTION_PREFIX, right.api_group, action)))
+
+
+@pytest.mark.parametrize(("right", "data_action"), [
+    (Right("list", "", "nodes"), "Microsoft.ContainerService/managedClusters/nodes/read"),
+    (Right("patch", "", "nodes"), "Microsoft.ContainerService/managedClusters/nodes/write"),
+    (Right("create", "", "pods/eviction"), "Microsoft.ContainerService/managedClusters/pods/write"),
+    (Right("create", "", "pods/exec"), "Microsoft.ContainerService/managedClusters/pods/exec/action"),
+    (Right("deletecollection", "", "pods"), "Microsoft.ContainerService/managedClusters/pods/delete"),
+    (Right("get", "policy", "poddisruptionbudgets"),
+     "Microsoft.ContainerService/managedClusters/policy/poddisruptionbudgets/read"),
+    (Right("watch", "apps", "deployments"), "Microsoft.ContainerService/managedClusters/apps/deployments/read"),
+])
+def test_a_kubernetes_right_maps_to_the_data_action_aks_checks(right, data_action):
+    assert azure_data_action(right) == data_action
+
+
+def test_the_kubernetes_data_role_holds_exactly_the_data_actions_the_adapter_needs(used_rights):
+    # GIVEN the rights the adapter's requests need, through every Kube port method
+    needed = {azure_data_action(right) for right in used_rights.rights()}
+    # WHEN they are compared with the custom Azure role for Azure RBAC clusters
+    parsed = parse_bicep([KUBERNETES_DATA_ROLE])
+    assert KUBERNETES_DATA_ROLE not in parsed.errors, parsed.errors
+    granted = variable_value(parsed.templates[KUBERNETES_DATA_ROLE], "kubernetesDataActions")
+    # THEN the role holds each of them (else a 403 on such a cluster) and nothing more, once each
+    assert len(granted) == len(set(granted))
+    assert set(granted) == needed, (f"missing: {sorted(needed - set(granted))}; "
+                                    f"unused: {sorted(set(granted) - needed)}")
