@@ -1,8 +1,10 @@
 """The Kube port over the official ``kubernetes`` client: one cluster's Kubernetes API.
 
 Reads ask for raw JSON (``_preload_content=False``) and convert it straight into the domain's
-frozen types: building the client's pydantic models for 100,000 pods only to throw them away
-would dominate a preflight. Lists page with ``limit``/``continue``. Writes patch only when the
+frozen types: building the client's models for 100,000 pods only to throw them away would
+dominate a preflight. Pods, the bulk of a snapshot, are decoded by msgspec into structs holding
+only the fields the product reads (the rest is skipped, never built). Lists page with
+``limit``/``continue``, the next page in flight while the current one is decoded. Writes patch only when the
 object differs (cordon, labels), so repeating a step changes nothing. Every SDK or connection
 error leaves as the project's errors with the HTTP status and Kubernetes' own message.
 """
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -71,6 +75,14 @@ def translate_api_error(what: str, exc: Exception) -> Exception:
         return PermanentError(text, status=status)
     # urllib3 and socket errors: the API server is unreachable or hung up; worth another try.
     return TemporaryError(f"{what}: Kubernetes API unreachable: {exc}", delay_seconds=DEFAULT_RETRY_SECONDS)
+
+
+@contextmanager
+def _decoded(what: str) -> Iterator[None]:
+    try:
+        yield
+    except msgspec.MsgspecError as exc:
+        raise PermanentError(f"{what}: the Kubernetes API answered with unexpected JSON: {exc}") from exc
 
 
 @contextmanager
@@ -131,36 +143,129 @@ def node_from_json(raw: dict[str, Any]) -> Node:
     )
 
 
-def _controller(owners: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    return next((o for o in owners if o.get("controller")), owners[0] if owners else None)
+class _Condition(msgspec.Struct, gc=False):
+    type: str = ""
+    status: str = ""
 
 
-def pod_from_json(raw: dict[str, Any]) -> Pod:
-    meta, spec, status = raw.get("metadata", {}), raw.get("spec", {}), raw.get("status", {})
-    owner = _controller(meta.get("ownerReferences") or [])
-    container_statuses = status.get("containerStatuses") or []
-    grace = spec.get("terminationGracePeriodSeconds")
+class _Owner(msgspec.Struct, gc=False):
+    kind: str | None = None
+    name: str | None = None
+    controller: bool | None = None
+
+
+class _PodMeta(msgspec.Struct, gc=False):
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    ownerReferences: list[_Owner] | None = None
+    deletionTimestamp: str | None = None
+
+
+class _Volume(msgspec.Struct, gc=False):
+    emptyDir: Any = msgspec.UNSET
+
+
+class _PodSpec(msgspec.Struct, gc=False):
+    nodeName: str | None = None
+    terminationGracePeriodSeconds: int | None = None
+    volumes: list[_Volume] | None = None
+
+
+class _Waiting(msgspec.Struct, gc=False):
+    reason: str | None = None
+
+
+class _ContainerState(msgspec.Struct, gc=False):
+    waiting: _Waiting | None = None
+
+
+class _ContainerStatus(msgspec.Struct, gc=False):
+    restartCount: int = 0
+    state: _ContainerState | None = None
+
+
+class _PodStatus(msgspec.Struct, gc=False):
+    phase: str = "Pending"
+    conditions: list[_Condition] | None = None
+    containerStatuses: list[_ContainerStatus] | None = None
+
+
+class PodJson(msgspec.Struct, gc=False):
+    """The fields of a Pod's JSON that the product reads (the API's own names, nested structs alike);
+    msgspec skips every other field without building it."""
+
+    metadata: _PodMeta = msgspec.field(default_factory=_PodMeta)
+    spec: _PodSpec = msgspec.field(default_factory=_PodSpec)
+    status: _PodStatus = msgspec.field(default_factory=_PodStatus)
+
+
+class _ListMeta(msgspec.Struct, gc=False):
+    continue_: str | None = msgspec.field(default=None, name="continue")
+
+
+class _ListHead(msgspec.Struct, gc=False):
+    metadata: _ListMeta | None = None
+
+
+class _PodList(msgspec.Struct, gc=False):
+    items: list[PodJson] | None = None
+
+
+class _ObjectList(msgspec.Struct):
+    items: list[dict[str, Any]] | None = None
+
+
+_LIST_HEAD = msgspec.json.Decoder(_ListHead)
+_ITEMS_KEY = b',"items":['
+
+
+def _continue_token(page: bytes) -> str | None:
+    """The list's continue token. The API server writes the list's metadata before its items, so
+    only the head is decoded when the top-level items follow the metadata; any other layout is
+    decoded whole. (``,"items":[`` cannot occur inside a JSON string: its quotes would be escaped.)"""
+    end = page.find(_ITEMS_KEY, 0, 8192)
+    if end > 0:
+        try:
+            head = _LIST_HEAD.decode(page[:end] + b"}")
+        except msgspec.DecodeError:
+            head = None  # the marker closed a nested object, not the list: decode the whole page
+        if head is not None and head.metadata is not None:
+            return head.metadata.continue_
+    metadata = _LIST_HEAD.decode(page).metadata
+    return metadata.continue_ if metadata is not None else None
+_POD_LIST = msgspec.json.Decoder(_PodList)
+_OBJECT_LIST = msgspec.json.Decoder(_ObjectList)
+_POD = msgspec.json.Decoder(PodJson)
+
+
+def pod_from_json(raw: PodJson) -> Pod:
+    meta, spec, status = raw.metadata, raw.spec, raw.status
+    owners = meta.ownerReferences or []
+    owner = next((o for o in owners if o.controller), owners[0] if owners else None)
+    container_statuses = status.containerStatuses or ()
+    grace = spec.terminationGracePeriodSeconds
     return Pod(
-        namespace=meta.get("namespace", ""),
-        name=meta.get("name", ""),
-        uid=meta.get("uid", ""),
-        node=spec.get("nodeName"),
-        phase=status.get("phase", "Pending"),
-        ready=any(
-            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
-        ),
-        labels=tuple(sorted((meta.get("labels") or {}).items())),
-        owner_kind=owner.get("kind") if owner else None,
-        owner_name=owner.get("name") if owner else None,
-        deleting=bool(meta.get("deletionTimestamp")),
-        mirror=MIRROR_ANNOTATION in (meta.get("annotations") or {}),
-        empty_dir=any("emptyDir" in v for v in spec.get("volumes") or []),
-        restart_count=sum(int(c.get("restartCount", 0)) for c in container_statuses),
+        namespace=meta.namespace,
+        name=meta.name,
+        uid=meta.uid,
+        node=spec.nodeName,
+        phase=status.phase,
+        ready=any(c.type == "Ready" and c.status == "True" for c in status.conditions or ()),
+        labels=tuple(sorted(meta.labels.items())) if meta.labels else (),
+        owner_kind=owner.kind if owner else None,
+        owner_name=owner.name if owner else None,
+        deleting=bool(meta.deletionTimestamp),
+        mirror=bool(meta.annotations) and MIRROR_ANNOTATION in meta.annotations,
+        empty_dir=any(v.emptyDir is not msgspec.UNSET for v in spec.volumes or ()),
+        restart_count=sum(c.restartCount for c in container_statuses),
         crash_looping=any(
-            ((c.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff"
+            c.state is not None and c.state.waiting is not None and c.state.waiting.reason == "CrashLoopBackOff"
             for c in container_statuses
         ),
-        grace_seconds=int(grace) if grace is not None else None,
+        grace_seconds=grace,
     )
 
 
@@ -227,19 +332,32 @@ class KubernetesKube:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _list(self, what: str, call: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Every item of a list call, following ``continue`` tokens page by page."""
-        token: str | None = None
-        while True:
+    def _pages(self, what: str, call: Any, decoder: msgspec.json.Decoder, **kwargs: Any) -> Iterator[list[Any]]:
+        """The items of a list call page by page, following ``continue`` tokens. The next page is
+        requested before this one is decoded, so the transfer overlaps the decoding."""
+
+        def fetch(token: str | None) -> bytes:
             with _translated(what):
-                response = call(
-                    limit=self.page_size, _continue=token, _preload_content=False, **kwargs
-                )
-                body = json.loads(response.data)
-            yield from body.get("items") or []
-            token = (body.get("metadata") or {}).get("continue")
-            if not token:
-                return
+                return call(limit=self.page_size, _continue=token, _preload_content=False, **kwargs).data
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-page") as prefetch:
+            data = fetch(None)
+            while True:
+                with _decoded(what):
+                    token = _continue_token(data)
+                pending = prefetch.submit(fetch, token) if token else None
+                with _decoded(what):
+                    items = decoder.decode(data).items or []
+                del data
+                yield items
+                if pending is None:
+                    return
+                data = pending.result()
+
+    def _list(self, what: str, call: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a list call as JSON objects."""
+        for page in self._pages(what, call, _OBJECT_LIST, **kwargs):
+            yield from page
 
     def _get(self, what: str, call: Any, *args: Any) -> dict[str, Any]:
         with _translated(what):
@@ -260,26 +378,30 @@ class KubernetesKube:
         field_selector = f"spec.nodeName={node}" if node else None
         what = f"list pods{' on ' + node if node else ''}"
         if namespace:
-            items = self._list(
+            pages = self._pages(
                 what,
                 self.core.list_namespaced_pod,
+                _POD_LIST,
                 namespace=namespace,
                 label_selector=label_selector,
                 field_selector=field_selector,
             )
         else:
-            items = self._list(
+            pages = self._pages(
                 what,
                 self.core.list_pod_for_all_namespaces,
+                _POD_LIST,
                 label_selector=label_selector,
                 field_selector=field_selector,
             )
-        return [pod_from_json(p) for p in items]
+        return [pod_from_json(p) for page in pages for p in page]
 
     def get_pod(self, namespace: str, name: str) -> Pod:
-        return pod_from_json(
-            self._get(f"get pod {namespace}/{name}", self.core.read_namespaced_pod, name, namespace)
-        )
+        what = f"get pod {namespace}/{name}"
+        with _translated(what):
+            data = self.core.read_namespaced_pod(name, namespace, _preload_content=False).data
+        with _decoded(what):
+            return pod_from_json(_POD.decode(data))
 
     def list_pdbs(self, *, namespace: str | None = None) -> list[Pdb]:
         if namespace:
