@@ -30,6 +30,7 @@ from upgrade.domain.model import (
     UpgradeSettings,
 )
 from upgrade.domain.preflight import PlannedUpgrade, preflight
+from upgrade.domain.selectors import LabelSelector
 
 REPLICAS = 20  # pods per deployment
 POOL = "work"
@@ -47,7 +48,7 @@ def build_snapshot(node_count: int, pod_count: int) -> ClusterSnapshot:
                             labels=(("app", app), ("tier", "web")), owner_kind="ReplicaSet", owner_name=f"{app}-rs"))
         # A mix of budgets: most allow disruptions, one in a hundred never does.
         budget = {"min_available": str(REPLICAS)} if d % 100 == 0 else BUDGETS[d % len(BUDGETS)]
-        pdbs.append(Pdb(f"ns-{d % 50}", f"{app}-pdb", (("app", app),), **budget))
+        pdbs.append(Pdb(f"ns-{d % 50}", f"{app}-pdb", LabelSelector.match_labels({"app": app}), **budget))
     daemons = [Pod("kube-system", f"kube-proxy-{n.name}", f"uid-kp-{n.name}", n.name, owner_kind="DaemonSet",
                    owner_name="kube-proxy") for n in nodes]
     pool = AgentPool(POOL, "User", node_count, "1.30.0",

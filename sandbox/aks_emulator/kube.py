@@ -1329,8 +1329,9 @@ class KubeCluster:
         namespace = pod["metadata"]["namespace"]
         labels = pod["metadata"].get("labels") or {}
         with self.lock:
+            # policy/v1: a selector {} covers the whole namespace, an absent one no pod.
             return [pdb for (pdb_namespace, _), pdb in self._objects["poddisruptionbudgets"].items()
-                    if pdb_namespace == namespace
+                    if pdb_namespace == namespace and pdb["spec"].get("selector") is not None
                     and labels_match(label_selector_requirements(pdb["spec"].get("selector")), labels)]
 
     def _pods_matching(self, namespace: str, requirements: list[LabelRequirement]) -> list[dict]:
@@ -1367,7 +1368,8 @@ class KubeCluster:
         """The disruption controller's view of a PDB, computed from the pods it selects now."""
         namespace = pdb["metadata"]["namespace"]
         spec = pdb["spec"]
-        pods = self._pods_matching(namespace, label_selector_requirements(spec.get("selector")))
+        selector = spec.get("selector")
+        pods = [] if selector is None else self._pods_matching(namespace, label_selector_requirements(selector))
         if spec.get("maxUnavailable") is not None:
             expected = self._expected_scale(pods)
             desired = max(0, expected - _resolve_int_or_percent(spec["maxUnavailable"], expected))

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from upgrade.adapters.kube import KubernetesKube, api_client_from_kubeconfig, kube_from_kubeconfig
+from upgrade.domain.selectors import LabelSelector
 from upgrade.errors import NotFound, PermanentError, TemporaryError
 
 pytestmark = pytest.mark.integration
@@ -146,7 +147,7 @@ def test_delete_pod_and_missing_objects(cluster):
 def test_pdb_listing_manifest_and_exact_restore(cluster):
     _, _, kube, _ = cluster
     (pdb,) = kube.list_pdbs(namespace="apps")
-    assert (pdb.key, pdb.min_available, pdb.selector) == ("apps/db-pdb", "1", (("app", "db"),))
+    assert (pdb.key, pdb.min_available, pdb.selector) == ("apps/db-pdb", "1", LabelSelector.match_labels({"app": "db"}))
     assert pdb.disruptions_allowed == 0 and pdb.expected_pods == 1
     original = kube.get_pdb_manifest("apps", "db-pdb")
     # WHEN the budget is relaxed to maxUnavailable 1, then restored from the saved spec

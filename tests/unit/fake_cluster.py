@@ -18,9 +18,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from upgrade.domain.drain import parse_label_selector, selector_matches
 from upgrade.domain.model import QUARANTINE_LABEL, QUARANTINE_VALUE, AgentPool, ClusterRef, Node, Pdb, Pod
 from upgrade.domain.pdb import desired_healthy, disruptions_allowed, is_healthy
+from upgrade.domain.selectors import LabelSelector
 from upgrade.errors import NotFound, PermanentError, TemporaryError
 
 CLUSTER = ClusterRef("00000000-0000-0000-0000-000000000001", "rg-upgrades", "aks-seed")
@@ -83,8 +83,8 @@ class FakeCluster:
         elif field_selector:
             raise AssertionError(f"unexpected field selector {field_selector}")
         if label_selector:
-            requirements = parse_label_selector(label_selector)
-            nodes = [n for n in nodes if selector_matches(requirements, dict(n.labels))]
+            selector = LabelSelector.parse(label_selector)
+            nodes = [n for n in nodes if selector.matches(dict(n.labels))]
         return sorted(nodes, key=lambda n: n.name)
 
     def get_node(self, name: str) -> Node:
@@ -129,7 +129,7 @@ class FakeCluster:
     def _pdb(self, key: str) -> Pdb:
         spec = self.pdb_specs[key]
         namespace, name = key.split("/", 1)
-        selector = tuple(spec["selector"]["matchLabels"].items())
+        selector = LabelSelector.from_api(spec.get("selector"))
         probe = Pdb(namespace, name, selector)
         selected = [p for p in self.pods.values() if probe.selects(p)]
         min_available = None if spec.get("minAvailable") is None else str(spec["minAvailable"])

@@ -20,9 +20,9 @@ import pytest
 
 from tests.fakes import FakePlatform, SimulatedCrash
 from upgrade.domain.bluegreen import STEP_STATES
-from upgrade.domain.drain import parse_label_selector, selector_matches
 from upgrade.domain.model import AGENTPOOL_LABEL, AgentPool, ClusterRef, Node, Pdb, Pod, Workload
 from upgrade.domain.runs import RunRecord
+from upgrade.domain.selectors import LabelSelector
 from upgrade.domain.steps import StepMessage
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, TemporaryError
 from upgrade.services import bluegreen, registry
@@ -150,8 +150,8 @@ class FakeCluster:
         self._settle()
         nodes = list(self.nodes.values())
         if label_selector:
-            requirements = parse_label_selector(label_selector)
-            nodes = [n for n in nodes if selector_matches(requirements, dict(n.labels))]
+            selector = LabelSelector.parse(label_selector)
+            nodes = [n for n in nodes if selector.matches(dict(n.labels))]
         return nodes
 
     def get_node(self, name):
@@ -182,7 +182,7 @@ class FakeCluster:
     def _pdb(self, spec) -> Pdb:
         selected = [p for p in self.pods.values() if p.namespace == spec["ns"] and p.label_map().get("app") == spec["app"]]
         healthy = sum(1 for p in selected if p.ready)
-        return Pdb(spec["ns"], spec["name"], (("app", spec["app"]),), min_available=str(spec["min"]),
+        return Pdb(spec["ns"], spec["name"], LabelSelector.match_labels({"app": spec["app"]}), min_available=str(spec["min"]),
                    disruptions_allowed=max(0, healthy - spec["min"]), current_healthy=healthy,
                    desired_healthy=spec["min"], expected_pods=len(selected))
 

@@ -303,7 +303,7 @@ def test_drain_options_map_to_the_drain_engine():
     ({"batchSoakMinutes": -1}, "options.batchSoakMinutes", "greater than or equal"),
     ({"finalSoakMinutes": "long"}, "options.finalSoakMinutes", "number"),
     ({"drainTimeoutMinutes": 0}, "options.drainTimeoutMinutes", "greater than"),
-    ({"drain": {"podSelector": "a in b"}}, "options.drain.podSelector", "needs (values)"),
+    ({"drain": {"podSelector": "a in b"}}, "options.drain.podSelector", "must be followed by '(values)'"),
     ({"drain": {"gracePeriodSeconds": -2}}, "options.drain.gracePeriodSeconds", "greater than"),
     ({"validation": {"restartThreshold": -1}}, "options.validation.restartThreshold", "greater than"),
     ({"validation": {"httpProbes": [{"url": "ftp://x"}]}}, "options.validation.httpProbes.0.url", "pattern"),

@@ -14,10 +14,9 @@ from upgrade.domain.drain import (
     DrainOptions,
     DrainStatus,
     PodDrainState,
-    parse_label_selector,
-    selector_matches,
 )
 from upgrade.domain.model import Node, Pdb, Pod
+from upgrade.domain.selectors import LabelSelector
 from upgrade.errors import NotFound, PermanentError, TemporaryError
 from upgrade.services.drain import (
     PDB_RETRY_SECONDS,
@@ -79,10 +78,10 @@ class InMemoryKube:
     def list_pods(self, *, node=None, namespace=None, label_selector=None) -> list[Pod]:
         if self.list_errors:
             raise self.list_errors.pop(0)
-        requirements = parse_label_selector(label_selector) if label_selector else ()
+        selector = LabelSelector.parse(label_selector or "")
         with self.lock:
             return [p for p in self.pods.values()
-                    if (node is None or p.node == node) and selector_matches(requirements, p.label_map())]
+                    if (node is None or p.node == node) and selector.matches(p.label_map())]
 
     def list_pdbs(self, *, namespace=None) -> list[Pdb]:
         return [p for p in self.pdbs if namespace in (None, p.namespace)]
@@ -162,7 +161,7 @@ def test_pdb_block_names_the_budget_and_is_retried_after_the_backoff(kube):
     kube.add_pod("guarded", labels=(("app", "db"),))
     kube.add_pod("free")
     kube.blocked.add("apps/guarded")
-    kube.pdbs.append(Pdb("apps", "db-pdb", (("app", "db"),), min_available="1", disruptions_allowed=0,
+    kube.pdbs.append(Pdb("apps", "db-pdb", LabelSelector.match_labels({"app": "db"}), min_available="1", disruptions_allowed=0,
                          current_healthy=1, desired_healthy=1, expected_pods=1))
     clock = FakeTime()
     # WHEN a pass runs
@@ -261,7 +260,7 @@ def test_transient_and_permanent_eviction_errors(kube):
 def test_timeout_reports_the_blocking_pdb(kube):
     kube.add_pod("guarded")
     kube.blocked.add("apps/guarded")
-    kube.pdbs.append(Pdb("apps", "web-pdb", (("app", "web"),), max_unavailable="0", disruptions_allowed=0))
+    kube.pdbs.append(Pdb("apps", "web-pdb", LabelSelector.match_labels({"app": "web"}), max_unavailable="0", disruptions_allowed=0))
     clock = FakeTime()
     options = DrainOptions(timeout_seconds=30)
     first = drain_node_step(kube, "node-1", options, now=clock)
@@ -327,7 +326,7 @@ def test_drain_node_loops_to_completion_reporting_progress(kube):
 def test_drain_node_times_out_naming_the_blocker(kube):
     kube.add_pod("guarded")
     kube.blocked.add("apps/guarded")
-    kube.pdbs.append(Pdb("apps", "web-pdb", (("app", "web"),), min_available="100%", disruptions_allowed=0))
+    kube.pdbs.append(Pdb("apps", "web-pdb", LabelSelector.match_labels({"app": "web"}), min_available="100%", disruptions_allowed=0))
     clock = FakeTime()
 
     def sleep(seconds: float) -> None:

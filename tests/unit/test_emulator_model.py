@@ -369,6 +369,22 @@ def test_pod_under_two_pdbs_cannot_be_evicted(cluster: KubeCluster):
         cluster.evict("default", app_pods(cluster, "a")[0]["metadata"]["name"])
 
 
+def test_empty_selector_covers_the_namespace_and_an_absent_one_no_pod(cluster: KubeCluster):
+    # GIVEN two deployments and a policy/v1 PDB with selector {} beside one without a selector
+    cluster.add_deployment("default", "a", replicas=1)
+    cluster.add_deployment("default", "b", replicas=1)
+    cluster.add_pdb("default", "everything", selector={"matchLabels": {}}, max_unavailable=0)
+    cluster.create_pdb({"metadata": {"name": "none", "namespace": "default"}, "spec": {"maxUnavailable": 0}})
+    # THEN {} selects both pods and blocks their eviction; no selector selects nothing
+    everything = cluster.get_object("poddisruptionbudgets", "default", "everything")["status"]
+    none = cluster.get_object("poddisruptionbudgets", "default", "none")["status"]
+    assert (everything["expectedPods"], none["expectedPods"]) == (2, 0)
+    pod = app_pods(cluster, "b")[0]
+    assert [p["metadata"]["name"] for p in cluster.pdbs_for_pod(pod)] == ["everything"]
+    with pytest.raises(DisruptionBlocked):
+        cluster.evict("default", pod["metadata"]["name"])
+
+
 @pytest.mark.parametrize("spec", [{"min_available": 1, "max_unavailable": 1}, {"min_available": "x%"},
                                   {"max_unavailable": -1}])
 def test_invalid_pdbs_are_rejected(cluster: KubeCluster, spec):

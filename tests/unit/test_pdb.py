@@ -15,6 +15,7 @@ from upgrade.domain.pdb import (
     scaled_value,
     unsatisfiable_pdbs,
 )
+from upgrade.domain.selectors import NOTHING, LabelSelector
 from upgrade.errors import InvalidInput
 
 
@@ -27,7 +28,7 @@ def pod(name, *, app="web", ns="default", node="node-1", ready=True, phase="Runn
 
 def pdb(name="web", *, app="web", ns="default", min_available=None, max_unavailable=None, allowed=0, healthy=0,
         desired=0, expected=0):
-    return Pdb(ns, name, (("app", app),), min_available=min_available, max_unavailable=max_unavailable,
+    return Pdb(ns, name, LabelSelector.match_labels({"app": app}), min_available=min_available, max_unavailable=max_unavailable,
                disruptions_allowed=allowed, current_healthy=healthy, desired_healthy=desired,
                expected_pods=expected)
 
@@ -84,7 +85,7 @@ def test_expected_pods(budget, replicas, expected):
 
 def test_pdbs_for_pod_matches_namespace_and_labels():
     covering = pdb("web", app="web")
-    others = [pdb("db", app="db"), pdb("web", app="web", ns="other"), Pdb("default", "empty", ())]
+    others = [pdb("db", app="db"), pdb("web", app="web", ns="other"), Pdb("default", "no-selector", NOTHING)]
     assert pdbs_for_pod(pod("a"), [covering, *others]) == [covering]
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from upgrade.domain.model import AgentPool, ClusterRef, ClusterSnapshot, Node, Pdb, Pod, UpgradeSettings
 from upgrade.domain.preflight import BLUE_GREEN, PlannedUpgrade, preflight, vcpus_per_vm
+from upgrade.domain.selectors import LabelSelector
 from upgrade.errors import InvalidInput
 
 CLUSTER = ClusterRef("00000000-0000-0000-0000-000000000001", "rg-seed", "aks-seed-pdb")
@@ -27,7 +28,7 @@ def app_pods(app: str, nodes: list[int], *, owner: str | None = "ReplicaSet", re
 
 
 def budget(app: str, *, min_available=None, max_unavailable=None, name=None) -> Pdb:
-    return Pdb("default", name or f"{app}-pdb", (("app", app),), min_available=min_available,
+    return Pdb("default", name or f"{app}-pdb", LabelSelector.match_labels({"app": app}), min_available=min_available,
                max_unavailable=max_unavailable)
 
 

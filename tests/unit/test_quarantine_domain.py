@@ -18,6 +18,7 @@ from upgrade.domain.quarantine import (
     relaxed_spec,
     resolved_alert,
 )
+from upgrade.domain.selectors import LabelSelector
 
 CLUSTER = ClusterRef("sub", "rg", "aks")
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
@@ -33,7 +34,7 @@ def pod(name, owner="ReplicaSet", app="a", **kw) -> Pod:
     return Pod("default", name, f"uid-{name}", "n1", labels=(("app", app),), owner_kind=owner, owner_name="rs", **kw)
 
 
-PDB_A = Pdb("default", "a-pdb", (("app", "a"),), min_available="1", disruptions_allowed=0, current_healthy=1,
+PDB_A = Pdb("default", "a-pdb", LabelSelector.match_labels({"app": "a"}), min_available="1", disruptions_allowed=0, current_healthy=1,
             desired_healthy=1, expected_pods=1)
 
 
@@ -127,7 +128,7 @@ REPLICAS = [
 @pytest.mark.parametrize("on_node, expected_pods, replicas", REPLICAS)
 def test_a_blocker_names_the_workloads_replicas_not_only_those_on_the_node(on_node, expected_pods, replicas):
     # GIVEN a workload whose other replicas run elsewhere; the scan lists only this node's pods
-    pdb = Pdb("default", "a-pdb", (("app", "a"),), min_available=str(expected_pods), disruptions_allowed=0,
+    pdb = Pdb("default", "a-pdb", LabelSelector.match_labels({"app": "a"}), min_available=str(expected_pods), disruptions_allowed=0,
               current_healthy=expected_pods, desired_healthy=expected_pods, expected_pods=expected_pods)
     # WHEN the node is diagnosed
     finding = diagnose_node(CLUSTER, node(), [pod(name) for name in on_node], [pdb])

@@ -24,8 +24,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from upgrade.domain.model import AGENTPOOL_LABEL, ClusterRef, Node, Pdb, Pod, Workload
+from upgrade.domain.selectors import NOTHING, LabelSelector
 from upgrade.domain.versions import normalize_version
-from upgrade.errors import Conflict, NotFound, PermanentError, TemporaryError
+from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError, TemporaryError
 from upgrade.settings import Settings
 
 PAGE_SIZE = 500
@@ -275,11 +276,14 @@ def _int_or_percent(value: Any) -> str | None:
 
 def pdb_from_json(raw: dict[str, Any]) -> Pdb:
     meta, spec, status = raw.get("metadata", {}), raw.get("spec", {}), raw.get("status", {})
-    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    try:
+        selector = LabelSelector.from_api(spec.get("selector"), what=f"PDB {meta.get('name')}")
+    except InvalidInput:
+        selector = NOTHING  # as the eviction API treats a selector it cannot convert: it covers no pod
     return Pdb(
         namespace=meta.get("namespace", ""),
         name=meta.get("name", ""),
-        selector=tuple(sorted(selector.items())),
+        selector=selector,
         min_available=_int_or_percent(spec.get("minAvailable")),
         max_unavailable=_int_or_percent(spec.get("maxUnavailable")),
         disruptions_allowed=int(status.get("disruptionsAllowed") or 0),

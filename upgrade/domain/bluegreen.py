@@ -41,9 +41,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from upgrade.domain.drain import DrainOptions, parse_label_selector
+from upgrade.domain.drain import DrainOptions
 from upgrade.domain.model import AgentPool
 from upgrade.domain.preflight import vcpus_per_vm
+from upgrade.domain.selectors import LabelSelector
 from upgrade.domain.steps import describe_validation_error
 from upgrade.domain.surge import parse_count_or_percent, resolve_count
 from upgrade.domain.versions import version_key
@@ -108,7 +109,7 @@ class BlueGreenDrain(_Options):
     def _selector_parses(cls, selector: str | None) -> str | None:
         if selector:
             try:
-                parse_label_selector(selector)
+                LabelSelector.parse(selector)
             except InvalidInput as exc:
                 raise ValueError(exc.problem) from exc
         return selector

@@ -4,19 +4,19 @@ A drain looks at every pod of the node through an ordered list of small pure fil
 ``pkg/drain``): already terminating, DaemonSet, mirror (static), emptyDir, unmanaged. Each filter
 keeps the pod, skips it, keeps it with a warning, or refuses the whole drain, always with a reason.
 Also here: the drain options, the plan for one node, the per-pod report (naming the PDB that
-blocks an eviction and the disruptions it allows) and a label-selector matcher for pod selectors.
+blocks an eviction and the disruptions it allows). Pod selectors are upgrade.domain.selectors'.
 No I/O: the drain engine in upgrade.services.drain executes plans.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from upgrade.domain.model import Pdb, Pod
 from upgrade.domain.pdb import budget_text, pdbs_for_pod
+from upgrade.domain.selectors import LabelSelector
 from upgrade.errors import InvalidInput
 
 
@@ -46,8 +46,12 @@ class DrainOptions:
             raise InvalidInput("drain options", "timeout_seconds", "must be >= 0 (0 = no timeout)")
         if self.max_concurrent_evictions < 1:
             raise InvalidInput("drain options", "max_concurrent_evictions", "must be >= 1")
-        if self.pod_selector:
-            parse_label_selector(self.pod_selector)
+        self.selector  # noqa: B018 - a selector Kubernetes would refuse is refused here, naming the field
+
+    @property
+    def selector(self) -> LabelSelector:
+        """The pods the drain looks at (kubectl --pod-selector); no selector: every pod."""
+        return LabelSelector.parse(self.pod_selector or "", what="drain options", field="pod_selector")
 
     @property
     def eviction_grace_seconds(self) -> int | None:
@@ -191,8 +195,8 @@ class DrainPlan:
 
 
 def plan_drain(node: str, pods: Iterable[Pod], options: DrainOptions) -> DrainPlan:
-    selector = parse_label_selector(options.pod_selector) if options.pod_selector else ()
-    chosen = [p for p in pods if p.node == node and selector_matches(selector, p.label_map())]
+    selector = options.selector
+    chosen = [p for p in pods if p.node == node and selector.matches(p.label_map())]
     chosen.sort(key=lambda p: (p.namespace, p.name))
     return DrainPlan(node, tuple(decide_pod(p, options) for p in chosen))
 
@@ -297,69 +301,3 @@ def drain_status(reports: Iterable[PodDrainReport]) -> DrainStatus:
     if states & {PodDrainState.EVICTING, PodDrainState.RETRYING}:
         return DrainStatus.IN_PROGRESS
     return DrainStatus.DRAINED
-
-
-# ---- label selectors (kubectl --pod-selector) -------------------------------------------------
-
-_REQUIREMENT = re.compile(
-    r"^\s*(?P<neg>!)?\s*(?P<key>[A-Za-z0-9_./-]+)\s*"
-    r"(?:(?P<op>==|!=|=|\s+notin\s+|\s+in\s+)\s*(?P<value>\([^)]*\)|[A-Za-z0-9_.-]*))?\s*$"
-)
-
-
-@dataclass(frozen=True)
-class Requirement:
-    key: str
-    operator: str  # exists | !exists | in | notin
-    values: frozenset[str] = field(default_factory=frozenset)
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        if self.operator == "exists":
-            return self.key in labels
-        if self.operator == "!exists":
-            return self.key not in labels
-        if self.operator == "in":
-            return labels.get(self.key) in self.values
-        return labels.get(self.key) not in self.values
-
-
-def _split_requirements(selector: str) -> list[str]:
-    # Commas separate requirements except inside the parentheses of a set.
-    parts, depth, current = [], 0, []
-    for char in selector:
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return [p for p in parts if p.strip()]
-
-
-def parse_label_selector(selector: str) -> tuple[Requirement, ...]:
-    """Parse Kubernetes' label selector syntax (``a=b,c!=d,e in (f,g),!h,i``)."""
-    requirements = []
-    for part in _split_requirements(selector):
-        match = _REQUIREMENT.match(part)
-        if not match or (match["neg"] and match["op"]):
-            raise InvalidInput("label selector", "pod_selector", f"cannot parse {part.strip()!r}")
-        key, op, value = match["key"], (match["op"] or "").strip(), match["value"]
-        if not op:
-            requirements.append(Requirement(key, "!exists" if match["neg"] else "exists"))
-        elif op in ("in", "notin"):
-            if not value or not value.startswith("("):
-                raise InvalidInput("label selector", "pod_selector", f"{part.strip()!r} needs (values)")
-            values = frozenset(v.strip() for v in value[1:-1].split(",") if v.strip())
-            requirements.append(Requirement(key, op, values))
-        else:
-            values = frozenset({value or ""})
-            requirements.append(Requirement(key, "notin" if op == "!=" else "in", values))
-    return tuple(requirements)
-
-
-def selector_matches(requirements: Sequence[Requirement], labels: Mapping[str, str]) -> bool:
-    return all(r.matches(labels) for r in requirements)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from upgrade.domain.selectors import LabelSelector
 from upgrade.errors import InvalidInput, NotAllowed
 
 QUARANTINE_LABEL = "kubernetes.azure.com/upgrade-status"
@@ -193,7 +194,7 @@ class Pod:
 class Pdb:
     namespace: str
     name: str
-    selector: tuple[tuple[str, str], ...]  # matchLabels
+    selector: LabelSelector  # spec.selector: {} selects every pod of the namespace, none selects none
     min_available: str | None = None  # "1" or "50%"
     max_unavailable: str | None = None
     disruptions_allowed: int = 0
@@ -206,10 +207,7 @@ class Pdb:
         return f"{self.namespace}/{self.name}"
 
     def selects(self, pod: Pod) -> bool:
-        if pod.namespace != self.namespace or not self.selector:
-            return False
-        labels = pod.label_map()
-        return all(labels.get(k) == v for k, v in self.selector)
+        return pod.namespace == self.namespace and self.selector.matches(pod.label_map())
 
 
 @dataclass(frozen=True)
