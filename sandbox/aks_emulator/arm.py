@@ -5,7 +5,8 @@ answers what the ARM API asks of it. Writes validate like AKS does (pool names, 
 downgrades, a System pool that must remain, an operation already in progress, vCPU quota) and
 raise `ArmError`, which the HTTP layer turns into ARM's `{"error": {"code", "message"}}`. Accepted
 writes start an `Operation` on a background thread that drives `upgrader`; its status resource is
-what `Azure-AsyncOperation` points at.
+what `Azure-AsyncOperation` points at. An operation that ends Failed or Canceled leaves its ARM
+error on the pool as `properties.status.provisioningError` (as AKS does), until the next operation.
 
 Emulator choices where AKS is not specific: a pool PUT that changes the version and the count at
 once is refused (AKS runs them as separate operations); the pool version is not held to the control
@@ -170,6 +171,9 @@ class AgentPool:
     node_taints: list = field(default_factory=list)
     availability_zones: list = field(default_factory=list)
     provisioning_state: str = "Succeeded"
+    # status.provisioningError: ARM's error of the pool's last operation when it ended Failed or
+    # Canceled; a new operation clears it.
+    provisioning_error: dict | None = None
     etag: str = field(default_factory=lambda: str(uuid.uuid4()))
     operation: Operation | None = None
     machine_counter: itertools.count = field(default_factory=itertools.count)
@@ -410,6 +414,8 @@ class ArmModel:
         }
         if pool.availability_zones:
             properties["availabilityZones"] = list(pool.availability_zones)
+        if pool.provisioning_error is not None:
+            properties["status"] = {"provisioningError": dict(pool.provisioning_error)}
         return properties
 
     def list_pools(self, cluster: EmulatedCluster) -> list[AgentPool]:
@@ -633,6 +639,7 @@ class ArmModel:
                               cluster.pool_id(pool.name), kind, self.clock.now())
         self.operations[operation.id] = operation
         pool.operation = operation
+        pool.provisioning_error = None
         pool.touch()
         ctx = upgrader.PoolContext(
             kube=cluster.kube, clock=self.clock, pool_name=pool.name, mode=pool.mode, vm_size=pool.vm_size,
@@ -669,6 +676,7 @@ class ArmModel:
             operation.end_time = self.clock.now()
             if outcome.status != "Succeeded":
                 operation.error = {"code": outcome.code, "message": outcome.message}
+                pool.provisioning_error = dict(operation.error)
             pool.operation = None
             pool.touch()
             if kind == "delete" and outcome.status == "Succeeded":

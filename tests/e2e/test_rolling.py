@@ -73,8 +73,13 @@ def test_event_grid_delivering_every_event_twice_gives_one_reaction_and_no_crash
     assert all(d["succeeded"] for d in deliveries), deliveries
     assert len(sandbox.runs()) == 1
     assert run["status"] == "failed" and run["facts"]["quarantined_nodes"] == sandbox.quarantined()
-    assert len(sandbox.alerts_of("upgrade.failed")) == 1
     assert len(sandbox.alerts_of("node.quarantined")) == 1
+    # AND the failure alert carries AKS's drain error, read from the pool's status.provisioningError
+    (failed,) = sandbox.alerts_of("upgrade.failed")
+    arm_error = failed["details"]["armError"]
+    assert arm_error.startswith(f"UpgradeFailed: Drain node {sandbox.quarantined()[0]} failed when evicting pod ")
+    assert "blocked by pdb app-a-pdb" in arm_error
+    assert f"the pool's last operation ended Failed: {arm_error}" in failed["summary"]
 
 
 # the seed, what AKS's upgrade ends with -> the run's status, and the alerts the operator gets

@@ -133,9 +133,13 @@ def test_scenario_2_pdb_blocked_node_is_quarantined_and_surge_node_kept(emulator
     assert "Too Many Requests" in message
     assert "blocked by pdb app-a-pdb" in message
 
-    # AND node 1 is quarantined with pod A, node 2 upgraded, the former surge node stays: 3 nodes
+    # AND the pool records the same error in status.provisioningError, as AKS does
     pool = aks.agent_pools.get(cluster.resource_group, cluster.name, "nodepool1")
     assert pool.properties.provisioning_state == "Failed"
+    recorded = pool.properties.status.provisioning_error
+    assert (recorded.code, recorded.message) == ("UpgradeFailed", message)
+
+    # AND node 1 is quarantined with pod A, node 2 upgraded, the former surge node stays: 3 nodes
     assert pool.properties.count == 3
 
     def final_state():
@@ -172,9 +176,11 @@ def test_scenario_2_scaling_back_removes_the_quarantined_node_first(emulator, ak
     pool.properties.count = 2
     result = aks.agent_pools.begin_create_or_update(cluster.resource_group, cluster.name, "nodepool1", pool).result()
 
-    # THEN AKS removed the quarantined node, and every app still runs once
+    # THEN AKS removed the quarantined node, and every app still runs once; the new operation
+    # cleared the failed upgrade's provisioningError
     assert result.properties.provisioning_state == "Succeeded"
     assert result.properties.count == 2
+    assert result.properties.status is None
 
     def final_state():
         nodes = pool_nodes(core, "nodepool1")
@@ -239,8 +245,10 @@ def test_cordon_without_enough_surge_cancels_with_aks_message(emulator, aks_clie
     # THEN AKS cancels: node 1 quarantined, node 2 never upgraded, the surge node kept as replacement
     assert "Cordoned nodes have used all surge nodes but there are more nodes to be upgraded" in (
         failure.value.error.message)
-    assert aks.agent_pools.get(cluster.resource_group, cluster.name, "work").properties.provisioning_state == (
-        "Canceled")
+    pool = aks.agent_pools.get(cluster.resource_group, cluster.name, "work")
+    assert pool.properties.provisioning_state == "Canceled"
+    assert (pool.properties.status.provisioning_error.code, pool.properties.status.provisioning_error.message) == (
+        "UpgradeCanceled", failure.value.error.message)
     nodes = pool_nodes(core, "work")
     assert len(nodes) == 3
     assert nodes[node_1].metadata.labels[QUARANTINE_LABEL] == "Quarantined"
