@@ -16,7 +16,8 @@ models). A request body holding a property its api-version does not define is re
 InvalidRequestContent naming the property (the emulator's strict choice: an RP may also drop it
 silently; either way the field would not take effect), and answers carry only the properties of
 the request's version. A PUT at a version that lacks an upgradeSettings field the pool has (a
-stable PUT after a preview one set maxBlockedNodes) leaves that field as it is.
+stable PUT after a preview one set maxBlockedNodes) leaves that field as it is. Every request is
+appended to a request log (`ArmRequest`: method, path, api-version, body) that tests read.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from werkzeug.wrappers import Request, Response
 
@@ -38,6 +40,16 @@ _POOL = rf"{_CLUSTER}/agentPools/{_SEGMENT}"
 _LOCATION = rf"{_SUBSCRIPTION}/providers/{PROVIDER}/locations/{_SEGMENT}"
 
 Handler = Callable[..., Response]
+
+
+@dataclass(frozen=True)
+class ArmRequest:
+    """One request as the emulated ARM received it (the request log tests read)."""
+
+    method: str
+    path: str
+    api_version: str | None
+    body: object  # the parsed JSON body; None without one, the raw text if it is not JSON
 
 
 def _json(body: object, status: int = 200, headers: dict | None = None) -> Response:
@@ -54,8 +66,9 @@ def _error(error: ArmError) -> Response:
 class ArmApp:
     """WSGI application serving `ArmModel` over ARM's REST shapes."""
 
-    def __init__(self, model: ArmModel) -> None:
+    def __init__(self, model: ArmModel, request_log: list[ArmRequest] | None = None) -> None:
         self.model = model
+        self.request_log = request_log if request_log is not None else []
         self.routes: list[tuple[str, re.Pattern, Handler]] = []
         self._route("GET", rf"{_SUBSCRIPTION}/providers/{PROVIDER}/managedClusters", self.list_clusters)
         self._route("GET", rf"{_SUBSCRIPTION}/resourceGroups/{_SEGMENT}/providers/{PROVIDER}/managedClusters",
@@ -79,6 +92,7 @@ class ArmApp:
 
     def __call__(self, environ: dict, start_response: Callable) -> object:
         request = Request(environ)
+        self.request_log.append(_recorded(request))
         response = self._dispatch(request)
         response.headers["x-ms-request-id"] = str(uuid.uuid4())
         response.headers["x-ms-correlation-request-id"] = request.headers.get(
@@ -278,6 +292,17 @@ class ArmApp:
         return Response(status=204)
 
 
+def _recorded(request: Request) -> ArmRequest:
+    data = request.get_data(cache=True)
+    body: object = None
+    if data:
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = data.decode(errors="replace")
+    return ArmRequest(request.method, request.path, request.args.get("api-version"), body)
+
+
 def _check_api_version(request: Request, offered: tuple[str, ...]) -> None:
     version = request.args.get("api-version")
     if not version:
@@ -293,5 +318,5 @@ def _as_version(request: Request, body_model: str, body: dict) -> dict:
     return body if paths is None else arm_schema.drop_undefined(body, paths)
 
 
-def make_arm_app(model: ArmModel) -> ArmApp:
-    return ArmApp(model)
+def make_arm_app(model: ArmModel, request_log: list[ArmRequest] | None = None) -> ArmApp:
+    return ArmApp(model, request_log)

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from sandbox.aks_emulator.arm import KUBERNETES_VERSIONS, ArmModel, EmulatedCluster, parse_version
-from sandbox.aks_emulator.arm_api import make_arm_app
+from sandbox.aks_emulator.arm_api import ArmRequest, make_arm_app
 from sandbox.aks_emulator.clock import ScaledClock
 from sandbox.aks_emulator.eventgrid import EVENT_GRID_SCHEMA, EventGridPublisher, Subscription
 from sandbox.aks_emulator.faults import FaultInjector, FaultRegistry
@@ -37,6 +37,8 @@ class Emulator:
         self.events = EventGridPublisher(self.clock)
         self.arm = ArmModel(self.clock, token=self.token, on_rolling_event=self._publish_rolling_event)
         self.arm_url: str | None = None
+        # Every ARM request received, in order (method, path, api-version, parsed body).
+        self.arm_requests: list[ArmRequest] = []
         self._arm_server: LoopbackServer | None = None
         self._kube_servers: dict[str, LoopbackServer] = {}
         self._stop_ticking = threading.Event()
@@ -49,7 +51,7 @@ class Emulator:
         if self._arm_server is not None:
             return self
         # Quiet servers: the emulator's callers count requests through `faults`.
-        arm_app = FaultInjector(make_arm_app(self.arm), "arm", self.faults)
+        arm_app = FaultInjector(make_arm_app(self.arm, self.arm_requests), "arm", self.faults)
         self._arm_server = LoopbackServer(arm_app, name="arm-api", host=HOST, poll_interval=POLL_SECONDS).start()
         self.arm_url = self._arm_server.url
         for cluster in self.clusters():
