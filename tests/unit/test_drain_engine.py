@@ -279,6 +279,16 @@ def test_grace_period_and_pod_selector_reach_the_evictions(kube):
     assert kube.evictions == [("apps/api", 7)]
 
 
+def test_the_longest_grace_periods_are_evicted_first(kube):
+    # GIVEN pods listed shortest grace first, one without a grace period (Kubernetes' 30 s)
+    for name, grace in (("a", 1), ("b", 3), ("c", None), ("d", 2), ("e", 45)):
+        kube.add_pod(name, grace_seconds=grace)
+    # WHEN they are evicted one at a time
+    drain_node_step(kube, "node-1", DrainOptions(max_concurrent_evictions=1))
+    # THEN the slowest to terminate went first, so the drain waits least for the last one
+    assert kube.evicted_keys() == ["apps/e", "apps/c", "apps/b", "apps/d", "apps/a"]
+
+
 def test_evictions_run_concurrently_within_the_bound(kube):
     for i in range(24):
         kube.add_pod(f"p{i}")

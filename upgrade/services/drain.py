@@ -32,6 +32,8 @@ from upgrade.ports import Kube
 
 # kubectl waits 5 s before retrying an eviction a PDB refused; a PDB changes when pods get Ready.
 PDB_RETRY_SECONDS = 5.0
+# Kubernetes' terminationGracePeriodSeconds when a pod spec does not say.
+DEFAULT_GRACE_SECONDS = 30
 # How soon a Functions step looks again at terminating pods (queue delays have 1 s granularity).
 TERMINATING_RECHECK_SECONDS = 2.0
 # A 5xx on one eviction: the next pass tries that pod again this soon (at the latest the server's Retry-After).
@@ -281,6 +283,8 @@ def _evict_all(
     if not due:
         return []
     grace = options.eviction_grace_seconds
+    # The drain ends when the slowest pod is gone: the longest grace periods start first.
+    due = sorted(due, key=lambda d: -(d.pod.grace_seconds if d.pod.grace_seconds is not None else DEFAULT_GRACE_SECONDS))
     if len(due) == 1:
         return [(due[0], _evict(kube, due[0], grace))]
     workers = min(options.max_concurrent_evictions, len(due))
