@@ -100,7 +100,11 @@ class Kube(Protocol):
 
     def evict(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
         """policy/v1 Eviction. Raises TemporaryError(status=429) when a PDB forbids it now,
-        NotFound when the pod is gone."""
+        NotFound when the pod is gone, PermanentError (code MULTIPLE_PDBS) when more than one PDB
+        covers the pod: the API never evicts such a pod."""
+
+    def daemonset_exists(self, namespace: str, name: str) -> bool:
+        """Whether the API has this DaemonSet (a drain deletes an orphaned DaemonSet pod only with force)."""
 
     def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None: ...
 

@@ -23,6 +23,7 @@ var kubernetesDataActions = [
   'Microsoft.ContainerService/managedClusters/apps/deployments/read' // blue-green: workloads and their readiness
   'Microsoft.ContainerService/managedClusters/apps/replicasets/read'
   'Microsoft.ContainerService/managedClusters/apps/statefulsets/read'
+  'Microsoft.ContainerService/managedClusters/apps/daemonsets/read' // drain: is a DaemonSet pod orphaned
 ]
 
 resource kubernetesDataRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {

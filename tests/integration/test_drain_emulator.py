@@ -94,6 +94,19 @@ def test_timeout_is_reported_with_the_blocking_pdb_named(drain_cluster):
     assert "blocked by PDB apps/db-pdb (disruptionsAllowed=0)" in result.summary()
 
 
+def test_a_pod_under_two_pdbs_fails_the_drain_at_once(drain_cluster):
+    # GIVEN the db pod covered by a second PDB too: the eviction API answers 500 for it
+    emu, kube, node, _ = drain_cluster()
+    (cluster,) = emu.clusters()
+    cluster.kube.add_pdb("apps", "db-pdb-2", selector={"app": "db"}, max_unavailable=1)
+    # WHEN the node is drained with an hour's timeout
+    result = drain_node(kube, node, DrainOptions(ignore_daemonsets=True, timeout_seconds=3600))
+    # THEN the drain fails at once, as kubectl drain does, instead of retrying until the timeout
+    assert result.status is DrainStatus.FAILED
+    (failed,) = [p for p in result.pods if p.state is PodDrainState.FAILED]
+    assert failed.name.startswith("db") and "more than one PodDisruptionBudget" in failed.reason
+
+
 @pytest.mark.parametrize(
     ("options", "refused"),
     [

@@ -224,6 +224,10 @@ PORT_CALLS = [
     PortCall("list_pods", "on a node", lambda k, o: k.list_pods(node=o.node), _is_list),
     PortCall("get_pod", "one pod", lambda k, o: k.get_pod(*o.pod_to_evict), lambda pod: pod.uid != ""),
     PortCall("evict", "a pod no PDB protects", lambda k, o: k.evict(*o.pod_to_evict), _returned),
+    PortCall("daemonset_exists", "a DaemonSet", lambda k, o: k.daemonset_exists("kube-system", "kube-proxy"),
+             lambda exists: exists is True),
+    PortCall("daemonset_exists", "a missing one", lambda k, o: k.daemonset_exists("apps", "no-such-daemonset"),
+             lambda exists: exists is False),
     PortCall("delete_pod", "an unmanaged pod", lambda k, o: k.delete_pod(*o.pod_to_delete, grace_seconds=0),
              _returned),
     PortCall("list_pdbs", "all namespaces", lambda k, o: k.list_pdbs(), _listed_some),
@@ -256,6 +260,7 @@ def _cluster_builder():
     return (
         ClusterBuilder("aks-rbac")
         .pool("work", count=2)
+        .daemonset("kube-system", "kube-proxy")
         .deployment("apps", "web", replicas=2, pool="work")
         .deployment("apps", "db", replicas=1, pool="work")
         .pdb("apps", "db-pdb", app="db", min_available=1)

@@ -181,6 +181,9 @@ class FakeCluster:
                                      delay_seconds=5, status=429)
         self._replace_pod(pod)
 
+    def daemonset_exists(self, namespace: str, name: str) -> bool:
+        return True  # the fake's DaemonSet pods all have their DaemonSet
+
     def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
         self.calls["delete_pod"] += 1
         self._replace_pod(self.get_pod(namespace, name))

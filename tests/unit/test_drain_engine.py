@@ -16,6 +16,7 @@ from upgrade.domain.drain import (
     PodDrainState,
 )
 from upgrade.domain.model import Node, Pdb, Pod
+from upgrade.domain.pdb import MULTIPLE_PDBS
 from upgrade.domain.selectors import LabelSelector
 from upgrade.errors import NotFound, PermanentError, TemporaryError
 from upgrade.services.drain import (
@@ -45,6 +46,8 @@ class InMemoryKube:
         self.in_flight = 0
         self.max_in_flight = 0
         self.eviction_latency = 0.0
+        self.daemonsets: set[str] = set()  # "namespace/name" of the DaemonSets the API has
+        self.daemonset_lookups: list[str] = []
         self._uids = count(1)
 
     def add_node(self, name: str) -> None:
@@ -105,6 +108,10 @@ class InMemoryKube:
         finally:
             with self.lock:
                 self.in_flight -= 1
+
+    def daemonset_exists(self, namespace: str, name: str) -> bool:
+        self.daemonset_lookups.append(f"{namespace}/{name}")
+        return f"{namespace}/{name}" in self.daemonsets
 
     def evicted_keys(self) -> list[str]:
         return [key for key, _ in self.evictions]
@@ -209,6 +216,7 @@ def test_refused_pods_stop_the_drain_before_any_eviction(kube):
 
 
 def test_daemonset_and_mirror_pods_are_skipped_and_do_not_hold_the_drain(kube):
+    kube.daemonsets.add("apps/agent")
     kube.add_pod("agent", owner_kind="DaemonSet", owner_name="agent")
     kube.add_pod("etcd", owner_kind="Node", owner_name="node-1", mirror=True)
     progress = drain_node_step(kube, "node-1", DrainOptions(ignore_daemonsets=True))
@@ -255,6 +263,43 @@ def test_transient_and_permanent_eviction_errors(kube):
     third = drain_node_step(kube, "node-1", DrainOptions(), second.state, now=clock)
     assert third.status is DrainStatus.FAILED
     assert "apps/c: failed: evict: 403 forbidden" in third.summary()
+
+
+def test_a_pod_under_several_pdbs_fails_the_drain_at_once(kube):
+    # GIVEN a pod the API refuses to evict because two PDBs cover it (its 500, reported as permanent)
+    kube.add_pod("shared")
+    kube.evict_errors["apps/shared"] = [PermanentError(
+        "evict pod apps/shared: 500 This pod has more than one PodDisruptionBudget, which the eviction "
+        "subresource does not support.", status=500, code=MULTIPLE_PDBS)]
+    # WHEN one pass runs (with a long timeout)
+    progress = drain_node_step(kube, "node-1", DrainOptions(timeout_seconds=3600))
+    # THEN the drain has failed already, as kubectl's does, instead of retrying until the timeout
+    assert progress.status is DrainStatus.FAILED
+    assert "more than one PodDisruptionBudget" in progress.summary()
+
+
+def test_orphaned_daemonset_pods_are_deleted_only_with_force_and_looked_up_once(kube):
+    # GIVEN a pod of a live DaemonSet and one whose DaemonSet is gone, beside a ReplicaSet pod
+    kube.daemonsets.add("apps/agent")
+    kube.add_pod("agent-1", owner_kind="DaemonSet", owner_name="agent")
+    kube.add_pod("orphan-1", owner_kind="DaemonSet", owner_name="gone")
+    kube.add_pod("web")
+    # WHEN drained with ignore-daemonsets only THEN the orphan refuses the drain (kubectl: NotFound)
+    refused = drain_node_step(kube, "node-1", DrainOptions(ignore_daemonsets=True))
+    assert refused.status is DrainStatus.REFUSED
+    assert {p.key: p.state for p in refused.pods}["apps/orphan-1"] is PodDrainState.REFUSED
+    assert kube.evicted_keys() == []
+    # WHEN drained with force too THEN the orphan is evicted, the live DaemonSet's pod skipped
+    options = DrainOptions(ignore_daemonsets=True, force=True)
+    first = drain_node_step(kube, "node-1", options)
+    assert sorted(kube.evicted_keys()) == ["apps/orphan-1", "apps/web"]
+    assert {p.key: p.state for p in first.pods}["apps/agent-1"] is PodDrainState.SKIPPED
+    # AND the next pass asks the API about no DaemonSet again
+    lookups = len(kube.daemonset_lookups)
+    kube.finish_terminations()
+    done = drain_node_step(kube, "node-1", options, DrainState.from_dict(first.state.to_dict()))
+    assert done.status is DrainStatus.DRAINED
+    assert len(kube.daemonset_lookups) == lookups
 
 
 def test_timeout_reports_the_blocking_pdb(kube):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from upgrade.domain.drain import (
+    DrainContext,
     DrainOptions,
     DrainStatus,
     PodDrainReport,
     PodDrainState,
     Verdict,
+    daemonsets_to_check,
     decide_pod,
     drain_status,
     pdb_hold,
@@ -33,8 +35,7 @@ ALL = DrainOptions(ignore_daemonsets=True, delete_emptydir_data=True, force=True
 CASES = [
     # (case, pod, options, verdict, reason contains)
     ("ReplicaSet pod is evicted", pod(), NONE, Verdict.KEEP, ""),
-    ("terminating pod is waited for, never refused", pod(deleting=True, owner_kind=None, empty_dir=True),
-     NONE, Verdict.KEEP, "already terminating"),
+    ("terminating managed pod is waited for", pod(deleting=True), NONE, Verdict.KEEP, "already terminating"),
     ("DaemonSet pod refused without ignore-daemonsets", pod(owner_kind="DaemonSet", owner_name="agent"),
      NONE, Verdict.REFUSE, "ignore-daemonsets"),
     ("DaemonSet pod skipped with ignore-daemonsets", pod(owner_kind="DaemonSet", owner_name="agent"),
@@ -59,6 +60,51 @@ CASES = [
     ("DaemonSet with emptyDir is skipped before local storage", pod(owner_kind="DaemonSet", empty_dir=True),
      DrainOptions(ignore_daemonsets=True), Verdict.SKIP, "DaemonSet"),
 ]
+
+# The four places where the drain once differed from kubectl drain, each as kubectl decides
+# (kubectl pkg/drain filters.go; the 500 is in test_drain_engine and the owner rule in the adapter).
+ORPHANS = DrainContext(missing_daemonsets=frozenset({("apps", "gone-agent")}))
+KUBECTL_PARITY = [
+    # skipDeletedFilter skips a terminating pod only past --skip-wait-for-delete-timeout (default 0:
+    # never); unreplicatedFilter then refuses a pod without a controller unless --force.
+    ("terminating unmanaged pod is refused without force", pod(deleting=True, owner_kind=None, owner_name=None),
+     NONE, DrainContext(), Verdict.REFUSE, "use force"),
+    ("terminating unmanaged pod is waited for with force", pod(deleting=True, owner_kind=None, owner_name=None),
+     DrainOptions(force=True), DrainContext(), Verdict.WARN, "no controller"),
+    # localStorageFilter does not look at the deletion timestamp either.
+    ("terminating emptyDir pod is refused without delete-emptydir-data", pod(deleting=True, empty_dir=True),
+     NONE, DrainContext(), Verdict.REFUSE, "delete-emptydir-data"),
+    # daemonSetFilter: a finished DaemonSet pod "can be removed" like any finished pod.
+    ("finished DaemonSet pod is deleted", pod(owner_kind="DaemonSet", owner_name="agent", phase="Succeeded"),
+     NONE, DrainContext(), Verdict.KEEP, ""),
+    ("failed DaemonSet pod is deleted", pod(owner_kind="DaemonSet", owner_name="agent", phase="Failed"),
+     DrainOptions(ignore_daemonsets=True), DrainContext(), Verdict.KEEP, ""),
+    # daemonSetFilter: the DaemonSet's GET answers NotFound: deleted with a warning under --force ...
+    ("orphaned DaemonSet pod is deleted with force", pod(owner_kind="DaemonSet", owner_name="gone-agent"),
+     DrainOptions(force=True), ORPHANS, Verdict.WARN, "DaemonSet gone-agent not found"),
+    # ... else the NotFound is the drain's error, even with --ignore-daemonsets.
+    ("orphaned DaemonSet pod is refused without force", pod(owner_kind="DaemonSet", owner_name="gone-agent"),
+     DrainOptions(ignore_daemonsets=True), ORPHANS, Verdict.REFUSE, "use force"),
+    ("a live DaemonSet beside an orphan is still skipped", pod(owner_kind="DaemonSet", owner_name="agent"),
+     DrainOptions(ignore_daemonsets=True, force=True), ORPHANS, Verdict.SKIP, "ignoring DaemonSet"),
+]
+
+
+@pytest.mark.parametrize(("case", "subject", "options", "context", "verdict", "reason"), KUBECTL_PARITY,
+                         ids=[c[0] for c in KUBECTL_PARITY])
+def test_terminating_and_daemonset_pods_decide_like_kubectl(case, subject, options, context, verdict, reason):
+    decision = decide_pod(subject, options, context)
+    assert decision.verdict is verdict
+    assert reason in decision.reason
+    # A terminating pod kept is waited for, never evicted again.
+    assert decision.evict is (verdict in (Verdict.KEEP, Verdict.WARN) and not subject.deleting)
+
+
+def test_only_the_daemonsets_of_unfinished_pods_are_looked_up():
+    pods = [pod("a", owner_kind="DaemonSet", owner_name="agent"),
+            pod("b", owner_kind="DaemonSet", owner_name="done", phase="Succeeded"),
+            pod("c")]
+    assert daemonsets_to_check(pods) == {("apps", "agent")}
 
 
 @pytest.mark.parametrize(("case", "subject", "options", "verdict", "reason"), CASES, ids=[c[0] for c in CASES])
@@ -145,3 +191,27 @@ def test_pdb_hold_names_the_tightest_budget_and_several_budgets():
 def test_node_status_from_pod_states(states, status):
     reports = [PodDrainReport("apps", f"p{i}", f"u{i}", s) for i, s in enumerate(states)]
     assert drain_status(reports) is status
+
+
+@pytest.mark.parametrize(
+    ("owners", "owner_kind"),
+    [
+        ([{"kind": "ReplicaSet", "name": "web-5d8f", "controller": True}], "ReplicaSet"),
+        # kubectl's unreplicatedFilter asks metav1.GetControllerOf: a non-controller owner is no controller,
+        # so the pod is unmanaged (refused without force).
+        ([{"kind": "ConfigMap", "name": "cfg"}], None),
+        ([{"kind": "ConfigMap", "name": "cfg", "controller": False},
+          {"kind": "StatefulSet", "name": "db", "controller": True}], "StatefulSet"),
+        ([], None),
+    ],
+)
+def test_the_adapter_counts_only_the_controller_as_owner(owners, owner_kind):
+    import json
+
+    from upgrade.adapters.kube import _POD, pod_from_json
+
+    raw = {"metadata": {"namespace": "apps", "name": "p", "uid": "u", "ownerReferences": owners},
+           "spec": {"nodeName": "node-1"}, "status": {"phase": "Running"}}
+    read = pod_from_json(_POD.decode(json.dumps(raw).encode()))
+    assert read.owner_kind == owner_kind
+    assert decide_pod(read, NONE).verdict is (Verdict.REFUSE if owner_kind is None else Verdict.KEEP)

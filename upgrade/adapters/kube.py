@@ -24,6 +24,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from upgrade.domain.model import AGENTPOOL_LABEL, ClusterRef, Node, Pdb, Pod, Workload
+from upgrade.domain.pdb import MULTIPLE_PDBS
 from upgrade.domain.selectors import NOTHING, LabelSelector
 from upgrade.domain.versions import normalize_version
 from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError, TemporaryError
@@ -32,6 +33,8 @@ from upgrade.settings import Settings
 PAGE_SIZE = 500
 DEFAULT_RETRY_SECONDS = 5.0
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+# The eviction API's words for a pod that more than one PodDisruptionBudget covers.
+MULTIPLE_PDBS_MESSAGE = "more than one PodDisruptionBudget"
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -245,7 +248,8 @@ _POD = msgspec.json.Decoder(PodJson)
 def pod_from_json(raw: PodJson) -> Pod:
     meta, spec, status = raw.metadata, raw.spec, raw.status
     owners = meta.ownerReferences or []
-    owner = next((o for o in owners if o.controller), owners[0] if owners else None)
+    # Only the controller makes a pod managed (kubectl's GetControllerOf): other owners do not count.
+    owner = next((o for o in owners if o.controller), None)
     container_statuses = status.containerStatuses or ()
     grace = spec.terminationGracePeriodSeconds
     return Pod(
@@ -494,8 +498,21 @@ class KubernetesKube:
                 k8s.V1DeleteOptions(grace_period_seconds=grace_seconds) if grace_seconds is not None else None
             ),
         )
-        with _translated(f"evict pod {namespace}/{name}"):
-            self.core.create_namespaced_pod_eviction(name, namespace, body, _preload_content=False)
+        try:
+            with _translated(f"evict pod {namespace}/{name}"):
+                self.core.create_namespaced_pod_eviction(name, namespace, body, _preload_content=False)
+        except TemporaryError as exc:
+            # The API server's 500 for a pod under several PDBs is no transient fault: it never evicts it.
+            if exc.status == 500 and MULTIPLE_PDBS_MESSAGE in str(exc):
+                raise PermanentError(str(exc), status=500, code=MULTIPLE_PDBS) from exc
+            raise
+
+    def daemonset_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self._get(f"get DaemonSet {namespace}/{name}", self.apps.read_namespaced_daemon_set, name, namespace)
+        except NotFound:
+            return False
+        return True
 
     def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
         with _translated(f"delete pod {namespace}/{name}"):

@@ -1,7 +1,7 @@
 """Drain decisions, with kubectl drain's semantics: which pods of a node are evicted, skipped or refused.
 
 A drain looks at every pod of the node through an ordered list of small pure filters (kubectl
-``pkg/drain``): already terminating, DaemonSet, mirror (static), emptyDir, unmanaged. Each filter
+``pkg/drain``): DaemonSet (orphaned ones too), mirror (static), emptyDir, unmanaged. Each filter
 keeps the pod, skips it, keeps it with a warning, or refuses the whole drain, always with a reason.
 Also here: the drain options, the plan for one node, the per-pod report (naming the PDB that
 blocks an eviction and the disruptions it allows). Pod selectors are upgrade.domain.selectors'.
@@ -92,23 +92,37 @@ class PodDecision:
         return self.verdict in (Verdict.KEEP, Verdict.WARN)
 
 
-# A filter returns None when it has no opinion, so the next filter decides.
-PodFilter = Callable[[Pod, DrainOptions], PodDecision | None]
+@dataclass(frozen=True)
+class DrainContext:
+    """What the filters need beyond the pod itself: the DaemonSets (namespace, name) that the API
+    no longer has, for the DaemonSet pods on the node (kubectl GETs each pod's DaemonSet)."""
+
+    missing_daemonsets: frozenset[tuple[str, str]] = frozenset()
+
+
+# A filter returns None when it has no opinion, so the next filter decides. The filters and their
+# order are kubectl's (pkg/drain filters.go): skip-deleted, daemonSet, mirrorPod, localStorage,
+# unreplicated. kubectl's skip-deleted filter skips a terminating pod only past
+# --skip-wait-for-delete-timeout (default 0: never), so a terminating pod goes through the other
+# filters like any pod: a terminating unmanaged pod is refused without force, not waited for.
+PodFilter = Callable[[Pod, DrainOptions, DrainContext], PodDecision | None]
 
 _FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 
 
-def already_terminating(pod: Pod, options: DrainOptions) -> PodDecision | None:
-    # kubectl waits for a terminating pod and never refuses it: its deletion is already decided.
-    if pod.deleting:
-        return PodDecision(pod, Verdict.KEEP, "already terminating")
-    return None
-
-
-def daemonset_pods(pod: Pod, options: DrainOptions) -> PodDecision | None:
-    # The DaemonSet controller ignores unschedulable and would recreate the pod at once: never evict.
-    if pod.owner_kind != "DaemonSet":
+def daemonset_pods(pod: Pod, options: DrainOptions, context: DrainContext) -> PodDecision | None:
+    # kubectl: a finished pod of a DaemonSet is deleted like any finished pod; a pod whose DaemonSet
+    # is gone (orphaned) is deleted only with --force; a live DaemonSet's pod is never evicted (the
+    # controller ignores unschedulable and would recreate it at once): ignored with
+    # --ignore-daemonsets, else the drain is refused.
+    if pod.owner_kind != "DaemonSet" or pod.phase in _FINISHED_PHASES:
         return None
+    if (pod.namespace, pod.owner_name) in context.missing_daemonsets:
+        if options.force:
+            return PodDecision(pod, Verdict.WARN, f"DaemonSet {pod.owner_name} not found: orphaned pod deleted")
+        return PodDecision(
+            pod, Verdict.REFUSE, f"DaemonSet {pod.owner_name} not found (an orphaned pod); use force"
+        )
     if options.ignore_daemonsets:
         return PodDecision(pod, Verdict.SKIP, f"ignoring DaemonSet-managed pod ({pod.owner_name})")
     return PodDecision(
@@ -116,14 +130,14 @@ def daemonset_pods(pod: Pod, options: DrainOptions) -> PodDecision | None:
     )
 
 
-def mirror_pods(pod: Pod, options: DrainOptions) -> PodDecision | None:
+def mirror_pods(pod: Pod, options: DrainOptions, context: DrainContext) -> PodDecision | None:
     # The kubelet owns static pods; the API cannot evict them and they stop with the node.
     if pod.mirror:
         return PodDecision(pod, Verdict.SKIP, "mirror (static) pod")
     return None
 
 
-def local_storage(pod: Pod, options: DrainOptions) -> PodDecision | None:
+def local_storage(pod: Pod, options: DrainOptions, context: DrainContext) -> PodDecision | None:
     if not pod.empty_dir or pod.phase in _FINISHED_PHASES:
         return None
     if options.delete_emptydir_data:
@@ -133,7 +147,9 @@ def local_storage(pod: Pod, options: DrainOptions) -> PodDecision | None:
     )
 
 
-def unmanaged_pods(pod: Pod, options: DrainOptions) -> PodDecision | None:
+def unmanaged_pods(pod: Pod, options: DrainOptions, context: DrainContext) -> PodDecision | None:
+    # kubectl: only a controller (the ownerReference with controller: true) makes a pod managed; a pod
+    # whose owners are all non-controllers is unmanaged (the adapter leaves owner_kind None).
     if pod.owner_kind or pod.phase in _FINISHED_PHASES:
         return None
     if options.force:
@@ -142,7 +158,6 @@ def unmanaged_pods(pod: Pod, options: DrainOptions) -> PodDecision | None:
 
 
 POD_FILTERS: tuple[PodFilter, ...] = (
-    already_terminating,
     daemonset_pods,
     mirror_pods,
     local_storage,
@@ -150,11 +165,13 @@ POD_FILTERS: tuple[PodFilter, ...] = (
 )
 
 
-def decide_pod(pod: Pod, options: DrainOptions) -> PodDecision:
-    """Run the filters in order: a skip or refusal stops, a keep-with-warning lets later filters speak."""
+def decide_pod(pod: Pod, options: DrainOptions, context: DrainContext | None = None) -> PodDecision:
+    """Run the filters in order: a skip or refusal stops, a keep-with-warning lets later filters speak.
+    A terminating pod kept is waited for, not evicted again (PodDecision.evict)."""
+    context = context or DrainContext()
     warnings: list[str] = []
     for pod_filter in POD_FILTERS:
-        decision = pod_filter(pod, options)
+        decision = pod_filter(pod, options, context)
         if decision is None:
             continue
         if decision.verdict is Verdict.WARN:
@@ -163,7 +180,7 @@ def decide_pod(pod: Pod, options: DrainOptions) -> PodDecision:
         return decision
     if warnings:
         return PodDecision(pod, Verdict.WARN, "; ".join(warnings))
-    return PodDecision(pod, Verdict.KEEP, "")
+    return PodDecision(pod, Verdict.KEEP, "already terminating" if pod.deleting else "")
 
 
 @dataclass(frozen=True)
@@ -194,11 +211,23 @@ class DrainPlan:
         return tuple(d for d in self.decisions if d.verdict is Verdict.WARN)
 
 
-def plan_drain(node: str, pods: Iterable[Pod], options: DrainOptions) -> DrainPlan:
+def chosen_pods(node: str, pods: Iterable[Pod], options: DrainOptions) -> list[Pod]:
+    """The pods a drain of ``node`` looks at (those matching the pod selector), by name."""
     selector = options.selector
     chosen = [p for p in pods if p.node == node and selector.matches(p.label_map())]
-    chosen.sort(key=lambda p: (p.namespace, p.name))
-    return DrainPlan(node, tuple(decide_pod(p, options) for p in chosen))
+    return sorted(chosen, key=lambda p: (p.namespace, p.name))
+
+
+def daemonsets_to_check(pods: Iterable[Pod]) -> set[tuple[str, str]]:
+    """The DaemonSets (namespace, name) whose existence the DaemonSet filter needs: those of the
+    pods that are not finished (kubectl GETs only these)."""
+    return {(p.namespace, p.owner_name) for p in pods
+            if p.owner_kind == "DaemonSet" and p.owner_name and p.phase not in _FINISHED_PHASES}
+
+
+def plan_drain(node: str, pods: Iterable[Pod], options: DrainOptions,
+               context: DrainContext | None = None) -> DrainPlan:
+    return DrainPlan(node, tuple(decide_pod(p, options, context) for p in chosen_pods(node, pods, options)))
 
 
 # ---- the per-pod report ----------------------------------------------------------------------

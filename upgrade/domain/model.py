@@ -173,7 +173,7 @@ class Pod:
     phase: str = "Running"
     ready: bool = True
     labels: tuple[tuple[str, str], ...] = ()
-    owner_kind: str | None = None  # ReplicaSet, DaemonSet, StatefulSet, Job, Node (mirror) or None
+    owner_kind: str | None = None  # its controller's kind (the ownerReference with controller: true), else None
     owner_name: str | None = None
     deleting: bool = False  # metadata.deletionTimestamp is set
     mirror: bool = False  # static pod: the kubelet's, the API cannot evict it

@@ -23,6 +23,9 @@ from upgrade.domain.model import Pdb, Pod
 from upgrade.domain.selectors import Operator
 from upgrade.errors import InvalidInput
 
+# The error code of an eviction the API refuses because more than one PDB covers the pod (a 500
+# from the API server): never evictable, so a drain fails at once instead of retrying.
+MULTIPLE_PDBS = "MultiplePodDisruptionBudgets"
 # Phases the eviction subresource deletes without looking at a budget.
 BUDGET_FREE_PHASES = frozenset({"Pending", "Succeeded", "Failed"})
 

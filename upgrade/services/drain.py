@@ -17,11 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from upgrade.domain.drain import (
+    DrainContext,
     DrainOptions,
     DrainStatus,
     PodDecision,
     PodDrainReport,
     PodDrainState,
+    chosen_pods,
+    daemonsets_to_check,
     drain_status,
     pdb_hold,
     plan_drain,
@@ -60,11 +63,14 @@ class DrainState:
     started_at: float | None = None
     evicted: Mapping[str, str] = field(default_factory=dict)  # pod key -> UID whose eviction was accepted
     held: Mapping[str, HeldEviction] = field(default_factory=dict)
+    # "namespace/name" of each DaemonSet of the node's pods -> whether the API has it (asked once per drain)
+    daemonsets: Mapping[str, bool] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
             "started_at": self.started_at,
             "evicted": dict(self.evicted),
+            "daemonsets": dict(self.daemonsets),
             "held": {
                 key: {
                     "uid": h.uid,
@@ -87,6 +93,7 @@ class DrainState:
             started_at=raw.get("started_at"),
             evicted=dict(raw.get("evicted", {})),
             held={key: HeldEviction(**value) for key, value in raw.get("held", {}).items()},
+            daemonsets=dict(raw.get("daemonsets", {})),
         )
 
 
@@ -166,7 +173,9 @@ def drain_node_step(
     if recheck_cordon or state.started_at is None:
         cordoned_now = kube.set_unschedulable(node, True)
     pods = kube.list_pods(node=node, label_selector=options.pod_selector)
-    plan = plan_drain(node, pods, options)
+    daemonsets = _daemonsets_known(kube, chosen_pods(node, pods, options), state.daemonsets)
+    missing = frozenset(tuple(key.split("/", 1)) for key, exists in daemonsets.items() if not exists)
+    plan = plan_drain(node, pods, options, DrainContext(missing_daemonsets=missing))
     at = now()
 
     present = {p.key: p.uid for p in pods}
@@ -257,6 +266,8 @@ def drain_node_step(
                 )
                 reports[(key, decision.pod.uid)] = _report(decision, PodDrainState.RETRYING, str(error), attempts=attempts)
             else:
+                # kubectl fails the drain at once on any refusal but a PDB's 429: so does a pod that
+                # more than one PDB covers (the API's 500, which the adapter reports as permanent).
                 reports[(key, decision.pod.uid)] = _report(decision, PodDrainState.FAILED, str(error), attempts=attempts)
 
     ordered = tuple(reports[k] for k in sorted(reports))
@@ -264,7 +275,7 @@ def drain_node_step(
     elapsed = at - started
     if not status.final and options.timeout_seconds and elapsed >= options.timeout_seconds:
         status = DrainStatus.TIMED_OUT
-    next_state = DrainState(started_at=started, evicted=evicted, held=held)
+    next_state = DrainState(started_at=started, evicted=evicted, held=held, daemonsets=daemonsets)
     return DrainProgress(
         node=node,
         status=status,
@@ -275,6 +286,16 @@ def drain_node_step(
         evictions_sent=sent,
         cordoned_now=cordoned_now,
     )
+
+
+def _daemonsets_known(kube: Kube, pods: list, known: Mapping[str, bool]) -> dict[str, bool]:
+    """Whether each DaemonSet of the node's pods exists, asking the API only for those not yet known."""
+    found = dict(known)
+    for namespace, name in sorted(daemonsets_to_check(pods)):
+        key = f"{namespace}/{name}"
+        if key not in found:
+            found[key] = kube.daemonset_exists(namespace, name)
+    return found
 
 
 def _evict_all(
