@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from upgrade.triggers import events, http_quarantine, http_upgrades, steps, timers
+from upgrade.triggers import events, http_preflight, http_quarantine, http_upgrades, steps, timers
 
 app = func.FunctionApp()
 app.register_functions(events.bp)
@@ -10,3 +10,4 @@ app.register_functions(steps.bp)
 app.register_functions(timers.bp)
 app.register_functions(http_upgrades.bp)
 app.register_functions(http_quarantine.bp)
+app.register_functions(http_preflight.bp)

@@ -313,22 +313,29 @@ def test_settings_validation_refuses_exactly_what_the_emulated_arm_refuses():
     assert disagreements == []
 
 
-def test_preflight_cli_reads_a_kubeconfig_and_prints_json(emulator, tmp_path):
-    import json
+def preflight_cli(emulator, tmp_path, *flags: str):
+    """``python -m upgrade preflight --kubeconfig`` on Scenario 2, reached with a plain kubeconfig."""
+    import os
     import subprocess
     import sys
 
-    # GIVEN Scenario 2 reached with a plain kubeconfig (no ARM: settings come from the flags)
     emu = emulator("seed-pdb")
     kubeconfig = tmp_path / "kubeconfig.yaml"
     emu.write_kubeconfig(emu.clusters()[0].arm_id, kubeconfig)
-    root = Path(__file__).resolve().parents[2]
-    # WHEN the operator runs the preflight with --json
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "upgrade", "preflight", "--kubeconfig", str(kubeconfig), "--pool", "nodepool1",
-         "--max-surge", "2", "--undrainable", "cordon", "--target-version", TARGET, "--json"],
-        capture_output=True, text=True, cwd=root, timeout=60, check=False,
+         "--target-version", TARGET, *flags],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=60, check=False,
+        env={**os.environ, "COLUMNS": "200"},
     )
+
+
+def test_preflight_cli_reads_a_kubeconfig_and_prints_json(emulator, tmp_path):
+    import json
+
+    # GIVEN Scenario 2 reached with a plain kubeconfig (no ARM: settings come from the flags)
+    # WHEN the operator runs the preflight with -o json
+    result = preflight_cli(emulator, tmp_path, "--max-surge", "2", "--undrainable", "cordon", "-o", "json")
     # THEN the report predicts Scenario 2's end state
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -336,3 +343,16 @@ def test_preflight_cli_reads_a_kubeconfig_and_prints_json(emulator, tmp_path):
     assert len(report["quarantinedNodes"]) == 1
     assert (report["permanentSurgeNodes"], report["resultingNodeCount"], report["finalState"]) == (1, 3, "Failed")
     assert report["undrainableNodes"][0]["blockers"][0]["pdb"] == "default/app-a-pdb"
+    # AND it says it read the cluster itself and which AKS defaults it assumed for what it cannot see
+    assert report["assumedDefaults"] == {"maxUnavailable": "0", "drainTimeoutInMinutes": 30,
+                                         "nodeSoakDurationInMinutes": 0, "maxBlockedNodes": "maxSurge (2)"}
+    assert "not through the app" in result.stderr and "maxUnavailable 0" in result.stderr
+
+
+def test_preflight_from_a_kubeconfig_names_the_aks_defaults_it_assumed(emulator, tmp_path):
+    # WHEN no upgrade setting is given on the command line
+    result = preflight_cli(emulator, tmp_path)
+    # THEN the prediction states that it assumed maxSurge 10% and Schedule, on stderr and in the report
+    assert result.returncode == 0, result.stderr
+    assert "maxSurge 10%" in result.stderr and "undrainableNodeBehavior Schedule" in result.stderr
+    assert "assumed AKS defaults: maxSurge 10%" in result.stdout

@@ -37,12 +37,12 @@ def trigger_of(name: str) -> dict:
 FUNCTIONS = {
     "on_aks_event", "run_step", "on_poison_step", "scan_quarantine",
     "start_upgrade", "decide_upgrade", "list_upgrades", "get_upgrade",
-    "remediate_quarantined_node", "list_quarantine",
+    "remediate_quarantined_node", "list_quarantine", "scan_quarantine_now", "preflight_upgrade",
 }
 
 
 def test_the_app_registers_exactly_the_documented_functions():
-    # GIVEN function_app WHEN the host indexes it THEN exactly these ten functions exist: a new or
+    # GIVEN function_app WHEN the host indexes it THEN exactly these functions exist: a new or
     # renamed function must be added here (and to infra's Event Grid / alert wiring) on purpose.
     assert set(bindings_by_function()) == FUNCTIONS
 
@@ -68,6 +68,10 @@ def test_the_app_registers_exactly_the_documented_functions():
                              "authLevel": "FUNCTION"}),
         ("remediate_quarantined_node", {"type": "httpTrigger", "route": "quarantine/{cluster}/{node}/remediate",
                                         "methods": ["POST"], "authLevel": "FUNCTION"}),
+        ("scan_quarantine_now", {"type": "httpTrigger", "route": "quarantine/scan", "methods": ["POST"],
+                                 "authLevel": "FUNCTION"}),
+        ("preflight_upgrade", {"type": "httpTrigger", "route": "upgrades/preflight", "methods": ["POST"],
+                               "authLevel": "FUNCTION"}),
     ],
     ids=lambda v: v if isinstance(v, str) else v["type"],
 )

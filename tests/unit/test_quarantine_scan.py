@@ -20,7 +20,7 @@ from tests.unit.fake_cluster import (
 from upgrade.domain.policy import parse_policy
 from upgrade.domain.quarantine import alert_state_partition
 from upgrade.domain.runs import RunRecord
-from upgrade.errors import NotAllowed
+from upgrade.errors import NotAllowed, NotFound
 from upgrade.services.quarantine_scan import (
     SCAN_STEP,
     current_findings,
@@ -28,6 +28,7 @@ from upgrade.services.quarantine_scan import (
     findings_from_query,
     resolve_node,
     scan_cluster,
+    scans_from_request,
 )
 
 NODE1 = "aks-nodepool1-1"
@@ -156,10 +157,30 @@ def test_a_node_only_cordoned_is_alerted_after_the_grace_period():
 def test_fan_out_sends_one_stateless_scan_step_per_allowed_cluster():
     platform = platform_for(scenario2_after_upgrade())
     platform.allowed_clusters = frozenset({CLUSTER.arm_id, OTHER})
-    assert fan_out_scans(platform) == 2
+    assert len(fan_out_scans(platform)) == 2
     sent = platform.queue.take()
     assert sorted(s.message.cluster for s in sent) == sorted([CLUSTER.arm_id, OTHER])
     assert {s.message.step for s in sent} == {SCAN_STEP}
+
+
+@pytest.mark.parametrize(("segment", "scanned"), [(None, [CLUSTER.arm_id, OTHER]), ("aks-two", [OTHER]),
+                                                  (CLUSTER.arm_id, [CLUSTER.arm_id])])
+def test_a_scan_on_request_queues_the_timers_steps_for_one_cluster_or_all(segment, scanned):
+    # GIVEN two allowed clusters WHEN an operator asks for a scan now (by name, ARM id, or none)
+    platform = platform_for(scenario2_after_upgrade())
+    platform.allowed_clusters = frozenset({CLUSTER.arm_id, OTHER})
+    answer = scans_from_request(platform, segment, actor="oscar")
+    # THEN the same scan steps as the timer's are queued, acting as the operator
+    sent = platform.queue.take()
+    assert sorted(answer["scansQueued"]) == sorted(scanned) == sorted(s.message.cluster for s in sent)
+    assert {(s.message.step, s.message.actor) for s in sent} == {(SCAN_STEP, "oscar")}
+
+
+def test_a_scan_of_a_cluster_outside_the_allow_list_is_refused():
+    platform = platform_for(scenario2_after_upgrade())
+    with pytest.raises(NotFound):
+        scans_from_request(platform, "aks-elsewhere", actor="oscar")
+    assert platform.queue.take() == []
 
 
 def test_the_scan_step_runs_through_the_executor_without_a_run_record():

@@ -1,6 +1,7 @@
 """``python -m upgrade drain NODE``: cordon and drain a node like ``kubectl drain``, with live progress.
 
-Same options and pod rules as kubectl drain; evictions of the node go out concurrently and pods
+It reads and changes the cluster directly (with ``--kubeconfig``, or the cluster's own
+credentials), not through the app, and says so. Same options and pod rules as kubectl drain; evictions of the node go out concurrently and pods
 are checked with one list call per poll. Exit 0 when the node is drained; 1 when a PDB still
 blocks it at the timeout, pods are refused, or an eviction failed (the blocking PDBs are named).
 """
@@ -94,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
     options = _options(args)
     console = Console()
     connection = connect(args)
+    # The one operator command that acts on a cluster itself: say so, it is not in the app's audit.
+    console.print(f"note: draining {args.node} directly with your own credentials "
+                  f"({'kubeconfig ' + args.kubeconfig if args.kubeconfig else 'cluster ' + args.cluster}), "
+                  "not through the app: no run record, no audit trail", markup=False, highlight=False,
+                  stderr=True)
     try:
         with Live(console=console, refresh_per_second=8, transient=False) as live:
             result = drain_node(

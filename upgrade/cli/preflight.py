@@ -1,32 +1,39 @@
 """``python -m upgrade preflight``: predict what an upgrade of a pool will do, before starting it.
 
-Reads the cluster once (nodes, pods, PDBs, pools) and prints the surge and its vCPU quota, the
-pods that cannot be evicted and why, the nodes AKS will quarantine (Cordon) or fail on (Schedule),
-the permanent surge nodes, the resulting node count and the operation's expected final state.
-Upgrade settings given on the command line replace the pool's own for the prediction only.
+Predicts the surge and its vCPU quota, the pods that cannot be evicted and why, the nodes AKS will
+quarantine (Cordon) or fail on (Schedule), the permanent surge nodes, the resulting node count and
+the operation's expected final state. With ``--cluster`` the app predicts it
+(``POST /api/upgrades/preflight``) with the settings its own run would apply: the pool's, the
+pool policy's rolling settings over them, the flags over those. With ``--kubeconfig`` the CLI reads
+that cluster itself, not through the app, and says which AKS defaults it assumed for the
+upgradeSettings a kubeconfig cannot see.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from upgrade.cli.common import add_cluster_arguments, connect
+from upgrade.cli.output import Column, add_output_argument, print_data, print_lines, print_table
+from upgrade.cli.status import API_HELP, UpgradeApi, add_api_arguments
 from upgrade.domain.model import ClusterRef, UpgradeSettings
 from upgrade.domain.pdb import budget_text
-from upgrade.domain.preflight import BLUE_GREEN, ROLLING, PlannedUpgrade, PreflightReport, preflight
-from upgrade.services.snapshot import read_snapshot
+from upgrade.domain.preflight import BLUE_GREEN, ROLLING, PlannedUpgrade, preflight
+from upgrade.domain.surge import aks_defaults_applied
+from upgrade.errors import InvalidInput
 
 UNDRAINABLE_CHOICES = {"cordon": "Cordon", "schedule": "Schedule"}
+EXIT_REFUSED = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "preflight", help="predict the outcome of a node pool upgrade", description=__doc__.split("\n\n")[1]
-    )
-    add_cluster_arguments(parser)
+    parser = subparsers.add_parser("preflight", help="predict the outcome of a node pool upgrade",
+                                   description=" ".join(__doc__.split("\n\n")[1:3]) + " " + API_HELP)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--cluster", metavar="NAME|ARM_ID", help="an allowed cluster: the app predicts")
+    where.add_argument("--kubeconfig", metavar="FILE", help="read this cluster directly, not through the app")
     parser.add_argument("--pool", required=True, help="the agent pool to upgrade")
     parser.add_argument("--target-version", help="Kubernetes version (default: a node image upgrade of every node)")
     parser.add_argument("--strategy", choices=(ROLLING, BLUE_GREEN), default=ROLLING)
@@ -35,89 +42,105 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-blocked-nodes", help="integer or percent (Cordon only)")
     parser.add_argument("--drain-timeout", type=int, metavar="MINUTES", help="drainTimeoutInMinutes")
     parser.add_argument("--undrainable", choices=sorted(UNDRAINABLE_CHOICES), help="undrainableNodeBehavior")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_output_argument(parser)
+    add_api_arguments(parser)
     parser.set_defaults(handler=run)
 
 
-def planned_upgrade(args: argparse.Namespace) -> PlannedUpgrade:
-    return PlannedUpgrade(
-        pool=args.pool,
-        strategy=args.strategy,
-        target_version=args.target_version,
-        settings=UpgradeSettings(
-            max_surge=args.max_surge,
-            max_unavailable=args.max_unavailable,
-            drain_timeout_minutes=args.drain_timeout,
-            undrainable_node_behavior=UNDRAINABLE_CHOICES[args.undrainable] if args.undrainable else None,
-            max_blocked_nodes=args.max_blocked_nodes,
-        ),
+def requested_settings(args: argparse.Namespace) -> UpgradeSettings:
+    return UpgradeSettings(
+        max_surge=args.max_surge,
+        max_unavailable=args.max_unavailable,
+        drain_timeout_minutes=args.drain_timeout,
+        undrainable_node_behavior=UNDRAINABLE_CHOICES[args.undrainable] if args.undrainable else None,
+        max_blocked_nodes=args.max_blocked_nodes,
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    plan = planned_upgrade(args)
-    connection = connect(args)
+def report_through_the_app(args: argparse.Namespace) -> dict[str, Any]:
+    settings = {k: v for k, v in requested_settings(args).to_arm().items() if v is not None}
+    body: dict[str, Any] = {"cluster": args.cluster, "pool": args.pool, "strategy": args.strategy}
+    if args.target_version:
+        body["targetVersion"] = args.target_version
+    if settings:
+        body["options"] = {"upgradeSettings": settings}
+    return UpgradeApi.from_args(args).call("POST", "/api/upgrades/preflight", body)
+
+
+def report_from_kubeconfig(args: argparse.Namespace) -> dict[str, Any]:
+    """Read the cluster directly; the pool's upgradeSettings are in ARM, out of a kubeconfig's
+    reach, so every setting not given as a flag is AKS's default: the report names them."""
+    from upgrade.adapters.kube import kube_from_kubeconfig
+    from upgrade.services.snapshot import read_snapshot
+
+    if not Path(args.kubeconfig).is_file():
+        raise InvalidInput("command line", "--kubeconfig", f"no such file: {args.kubeconfig}")
+    kube = kube_from_kubeconfig(args.kubeconfig)
     try:
         # A bare kubeconfig names no ARM resource: the report is labelled with the file's name.
-        cluster = connection.cluster or ClusterRef("local", "kubeconfig", Path(args.kubeconfig).stem)
-        snapshot = read_snapshot(connection.kube, connection.aks, cluster)
+        snapshot = read_snapshot(kube, None, ClusterRef("local", "kubeconfig", Path(args.kubeconfig).stem))
     finally:
-        connection.close()
-    report = preflight(snapshot, plan)
-    if args.json:
-        json.dump(report.to_public(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        close = getattr(kube, "close", None)
+        if callable(close):
+            close()
+    report = preflight(snapshot, PlannedUpgrade(pool=args.pool, strategy=args.strategy,
+                                                target_version=args.target_version, settings=requested_settings(args)))
+    return {**report.to_public(), "assumedDefaults": aks_defaults_applied(report.settings)}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        report = report_from_kubeconfig(args)
+        if report["assumedDefaults"]:
+            print(f"note: read {args.kubeconfig} directly, not through the app; a kubeconfig does not show the "
+                  f"pool's upgradeSettings, so these are AKS's defaults, assumed: {_settings_text(report['assumedDefaults'])} "
+                  "(give them as flags, or use --cluster to have the app read the pool's own)", file=sys.stderr)
     else:
-        print_report(report)
-    return 0
+        report = report_through_the_app(args)
+    if not print_data(report, args.output):
+        print_report(report, args.output)
+    return EXIT_REFUSED if report.get("finalState") == "Refused" else 0
 
 
-def print_report(report: PreflightReport) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+def _settings_text(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {value}" for name, value in settings.items())
 
-    console = Console()
-    colour = {"Succeeded": "green", "Failed": "red", "Canceled": "yellow"}[report.final_state]
-    summary = Table(title=f"Preflight: {report.strategy} upgrade of pool {report.pool}", show_header=False)
-    summary.add_column(style="bold")
-    summary.add_column()
-    settings = report.settings
-    rows = [
-        ("cluster", report.cluster),
-        ("target version", report.target_version or "node image"),
-        ("upgrade settings", f"maxSurge={settings.max_surge or '10%'} maxUnavailable={settings.max_unavailable or '0'} "
-                             f"undrainable={settings.undrainable_node_behavior or 'Schedule'} "
-                             f"maxBlockedNodes={settings.max_blocked_nodes or '(= maxSurge)'}"),
-        ("nodes", f"{report.pool_node_count} in pool, {len(report.nodes_to_upgrade)} to upgrade, "
-                  f"batches of {report.batch_size}"),
-        ("surge nodes", f"{report.surge_node_count} x {report.vm_size}"),
-        ("extra vCPU quota", "unknown" if report.extra_vcpus is None else str(report.extra_vcpus)),
-        ("quarantined (Cordon)", ", ".join(report.quarantined_nodes) or "none"),
-        ("failed on (Schedule)", ", ".join(report.failed_nodes) or "none"),
-        ("not reached", ", ".join(report.untouched_nodes) or "none"),
-        ("permanent surge nodes", str(report.permanent_surge_nodes)),
-        ("resulting node count", str(report.resulting_node_count)),
-        ("final state", f"[{colour}]{report.final_state}[/{colour}]"),
+
+def print_report(report: dict[str, Any], output: str | None = None) -> None:
+    defaults = report.get("assumedDefaults") or report.get("aksDefaults") or {}
+    settings = {k: v for k, v in (report.get("upgradeSettings") or {}).items() if v is not None}
+    quota = report.get("extraVcpuQuota")
+    lines = [
+        f"Preflight: {report['strategy']} upgrade of pool {report['pool']}",
+        f"cluster: {report['cluster']}",
+        f"target version: {report.get('targetVersion') or 'node image'}",
+        f"upgrade settings: {_settings_text(settings) or 'none set'}",
+        (f"{'assumed AKS defaults' if 'assumedDefaults' in report else 'AKS defaults'}: "
+         f"{_settings_text(defaults)}") if defaults else "",
+        f"nodes: {report['poolNodeCount']} in pool, {len(report['nodesToUpgrade'])} to upgrade, "
+        f"batches of {report['batchSize']}",
+        f"surge nodes: {report['surgeNodeCount']} x {report['vmSize']}",
+        f"extra vCPU quota: {'unknown' if quota is None else quota}",
+        f"quarantined (Cordon): {', '.join(report['quarantinedNodes']) or 'none'}",
+        f"failed on (Schedule): {', '.join(report['failedNodes']) or 'none'}",
+        f"not reached: {', '.join(report['untouchedNodes']) or 'none'}",
+        f"permanent surge nodes: {report['permanentSurgeNodes']}",
+        f"resulting node count: {report['resultingNodeCount']}",
+        f"final state: {report['finalState']}",
     ]
-    for name, value in rows:
-        summary.add_row(name, value)
-    console.print(summary)
-    blockers = [(n.node, b) for n in report.undrainable_nodes for b in n.blockers]
+    print_lines(line for line in lines if line)
+    blockers = [b for n in report["undrainableNodes"] for b in n["blockers"]]
     if blockers:
-        table = Table(title="Pods that will never be evicted")
-        for column in ("node", "pod", "PDB", "budget", "allowed", "healthy/expected", "owner"):
-            table.add_column(column)
-        for node, b in blockers:
-            table.add_row(node, b.pod, b.pdb, budget_text(b.min_available, b.max_unavailable), str(b.disruptions_allowed),
-                          f"{b.current_healthy}/{b.expected_pods}", f"{b.owner or 'unmanaged'} ({b.replicas})")
-        console.print(table)
-    # Text from the cluster is printed as it is, never read as rich markup.
-    if report.blocked_now:
-        console.print("Evictions refused right now: " + ", ".join(b.pod for b in report.blocked_now), markup=False)
-    for problem in report.unsatisfiable_pdbs:
-        console.print(Text("UnsatisfiablePDB: ", style="yellow") + Text(problem))
-    if report.final_message:
-        console.print("AKS will report: " + report.final_message, markup=False)
-    for warning in report.warnings:
-        console.print(Text("warning: ", style="yellow") + Text(warning))
+        columns = (Column("node", key=True), Column("pod", key=True), Column("pdb", key=True),
+                   Column("budget", drop=2), Column("allowed"), Column("healthy/expected", drop=1),
+                   Column("owner", drop=3))
+        rows = [(b["node"], b["pod"], b["pdb"], budget_text(b["minAvailable"], b["maxUnavailable"]),
+                 b["disruptionsAllowed"], f"{b['currentHealthy']}/{b['expectedPods']}",
+                 f"{b['owner'] or 'unmanaged'} ({b['replicas']})") for b in blockers]
+        print_table(columns, rows, output=output, title="Pods that will never be evicted")
+    extra = [f"Evictions refused right now: {', '.join(b['pod'] for b in report['blockedNow'])}"
+             if report["blockedNow"] else ""]
+    extra += [f"UnsatisfiablePDB: {problem}" for problem in report["unsatisfiablePdbs"]]
+    extra += [f"AKS will report: {report['finalMessage']}"] if report.get("finalMessage") else []
+    extra += [f"warning: {warning}" for warning in report.get("warnings") or ()]
+    print_lines(line for line in extra if line)

@@ -22,6 +22,20 @@ UNDRAINABLE_BEHAVIORS = ("Schedule", "Cordon")
 QUOTA_ERROR_CODES = frozenset({"QuotaExceeded", "InsufficientVCPUQuota", "OperationNotAllowedQuota",
                                "OperationNotAllowed:Quota"})
 
+def aks_defaults_applied(settings: UpgradeSettings) -> dict[str, object]:
+    """The ``upgradeSettings`` fields ``settings`` leaves unset, with the value AKS uses for each
+    (ARM names): what a prediction takes for granted about them."""
+    defaults: dict[str, object] = {
+        "maxSurge": DEFAULT_MAX_SURGE,
+        "maxUnavailable": DEFAULT_MAX_UNAVAILABLE,
+        "drainTimeoutInMinutes": DEFAULT_DRAIN_TIMEOUT_MINUTES,
+        "nodeSoakDurationInMinutes": 0,
+        "undrainableNodeBehavior": "Schedule",
+        "maxBlockedNodes": f"maxSurge ({settings.max_surge or DEFAULT_MAX_SURGE})",
+    }
+    return {name: defaults[name] for name, value in settings.to_arm().items() if value is None}
+
+
 def parse_count_or_percent(value: object, *, field: str) -> tuple[int, bool]:
     """``"5"`` -> (5, False); ``"50%"`` -> (50, True). A count may be 0; a percent is 1-100."""
     if isinstance(value, bool) or not isinstance(value, int | str):

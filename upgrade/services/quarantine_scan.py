@@ -223,16 +223,25 @@ def resolve_node(platform: Platform, cluster: ClusterRef, node: str, *, how: str
 # ---- the scan -----------------------------------------------------------------------------
 
 
-def fan_out_scans(platform: Platform) -> int:
-    """One scan step per allowed cluster; returns how many were enqueued."""
+def fan_out_scans(platform: Platform, clusters: Sequence[ClusterRef] | None = None, *,
+                  actor: str = "timer:scan_quarantine") -> list[ClusterRef]:
+    """One scan step per cluster (default: every allowed one); returns the clusters enqueued."""
     stamp = platform.clock.now().strftime("%Y%m%dT%H%M%S")
-    clusters = allowed_cluster_refs(platform)
+    clusters = allowed_cluster_refs(platform) if clusters is None else list(clusters)
     for cluster in clusters:
         platform.queue.send(
             StepMessage(v=1, run_id=f"scan-{cluster.name}-{stamp}"[:100], step=SCAN_STEP, cluster=cluster.arm_id,
-                        actor="timer:scan_quarantine")
+                        actor=actor)
         )
-    return len(clusters)
+    return clusters
+
+
+def scans_from_request(platform: Platform, segment: str | None, *, actor: str) -> dict:
+    """POST /api/quarantine/scan[?cluster=name-or-ARM-id]: the timer's scan, now, for one allowed
+    cluster or all; its alerts go out as the timer's do."""
+    clusters = fan_out_scans(platform, [resolve_cluster(platform, segment, None)] if segment else None, actor=actor)
+    return {"scansQueued": [c.arm_id for c in clusters],
+            "note": "each scan alerts as the timer's does; GET /api/quarantine lists the findings"}
 
 
 def _pools_busy(platform: Platform, cluster: ClusterRef, pools: Iterable[str]) -> tuple[set[str], set[str]]:

@@ -1,4 +1,5 @@
-"""HTTP routes under /api/quarantine (function-key auth): list findings, request a remediation.
+"""HTTP routes under /api/quarantine (function-key auth): list findings, request a remediation,
+scan now (the timer's scan, on demand).
 
 ``{cluster}`` is the cluster's name when exactly one allowed cluster has it (what an operator
 types); a body ``clusterId`` (the ARM id, which every quarantine alert's request carries) settles
@@ -41,3 +42,13 @@ def list_quarantine(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.wiring import platform
 
     return json_response({"findings": findings_from_query(platform(), req.params.get("cluster"))})
+
+
+@bp.function_name("scan_quarantine_now")
+@bp.route(route="quarantine/scan", methods=["POST"])
+@answers_errors
+def scan_quarantine_now(req: func.HttpRequest) -> func.HttpResponse:
+    from upgrade.services.quarantine_scan import scans_from_request
+    from upgrade.wiring import platform
+
+    return json_response(scans_from_request(platform(), req.params.get("cluster"), actor=principal(req) or "api"), 202)

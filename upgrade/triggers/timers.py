@@ -18,5 +18,5 @@ def scan_quarantine(timer: func.TimerRequest) -> None:
 
     if timer.past_due:
         log.warning("scan_quarantine is running late (past due)")
-    count = fan_out_scans(platform())
-    log.info("scan_quarantine: enqueued %d cluster scans", count)
+    clusters = fan_out_scans(platform())
+    log.info("scan_quarantine: enqueued %d cluster scans", len(clusters))

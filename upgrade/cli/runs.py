@@ -1,0 +1,43 @@
+"""``python -m upgrade runs approve|rollback|pause|resume|abort ID``: an operator's decision on a run.
+
+For every kind of run (rolling and blue-green), through the app's HTTP API
+(``POST /api/upgrades/{id}/{decision}``): the app records who decided, when and why, and answers
+with what the run allows now when it refuses. ``status ID`` shows the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from upgrade.cli.output import add_output_argument, print_data
+from upgrade.cli.status import API_HELP, UpgradeApi, add_api_arguments, print_timeline
+
+DECISIONS = {
+    "pause": "park the run: its next step waits until resume",
+    "resume": "continue a paused run",
+    "abort": "end the run where it is, cleaning nothing up",
+    "approve": "blue-green: commit now, deleting the blue pool (from the decision wait, or to end the final soak early)",
+    "rollback": "blue-green: roll back to blue, deleting the green pool (any time before commit)",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("runs", help="decide on a run: approve, rollback, pause, resume, abort",
+                                   description=__doc__.split("\n\n")[1] + " " + API_HELP)
+    decisions = parser.add_subparsers(dest="decision", metavar="DECISION", required=True)
+    for decision, text in DECISIONS.items():
+        command = decisions.add_parser(decision, help=text, description=f"{text}. {API_HELP}")
+        command.add_argument("run_id", metavar="ID", help="the run id (python -m upgrade status lists them)")
+        command.add_argument("--reason", default="", help="why (recorded with the decision)")
+        add_output_argument(command)
+        add_api_arguments(command)
+        command.set_defaults(handler=run_decision)
+
+
+def run_decision(args: argparse.Namespace) -> int:
+    api = UpgradeApi.from_args(args)
+    api.call("POST", f"/api/upgrades/{args.run_id}/{args.decision}", {"reason": args.reason})
+    run = api.run(args.run_id)
+    if not print_data(run, args.output):
+        print_timeline(run, args.output)
+    return 0

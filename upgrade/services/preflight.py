@@ -1,0 +1,72 @@
+"""``POST /api/upgrades/preflight``: what the upgrade a start request describes would do, before
+anyone starts it.
+
+The body is ``POST /api/upgrades``'s (cluster by ARM id or unique name, pool, targetVersion,
+strategy, options): a rolling prediction uses the settings the app's run would apply (the pool's
+own upgradeSettings, the pool policy's rolling settings over them, the request's
+``options.upgradeSettings`` over those). One snapshot through the ports, then the pure prediction
+of upgrade.domain.preflight. ``aksDefaults`` names every setting still unset, with the value AKS
+uses for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from upgrade.domain.model import UpgradeSettings
+from upgrade.domain.preflight import BLUE_GREEN, ROLLING, PlannedUpgrade, preflight
+from upgrade.domain.surge import aks_defaults_applied
+from upgrade.errors import InvalidInput
+from upgrade.ports import Platform
+from upgrade.services.quarantine_scan import resolve_cluster
+from upgrade.services.snapshot import take_snapshot
+
+WHAT = "preflight request"
+FIELDS = frozenset({"cluster", "pool", "targetVersion", "strategy", "options"})
+
+
+def _text(body: Mapping[str, Any], name: str, *, required: bool) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(WHAT, name, "is required (a non-empty string)" if required else "must be a non-empty string")
+    return value.strip()
+
+
+def _settings(options: object) -> UpgradeSettings:
+    if not isinstance(options, Mapping):
+        raise InvalidInput(WHAT, "options", "must be a JSON object")
+    unknown = sorted(set(options) - {"upgradeSettings"})
+    if unknown:
+        raise InvalidInput(WHAT, f"options.{unknown[0]}", "unknown field (a preflight takes upgradeSettings)")
+    raw = options.get("upgradeSettings") or {}
+    if not isinstance(raw, Mapping):
+        raise InvalidInput(WHAT, "options.upgradeSettings", "must be a JSON object of upgradeSettings (ARM names)")
+    known = set(UpgradeSettings().to_arm())
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InvalidInput(WHAT, f"options.upgradeSettings.{unknown[0]}", f"unknown field (expected {', '.join(sorted(known))})")
+    return UpgradeSettings.from_arm({k: str(v) if isinstance(v, int) and k.startswith("max") else v
+                                     for k, v in raw.items()})
+
+
+def preflight_from_request(platform: Platform, body: object) -> dict[str, Any]:
+    """The preflight report of the upgrade ``body`` describes (InvalidInput, NotFound, NotAllowed)."""
+    if not isinstance(body, Mapping):
+        raise InvalidInput(WHAT, "(body)", "must be a JSON object")
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise InvalidInput(WHAT, unknown[0], f"unknown field (allowed: {', '.join(sorted(FIELDS))})")
+    cluster = resolve_cluster(platform, _text(body, "cluster", required=True) or "", None)
+    pool = _text(body, "pool", required=True) or ""
+    strategy = _text(body, "strategy", required=False) or ROLLING
+    if strategy not in (ROLLING, BLUE_GREEN):
+        raise InvalidInput(WHAT, "strategy", f"{strategy!r} is not one of {ROLLING}, {BLUE_GREEN}")
+    requested = _settings(body.get("options") or {})
+    policy_settings = platform.policy.for_pool(cluster, pool).rolling.to_upgrade_settings()
+    plan = PlannedUpgrade(pool=pool, strategy=strategy, target_version=_text(body, "targetVersion", required=False),
+                          settings=policy_settings.with_overrides(requested))
+    report = preflight(take_snapshot(platform, cluster), plan)
+    return {**report.to_public(), "aksDefaults": aks_defaults_applied(report.settings)}
