@@ -69,3 +69,17 @@ def test_any_reason_renders_as_written(reason, app_answers, capsys):
     app_answers["/api/upgrades/bg-1"] = run_body(reason)
     status.run(status_args("bg-1"))
     assert f"reason: {reason}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("run", "heading"), [
+    ({"targetVersion": "1.31.2"}, "bg-1  blue-green  aks1/blue[/p] -> 1.31.2"),
+    # a remediation has no target version: its header names what it does, never "nodepool1 -> "
+    ({"kind": "remediation", "pool": "nodepool1", "targetVersion": None,
+      "options": {"kind": "relax-pdb", "node": "aks-nodepool1-1"}},
+     "bg-1  remediation  aks1/nodepool1: relax-pdb node aks-nodepool1-1"),
+])
+def test_the_run_heading_names_what_the_run_does(run, heading, app_answers, capsys):
+    app_answers["/api/upgrades/bg-1"] = {**run_body(), **run}
+    status.run(status_args("bg-1"))
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == heading and not first.rstrip().endswith("->")
