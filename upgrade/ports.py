@@ -7,7 +7,7 @@ NotAllowed) when it cannot. No SDK type crosses these boundaries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -134,6 +134,10 @@ class Aks(Protocol):
 
     def begin_put_pool(self, cluster: ClusterRef, pool: AgentPool, *, if_match: str | None = None) -> None:
         """Create or update (version, count, upgradeSettings) without waiting."""
+
+    def begin_create_pool(self, cluster: ClusterRef, name: str, properties: Mapping[str, Any]) -> None:
+        """Create a pool from ARM ``properties`` (JSON names) without waiting, only if no pool has
+        that name (If-None-Match: *; Conflict otherwise)."""
 
     def begin_delete_pool(
         self, cluster: ClusterRef, pool: str, *, ignore_pod_disruption_budget: bool = False

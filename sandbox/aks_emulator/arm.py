@@ -170,6 +170,7 @@ class AgentPool:
     node_labels: dict = field(default_factory=dict)
     node_taints: list = field(default_factory=list)
     availability_zones: list = field(default_factory=list)
+    tags: dict = field(default_factory=dict)  # ARM's properties.tags
     provisioning_state: str = "Succeeded"
     # status.provisioningError: ARM's error of the pool's last operation when it ended Failed or
     # Canceled; a new operation clears it.
@@ -412,6 +413,8 @@ class ArmModel:
             "upgradeSettings": dict(pool.upgrade_settings),
             "enableFIPS": False,
         }
+        if pool.tags:
+            properties["tags"] = dict(pool.tags)
         if pool.availability_zones:
             properties["availabilityZones"] = list(pool.availability_zones)
         if pool.provisioning_error is not None:
@@ -480,6 +483,7 @@ class ArmModel:
             upgrade_settings=settings, node_labels=dict(properties.get("nodeLabels") or {}),
             node_taints=list(properties.get("nodeTaints") or []),
             availability_zones=list(properties.get("availabilityZones") or []), provisioning_state="Creating",
+            tags=_validated_tags(properties.get("tags")),
         )
         cluster.pools[name] = pool
         operation = self._start(cluster, pool, "create", lambda ctx: upgrader.create_pool_nodes(
@@ -531,6 +535,8 @@ class ArmModel:
         pool.orchestrator_version = requested_version
         pool.node_labels = dict(properties.get("nodeLabels", pool.node_labels) or {})
         pool.node_taints = list(properties.get("nodeTaints", pool.node_taints) or [])
+        if "tags" in properties:
+            pool.tags = _validated_tags(properties["tags"])
         if upgrade:
             pool.provisioning_state = "Upgrading"
             target_image = LATEST_NODE_IMAGE_VERSION
@@ -777,6 +783,19 @@ def _kube_taints(taints: list[str]) -> list[dict]:
             entry["value"] = value
         result.append(entry)
     return result
+
+
+def _validated_tags(tags: object) -> dict:
+    """ARM resource tags: a map of strings to strings (names up to 512, values up to 256 characters)."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise ArmError(400, "InvalidParameter", "tags must be an object of string names to string values.",
+                       "properties.tags")
+    if any(len(k) > 512 or len(v) > 256 for k, v in tags.items()):
+        raise ArmError(400, "InvalidTagNameLength", "A tag name is at most 512 and a value at most 256 characters.",
+                       "properties.tags")
+    return dict(tags)
 
 
 def _check_preconditions(pool: AgentPool | None, if_match: str | None, if_none_match: str | None) -> None:

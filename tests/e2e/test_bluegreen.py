@@ -16,7 +16,7 @@ from sandbox.aks_emulator.scenarios import APP_NAMESPACE, seed_bluegreen
 from sandbox.alerts_receiver import AlertsReceiver
 from tests.e2e.conftest import wait_until
 from tests.integration.conftest_emulator import FAST_TIME_SCALE
-from upgrade.domain.bluegreen import green_pool_name
+from upgrade.domain.pool_names import green_name_candidates
 from upgrade.domain.runs import FINAL_STATUSES
 from upgrade.domain.versions import version_key
 
@@ -167,7 +167,7 @@ def test_crash_looping_workload_on_green_rolls_back_fails_and_alerts(scenario3, 
     host, cluster, _ = scenario3
     # GIVEN app-c crash-loops on the green pool (named from blue and the newest 1.31 patch offered)
     newest = max((v for v in available_upgrades("1.30.0") if v.startswith("1.31.")), key=version_key)
-    cluster.kube.set_crashloop(APP_NAMESPACE, "app-c", {green_pool_name("blue", newest)})
+    cluster.kube.set_crashloop(APP_NAMESPACE, "app-c", {green_name_candidates(cluster.arm_id, "blue", newest)[0]})
     run_id = start(host, cluster)
     run = wait_status(host, run_id)
     assert run["status"] == "failed"

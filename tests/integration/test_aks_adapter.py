@@ -237,3 +237,26 @@ def test_plain_http_is_allowed_for_loopback_only():
     assert isinstance(client, ContainerServiceClient)
     assert not isinstance(client._config.authentication_policy, LoopbackBearerTokenPolicy)
     client.close()
+
+
+def test_a_clone_is_created_from_arm_properties_with_tags_and_only_if_absent(seed_pdb):
+    # GIVEN blue as ARM has it (the whole properties object)
+    _, cluster, aks = seed_pdb
+    blue = aks.get_pool(cluster, "nodepool1")
+    assert blue.properties["vmSize"] == blue.vm_size and "osDiskSizeGB" in blue.properties
+    properties = {k: v for k, v in blue.properties.items()
+                  if k not in ("eTag", "provisioningState", "currentOrchestratorVersion", "powerState",
+                               "nodeImageVersion")}
+    properties.update(count=1, tags={"aks-upgrade-run": "bg-1", "costCenter": "42"})
+    # WHEN the adapter creates a pool from them
+    aks.begin_create_pool(cluster, "clone1", properties)
+    # THEN the pool exists with the tags, as the domain reads them
+    _wait_for(lambda: aks.get_pool(cluster, "clone1").provisioning_state == "Succeeded")
+    clone = aks.get_pool(cluster, "clone1")
+    assert clone.tag_map() == {"aks-upgrade-run": "bg-1", "costCenter": "42"}
+    assert (clone.vm_size, clone.node_labels, clone.upgrade_settings) == (blue.vm_size, blue.node_labels,
+                                                                         blue.upgrade_settings)
+    # AND a second create under a taken name is refused (If-None-Match: *), the pool unchanged
+    with pytest.raises(Conflict):
+        aks.begin_create_pool(cluster, "clone1", {**properties, "tags": {"owner": "someone-else"}})
+    assert aks.get_pool(cluster, "clone1").tag_map()["aks-upgrade-run"] == "bg-1"

@@ -21,16 +21,18 @@ import pytest
 from tests.fakes import FakePlatform, SimulatedCrash
 from upgrade.domain.bluegreen import STEP_STATES
 from upgrade.domain.model import AGENTPOOL_LABEL, AgentPool, ClusterRef, Node, Pdb, Pod, Workload
+from upgrade.domain.pool_names import LOGICAL_TAG, RUN_TAG, green_name_candidates
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.selectors import LabelSelector
 from upgrade.domain.steps import StepMessage
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, TemporaryError
 from upgrade.services import bluegreen, registry
-from upgrade.services.bluegreen import GREEN_RUN_LABEL, STEP_PREFIX, decide, start_bluegreen_run
+from upgrade.services.bluegreen import STEP_PREFIX, decide, start_bluegreen_run
 from upgrade.services.step_runner import record_poisoned_step, run_step_message
 
 CLUSTER = ClusterRef("sub-1", "rg", "aks1")
 VERSIONS = {"1.30.0": ["1.30.5", "1.31.0", "1.31.2"], "1.31.2": ["1.32.0"]}
+GREEN = green_name_candidates(CLUSTER.arm_id, "blue", "1.31.2")[0]  # the green name of Scenario 3's run
 
 
 class FakeCluster:
@@ -47,6 +49,7 @@ class FakeCluster:
         self.calls: Counter = Counter()
         self.uids = itertools.count(1)
         self.refuse_once: Exception | None = None  # the next node or pool listing raises this (RBAC revoked)
+        self.created: dict[str, dict] = {}  # pool name -> the ARM properties it was created with
 
     def _refusal(self) -> None:
         refusal, self.refuse_once = self.refuse_once, None
@@ -129,6 +132,18 @@ class FakeCluster:
             raise AssertionError("the steps only ever create pools")
         self.pools[pool.name] = replace(pool, provisioning_state="Creating")
         self.ops[pool.name] = "create"
+
+    def begin_create_pool(self, cluster, name, properties):
+        self.calls["put_pool", name] += 1
+        if name in self.pools:
+            raise Conflict(f"pool {name} already exists (If-None-Match: *)", status=412)
+        self.created[name] = dict(properties)
+        self.pools[name] = AgentPool(
+            name=name, mode=properties.get("mode", "User"), count=properties["count"],
+            orchestrator_version=properties["orchestratorVersion"], provisioning_state="Creating",
+            node_labels=tuple(sorted((properties.get("nodeLabels") or {}).items())),
+            tags=tuple(sorted((properties.get("tags") or {}).items())), properties=dict(properties))
+        self.ops[name] = "create"
 
     def begin_delete_pool(self, cluster, pool, *, ignore_pod_disruption_budget=False):
         self.calls["delete_pool", pool] += 1
@@ -333,13 +348,14 @@ def test_commit_path_moves_every_pod_to_green_and_deletes_blue():
     # THEN (5A) blue is gone, green (1.31.2, mirrored labels) runs A-D, and the run succeeded
     assert final.status == "succeeded", final.reason
     assert final.state == STEP_PREFIX + "done"
-    assert set(cluster.pools) == {"system", "blueg1312"}
-    green = cluster.pools["blueg1312"]
+    assert set(cluster.pools) == {"system", GREEN}
+    green = cluster.pools[GREEN]
     assert (green.orchestrator_version, green.count, green.mode) == ("1.31.2", 2, "User")
-    assert dict(green.node_labels) == {"team": "shop", GREEN_RUN_LABEL: run.run_id}
-    assert cluster.placement() == {"blueg1312": ("a-0", "b-0", "c-0", "d-0")}
+    assert dict(green.node_labels) == {"team": "shop"}
+    assert green.tag_map() == {RUN_TAG: run.run_id, LOGICAL_TAG: "blue"}
+    assert cluster.placement() == {GREEN: ("a-0", "b-0", "c-0", "d-0")}
     assert all(p.ready for p in cluster.pods.values())
-    assert cluster.calls["put_pool", "blueg1312"] == 1 and cluster.calls["delete_pool", "blue"] == 1
+    assert cluster.calls["put_pool", GREEN] == 1 and cluster.calls["delete_pool", "blue"] == 1
     assert [a.kind for a in platform.alerts.published] == ["run.succeeded"]
     steps = [h.step.removeprefix(STEP_PREFIX) for h in platform.runs.history(run.run_id)]
     assert steps[:5] == ["preflight", "preflight", "create_green", "wait_green_ready", "cordon_blue"]
@@ -355,7 +371,7 @@ def test_operator_rollback_after_validation_puts_workloads_back_on_blue():
     driver = Driver(platform)
     waiting = driver.run(run_id=run.run_id)
     assert (waiting.status, waiting.state) == ("awaiting-decision", STEP_PREFIX + "await_decision")
-    assert cluster.placement() == {"blueg1312": ("a-0", "b-0", "c-0", "d-0")}
+    assert cluster.placement() == {GREEN: ("a-0", "b-0", "c-0", "d-0")}
     # AND the operator was told the run waits, until when, and what a timeout does
     [awaiting] = platform.alerts.published
     assert (awaiting.kind, awaiting.run_id) == ("run.awaiting-decision", run.run_id)
@@ -368,7 +384,7 @@ def test_operator_rollback_after_validation_puts_workloads_back_on_blue():
     assert set(cluster.pools) == {"system", "blue"}
     assert cluster.placement() == {"blue": ("a-0", "b-0", "c-0", "d-0")}
     assert not any(n.unschedulable for n in cluster.nodes.values() if n.pool == "blue")
-    assert cluster.calls["delete_pool", "blueg1312"] == 1 and cluster.calls["delete_pool", "blue"] == 0
+    assert cluster.calls["delete_pool", GREEN] == 1 and cluster.calls["delete_pool", "blue"] == 0
     decisions = [h for h in platform.runs.history(run.run_id) if h.outcome == "decision"]
     assert [(d.actor, d.reason) for d in decisions] == [("bob", "rollback by bob: metrics look wrong")]
     assert final.facts["decisions"][0]["actor"] == "bob" and final.facts["decisions"][0]["at"]
@@ -383,13 +399,13 @@ def test_approval_then_commit():
     driver.run(run_id=run.run_id)
     decide(platform, run.run_id, "approve", "carol")
     final = driver.run(run_id=run.run_id, until_status=("succeeded", "failed", "rolled-back"))
-    assert final.status == "succeeded" and set(cluster.pools) == {"system", "blueg1312"}
+    assert final.status == "succeeded" and set(cluster.pools) == {"system", GREEN}
 
 
 def test_failed_validation_rolls_back_automatically_fails_the_run_and_alerts():
     # GIVEN workload c crash-loops on green
     cluster = scenario3()
-    cluster.crashloop.add(("shop", "c", "blueg1312"))
+    cluster.crashloop.add(("shop", "c", GREEN))
     platform = make_platform(cluster)
     run = start(platform)
     final = Driver(platform).run(run_id=run.run_id)
@@ -419,7 +435,7 @@ def test_pdb_blocked_pod_waits_then_moves_once_the_pdb_allows():
 
 
 @pytest.mark.parametrize(("rollback_on_timeout", "status", "pools"), [
-    (False, "failed", {"system", "blue", "blueg1312"}),
+    (False, "failed", {"system", "blue", GREEN}),
     (True, "failed", {"system", "blue"}),
 ])
 def test_drain_timeout_fails_or_rolls_back_per_policy(rollback_on_timeout, status, pools):
@@ -481,9 +497,9 @@ def test_idempotency_drill_commit_path(step, mode):
     cluster, final, driver = _drill(step, mode, rollback=False)
     assert driver.delivered.count(STEP_PREFIX + step) >= 2  # the drill really hit the step
     assert final.status == "succeeded", final.reason
-    assert set(cluster.pools) == {"system", "blueg1312"}
-    assert cluster.placement() == {"blueg1312": ("a-0", "b-0", "c-0", "d-0")}
-    assert cluster.calls["put_pool", "blueg1312"] == 1  # no second pool
+    assert set(cluster.pools) == {"system", GREEN}
+    assert cluster.placement() == {GREEN: ("a-0", "b-0", "c-0", "d-0")}
+    assert cluster.calls["put_pool", GREEN] == 1  # no second pool
     assert cluster.calls["delete_pool", "blue"] == 1  # nothing deleted twice
     cordons = [count for key, count in cluster.calls.items() if isinstance(key, tuple) and key[0] == "cordon"]
     assert cordons == [1, 1]  # each blue node cordoned once
@@ -497,8 +513,8 @@ def test_idempotency_drill_rollback_path(step, mode):
     assert final.status == "rolled-back", final.reason
     assert set(cluster.pools) == {"system", "blue"}
     assert cluster.placement() == {"blue": ("a-0", "b-0", "c-0", "d-0")}
-    assert cluster.calls["put_pool", "blueg1312"] == 1
-    assert cluster.calls["delete_pool", "blueg1312"] == 1 and cluster.calls["delete_pool", "blue"] == 0
+    assert cluster.calls["put_pool", GREEN] == 1
+    assert cluster.calls["delete_pool", GREEN] == 1 and cluster.calls["delete_pool", "blue"] == 0
 
 
 # ---- safety rails -------------------------------------------------------------------------------------
@@ -520,7 +536,7 @@ def test_commit_refuses_to_delete_the_last_system_pool():
     driver = Driver(platform)
     driver.run(run_id=run.run_id)
     # WHEN green turned out a User pool and the operator approves
-    cluster.pools["blueg1312"] = replace(cluster.pools["blueg1312"], mode="User")
+    cluster.pools[GREEN] = replace(cluster.pools[GREEN], mode="User")
     decide(platform, run.run_id, "approve", "carol")
     parked = driver.run(run_id=run.run_id, until_status=("awaiting-decision", "succeeded", "failed"))
     # THEN commit refuses and parks the run for a decision; blue is untouched
@@ -543,29 +559,62 @@ def test_commit_refuses_while_a_blue_origin_workload_is_not_ready_on_green():
     assert cluster.calls["delete_pool", "blue"] == 0
 
 
-def test_rollback_never_deletes_a_green_named_pool_it_did_not_create():
-    # GIVEN the run's green pool exists without this run's label (someone else's pool)
+def test_rollback_never_drains_or_deletes_a_green_named_pool_it_did_not_create():
+    # GIVEN the pool named like the run's green pool turns out not to carry the run's tag (someone else's)
     cluster = scenario3()
     platform = make_platform(cluster)
     run = start(platform, {"approval": {"required": True}})
     driver = Driver(platform)
     driver.run(run_id=run.run_id)
-    green = cluster.pools["blueg1312"]
-    cluster.pools["blueg1312"] = replace(green, node_labels=(("team", "shop"),))
+    cluster.pools[GREEN] = replace(cluster.pools[GREEN], tags=(("owner", "team-b"),))
+    # WHEN the operator rolls back
     decide(platform, run.run_id, "rollback", "bob")
     final = driver.run(run_id=run.run_id)
-    assert final.status == "failed" and "not created by run" in final.reason
-    assert cluster.calls["delete_pool", "blueg1312"] == 0
+    # THEN blue is uncordoned, the foreign pool is neither cordoned, drained nor deleted, and the alerts
+    # say why, without naming that pool as the run's to clean up
+    assert final.status == "failed" and f"refused to drain pool {GREEN}" in final.reason
+    assert cluster.calls["delete_pool", GREEN] == 0 and cluster.calls["evict"] == 4  # blue's 4 pods, once
+    assert not any(n.unschedulable for n in cluster.nodes.values() if n.pool == GREEN)
+    assert platform.alerts.kinds() == ["pool.not-owned", "run.failed"]
+    failed = platform.alerts.published[-1]
+    assert failed.details["refusedPools"] == [GREEN]
+    assert not any(GREEN in item for item in failed.details["leftToCleanUp"])
 
 
-def test_preflight_refuses_when_the_green_name_is_taken():
+def test_preflight_picks_a_free_green_name_and_never_touches_the_pool_holding_the_first():
+    # GIVEN a pool someone else created holds the first green name candidate
+    first, second = green_name_candidates(CLUSTER.arm_id, "blue", "1.31.2")[:2]
     cluster = scenario3()
-    cluster.add_pool("blueg1312", count=1, version="1.31.2")
+    cluster.add_pool(first, count=1, version="1.31.2")
+    # tainted for another team's workloads in a real cluster: keep the shop's pods off it here
+    cluster.nodes[f"aks-{first}-0"] = replace(cluster.nodes[f"aks-{first}-0"], unschedulable=True)
     platform = make_platform(cluster)
     run = start(platform)
     final = Driver(platform).run(run_id=run.run_id)
-    assert final.status == "failed" and "already exists" in final.reason
-    assert cluster.calls["put_pool", "blueg1312"] == 0 and platform.alerts.kinds() == ["run.failed"]
+    # THEN the run used the next free name, and the foreign pool was left exactly as it was
+    assert final.status == "succeeded", final.reason
+    assert final.facts["greenPool"] == second and set(cluster.pools) == {"system", first, second}
+    assert cluster.calls["put_pool", first] == 0 and cluster.calls["delete_pool", first] == 0
+    assert not any(key[1].startswith(f"aks-{first}-") for key in cluster.calls if isinstance(key, tuple)
+                   and key[0] in ("cordon", "uncordon"))
+
+
+def test_create_green_refuses_a_pool_created_under_its_name_after_preflight():
+    # GIVEN someone creates a pool with the recorded green name between preflight and create_green
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform)
+    driver = Driver(platform)
+    while platform.runs.get(run.run_id).state != STEP_PREFIX + "create_green":
+        driver.run(run_id=run.run_id, max_deliveries=1)
+    cluster.add_pool(GREEN, count=1, version="1.31.2")
+    final = driver.run(run_id=run.run_id)
+    # THEN the run rolls back without cordoning, draining or deleting that pool, and fails with alerts
+    assert final.status == "failed" and "not created by" in final.reason
+    assert cluster.calls["put_pool", GREEN] == 0 and cluster.calls["delete_pool", GREEN] == 0
+    assert not any(n.unschedulable for n in cluster.nodes.values() if n.pool != "system")
+    assert platform.alerts.kinds()[-1] == "run.failed" and "pool.not-owned" in platform.alerts.kinds()
+    assert not any(GREEN in item for item in final.facts["leftToCleanUp"]), final.facts
 
 
 # ---- start and decide -----------------------------------------------------------------------------------
@@ -660,14 +709,13 @@ def test_custom_checks_and_http_probes_take_part_in_validation():
     finally:
         bluegreen.CUSTOM_CHECKS.pop("orders-flowing")
     assert final.status == "failed" and "no orders in 5 minutes" in final.reason
-    assert calls and calls[0] == ("aks-blueg1312-0", "aks-blueg1312-1")
+    assert calls and calls[0] == (f"aks-{GREEN}-0", f"aks-{GREEN}-1")
     checks = {c["name"]: c["passed"] for c in final.facts["validation"]["checks"]}
     assert checks["http http://shop.example/health"] is True and checks["custom orders-flowing"] is False
 
 
 # ---- a permanent error in every state -------------------------------------------------------------
 
-GREEN = "blueg1312"
 ROLLED_BACK = ("rolled back", {"system", "blue"})  # the documented clean-up before commit: a rollback
 ASK_THEN_ROLL_BACK = {"approval": {"required": True, "timeoutMinutes": 30, "onTimeout": "rollback"}}
 BLUE_CORDONED = "blue nodes cordoned by this run: aks-blue-0, aks-blue-1"

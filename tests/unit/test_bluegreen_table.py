@@ -22,13 +22,11 @@ from upgrade.domain.bluegreen import (
     TransitionNotAllowed,
     cleanup_left,
     drain_batch_size,
-    green_pool_name,
-    green_pool_spec,
     next_state,
     plan_batches,
     quota_estimate,
 )
-from upgrade.domain.model import AgentPool, UpgradeSettings
+from upgrade.domain.model import AgentPool
 from upgrade.errors import Conflict, InvalidInput
 
 
@@ -161,10 +159,10 @@ GREEN_ASKED = {"greenPool": "blueg1312", "greenRequestedAt": "2026-01-15T09:00:0
      ["blue nodes cordoned by this run: aks-blue-0, aks-blue-1", "green pool blueg1312, created by this run"]),
     ("drain_green", {**GREEN_ASKED, **CORDONED}, ["green pool blueg1312, created by this run"]),
     ("wait_green_deleted", {**GREEN_ASKED, **CORDONED}, ["green pool blueg1312: its deletion was not confirmed"]),
-    ("uncordon_blue", {"greenPool": "blueg1312"}, ["green pool blueg1312, created by this run"]),
+    ("uncordon_blue", {"greenPool": "blueg1312", "greenOwned": True}, ["green pool blueg1312, created by this run"]),
     ("create_green", {"greenPool": "blueg1312"}, ["green pool blueg1312, if its creation went through"]),
     ("create_green", GREEN_ASKED, ["green pool blueg1312, created by this run"]),
-    ("uncordon_blue", {"greenPool": "g", "cordonStarted": True},
+    ("uncordon_blue", {"greenPool": "g", "cordonStarted": True, "greenOwned": True},
      ["blue nodes cordoned by this run: the nodes of pool blue", "green pool g, created by this run"]),
 ])
 def test_cleanup_left_names_what_a_failed_run_left_and_what_to_do(failed_in, facts, left):
@@ -237,42 +235,11 @@ def test_plan_batches_in_stable_name_order_covering_every_node_once():
 
 
 # ---- green pool ---------------------------------------------------------------------------------
+# Names and ownership: test_pool_names.py; the clone of blue: test_pool_clone.py.
 
 
-@pytest.mark.parametrize(("blue", "version", "expected"), [
-    ("nodepool1", "1.31.0", "nodepoog1310"),
-    ("blue", "1.31.2", "blueg1312"),
-    ("nodepoog1310", "1.32.0", "nodepoog1320"),  # an earlier green keeps its stem
-    ("g1310", "1.31.0", "npg1310"),
-    ("np", "1.31.10", "npg13110"),
-])
-def test_green_name_is_derived_and_stable(blue, version, expected):
-    assert green_pool_name(blue, version) == expected
-    assert green_pool_name(blue, version) == green_pool_name(blue, version)
-
-
-@given(
-    blue=st.from_regex(r"[a-z][a-z0-9]{0,11}", fullmatch=True),
-    version=st.tuples(st.integers(1, 2), st.integers(0, 40), st.integers(0, 30)).map(lambda v: ".".join(map(str, v))),
-)
-def test_green_name_is_always_a_valid_aks_name_unlike_blue(blue, version):
-    name = green_pool_name(blue, version)
-    assert name != blue
-    assert len(name) <= 12 and name[0].isalpha() and name.isalnum() and name == name.lower()
-
-
-def test_green_mirrors_blue_at_the_target_version():
-    blue = AgentPool(
-        name="blue", mode="System", count=3, orchestrator_version="1.30.4", vm_size="Standard_D8s_v5",
-        os_sku="AzureLinux", max_pods=50, zones=("1", "2"), node_labels=(("team", "a"),),
-        node_taints=("dedicated=web:NoSchedule",), upgrade_settings=UpgradeSettings(max_surge="33%"),
-        etag="x", node_image_version="old", error="old failure",
-    )
-    green = green_pool_spec(blue, name="blueg1310", target_version="1.31.0")
-    assert (green.name, green.orchestrator_version, green.etag, green.error) == ("blueg1310", "1.31.0", None, None)
-    for same in ("mode", "count", "vm_size", "os_sku", "max_pods", "zones", "node_labels", "node_taints",
-                 "upgrade_settings", "os_type"):
-        assert getattr(green, same) == getattr(blue, same), same
+def test_quota_while_both_pools_exist():
+    blue = AgentPool(name="blue", mode="System", count=3, orchestrator_version="1.30.4", vm_size="Standard_D8s_v5")
     assert quota_estimate(blue) == {"vmSize": "Standard_D8s_v5", "extraNodes": 3, "extraVcpus": 24,
                                     "peakNodes": 6, "peakVcpus": 48}
 

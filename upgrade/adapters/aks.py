@@ -17,7 +17,7 @@ is refused here, naming the property and the version.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from azure.core import MatchConditions
@@ -152,6 +152,8 @@ def pool_from_sdk(pool: sdk.AgentPool) -> AgentPool:
         node_image_version=pool.node_image_version,
         etag=pool.e_tag,
         error=_provisioning_error_text(error),
+        tags=tuple(sorted((pool.tags or {}).items())),
+        properties=dict(pool.as_dict().get("properties") or {}),
     )
 
 
@@ -297,6 +299,21 @@ class ContainerServiceAks:
             polling=False,
             **conditions,
         )
+
+    def begin_create_pool(self, cluster: ClusterRef, name: str, properties: Mapping[str, Any]) -> None:
+        """A clone's body as read from ARM: at the stable api-version when it defines every property,
+        else at the preview (which the read spoke); refused when neither does."""
+        what = f"create pool {name} of {cluster.name}"
+        body = sdk.AgentPool({"properties": dict(properties)})
+        client, api_version = self.client, arm_schema.STABLE_API_VERSION
+        refused = undefined_properties_error(what, body.as_dict(), api_version)
+        if refused is not None and self.preview_client is not None and self.preview_offered:
+            client, api_version = self.preview_client, arm_schema.PREVIEW_API_VERSION
+            refused = undefined_properties_error(what, body.as_dict(), api_version)
+        if refused is not None:
+            raise refused
+        self._call(what, client.agent_pools.begin_create_or_update, cluster.resource_group, cluster.name, name,
+                   body, polling=False, match_condition=MatchConditions.IfMissing)
 
     def begin_delete_pool(
         self, cluster: ClusterRef, pool: str, *, ignore_pod_disruption_budget: bool = False

@@ -32,7 +32,6 @@ final soak 60 minutes, drain timeout 30 minutes.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,7 +46,6 @@ from upgrade.domain.preflight import vcpus_per_vm
 from upgrade.domain.selectors import LabelSelector
 from upgrade.domain.steps import describe_validation_error
 from upgrade.domain.surge import parse_count_or_percent, resolve_count
-from upgrade.domain.versions import version_key
 from upgrade.errors import Conflict, InvalidInput
 
 KIND = "blue-green"
@@ -126,6 +124,8 @@ class BlueGreenOptions(_Options):
     auto_rollback_on_failed_validation: bool = True
     rollback_on_drain_timeout: bool = False
     green_ready_timeout_minutes: float = Field(60.0, gt=0, le=1440)
+    naming: Literal["hashed", "alternate"] = Field(
+        "hashed", description="hashed: a new green name per target; alternate: the original name and its twin.")
     poll_interval_seconds: float = Field(10.0, ge=1, le=600, description="How often progress is checked.")
 
     @field_validator("drain_batch_size", mode="before")
@@ -184,48 +184,25 @@ def _camel_path(path: str) -> str:
 
 
 # ---- the green pool ---------------------------------------------------------------------------
-
-POOL_NAME_RULE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
-MAX_POOL_NAME = 12
-# The tag this module appends; stripped from a blue name that is itself an earlier green pool,
-# so repeated blue-green upgrades keep the operator's stem instead of stacking tags.
-_GREEN_TAG = re.compile(r"g\d{3,}$")
+# Names and ownership tags: upgrade.domain.pool_names; what green copies of blue: upgrade.domain.pool_clone.
 
 
-def green_pool_name(blue: str, target_version: str) -> str:
-    """The green pool's name: deterministic from blue's name and the target version (so every retry
-    names the same pool), valid for AKS (lowercase alphanumeric, starts with a letter, ≤ 12 chars)
-    and never blue's own name."""
-    tag = "g" + "".join(str(p) for p in version_key(target_version))
-    stem = _GREEN_TAG.sub("", blue) or "np"
-    name = stem[: max(1, MAX_POOL_NAME - len(tag))] + tag
-    if len(name) > MAX_POOL_NAME:  # a very long version: keep the stem readable, hash the rest
-        digest = hashlib.sha256(f"{blue}/{target_version}".encode()).hexdigest()
-        name = stem[:4] + "g" + digest[: MAX_POOL_NAME - 5]
-    if name == blue:
-        name = name[: MAX_POOL_NAME - 1] + "x" if len(name) == MAX_POOL_NAME else name + "x"
-    if not POOL_NAME_RULE.match(name):
-        raise InvalidInput("pool name", "pool", f"cannot derive a valid green pool name from {blue!r}")
-    return name
-
-
-def green_pool_spec(blue: AgentPool, *, name: str, target_version: str) -> AgentPool:
-    """Blue's shape at the target version, so workloads with nodeSelectors and tolerations follow."""
-    return AgentPool(
-        name=name,
-        mode=blue.mode,
-        count=blue.count,
-        orchestrator_version=target_version,
-        vm_size=blue.vm_size,
-        provisioning_state="Creating",
-        os_type=blue.os_type,
-        os_sku=blue.os_sku,
-        max_pods=blue.max_pods,
-        zones=blue.zones,
-        node_labels=blue.node_labels,
-        node_taints=blue.node_taints,
-        upgrade_settings=blue.upgrade_settings,
-    )
+def pool_arm_properties(pool: AgentPool) -> dict[str, Any]:
+    """Blue's ARM ``properties`` as read; the modelled fields fill in when the adapter gave none."""
+    modelled: dict[str, Any] = {
+        "count": pool.count, "vmSize": pool.vm_size, "mode": pool.mode, "osType": pool.os_type,
+        "orchestratorVersion": pool.orchestrator_version, "nodeLabels": dict(pool.node_labels),
+        "nodeTaints": list(pool.node_taints), "upgradeSettings": {
+            k: v for k, v in pool.upgrade_settings.to_arm().items() if v is not None},
+        "tags": dict(pool.tags),
+    }
+    if pool.os_sku:
+        modelled["osSKU"] = pool.os_sku
+    if pool.max_pods:
+        modelled["maxPods"] = pool.max_pods
+    if pool.zones:
+        modelled["availabilityZones"] = list(pool.zones)
+    return {**modelled, **pool.properties}
 
 
 def quota_estimate(blue: AgentPool) -> dict[str, Any]:
@@ -457,6 +434,8 @@ def cleanup_left(failed_in: str, facts: Mapping[str, Any], blue_pool: str) -> tu
     if failed_in == "preflight" or facts.get("rolledBack") or facts.get("committed"):
         return ()
     green = facts.get("greenPool")
+    if green in (facts.get("notOwned") or ()):
+        green = None  # a pool with green's name that this run did not create: never the run's to clean up
     if failed_in == "commit":
         return (f"blue pool {blue_pool}: cordoned and drained, its deletion not confirmed; the workloads run on "
                 f"green pool {green}. Delete {blue_pool} (az aks nodepool delete) once green serves well, "
@@ -470,9 +449,10 @@ def cleanup_left(failed_in: str, facts: Mapping[str, Any], blue_pool: str) -> tu
         if failed_in == "wait_green_deleted":
             left.append(f"green pool {green}: its deletion was not confirmed. Check it is gone, "
                         "else delete it again (az aks nodepool delete)")
-        elif facts.get("greenRequestedAt") or failed_in != "create_green":
+        elif facts.get("greenRequestedAt") or facts.get("greenOwned"):
             left.append(f"green pool {green}, created by this run. Delete it (az aks nodepool delete) "
                         "to free its quota once no workload needs it")
-        else:
-            left.append(f"green pool {green}, if its creation went through. Delete it (az aks nodepool delete)")
+        elif failed_in == "create_green":
+            left.append(f"green pool {green}, if its creation went through (it then carries this "
+                        "run's id in its aks-upgrade-run tag). Delete it (az aks nodepool delete)")
     return tuple(left)

@@ -141,6 +141,12 @@ class AgentPool:
     node_image_version: str | None = None
     etag: str | None = None
     error: str | None = None  # ARM's message when the last operation failed
+    tags: tuple[tuple[str, str], ...] = ()  # the pool's ARM tags (ownership: upgrade.domain.pool_names)
+    # ARM's whole ``properties`` object as read (JSON names), what a blue-green clone copies from
+    properties: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def tag_map(self) -> dict[str, str]:
+        return dict(self.tags)
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,18 @@ package; a newcomer reads it in this order:
 - ``checks``: validation of green (workloads, HTTP probes, custom checks registered in code);
 - ``start`` and ``decisions``: the use cases that start a run and apply an operator's decision.
 
-Ownership of the green pool is provable: the run records the green pool's name in its facts
-(preflight, before any create call) and labels the pool's nodes with the run id
-(``GREEN_RUN_LABEL``); rollback deletes a pool only when both agree.
+Ownership is an invariant: the run records the green pool's name in its facts (preflight, before
+any create call) and creates green with its ownership tags (``upgrade.domain.pool_names``); every
+cordon, drain or delete first asks ``flow.require_owned``: green only when its tag names the run,
+blue (the pool the run was started on) for cordon and drain, and for delete only after a
+validated commit. Anything else is refused (``NotOwned``) with an alert, and the run stops.
 """
 
 from upgrade.services.bluegreen.checks import CUSTOM_CHECKS, CheckContext, register_check
 from upgrade.services.bluegreen.decisions import decide
-from upgrade.services.bluegreen.flow import GREEN_RUN_LABEL, STEP_PREFIX
+from upgrade.services.bluegreen.flow import STEP_PREFIX
 from upgrade.services.bluegreen.start import start_bluegreen_run
 from upgrade.services.bluegreen.steps import STEPS
 
-__all__ = ["CUSTOM_CHECKS", "GREEN_RUN_LABEL", "STEPS", "STEP_PREFIX", "CheckContext", "decide", "register_check",
+__all__ = ["CUSTOM_CHECKS", "STEPS", "STEP_PREFIX", "CheckContext", "decide", "register_check",
            "start_bluegreen_run"]

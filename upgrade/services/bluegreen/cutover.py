@@ -27,6 +27,7 @@ from upgrade.services.bluegreen.flow import (
     green_of,
     parse_time,
     pool_nodes,
+    require_owned,
     run_options,
     soak_then,
 )
@@ -38,6 +39,7 @@ def cordon_blue(ctx: StepContext) -> Outcome:
     run, cluster = ctx.run, ctx.cluster
     assert run is not None
     kube = ctx.platform.kube(cluster)
+    require_owned(ctx, "cordon", blue_of(ctx))
     nodes = pool_nodes(kube, blue_of(ctx))
     known = set(run.facts.get("blueSchedulable", []))
     cordoned_by_run = sorted(known | {n.name for n in nodes if n.name not in known and not n.unschedulable})
@@ -60,6 +62,7 @@ def drain_batch(ctx: StepContext) -> Outcome:
     batches = run.facts.get("batches", [])
     if index >= len(batches):
         return advance(ctx, "drained", reason="no blue node left to drain")
+    require_owned(ctx, "drain", blue_of(ctx))
     drained = drain_nodes(ctx, batches[index], options)
     label = f"batch {index + 1}/{len(batches)}: "
     if drained.event == "drained":
@@ -141,6 +144,7 @@ def commit(ctx: StepContext) -> Outcome:
     refusal = _commit_refusal(ctx, kube, pools, blue, green_name)
     if refusal:
         return advance(ctx, "refused", reason=f"commit refused: {refusal}", facts={"commitRefused": refusal})
+    require_owned(ctx, "delete", blue_name, blue.tag_map())
     aks.begin_delete_pool(cluster, blue_name)
     return advance(ctx, "deleting", reason=f"deleting blue pool {blue_name}",
                     facts={"blueDeleteRequestedAt": current_time(ctx).isoformat()})

@@ -27,9 +27,10 @@ from upgrade.domain.bluegreen import (
 )
 from upgrade.domain.drain import DrainStatus
 from upgrade.domain.model import AgentPool, ClusterRef, Node, pool_selector
+from upgrade.domain.pool_names import RUN_TAG, ownership_refusal
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Failed, Next, Outcome, Retry
-from upgrade.errors import NotFound, PermanentError
+from upgrade.errors import NotAllowed, NotFound, PermanentError
 from upgrade.ports import Aks, Kube
 from upgrade.services.drain import DrainState, drain_node_step
 from upgrade.services.step_runner import StepContext
@@ -38,8 +39,6 @@ log = logging.getLogger("upgrade.bluegreen")
 
 
 STEP_PREFIX = "bluegreen."
-
-GREEN_RUN_LABEL = "aksupgrade.io/bluegreen-run"
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -130,8 +129,32 @@ def green_of(ctx: StepContext) -> str:
     return name
 
 
-def owns_green(pool: AgentPool, run_id: str) -> bool:
-    return dict(pool.node_labels).get(GREEN_RUN_LABEL) == run_id
+def owns(pool: AgentPool, run_id: str) -> bool:
+    """Whether ``pool`` was created by run ``run_id`` (its ownership tag)."""
+    return pool.tag_map().get(RUN_TAG) == run_id
+
+
+class NotOwned(NotAllowed):
+    """The run was about to act on a pool it does not own: refused (the run alerts and stops)."""
+
+    def __init__(self, message: str, *, pool: str) -> None:
+        super().__init__(message)
+        self.pool = pool
+
+
+def commit_validated(facts: Mapping[str, Any]) -> bool:
+    """Green passed validation, or an operator's approval overrode a failed one (recorded)."""
+    return bool((facts.get("validation") or {}).get("passed")) or bool(facts.get("validationOverridden"))
+
+
+def require_owned(ctx: StepContext, action: str, pool: str, tags: Mapping[str, str] | None = None) -> None:
+    """Raise NotOwned unless this run may ``action`` (cordon, drain, scale, delete) ``pool``."""
+    run = ctx.run
+    assert run is not None
+    refusal = ownership_refusal(action, pool, tags, run_id=run.run_id, blue=blue_of(ctx),
+                                green=run.facts.get("greenPool"), validated_commit=commit_validated(run.facts))
+    if refusal:
+        raise NotOwned(refusal, pool=pool)
 
 
 @dataclass(frozen=True)
@@ -183,7 +206,7 @@ def soak_then(ctx: StepContext, after: Callable[[], Outcome]) -> Outcome:
     return after()
 
 
-def fail_here(ctx: StepContext, reason: str) -> Outcome:
+def fail_here(ctx: StepContext, reason: str, facts: Mapping[str, Any] | None = None) -> Outcome:
     """End the run failed from the step that is running, without the table (see steps.guarded)."""
     assert ctx.run is not None
     state = ctx.message.step.removeprefix(STEP_PREFIX)
@@ -192,17 +215,19 @@ def fail_here(ctx: StepContext, reason: str) -> Outcome:
         failed_in = ctx.run.facts.get("failedIn") or state
         reason = f"{ctx.run.facts.get('failure') or ctx.run.reason}; then {reason}"
     log.error("run %s: %s; failed in %s without the transition table", ctx.run.run_id, reason, state)
-    return failed_with_alert(ctx, reason, failed_in, facts={"failure": reason, "failedIn": failed_in})
+    return failed_with_alert(ctx, reason, failed_in, facts={**(facts or {}), "failure": reason, "failedIn": failed_in})
 
 
 def failed_with_alert(ctx: StepContext, reason: str, failed_in: str, facts: dict | None = None) -> Outcome:
     """Failed, with the run.failed alert naming what the run may have left for a person to clean up."""
     run = ctx.run
     assert run is not None
-    left = cleanup_left(failed_in, run.facts, run.pool or "")
+    left = cleanup_left(failed_in, {**run.facts, **(facts or {})}, run.pool or "")
     if left:
         reason = f"{reason}. Left to clean up: " + "; ".join(left)
-    run_alert(ctx, "run.failed", "error", reason, leftToCleanUp=list(left), failedIn=failed_in or None)
+    refused = list((facts or {}).get("notOwned") or run.facts.get("notOwned") or ())
+    run_alert(ctx, "run.failed", "error", reason, leftToCleanUp=list(left), failedIn=failed_in or None,
+              refusedPools=refused)
     return Failed(reason=reason, facts={**(facts or {}), "leftToCleanUp": list(left)}, status="failed")
 
 

@@ -4,25 +4,23 @@ absent) and ``wait_green_ready``."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from upgrade.domain.bluegreen import (
-    green_pool_name,
-    green_pool_spec,
-    quota_estimate,
-)
+from upgrade.domain.bluegreen import pool_arm_properties, quota_estimate
+from upgrade.domain.model import AgentPool
 from upgrade.domain.pdb import eviction_blockers
+from upgrade.domain.pool_clone import clone_differences, green_properties
+from upgrade.domain.pool_names import choose_green_name, green_tags, logical_name
 from upgrade.domain.steps import Outcome
 from upgrade.domain.versions import version_key
-from upgrade.errors import NotAllowed
+from upgrade.errors import Conflict, InvalidInput
+from upgrade.ports import Aks
 from upgrade.services.bluegreen.flow import (
-    GREEN_RUN_LABEL,
+    NotOwned,
     advance,
     blue_of,
     current_time,
     find_pool,
     green_of,
-    owns_green,
+    owns,
     parse_time,
     pool_nodes,
     run_options,
@@ -30,8 +28,21 @@ from upgrade.services.bluegreen.flow import (
 from upgrade.services.step_runner import StepContext
 
 
+def plan_green(aks: Aks, cluster, blue: AgentPool, target: str, *, naming: str, run_id: str) -> tuple[str, str, dict]:
+    """(green name, logical name, green's ARM properties) for blue at ``target``: the name checked
+    against every pool of the cluster; InvalidInput when no free, valid name exists."""
+    logical = logical_name(blue.name, blue.tag_map())
+    taken = {p.name for p in aks.list_pools(cluster)}
+    green = choose_green_name(cluster.arm_id, blue.name, target, os_type=blue.os_type, naming=naming,
+                              logical=logical, taken=taken)
+    properties = green_properties(pool_arm_properties(blue), count=blue.count, target_version=target,
+                                  tags=green_tags(blue.tag_map(), run_id, logical))
+    return green, logical, properties
+
+
 def preflight(ctx: StepContext) -> Outcome:
-    """Blue exists below the target, the target is offered; derive green; report quota and PDBs."""
+    """Blue exists below the target, the target is offered, a free green name; report quota, PDBs
+    and every property where green will differ from blue."""
     run, cluster = ctx.run, ctx.cluster
     assert run is not None and run.target_version
     aks, kube = ctx.platform.aks(cluster), ctx.platform.kube(cluster)
@@ -41,26 +52,32 @@ def preflight(ctx: StepContext) -> Outcome:
     target = run.target_version
     if version_key(blue.orchestrator_version) >= version_key(target):
         return advance(ctx, "refused", reason=f"pool {blue.name} runs {blue.orchestrator_version}, "
-                                                f"not lower than the target {target}")
+                                               f"not lower than the target {target}")
     offered = aks.available_upgrades(cluster, blue.name)
     if target not in offered:
         return advance(ctx, "refused", reason=f"{target} is not offered by pool {blue.name}'s upgrade profile "
-                                                f"(offered: {', '.join(offered) or 'none'})")
-    green = green_pool_name(blue.name, target)
-    if find_pool(aks, cluster, green) is not None:
-        return advance(ctx, "refused", reason=f"a pool named {green} already exists; this run did not create it")
+                                               f"(offered: {', '.join(offered) or 'none'})")
+    try:
+        green, logical, properties = plan_green(aks, cluster, blue, target, naming=run_options(run).naming,
+                                                run_id=run.run_id)
+    except InvalidInput as exc:
+        return advance(ctx, "refused", reason=exc.problem)
     nodes = pool_nodes(kube, blue.name)
     names = {n.name for n in nodes}
     pods_on_blue = [p for p in kube.list_pods() if p.node in names]
     blockers = eviction_blockers(pods_on_blue, kube.list_pdbs())
     quota = quota_estimate(blue)
-    reason = (f"green pool {green} will mirror {blue.name} at {target}; quota while both exist: "
+    differences = clone_differences(pool_arm_properties(blue), properties)
+    reason = (f"green pool {green} will clone {blue.name} at {target}; quota while both exist: "
               f"+{quota['extraNodes']} nodes, +{quota['extraVcpus'] or 'an unknown number of'} vCPUs; "
-              f"{len(blockers)} pod(s) a PDB blocks now")
+              f"{len(blockers)} pod(s) a PDB blocks now; green differs from blue in "
+              f"{', '.join(d['property'] for d in differences) or 'nothing'}")
     return advance(ctx, "passed", reason=reason, facts={
         "bluePool": {"name": blue.name, "version": blue.orchestrator_version, "count": blue.count,
                      "mode": blue.mode, "vmSize": blue.vm_size},
-        "greenPool": green,  # recorded before the create call: the only pool this run may delete
+        "greenPool": green,  # recorded before the create call: the only pool this run may create or delete
+        "logicalPool": logical,
+        "cloneDifferences": differences,
         "blueSchedulable": [n.name for n in nodes if not n.unschedulable],
         "quota": quota,
         "pdbBlockers": [b.to_public() for b in blockers],
@@ -68,23 +85,33 @@ def preflight(ctx: StepContext) -> Outcome:
 
 
 def create_green(ctx: StepContext) -> Outcome:
-    """Create the green pool if absent, mirroring blue at the target version, labelled with the run."""
+    """Create the green pool if absent: a clone of blue at the target, tagged with the run."""
     run, cluster = ctx.run, ctx.cluster
     assert run is not None and run.target_version
     aks = ctx.platform.aks(cluster)
     green = green_of(ctx)
     existing = find_pool(aks, cluster, green)
-    if existing is not None:
-        if not owns_green(existing, run.run_id):
-            raise NotAllowed(f"pool {green} exists but was not created by run {run.run_id}: not touching it")
-        return advance(ctx, "requested", reason=f"green pool {green} already requested ({existing.provisioning_state})")
-    blue = aks.get_pool(cluster, blue_of(ctx))
-    spec = green_pool_spec(blue, name=green, target_version=run.target_version)
-    labels = {**dict(spec.node_labels), GREEN_RUN_LABEL: run.run_id}
-    aks.begin_put_pool(cluster, replace(spec, node_labels=tuple(sorted(labels.items()))))
-    return advance(ctx, "requested", reason=f"creating green pool {green} ({blue.count} x {blue.vm_size}, "
-                                             f"{run.target_version})",
-                    facts={"greenRequestedAt": current_time(ctx).isoformat()})
+    if existing is None:
+        blue = aks.get_pool(cluster, blue_of(ctx))
+        logical = run.facts.get("logicalPool") or logical_name(blue.name, blue.tag_map())
+        properties = green_properties(pool_arm_properties(blue), count=blue.count,
+                                      target_version=run.target_version,
+                                      tags=green_tags(blue.tag_map(), run.run_id, logical))
+        try:
+            aks.begin_create_pool(cluster, green, properties)  # only if absent (If-None-Match: *)
+        except Conflict:
+            existing = find_pool(aks, cluster, green)  # someone created it meanwhile: whose is it?
+            if existing is None:
+                raise
+        else:
+            return advance(ctx, "requested", reason=f"creating green pool {green} ({blue.count} x {blue.vm_size}, "
+                                                    f"{run.target_version}), a clone of {blue.name}",
+                           facts={"greenRequestedAt": current_time(ctx).isoformat(), "greenOwned": True})
+    if not owns(existing, run.run_id):
+        raise NotOwned(f"pool {green} exists but was not created by run {run.run_id} (no aks-upgrade-run tag "
+                       "naming it): not touching it", pool=green)
+    return advance(ctx, "requested", reason=f"green pool {green} already requested ({existing.provisioning_state})",
+                   facts={"greenOwned": True})
 
 
 def wait_green_ready(ctx: StepContext) -> Outcome:

@@ -4,14 +4,14 @@ green (only the pool this run created), wait until it is gone."""
 from __future__ import annotations
 
 from upgrade.domain.steps import Outcome
-from upgrade.errors import NotAllowed, PermanentError
+from upgrade.errors import PermanentError
 from upgrade.services.bluegreen.flow import (
     advance,
     blue_of,
     drain_nodes,
     find_pool,
-    owns_green,
     pool_nodes,
+    require_owned,
     run_options,
 )
 from upgrade.services.step_runner import StepContext
@@ -40,7 +40,11 @@ def drain_green(ctx: StepContext) -> Outcome:
     run = ctx.run
     assert run is not None
     green = run.facts.get("greenPool")
-    nodes = [n.name for n in pool_nodes(ctx.platform.kube(ctx.cluster), green)] if green else []
+    pool = find_pool(ctx.platform.aks(ctx.cluster), ctx.cluster, green) if green else None
+    if pool is None:
+        return advance(ctx, "drained", reason="no green pool to drain")
+    require_owned(ctx, "drain", pool.name, pool.tag_map())  # never cordon a pool that only shares the name
+    nodes = [n.name for n in pool_nodes(ctx.platform.kube(ctx.cluster), green)]
     if not nodes:
         return advance(ctx, "drained", reason="green has no nodes to drain")
     drained = drain_nodes(ctx, nodes, run_options(run))
@@ -54,7 +58,7 @@ def drain_green(ctx: StepContext) -> Outcome:
 
 
 def delete_green(ctx: StepContext) -> Outcome:
-    """Delete the green pool, only if this run created it (recorded name and the run's label)."""
+    """Delete the green pool, only if this run created it (recorded name and the run's tag)."""
     run, cluster = ctx.run, ctx.cluster
     assert run is not None
     green = run.facts.get("greenPool")
@@ -62,8 +66,7 @@ def delete_green(ctx: StepContext) -> Outcome:
     pool = find_pool(aks, cluster, green) if green else None
     if pool is None:
         return advance(ctx, "requested", reason="no green pool to delete")
-    if not owns_green(pool, run.run_id):
-        raise NotAllowed(f"pool {green} was not created by run {run.run_id}: not deleting it")
+    require_owned(ctx, "delete", pool.name, pool.tag_map())
     if pool.provisioning_state == "Deleting":
         return advance(ctx, "requested", reason=f"green pool {green} is being deleted")
     aks.begin_delete_pool(cluster, green)

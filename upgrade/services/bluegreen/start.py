@@ -13,6 +13,7 @@ from upgrade.domain.bluegreen import (
     BlueGreenOptions,
 )
 from upgrade.domain.model import AgentPool, ClusterRef, require_allowed_cluster
+from upgrade.domain.pool_names import LOGICAL_TAG, logical_name
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import StepMessage
 from upgrade.domain.versions import version_key
@@ -22,6 +23,7 @@ from upgrade.services.bluegreen.checks import CUSTOM_CHECKS
 from upgrade.services.bluegreen.flow import (
     STEP_PREFIX,
 )
+from upgrade.services.bluegreen.prepare import plan_green
 
 _VERSION = r"^\d+\.\d+(\.\d+)?$"
 
@@ -46,6 +48,28 @@ def _check_target_version(aks: Aks, cluster: ClusterRef, pool: AgentPool, target
     return max(matching, key=version_key)
 
 
+def resolve_pool(aks: Aks, cluster: ClusterRef, name: str) -> AgentPool:
+    """The pool ``name`` addresses: the pool of that name, else the live generation of the pool whose
+    logical name it is (alternating naming: ``blue`` while the live pool is its twin)."""
+    try:
+        return aks.get_pool(cluster, name)
+    except NotFound:
+        generations = [p for p in aks.list_pools(cluster) if p.tag_map().get(LOGICAL_TAG) == name]
+    if len(generations) == 1:
+        return generations[0]
+    if generations:
+        raise Conflict(f"pool {name} has {len(generations)} generations now "
+                       f"({', '.join(sorted(p.name for p in generations))}): name one of them")
+    raise NotFound(f"pool {name} not found in cluster {cluster.name}")
+
+
+def _refuse_if_active(platform: Platform, cluster: ClusterRef, pools: set[str]) -> None:
+    for name in sorted(pools):
+        active = platform.runs.find_active(cluster.arm_id, name)
+        if active is not None:
+            raise Conflict(f"run {active.run_id} is already active on pool {name}", code=active.run_id)
+
+
 def start_bluegreen_run(platform: Platform, *, cluster: str, pool: str, target_version: str,
                         options: Mapping[str, Any] | None, actor: str) -> RunRecord:
     """Validate the request against the cluster, create the run (one active run per pool) and
@@ -54,21 +78,19 @@ def start_bluegreen_run(platform: Platform, *, cluster: str, pool: str, target_v
     require_allowed_cluster(ref, platform.allowed_clusters)
     if not isinstance(pool, str) or not pool:
         raise InvalidInput("upgrade request", "pool", "must name the agent pool to upgrade")
+    _refuse_if_active(platform, ref, {pool})  # a busy pool answers 409 before anything is validated
+    aks = platform.aks(ref)
+    blue = resolve_pool(aks, ref, pool)
+    _refuse_if_active(platform, ref, {blue.name, logical_name(blue.name, blue.tag_map())})
     parsed = BlueGreenOptions.parse(options)
     unknown = [n for n in parsed.validation.custom_checks if n not in CUSTOM_CHECKS]
     if unknown:
         raise InvalidInput("options", "options.validation.customChecks",
                            f"no check registered as {', '.join(unknown)} "
                            f"(registered: {', '.join(sorted(CUSTOM_CHECKS)) or 'none'})")
-    aks = platform.aks(ref)
-    try:
-        blue = aks.get_pool(ref, pool)
-    except NotFound as exc:
-        raise NotFound(f"pool {pool} not found in cluster {ref.name}") from exc
     target = _check_target_version(aks, ref, blue, target_version)
-    active = platform.runs.find_active(ref.arm_id, pool)
-    if active is not None:
-        raise Conflict(f"run {active.run_id} is already active on pool {pool}", code=active.run_id)
+    green, logical, _ = plan_green(aks, ref, blue, target, naming=parsed.naming, run_id="")  # a free name, or 400
+    pool = blue.name
     now = platform.clock.now()
     run = RunRecord(
         run_id=f"bg-{now:%Y%m%d%H%M%S}-{secrets.token_hex(3)}", kind=KIND, cluster=ref.arm_id, pool=pool,
@@ -77,7 +99,8 @@ def start_bluegreen_run(platform: Platform, *, cluster: str, pool: str, target_v
     )
     run = platform.runs.create(run)  # the store's conditional insert is what enforces one active run
     platform.runs.append_history(HistoryEntry(run.run_id, now, run.state, 0, "started",
-                                              f"blue-green {pool} {blue.orchestrator_version} -> {target}", actor))
+                                              f"blue-green {pool} {blue.orchestrator_version} -> {target} "
+                                              f"(green {green}, pool {logical} across generations)", actor))
     first = StepMessage(v=1, run_id=run.run_id, step=run.state, cluster=ref.arm_id, pool=pool, attempt=1, actor=actor)
     try:
         platform.queue.send(first)

@@ -26,6 +26,7 @@ from upgrade.services.bluegreen.cutover import (
 )
 from upgrade.services.bluegreen.flow import (
     STEP_PREFIX,
+    NotOwned,
     advance,
     fail_here,
     failed_with_alert,
@@ -81,18 +82,23 @@ def _guarded(step: str, handler: Callable[[StepContext], Outcome]) -> Callable[[
     alert. Transient errors stay Retries."""
 
     def run_guarded(ctx: StepContext) -> Outcome:
+        facts: dict[str, Any] = {}
         try:
             check_step_args(step, ctx.message.args)
             return handler(ctx)
+        except NotOwned as exc:
+            reason = f"{step}: {exc}"
+            facts["notOwned"] = sorted({*(ctx.run.facts.get("notOwned") or ()), exc.pool}) if ctx.run else [exc.pool]
+            run_alert(ctx, "pool.not-owned", "error", f"{exc}", refusedPool=exc.pool, step=step)
         except (InvalidInput, PermanentError) as exc:
             reason = f"{step}: {exc}"
         try:
             return advance(ctx, "error", reason=reason,
-                            facts={"rollbackAfterFailure": True, "rollbackCause": reason})
+                           facts={**facts, "rollbackAfterFailure": True, "rollbackCause": reason})
         except TransitionNotAllowed:
-            return fail_here(ctx, reason)
+            return fail_here(ctx, reason, facts)
         except (InvalidInput, PermanentError) as exc:
-            return fail_here(ctx, f"{reason}; the transition table could not be consulted: {exc}")
+            return fail_here(ctx, f"{reason}; the transition table could not be consulted: {exc}", facts)
 
     run_guarded.__name__ = handler.__name__
     return run_guarded
