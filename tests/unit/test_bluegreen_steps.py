@@ -575,7 +575,7 @@ def test_rollback_never_drains_or_deletes_a_green_named_pool_it_did_not_create()
     assert final.status == "failed" and f"refused to drain pool {GREEN}" in final.reason
     assert cluster.calls["delete_pool", GREEN] == 0 and cluster.calls["evict"] == 4  # blue's 4 pods, once
     assert not any(n.unschedulable for n in cluster.nodes.values() if n.pool == GREEN)
-    assert platform.alerts.kinds() == ["pool.not-owned", "run.failed"]
+    assert platform.alerts.kinds() == ["run.awaiting-decision", "pool.not-owned", "run.failed"]
     failed = platform.alerts.published[-1]
     assert failed.details["refusedPools"] == [GREEN]
     assert not any(GREEN in item for item in failed.details["leftToCleanUp"])
