@@ -27,7 +27,8 @@ MIN_WRAPPED_WIDTH = 10  # a wrapping column narrower than this is unreadable: dr
 
 @dataclass(frozen=True)
 class Column:
-    """A table column. ``key``: an id or name someone copies, never cut. ``wide``: only with -o wide.
+    """A table column. ``key``: an id or name someone copies (or a fact no row makes sense without),
+    never cut, wrapped or dropped. ``wide``: only with -o wide.
     ``drop``: the higher, the sooner the column is dropped on a narrow terminal (keys never are)."""
 
     header: str

@@ -53,7 +53,7 @@ def _cluster_name(arm_id: str) -> str:
 
 
 FINDING_COLUMNS = (
-    Column("node", key=True), Column("condition"), Column("pool", key=True), Column("version", drop=2),
+    Column("node", key=True), Column("condition", key=True), Column("pool", key=True), Column("version", drop=2),
     Column("blocked by", key=True), Column("cluster", wide=True), Column("since", wide=True),
 )
 OPTION_COLUMNS = (

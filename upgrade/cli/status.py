@@ -123,7 +123,7 @@ def _short_state(state: str) -> str:
 
 
 RUN_COLUMNS = (
-    Column("id", key=True), Column("status"), Column("kind", drop=2), Column("cluster", key=True),
+    Column("id", key=True), Column("status", key=True), Column("kind", drop=2), Column("cluster", key=True),
     Column("pool", key=True), Column("target", drop=1), Column("state", drop=3), Column("updated", drop=4),
     Column("reason", wide=True),
 )
