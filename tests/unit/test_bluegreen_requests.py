@@ -74,6 +74,24 @@ def test_a_non_string_body_actor_is_refused(monkeypatch):
     assert (status, answer["field"]) == (400, "actor")
 
 
+@pytest.mark.parametrize(("decision", "body", "status", "field"), [
+    ("approve", {"override": "yes"}, 400, "override"),
+    ("approve", {"whilePaused": 1}, 400, "whilePaused"),
+    ("approve", {"force": True}, 400, "force"),
+    ("pause", {"override": True}, 400, "override"),
+    ("approve", {"whilePaused": True}, 200, None),  # an approve that is not refused: the run awaits a decision
+])
+def test_decision_flags_are_booleans_for_approve_only(monkeypatch, decision, body, status, field):
+    platform = make_platform(scenario3())
+    started, run = _call(http_upgrades.start_upgrade, platform, monkeypatch, body=START_BODY)
+    assert started == 202, run
+    Driver(platform).run(run_id=run["id"])
+    got, answer = _call(http_upgrades.decide_upgrade, platform, monkeypatch, body=body,
+                        route_params={"run_id": run["id"], "decision": decision})
+    assert got == status, answer
+    assert field is None or answer["field"] == field
+
+
 def test_audit_actor_is_bounded():
     assert len(audit_actor("a" * 150, "b" * 150)) == 200
 

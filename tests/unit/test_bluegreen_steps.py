@@ -893,3 +893,97 @@ def test_a_poisoned_step_names_what_the_run_left_to_clean_up():
     assert alert.kind == "run.failed"
     assert alert.details["cleanup"].startswith("nothing undone automatically; left to clean up: ")
     assert BLUE_CORDONED in alert.details["cleanup"] and f"green pool {GREEN}" in alert.details["cleanup"]
+
+
+# ---- approve: paused runs and overrides ---------------------------------------------------------------
+
+
+def _failing_probe_run(platform):
+    """A run whose HTTP probe fails validation, with auto-rollback off: it waits for a decision."""
+    platform.http_status = lambda url, timeout: 503
+    return start(platform, {"autoRollbackOnFailedValidation": False,
+                            "validation": {"readyTimeoutMinutes": 0.1,
+                                           "httpProbes": [{"url": "https://shop.example/health"}]}})
+
+
+def test_approve_after_a_failed_validation_needs_an_explicit_override_and_is_recorded_as_one():
+    # GIVEN a run waiting for a decision after its validation failed
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = _failing_probe_run(platform)
+    driver = Driver(platform)
+    waiting = driver.run(run_id=run.run_id)
+    assert waiting.status == "awaiting-decision" and not waiting.facts["validation"]["passed"]
+    # WHEN the operator approves without saying it overrides the failed validation
+    with pytest.raises(Conflict, match=r"validation failed .*only with override"):
+        decide(platform, run.run_id, "approve", "carol")
+    assert platform.runs.get(run.run_id).state == waiting.state  # nothing moved
+    # WHEN the operator approves with override
+    decided = decide(platform, run.run_id, "approve", "carol", "probe is flaky, metrics fine", override=True)
+    # THEN the run commits, and the override is on the run and in its history
+    assert decided.state == STEP_PREFIX + "commit"
+    assert decided.facts["validationOverridden"]["actor"] == "carol"
+    assert decided.facts["decisions"][-1]["override"] is True
+    [row] = [h for h in platform.runs.history(run.run_id) if h.outcome == "override"]
+    assert row.actor == "carol" and "overriding the failed validation" in row.reason
+    final = driver.run(run_id=run.run_id)
+    assert final.status == "succeeded" and "blue" not in cluster.pools
+
+
+@pytest.mark.parametrize(("decision", "kwargs", "error", "text"), [
+    ("approve", {}, Conflict, "is paused: resume first"),
+    ("rollback", {"override": True}, InvalidInput, "applies to approve only"),
+    ("resume", {"while_paused": True}, InvalidInput, "applies to approve only"),
+])
+def test_a_paused_run_ignores_approve_unless_the_operator_says_while_paused(decision, kwargs, error, text):
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform, {"approval": {"required": True}})
+    driver = Driver(platform)
+    driver.run(run_id=run.run_id)
+    paused = decide(platform, run.run_id, "pause", "dave")
+    with pytest.raises(error, match=text):
+        decide(platform, run.run_id, decision, "dave", **kwargs)
+    assert platform.runs.get(run.run_id).status == "paused" and platform.runs.get(run.run_id).state == paused.state
+    assert "blue" in cluster.pools
+
+
+def test_approve_while_paused_commits_and_is_recorded():
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform, {"approval": {"required": True}})
+    driver = Driver(platform)
+    driver.run(run_id=run.run_id)
+    decide(platform, run.run_id, "pause", "dave")
+    decided = decide(platform, run.run_id, "approve", "dave", "freeze lifted", while_paused=True)
+    assert decided.facts["decisions"][-1]["whilePaused"] is True
+    assert "approve while paused by dave" in platform.runs.history(run.run_id)[-1].reason
+    assert driver.run(run_id=run.run_id).status == "succeeded"
+
+
+@pytest.mark.parametrize("version", ["banana", "1.29.0", "1.30.0", "1.33.0"])
+def test_an_active_run_answers_409_before_the_version_is_validated(version):
+    platform = make_platform(scenario3())
+    active = start(platform)
+    with pytest.raises(Conflict) as caught:
+        start(platform, version=version)
+    assert caught.value.code == active.run_id
+
+
+# ---- stable (alternating) names ----------------------------------------------------------------------
+
+
+def test_two_alternating_upgrades_bring_the_original_name_back_and_the_logical_name_finds_the_twin():
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    first = Driver(platform).run(run_id=start(platform, {"naming": "alternate"}).run_id)
+    twin = first.facts["greenPool"]
+    assert first.status == "succeeded" and set(cluster.pools) == {"system", twin} and twin != "blue"
+    assert cluster.pools[twin].tag_map()[LOGICAL_TAG] == "blue"
+    # WHEN the next upgrade names the pool by its logical name, though the live pool is the twin
+    second = Driver(platform).run(run_id=start(platform, {"naming": "alternate"}, version="1.32.0").run_id)
+    # THEN it upgrades the twin and the original name is back
+    assert second.status == "succeeded", second.reason
+    assert (second.pool, second.facts["greenPool"]) == (twin, "blue")
+    assert set(cluster.pools) == {"system", "blue"}
+    assert cluster.placement() == {"blue": ("a-0", "b-0", "c-0", "d-0")}

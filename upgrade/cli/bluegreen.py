@@ -11,6 +11,7 @@ import argparse
 import getpass
 import json
 
+from upgrade.cli.runs import add_approve_flags, approve_flags
 from upgrade.cli.status import API_HELP, UpgradeApi, add_api_arguments, print_timeline
 from upgrade.errors import InvalidInput
 
@@ -51,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         command = commands.add_parser(decision, help=text, description=f"{text}. {API_HELP}")
         command.add_argument("run_id", metavar="ID", help="the run id")
         command.add_argument("--reason", default="", help="why (recorded with the decision)")
+        if decision == "approve":
+            add_approve_flags(command)
         _actor_arguments(command)
         command.set_defaults(handler=run_decision, decision=decision)
 
@@ -111,6 +114,7 @@ def run_start(args: argparse.Namespace) -> int:
 
 def run_decision(args: argparse.Namespace) -> int:
     api = UpgradeApi.from_args(args)
-    api.call("POST", f"/api/upgrades/{args.run_id}/{args.decision}", {"actor": _actor(args), "reason": args.reason})
+    body = {"actor": _actor(args), "reason": args.reason, **approve_flags(args)}
+    api.call("POST", f"/api/upgrades/{args.run_id}/{args.decision}", body)
     print_timeline(api.run(args.run_id))
     return 0

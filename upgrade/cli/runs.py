@@ -21,6 +21,19 @@ DECISIONS = {
 }
 
 
+def add_approve_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--override", action="store_true",
+                         help="commit although validation failed (recorded as an override)")
+    command.add_argument("--while-paused", action="store_true",
+                         help="commit a paused run without resuming it first (recorded)")
+
+
+def approve_flags(args: argparse.Namespace) -> dict:
+    """The approve flags as the API's decision body has them (absent when not given)."""
+    flags = {"override": getattr(args, "override", False), "whilePaused": getattr(args, "while_paused", False)}
+    return {key: True for key, given in flags.items() if given}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("runs", help="decide on a run: approve, rollback, pause, resume, abort",
                                    description=__doc__.split("\n\n")[1] + " " + API_HELP)
@@ -29,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         command = decisions.add_parser(decision, help=text, description=f"{text}. {API_HELP}")
         command.add_argument("run_id", metavar="ID", help="the run id (python -m upgrade status lists them)")
         command.add_argument("--reason", default="", help="why (recorded with the decision)")
+        if decision == "approve":
+            add_approve_flags(command)
         add_output_argument(command)
         add_api_arguments(command)
         command.set_defaults(handler=run_decision)
@@ -36,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_decision(args: argparse.Namespace) -> int:
     api = UpgradeApi.from_args(args)
-    api.call("POST", f"/api/upgrades/{args.run_id}/{args.decision}", {"reason": args.reason})
+    api.call("POST", f"/api/upgrades/{args.run_id}/{args.decision}", {"reason": args.reason, **approve_flags(args)})
     run = api.run(args.run_id)
     if not print_data(run, args.output):
         print_timeline(run, args.output)

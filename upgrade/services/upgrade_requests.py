@@ -54,17 +54,23 @@ def start_upgrade(platform: Platform, body: object, *, actor: str) -> RunRecord:
 
 
 def decide_from_request(platform: Platform, run_id: str, decision: str, body: object, *, actor: str) -> RunRecord:
-    """``POST /api/upgrades/{id}/{decision}`` with body ``{actor?, reason?}``; ``actor`` is the
-    authenticated caller, the body's ``actor`` only "on behalf of" (audit_actor)."""
+    """``POST /api/upgrades/{id}/{decision}`` with body ``{actor?, reason?, override?, whilePaused?}``;
+    ``actor`` is the authenticated caller, the body's ``actor`` only "on behalf of" (audit_actor);
+    ``override`` and ``whilePaused`` (approve only) say the operator means it (see bluegreen.decisions)."""
     body = body if body is not None else {}
     if not isinstance(body, Mapping):
         raise InvalidInput("decision request", "(body)", "must be a JSON object")
-    unknown = sorted(set(body) - {"actor", "reason"})
+    unknown = sorted(set(body) - {"actor", "reason", "override", "whilePaused"})
     if unknown:
-        raise InvalidInput("decision request", unknown[0], "unknown field (allowed: actor, reason)")
+        raise InvalidInput("decision request", unknown[0],
+                           "unknown field (allowed: actor, reason, override, whilePaused)")
     for key in ("actor", "reason"):
         if key in body and not isinstance(body[key], str):
             raise InvalidInput("decision request", key, "must be a string")
+    for key in ("override", "whilePaused"):
+        if key in body and not isinstance(body[key], bool):
+            raise InvalidInput("decision request", key, "must be true or false")
     from upgrade.services.bluegreen.decisions import decide
 
-    return decide(platform, run_id, decision, audit_actor(actor, body.get("actor")), body.get("reason") or "")
+    return decide(platform, run_id, decision, audit_actor(actor, body.get("actor")), body.get("reason") or "",
+                  override=bool(body.get("override")), while_paused=bool(body.get("whilePaused")))

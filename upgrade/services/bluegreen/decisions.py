@@ -27,14 +27,23 @@ from upgrade.services.bluegreen.flow import (
 log = logging.getLogger("upgrade.bluegreen")
 
 
-def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: str = "") -> RunRecord:
+def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: str = "", *,
+           override: bool = False, while_paused: bool = False) -> RunRecord:
     """Apply an operator's decision to a blue-green run; recorded with who and when.
 
     approve/rollback move the run to commit/rollback; pause parks it (its live step is dropped
-    until resume re-sends it); abort ends it where it is, cleaning nothing up."""
+    until resume re-sends it); abort ends it where it is, cleaning nothing up.
+
+    A paused run moves only on resume, rollback or abort: approve is refused ("resume first")
+    unless ``while_paused`` says the operator means it. An approval after a failed validation
+    commits only with ``override``. Both are recorded with the decision, and an override is its
+    own history row (``override``)."""
 
     if decision not in DECISIONS:
         raise InvalidInput("decision", "decision", f"{decision!r} is not one of {', '.join(DECISIONS)}")
+    if (override or while_paused) and decision != "approve":
+        field = "override" if override else "whilePaused"
+        raise InvalidInput("decision request", field, f"applies to approve only, not to {decision}")
     actor = (actor or "anonymous")[:200]
     for _ in range(5):  # a step may write the run meanwhile: read again and re-decide
         run = platform.runs.get(run_id)
@@ -44,11 +53,21 @@ def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: s
             raise Conflict(f"run {run_id} is {run.status}: no decision applies any more")
         state = run.state.removeprefix(STEP_PREFIX)
         options = run_options(run)
+        overriding = decision == "approve" and _check_approval(run, override=override, while_paused=while_paused)
         target = next_state(state, decision, GuardContext(options, run.facts, run.status))
         now = platform.clock.now()
-        record = {"decision": decision, "actor": actor, "at": now.isoformat(), "reason": reason}
+        record: dict[str, Any] = {"decision": decision, "actor": actor, "at": now.isoformat(), "reason": reason}
         facts: dict[str, Any] = {"decisions": [*run.facts.get("decisions", []), record]}
-        changes: dict[str, Any] = {"claim": None, "reason": f"{decision} by {actor}" + (f": {reason}" if reason else "")}
+        what = decision
+        if decision == "approve" and run.status == "paused":
+            record["whilePaused"] = True
+            what += " while paused"
+        if overriding:
+            record["override"] = True
+            what += " overriding the failed validation"
+            facts["validationOverridden"] = {"actor": actor, "at": now.isoformat(), "reason": reason,
+                                             "validation": (run.facts.get("validation") or {}).get("summary")}
+        changes: dict[str, Any] = {"claim": None, "reason": f"{what} by {actor}" + (f": {reason}" if reason else "")}
         message: StepMessage | None = None
         delay = 0.0
         if decision == "pause":
@@ -82,8 +101,8 @@ def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: s
                  extra={"run_id": run_id, "decision": decision, "actor": actor})
         if message is not None:
             platform.queue.send(message, delay_seconds=delay)
-        platform.runs.append_history(HistoryEntry(run.run_id, now, run.state, run.attempt, "decision",
-                                                  changes["reason"], actor))
+        platform.runs.append_history(HistoryEntry(run.run_id, now, run.state, run.attempt,
+                                                  "override" if overriding else "decision", changes["reason"], actor))
         if decision == "abort":
             platform.alerts.publish(Alert(
                 kind="run.aborted", severity="warning", cluster=run.cluster, pool=run.pool, run_id=run.run_id,
@@ -92,6 +111,19 @@ def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: s
             ))
         return updated
     raise Conflict(f"run {run_id} kept changing; try the decision again")
+
+
+def _check_approval(run: RunRecord, *, override: bool, while_paused: bool) -> bool:
+    """Raise Conflict when approve may not apply as asked; True when it overrides a failed validation."""
+    if run.status == "paused" and not while_paused:
+        raise Conflict(f"run {run.run_id} is paused: resume first (or approve with whilePaused to commit it "
+                       "as it is, recorded as such)")
+    validation = run.facts.get("validation") or {}
+    failed = bool(validation) and not validation.get("passed")
+    if failed and not override:
+        raise Conflict(f"run {run.run_id}'s validation failed ({validation.get('summary') or 'see its facts'}): "
+                       "approve commits it only with override, recorded as an override")
+    return failed
 
 
 def _live_args(run: RunRecord) -> dict:
