@@ -152,6 +152,7 @@ var appSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
   ALLOWED_CLUSTERS: join(targetClusterIds, ',')
   QUARANTINE_SCAN_SCHEDULE: quarantineScanSchedule
+  RUN_RECONCILE_SCHEDULE: '0 */2 * * * *'
   UPGRADE_POLICY: string(upgradePolicy)
   ALERTS_TOPIC_ENDPOINT: alertsTopic.outputs.endpoint
 }

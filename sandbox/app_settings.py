@@ -21,6 +21,8 @@ PLACEHOLDER_CLUSTER = (
 # Far away: the quarantine scan runs on demand (admin API); a caller wanting a schedule sets
 # QUARANTINE_SCAN_SCHEDULE over these settings (Sandbox's app_settings).
 ON_DEMAND_SCHEDULE = "0 0 0 1 1 *"
+# The sandbox's emulated time runs fast: reconcile every 30 seconds.
+RECONCILE_SCHEDULE = "*/30 * * * * *"
 
 
 def sandbox_app_settings(
@@ -36,6 +38,7 @@ def sandbox_app_settings(
         "AzureWebJobsStorage": storage_connection,
         "ALLOWED_CLUSTERS": PLACEHOLDER_CLUSTER,
         "QUARANTINE_SCAN_SCHEDULE": ON_DEMAND_SCHEDULE,
+        "RUN_RECONCILE_SCHEDULE": RECONCILE_SCHEDULE,
         "ALERTS_TOPIC_ENDPOINT": alerts_url,
         "ALERTS_TOPIC_KEY": alerts_key,
     }

@@ -84,6 +84,13 @@ def _lock_key(cluster: str, pool: str | None) -> tuple[str, str]:
     return cluster.lower(), (pool or "").lower()
 
 
+def _check_size(run: RunRecord) -> None:
+    """The Table store's limits hold here too: a record too large for it is refused the same way."""
+    from upgrade.adapters.tables import check_entity_size, pack_entity
+
+    check_entity_size(pack_entity(run.for_storage()), f"run {run.run_id}")
+
+
 class InMemoryRunStore:
     """RunStore with the Table store's semantics.
 
@@ -104,6 +111,7 @@ class InMemoryRunStore:
         return f'W/"{next(self._etags)}"'
 
     def create(self, run: RunRecord) -> RunRecord:
+        _check_size(run)
         with self._lock:
             if run.run_id in self._runs:
                 raise Conflict(f"run {run.run_id} already exists", code=run.run_id)
@@ -131,6 +139,7 @@ class InMemoryRunStore:
     def update(self, run: RunRecord) -> RunRecord:
         if self.before_update is not None:
             self.before_update(run)
+        _check_size(run)
         with self._lock:
             current = self._runs.get(run.run_id)
             if current is None:
@@ -149,6 +158,13 @@ class InMemoryRunStore:
         with self._lock:
             holder = self._active.get(_lock_key(cluster, pool))
             return self._runs[holder] if holder else None
+
+    def overdue(self, before: datetime, *, limit: int = 100) -> Sequence[RunRecord]:
+        with self._lock:
+            active = [self._runs[run_id] for run_id in self._active.values()]
+        due = [(r.live_due(), r) for r in active]
+        late = sorted(((d, r) for d, r in due if d is not None and d < before), key=lambda pair: pair[0])
+        return [r for _, r in late][:limit]
 
     def list_runs(self, *, cluster: str | None = None, limit: int = 50) -> Sequence[RunRecord]:
         with self._lock:

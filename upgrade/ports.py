@@ -39,9 +39,14 @@ class RunStore(Protocol):
         """Raises NotFound."""
 
     def update(self, run: RunRecord) -> RunRecord:
-        """Write ``run`` if its ETag still matches; returns it with the new ETag; raises Conflict."""
+        """Write ``run`` if its ETag still matches; returns it with the new ETag; raises Conflict.
+        A record too large for the store raises PermanentError (code ``RecordTooLarge``)."""
 
     def find_active(self, cluster: str, pool: str | None) -> RunRecord | None: ...
+
+    def overdue(self, before: datetime, *, limit: int = 100) -> Sequence[RunRecord]:
+        """Active runs whose live step was due before ``before`` (``RunRecord.live_due``), oldest
+        first: read from an index of active runs, never by scanning every run."""
 
     def list_runs(self, *, cluster: str | None = None, limit: int = 50) -> Sequence[RunRecord]: ...
 

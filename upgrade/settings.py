@@ -85,6 +85,19 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default="0 */5 * * * *",
     ),
     SettingSpec(
+        "RUN_RECONCILE_SCHEDULE",
+        "NCRONTAB schedule of the run reconciler, which re-sends the live step of a run that did not "
+        "run in time and marks a run it cannot recover stuck.",
+        deployed=True,
+        default="0 */2 * * * *",
+    ),
+    SettingSpec(
+        "RUN_RECONCILE_MARGIN_SECONDS",
+        "How long past its due time a run's live step may stay unstarted before the reconciler acts.",
+        deployed=False,
+        default="120",
+    ),
+    SettingSpec(
         "UPGRADE_POLICY",
         "JSON policy per cluster/pool: strategy, reaction to new versions, rolling upgradeSettings, "
         "remediation modes, alert thresholds. Empty means the defaults for every allowed cluster.",
@@ -147,6 +160,7 @@ class Settings:
     azure_client_id: str
     allowed_clusters: frozenset[str]
     quarantine_scan_schedule: str
+    run_reconcile_margin_seconds: float
     upgrade_policy_json: str
     upgrade_policy: UpgradePolicy
     alerts_topic_endpoint: str
@@ -166,6 +180,17 @@ def _read(environ: Mapping[str, str], name: str) -> str:
         value = spec.default
     if spec.required and not value:
         raise InvalidInput("setting", name, f"is required: {spec.description}")
+    return value
+
+
+def _seconds(environ: Mapping[str, str], name: str) -> float:
+    raw = _read(environ, name)
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise InvalidInput("setting", name, f"{raw!r} is not a number of seconds") from exc
+    if not 0 <= value <= 86400:
+        raise InvalidInput("setting", name, f"{raw} is outside 0..86400 seconds")
     return value
 
 
@@ -221,6 +246,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         azure_client_id=env.get("AZURE_CLIENT_ID", "").strip(),
         allowed_clusters=allowed_clusters,
         quarantine_scan_schedule=_read(env, "QUARANTINE_SCAN_SCHEDULE"),
+        run_reconcile_margin_seconds=_seconds(env, "RUN_RECONCILE_MARGIN_SECONDS"),
         upgrade_policy_json=policy,
         upgrade_policy=upgrade_policy,
         alerts_topic_endpoint=_read(env, "ALERTS_TOPIC_ENDPOINT"),

@@ -15,7 +15,7 @@ from upgrade.adapters.queue import AzureStepQueue
 from upgrade.adapters.tables import TableRunStore, TableStateStore, escape_key, unescape_key
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import StepMessage
-from upgrade.errors import Conflict, NotFound
+from upgrade.errors import Conflict, NotFound, PermanentError
 from upgrade.storage_names import POISON_QUEUE, STEP_QUEUE
 
 pytestmark = pytest.mark.integration
@@ -239,3 +239,50 @@ def test_a_replace_of_a_deleted_document_conflicts(clean_storage):
 def test_key_escaping_is_reversible(key):
     assert unescape_key(escape_key(key)) == key
     assert not set("/\\#?") & set(escape_key(key))
+
+
+# ---- bounded records and the index of active runs ------------------------------------------------
+
+
+def test_a_run_of_a_1000_node_30000_pod_pool_is_written_and_read_back_whole(clean_storage):
+    from tests.large_run import large_pool_facts
+
+    # GIVEN the run store and the facts of a blue-green run on a 1,000-node pool with 30,000 pods
+    store = TableRunStore.from_settings(clean_storage)
+    run = store.create(a_run("big-1"))
+    facts = large_pool_facts()
+    # WHEN the step that cordons blue records them, and the run is read back
+    store.update(run.evolve(now=NOW, facts=facts))
+    # THEN Table storage took the entity and the facts come back exactly
+    assert store.get("big-1").facts == facts
+    assert [r.run_id for r in store.list_runs()] == ["big-1"]
+
+
+def test_a_record_over_the_table_limits_is_refused_before_it_is_sent(clean_storage):
+    import os
+
+    store = TableRunStore.from_settings(clean_storage)
+    run = store.create(a_run("big-2"))
+    with pytest.raises(PermanentError, match="1 MiB per entity") as caught:
+        store.update(run.evolve(now=NOW, facts={"noise": os.urandom(1536 * 1024).hex()}))
+    assert caught.value.code == "RecordTooLarge"
+    assert store.get("big-2").facts == {}
+
+
+def test_overdue_lists_only_active_runs_past_their_due_time_from_the_lock_index(clean_storage):
+    # GIVEN three active runs: one due long ago, one due later, one paused; and a finished one
+    store = TableRunStore.from_settings(clean_storage)
+    outbox = {"from": ["start", "rolling"], "message": "{}", "delay": 0}
+    store.create(replace(a_run("late", pool="p1"), outbox=outbox))
+    store.create(replace(a_run("later", pool="p2"), outbox={**outbox, "delay": 3600}))
+    store.create(replace(a_run("parked", pool="p3", status="paused"), outbox=outbox))
+    done = store.create(replace(a_run("done", pool="p4"), outbox=outbox))
+    store.update(done.evolve(now=NOW, status="succeeded", outbox=None))
+    # WHEN the reconciler asks for what was due ten minutes after they were written
+    overdue = store.overdue(NOW + timedelta(minutes=10))
+    # THEN only the late one is listed; a claim pushes a run's due time to the claim's end
+    assert [r.run_id for r in overdue] == ["late"]
+    late = store.get("late")
+    store.update(late.evolve(now=NOW, claim={"message_id": "m", "until": (NOW + timedelta(hours=2)).isoformat()}))
+    assert store.overdue(NOW + timedelta(minutes=10)) == []
+    assert [r.run_id for r in store.overdue(NOW + timedelta(hours=3))] == ["later", "late"]  # oldest due first

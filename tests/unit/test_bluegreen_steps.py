@@ -661,7 +661,7 @@ def test_pause_drops_the_live_step_and_resume_picks_it_up_again():
     assert paused.status == "paused"
     driver.run(run_id=run.run_id, until_status=())  # deliveries while paused do nothing
     assert platform.runs.get(run.run_id).state == paused.state
-    with pytest.raises(Conflict, match="'pause' is not allowed"):
+    with pytest.raises(Conflict, match=r"pause does not apply now; you may: rollback, resume, abort$"):
         decide(platform, run.run_id, "pause", "dave")
     decide(platform, run.run_id, "resume", "dave")
     assert driver.run(run_id=run.run_id).status == "succeeded"

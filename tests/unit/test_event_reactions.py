@@ -17,9 +17,14 @@ from tests.unit.fake_cluster import (
 )
 from upgrade.domain.events import parse_events
 from upgrade.domain.policy import parse_policy
-from upgrade.errors import PermanentError
+from upgrade.errors import PermanentError, TemporaryError
 from upgrade.services import rolling
-from upgrade.services.event_reactions import choose_target_version, react_to_events
+from upgrade.services.event_reactions import (
+    EVENT_CLAIM,
+    EVENTS_PARTITION,
+    choose_target_version,
+    react_to_events,
+)
 
 PREFIX = "Microsoft.ContainerService."
 
@@ -222,3 +227,53 @@ def test_an_event_from_a_cluster_outside_the_allow_list_is_ignored(short_type):
     assert "not in ALLOWED_CLUSTERS" in note
     assert (platform.runs.list_runs(), platform.queue.sent, platform.alerts.published) == ([], [], [])
     assert sum(fake.calls.values()) == 0
+
+
+# ---- the dedup record is completed only after the reaction ----------------------------------------
+
+
+def test_the_dedup_record_is_done_only_after_the_reaction_and_a_redelivery_is_then_a_duplicate():
+    fake = seed_rolling_cluster()
+    fake.busy_reads = 1
+    platform = platform_for(fake)
+    react_to_events([started()], platform)
+    record, _ = platform.state.get(EVENTS_PARTITION, "s1")
+    assert record["done"] is True and "recorded rolling run" in record["outcome"]
+    [again] = react_to_events([started()], platform)
+    assert "duplicate delivery" in again
+    assert len(platform.runs.list_runs()) == 1
+
+
+def test_a_worker_killed_mid_reaction_does_not_turn_the_redelivery_into_a_duplicate():
+    # GIVEN a worker that claimed the Started event and was killed before reacting
+    fake = seed_rolling_cluster()
+    platform = platform_for(fake)
+    killed_at = platform.clock.now()
+    platform.state.put(EVENTS_PARTITION, "s1", {"type": "x", "cluster": CLUSTER.arm_id,
+                                                "at": killed_at.isoformat(), "done": False}, etag=None)
+    # WHEN Event Grid redelivers while the claim may still be a live worker's
+    fake.busy_reads = 1
+    with pytest.raises(TemporaryError, match="being handled by another worker"):
+        react_to_events([started()], platform)
+    assert platform.runs.list_runs() == []
+    # WHEN it redelivers after the claim expired
+    platform.clock.advance(EVENT_CLAIM.total_seconds() + 1)
+    [note] = react_to_events([started()], platform)
+    # THEN the event is reacted to (once) and recorded done
+    assert "recorded rolling run" in note
+    assert len(platform.runs.list_runs()) == 1
+    assert platform.state.get(EVENTS_PARTITION, "s1")[0]["done"] is True
+
+
+def test_a_reaction_that_fails_releases_its_claim_for_the_redelivery():
+    fake = seed_rolling_cluster()
+    platform = platform_for(fake)
+    fake.busy_reads = 1
+
+    def broken(*args, **kwargs):
+        raise PermanentError("ARM said no")
+
+    fake.get_pool = broken
+    with pytest.raises(PermanentError):
+        react_to_events([started()], platform)
+    assert platform.state.get(EVENTS_PARTITION, "s1") is None

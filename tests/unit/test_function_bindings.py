@@ -38,6 +38,7 @@ FUNCTIONS = {
     "on_aks_event", "run_step", "on_poison_step", "scan_quarantine",
     "start_upgrade", "decide_upgrade", "list_upgrades", "get_upgrade",
     "remediate_quarantined_node", "list_quarantine", "scan_quarantine_now", "preflight_upgrade",
+    "reconcile_runs",
 }
 
 
@@ -56,6 +57,8 @@ def test_the_app_registers_exactly_the_documented_functions():
                             "connection": "AzureWebJobsStorage"}),
         ("scan_quarantine", {"type": "timerTrigger", "schedule": "%QUARANTINE_SCAN_SCHEDULE%",
                              "runOnStartup": False}),
+        ("reconcile_runs", {"type": "timerTrigger", "schedule": "%RUN_RECONCILE_SCHEDULE%",
+                            "runOnStartup": False}),
         ("start_upgrade", {"type": "httpTrigger", "route": "upgrades", "methods": ["POST"],
                            "authLevel": "FUNCTION"}),
         ("list_upgrades", {"type": "httpTrigger", "route": "upgrades", "methods": ["GET"],

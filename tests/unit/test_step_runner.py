@@ -9,6 +9,7 @@ import pytest
 from tests.fakes import FakePlatform, SimulatedCrash
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
+from upgrade.errors import TemporaryError
 from upgrade.services import step_runner
 from upgrade.services.registry import StepSpec
 from upgrade.services.step_runner import StepContext, run_step_message
@@ -41,13 +42,13 @@ def install(monkeypatch: pytest.MonkeyPatch, **handlers: RecordingStep) -> None:
     monkeypatch.setattr(step_runner, "step_registry", lambda: registry)
 
 
-def start_run(platform: FakePlatform, step: str = "work", run_id: str = "run-1") -> StepMessage:
+def start_run(platform: FakePlatform, step: str = "work", run_id: str = "run-1", pool: str = "user1") -> StepMessage:
     now = platform.clock.now()
     platform.runs.create(
-        RunRecord(run_id=run_id, kind="ping", cluster=CLUSTER, pool="user1", state=step, status="running",
+        RunRecord(run_id=run_id, kind="ping", cluster=CLUSTER, pool=pool, state=step, status="running",
                   created_at=now, updated_at=now)
     )
-    return StepMessage(v=1, run_id=run_id, step=step, cluster=CLUSTER, pool="user1", attempt=1)
+    return StepMessage(v=1, run_id=run_id, step=step, cluster=CLUSTER, pool=pool, attempt=1)
 
 
 @pytest.mark.parametrize(
@@ -400,3 +401,130 @@ def test_a_failing_poison_cleanup_is_logged_and_alerted_and_the_poison_record_st
     assert "API server unreachable" in caplog.text
     assert sorted((a.kind, a.severity) for a in platform.alerts.published) == [
         ("run.cleanup-failed", "critical"), ("run.failed", "error")]
+
+
+# ---- transient storage errors: the step's own retry, never the host's ----------------------------
+
+
+def throttled(what: str) -> TemporaryError:
+    return TemporaryError(f"{what}: storage busy (503)", delay_seconds=5.0, status=503)
+
+
+@pytest.mark.parametrize("retry", [0, 3, step_runner.MAX_STORAGE_RETRIES - 1])
+def test_a_throttled_run_read_puts_the_same_delivery_back_with_a_growing_delay(monkeypatch, platform, retry):
+    # GIVEN a live step whose run record cannot be read: the table answers 503
+    work = RecordingStep(Done())
+    install(monkeypatch, work=work)
+    message = start_run(platform).model_copy(update={"storage_retry": retry})
+
+    def busy(run_id: str) -> RunRecord:
+        raise throttled(f"read run {run_id}")
+
+    monkeypatch.setattr(platform.runs, "get", busy)
+
+    # WHEN it is delivered
+    report = run_step_message(message.to_json(), platform, message_id="m1")
+
+    # THEN nothing escapes to the host: the same step and attempt is put back, counted, with backoff
+    assert report.result == "storage-retry"
+    assert work.calls == []
+    [sent] = platform.queue.take()
+    assert (sent.message.step, sent.message.attempt, sent.message.storage_retry) == ("work", 1, retry + 1)
+    assert sent.delay_seconds == max(5.0, step_runner.storage_backoff(retry + 1))
+    assert platform.queue.poison == []
+
+
+def test_backoff_grows_and_is_capped():
+    delays = [step_runner.storage_backoff(n) for n in range(1, 12)]
+    assert delays == sorted(delays)
+    assert delays[0] == step_runner.STORAGE_RETRY_BASE_SECONDS
+    assert delays[-1] == step_runner.STORAGE_RETRY_MAX_SECONDS
+
+
+def test_storage_failing_for_hours_reaches_the_host_and_so_the_poison_queue(monkeypatch, platform):
+    # GIVEN a delivery put back MAX_STORAGE_RETRIES times already
+    install(monkeypatch, work=RecordingStep(Done()))
+    message = start_run(platform).model_copy(update={"storage_retry": step_runner.MAX_STORAGE_RETRIES})
+    monkeypatch.setattr(platform.runs, "get", lambda run_id: (_ for _ in ()).throw(throttled("read")))
+
+    # WHEN storage still fails THEN the error goes to the host (whose redeliveries end in poison)
+    with pytest.raises(TemporaryError):
+        run_step_message(message.to_json(), platform, message_id="m1")
+    assert platform.queue.take() == []
+
+
+def test_a_throttled_transition_write_releases_the_claim_and_the_put_back_copy_finishes_the_step(
+    monkeypatch, platform
+):
+    # GIVEN a step that acted, then its transition write was throttled
+    work = RecordingStep(Next("after"))
+    install(monkeypatch, work=work, after=RecordingStep(Done()))
+    message = start_run(platform)
+
+    def throttle_transition(run: RunRecord) -> None:
+        if run.claim is None and run.state == "after":  # the transition (the claim release is let through)
+            platform.runs.before_update = None
+            raise throttled("update run")
+
+    platform.runs.before_update = throttle_transition
+    report = run_step_message(message.to_json(), platform, message_id="m1")
+    assert report.result == "storage-retry"
+    run = platform.runs.get("run-1")
+    assert (run.state, run.claim) == ("work", None)  # not moved, and no claim holds the copy off
+    [put_back] = platform.queue.take()
+
+    # WHEN the put-back copy arrives (a new queue message id)
+    report = run_step_message(put_back.message.to_json(), platform, message_id="m2")
+
+    # THEN the idempotent step runs again and the run moves on once
+    assert report.result == "executed"
+    assert len(work.calls) == 2
+    assert platform.runs.get("run-1").state == "after"
+    assert [(s.message.step, s.message.storage_retry) for s in platform.queue.take()] == [("after", 0)]
+
+
+def test_a_throttled_send_after_the_transition_is_put_back_and_its_copy_resends_the_outbox(monkeypatch, platform):
+    # GIVEN a transition written whose follow-up send was throttled
+    work = RecordingStep(Next("after", delay_seconds=7))
+    install(monkeypatch, work=work, after=RecordingStep(Done()))
+    message = start_run(platform)
+    real_send = platform.queue.send
+    calls = {"n": 0}
+
+    def send_throttled_once(msg, *, delay_seconds=0.0):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise throttled("send")
+        real_send(msg, delay_seconds=delay_seconds)
+
+    monkeypatch.setattr(platform.queue, "send", send_throttled_once)
+    report = run_step_message(message.to_json(), platform, message_id="m1")
+
+    # THEN the history row is written, and the original delivery is put back
+    assert report.result == "storage-retry"
+    assert [h.outcome for h in platform.runs.history("run-1")] == ["next"]
+    [put_back] = platform.queue.take()
+    assert (put_back.message.step, put_back.message.storage_retry) == ("work", 1)
+
+    # WHEN it arrives THEN it re-sends the outbox without running the step again
+    report = run_step_message(put_back.message.to_json(), platform, message_id="m2")
+    assert report.result == "resent"
+    assert len(work.calls) == 1
+    assert [(s.message.step, s.delay_seconds) for s in platform.queue.take()] == [("after", 7.0)]
+
+
+def test_a_failed_run_alerts_once_unless_its_workflow_did(monkeypatch, platform):
+    # GIVEN two runs: one whose workflow alerts itself, one that does not
+    install(monkeypatch, plain=RecordingStep(Failed(reason="pool refused")),
+            own=RecordingStep(Failed(reason="already told", alerted=True)))
+    first = start_run(platform, step="plain", run_id="run-1")
+    second = start_run(platform, step="own", run_id="run-2", pool="user2")
+
+    # WHEN both fail
+    run_step_message(first.to_json(), platform, message_id="m1")
+    run_step_message(second.to_json(), platform, message_id="m2")
+
+    # THEN the executor raised run.failed for the first only, naming it
+    failed = [a for a in platform.alerts.published if a.kind == "run.failed"]
+    assert [(a.run_id, a.severity) for a in failed] == [("run-1", "error")]
+    assert "pool refused" in failed[0].summary

@@ -3,16 +3,25 @@
 Table ``runs``, one partition ``run``:
 - a run record per run: RowKey ``run|<run_id>``;
 - a lock per cluster/pool with an active run: RowKey ``active|<sha256(cluster, pool)>``, holding
-  the run id. Creating an active run inserts its lock and its record in one entity-group
-  transaction, so a second run for the same pool fails atomically; the update that moves the run
-  to a final status deletes the lock in the same transaction. Both live in one partition because
-  a transaction cannot span partitions.
+  the run id and ``due_at``, when the run's live step must have started by (``live_due``).
+  Creating an active run inserts its lock and its record in one entity-group transaction, so a
+  second run for the same pool fails atomically; every update of an active run rewrites its
+  lock's ``due_at`` in the same transaction, and the update that moves the run to a final status
+  deletes the lock. Both live in one partition because a transaction cannot span partitions.
+  The locks are the index of active runs: the reconciler's query for overdue runs reads only
+  them (``overdue``), never every run.
 Table ``runhistory``: PartitionKey run id, RowKey ``<UTC time>|<attempt>|<step>|<random>`` so a
 run's rows read back in time order.
 Table ``alertstate``: the StateStore's small documents (JSON in ``value``), keys escaped because
 Table keys forbid ``/ \\ # ?`` (cluster ARM ids are full of slashes).
 
 Every write of an existing entity is conditional on its ETag (MatchConditions.IfNotModified).
+
+Table storage holds at most 64 KiB per property and 1 MiB per entity. A text property longer
+than ``INLINE_CHARS`` (a large run's ``facts``) is stored zlib-compressed in binary chunks
+(``<name>__z0``, ``<name>__z1``…, count in ``<name>__zn``) and read back transparently; every
+write is checked against both limits first and refused with PermanentError ``RecordTooLarge``
+naming the property, never sent for the service to reject half-way through a run.
 """
 
 from __future__ import annotations
@@ -21,9 +30,10 @@ import hashlib
 import json
 import re
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
@@ -37,7 +47,7 @@ from azure.data.tables import TableClient, TableServiceClient, TableTransactionE
 
 from upgrade.adapters.storage import managed_identity_or_refuse, storage_error
 from upgrade.domain.runs import HistoryEntry, RunRecord
-from upgrade.errors import Conflict, NotFound
+from upgrade.errors import Conflict, NotFound, PermanentError
 from upgrade.storage_names import HISTORY_TABLE, RUNS_TABLE, STATE_TABLE
 
 if TYPE_CHECKING:
@@ -48,6 +58,15 @@ RUN_PREFIX = "run|"
 LOCK_PREFIX = "active|"
 # A lock pointing at a run that is final or gone is left over from a bug or a manual edit: taken over.
 _MAX_CREATE_ATTEMPTS = 3
+
+# Bounded entities: Azure Table's limits, and the size from which text is stored compressed.
+MAX_PROPERTY_BYTES = 64 * 1024
+MAX_ENTITY_BYTES = 1024 * 1024
+INLINE_CHARS = 8 * 1024
+_CHUNK_BYTES = 60 * 1024
+_CHUNKS = "__zn"
+# due_at of a run that expects no message (paused, stuck): after every real time.
+NEVER_DUE = "9999-12-31T23:59:59.999999Z"
 
 _KEY_ESCAPES = {"%": "%25", "/": "%2F", "\\": "%5C", "#": "%23", "?": "%3F"}
 
@@ -108,8 +127,7 @@ class TableRunStore:
         for _ in range(_MAX_CREATE_ATTEMPTS):
             if not run.active:
                 return self._insert_run(run, entity)
-            lock = {"PartitionKey": RUN_PARTITION, "RowKey": pool_lock_key(run.cluster, run.pool),
-                    "run_id": run.run_id, "cluster": run.cluster, "pool": run.pool or ""}
+            lock = _lock_entity(run)
             try:
                 results = self._runs.submit_transaction([("create", lock), ("create", entity)])
             except TableTransactionError as exc:
@@ -137,7 +155,7 @@ class TableRunStore:
         if lock is None:
             return
         holder = self._read(RUN_PREFIX + lock["run_id"])
-        if holder is not None and RunRecord.from_storage(holder, None).active:
+        if holder is not None and RunRecord.from_storage(unpack_entity(holder), None).active:
             raise Conflict(
                 f"run {lock['run_id']} is already active on {run.cluster} pool {run.pool or '(cluster)'}",
                 code=lock["run_id"],
@@ -153,7 +171,7 @@ class TableRunStore:
         entity = self._read(RUN_PREFIX + run_id)
         if entity is None:
             raise NotFound(f"run {run_id} not found")
-        return RunRecord.from_storage(entity, entity.metadata["etag"])
+        return RunRecord.from_storage(unpack_entity(entity), entity.metadata["etag"])
 
     def update(self, run: RunRecord) -> RunRecord:
         if run.etag is None:
@@ -161,7 +179,9 @@ class TableRunStore:
         replace_run = ("update", _run_entity(run),
                        {"mode": UpdateMode.REPLACE, "etag": run.etag, "match_condition": MatchConditions.IfNotModified})
         operations = [replace_run]
-        if not run.active:
+        if run.active:
+            operations.append(("upsert", _lock_entity(run), {"mode": UpdateMode.MERGE}))
+        else:
             lock = self._read(pool_lock_key(run.cluster, run.pool))
             if lock is not None and lock["run_id"] == run.run_id:
                 operations.append(
@@ -190,6 +210,25 @@ class TableRunStore:
             return None
         return run if run.active else None
 
+    def overdue(self, before: datetime, *, limit: int = 100) -> Sequence[RunRecord]:
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and due_at lt @before"
+        parameters = {"pk": RUN_PARTITION, "lo": LOCK_PREFIX, "hi": LOCK_PREFIX[:-1] + chr(ord(LOCK_PREFIX[-1]) + 1),
+                      "before": due_text(before)}
+        try:
+            locks = list(self._runs.query_entities(query, parameters=parameters, select=["run_id", "due_at"]))
+        except AzureError as exc:
+            raise storage_error("list overdue runs", exc) from exc
+        runs = []
+        for lock in sorted(locks, key=lambda e: e["due_at"])[:limit]:
+            try:
+                run = self.get(lock["run_id"])
+            except NotFound:
+                continue
+            due = run.live_due()
+            if due is not None and due < before:
+                runs.append(run)
+        return runs
+
     def list_runs(self, *, cluster: str | None = None, limit: int = 50) -> Sequence[RunRecord]:
         query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
         parameters = {"pk": RUN_PARTITION, "lo": RUN_PREFIX, "hi": RUN_PREFIX[:-1] + chr(ord(RUN_PREFIX[-1]) + 1)}
@@ -200,7 +239,7 @@ class TableRunStore:
             entities = list(self._runs.query_entities(query, parameters=parameters))
         except AzureError as exc:
             raise storage_error("list runs", exc) from exc
-        runs = [RunRecord.from_storage(e, e.metadata["etag"]) for e in entities]
+        runs = [RunRecord.from_storage(unpack_entity(e), e.metadata["etag"]) for e in entities]
         return sorted(runs, key=lambda r: r.created_at, reverse=True)[:limit]
 
     def _read(self, row_key: str) -> Any:
@@ -216,10 +255,10 @@ class TableRunStore:
     def append_history(self, entry: HistoryEntry) -> None:
         at = entry.at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         row_key = escape_key(f"{at}|{entry.attempt:06d}|{entry.step}|{uuid.uuid4().hex[:8]}")
+        entity = {"PartitionKey": escape_key(entry.run_id), "RowKey": row_key, **entry.for_storage()}
+        check_entity_size(entity, f"history of run {entry.run_id}")
         try:
-            self._history.create_entity(
-                {"PartitionKey": escape_key(entry.run_id), "RowKey": row_key, **entry.for_storage()}
-            )
+            self._history.create_entity(entity)
         except AzureError as exc:
             raise storage_error(f"append history of run {entry.run_id}", exc) from exc
 
@@ -233,8 +272,69 @@ class TableRunStore:
 
 def _run_entity(run: RunRecord) -> dict[str, Any]:
     # cluster_key: ARM ids compare case-insensitively, Table filters do not.
-    return {"PartitionKey": RUN_PARTITION, "RowKey": RUN_PREFIX + run.run_id, "cluster_key": run.cluster.lower(),
-            **run.for_storage()}
+    entity = pack_entity({"PartitionKey": RUN_PARTITION, "RowKey": RUN_PREFIX + run.run_id,
+                          "cluster_key": run.cluster.lower(), **run.for_storage()})
+    check_entity_size(entity, f"run {run.run_id}")
+    return entity
+
+
+def _lock_entity(run: RunRecord) -> dict[str, Any]:
+    due = run.live_due()
+    return {"PartitionKey": RUN_PARTITION, "RowKey": pool_lock_key(run.cluster, run.pool), "run_id": run.run_id,
+            "cluster": run.cluster, "pool": run.pool or "", "due_at": due_text(due) if due else NEVER_DUE}
+
+
+def due_text(moment: datetime) -> str:
+    """A UTC time as fixed-width text, so Table's string comparison orders it as time."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def pack_entity(entity: dict[str, Any]) -> dict[str, Any]:
+    """Text properties longer than INLINE_CHARS compressed into binary chunks (see the module doc)."""
+    packed: dict[str, Any] = {}
+    for name, value in entity.items():
+        if name in ("PartitionKey", "RowKey") or not isinstance(value, str) or len(value) <= INLINE_CHARS:
+            packed[name] = value
+            continue
+        data = zlib.compress(value.encode("utf-8"), 6)
+        chunks = [data[i:i + _CHUNK_BYTES] for i in range(0, len(data), _CHUNK_BYTES)]
+        packed.update({f"{name}__z{i}": chunk for i, chunk in enumerate(chunks)})
+        packed[name + _CHUNKS] = len(chunks)
+    return packed
+
+
+def unpack_entity(entity: Any) -> dict[str, Any]:
+    """The entity as written before ``pack_entity``."""
+    unpacked = dict(entity)
+    for key in [k for k in unpacked if k.endswith(_CHUNKS)]:
+        name = key.removesuffix(_CHUNKS)
+        count = int(unpacked.pop(key))
+        data = b"".join(bytes(unpacked.pop(f"{name}__z{i}")) for i in range(count))
+        unpacked[name] = zlib.decompress(data).decode("utf-8")
+    return unpacked
+
+
+def _property_bytes(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-16-le")) + 4
+    if isinstance(value, (bytes, bytearray)):
+        return len(value) + 4
+    return 8
+
+
+def check_entity_size(entity: dict[str, Any], what: str) -> None:
+    """Refuse an entity over Azure Table's limits (64 KiB a property, 1 MiB in all) before sending it."""
+    total = 4
+    for name, value in entity.items():
+        size = _property_bytes(value)
+        if size > MAX_PROPERTY_BYTES:
+            raise PermanentError(f"{what}: property {name} is {size} bytes, over Azure Table's 64 KiB per property",
+                                 code="RecordTooLarge")
+        total += 8 + 2 * len(name) + size
+    if total > MAX_ENTITY_BYTES:
+        largest = max(entity, key=lambda n: _property_bytes(entity[n]))
+        raise PermanentError(f"{what}: {total} bytes, over Azure Table's 1 MiB per entity (largest property: {largest})",
+                             code="RecordTooLarge")
 
 
 def _with_etag(run: RunRecord, metadata: Any) -> RunRecord:
@@ -266,6 +366,7 @@ class TableStateStore:
 
     def put(self, partition: str, key: str, value: dict[str, Any], *, etag: str | None) -> str:
         entity = {"PartitionKey": escape_key(partition), "RowKey": escape_key(key), "value": json.dumps(value)}
+        check_entity_size(entity, f"state {partition}/{key}")
         try:
             if etag is None:
                 metadata = self._table.create_entity(entity)

@@ -420,6 +420,12 @@ def next_state(state: str, event: str, ctx: GuardContext) -> str:
     raise TransitionNotAllowed(state, event, f"no guard holds: {guards}")
 
 
+def decisions_allowed(state: str, ctx: GuardContext) -> list[str]:
+    """The operator decisions that apply in ``state`` now (their guards hold), in DECISIONS order."""
+    return [d for d in DECISIONS
+            if any(t.state == state and t.event == d and (t.guard is None or GUARDS[t.guard](ctx))
+                   for t in TRANSITIONS)]
+
 
 # ---- what a failed run leaves behind ------------------------------------------------------------
 

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-ACTIVE_STATUSES = frozenset({"running", "paused", "awaiting-decision"})
+# "stuck": the reconciler found no live message it could re-send; the run keeps its pool until an
+# operator resumes it (the live step is sent again) or aborts it.
+ACTIVE_STATUSES = frozenset({"running", "paused", "awaiting-decision", "stuck"})
 FINAL_STATUSES = frozenset({"succeeded", "failed", "rolled-back", "aborted"})
+# Parked: no message is expected until an operator decides.
+PARKED_STATUSES = frozenset({"paused", "stuck"})
+# A history row's reason: well within the 64 KiB a Table property holds (UTF-16, two bytes a char).
+MAX_HISTORY_REASON_CHARS = 16000
+# What an operator reads first, kept short; the full text of a failure is in the history row.
+MAX_REASON_CHARS = 4000
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,7 @@ class RunRecord:
     cluster: str  # ARM id
     pool: str | None
     state: str  # the workflow state (step name) the run is in
-    status: str  # running | paused | awaiting-decision | succeeded | failed | rolled-back | aborted
+    status: str  # running | paused | awaiting-decision | stuck | succeeded | failed | rolled-back | aborted
     created_at: datetime
     updated_at: datetime
     target_version: str | None = None
@@ -33,7 +41,10 @@ class RunRecord:
     reason: str = ""  # why the run is in its status (the last failure, the decision)
     attempt: int = 1  # attempt of ``state`` the run expects next: (state, attempt) names the live message
     claim: dict[str, Any] | None = None  # {"message_id", "until"}: a worker is executing the live step
-    outbox: dict[str, Any] | None = None  # the message the last transition sent, and which step sent it
+    # The live message, written in the same conditional write that made it live, then sent:
+    # {"from": [step, attempt] | ["decision", name] | ["start", kind], "message": json, "delay": s,
+    #  "resent": n}. The step runner re-sends it for a redelivered sender, the reconciler when it is lost.
+    outbox: dict[str, Any] | None = None
     etag: str | None = None  # set by the store; None = never stored
 
     @property
@@ -44,7 +55,21 @@ class RunRecord:
         """A copy with ``changes`` and updated_at = now; facts are merged, not replaced."""
         facts = changes.pop("facts", None)
         merged = {**self.facts, **facts} if facts is not None else self.facts
+        if "reason" in changes:
+            changes["reason"] = short_reason(changes["reason"])
         return replace(self, updated_at=now, facts=merged, **changes)
+
+    def live_due(self) -> datetime | None:
+        """When the run's live step must have started (or, claimed, finished) by: the claim's end,
+        else the moment its outbox message becomes visible. None when no message is expected
+        (final, paused, stuck); an active run with nothing in its outbox is due at once."""
+        if not self.active or self.status in PARKED_STATUSES:
+            return None
+        if self.claim and self.claim.get("until"):
+            return datetime.fromisoformat(self.claim["until"])
+        if self.outbox:
+            return self.updated_at + timedelta(seconds=float(self.outbox.get("delay") or 0))
+        return self.updated_at
 
     def for_storage(self) -> dict[str, Any]:
         return {
@@ -104,6 +129,13 @@ class RunRecord:
         }
 
 
+def short_reason(reason: str) -> str:
+    """``reason`` cut to MAX_REASON_CHARS, saying so."""
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return reason[: MAX_REASON_CHARS - 40] + f" … ({len(reason)} characters, cut)"
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     """One attempt of one step: the audit trail row."""
@@ -123,7 +155,7 @@ class HistoryEntry:
             "step": self.step,
             "attempt": self.attempt,
             "outcome": self.outcome,
-            "reason": self.reason[:30000],
+            "reason": self.reason[:MAX_HISTORY_REASON_CHARS],
             "actor": self.actor,
         }
 

@@ -39,6 +39,9 @@ class StepMessage(BaseModel):
     attempt: int = Field(default=1, ge=1, description="1 on first try; Retry outcomes add one.")
     args: dict[str, Any] = Field(default_factory=dict)
     actor: str = Field(default="system", max_length=200, description="Who caused this step.")
+    storage_retry: int = Field(
+        default=0, ge=0, description="How often the executor has put this same delivery back after a "
+        "transient storage error (its backoff grows with it); 0 for every new message.")
 
     @field_validator("cluster")
     @classmethod
@@ -133,6 +136,7 @@ class Failed:
     reason: str
     facts: dict[str, Any] = field(default_factory=dict)
     status: str = "failed"  # or "rolled-back" / "aborted" when that is how the run ended
+    alerted: bool = False  # the workflow raised its own alert; else the executor raises run.failed
 
 
 Outcome = Next | Retry | Done | Failed

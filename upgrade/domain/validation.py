@@ -18,6 +18,7 @@ disappeared). HTTP probes and custom checks run in the services and report the s
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,14 +45,28 @@ class WorkloadKey:
         return cls(raw["kind"], raw["namespace"], raw["name"])
 
 
+UID_DIGEST_CHARS = 12
+
+
+def uid_digest(uid: str) -> str:
+    """A pod uid in the compact form a run records (48 bits of its SHA-256): tens of thousands of
+    pods stay small in the run record, and a collision among one workload's pods is negligible."""
+    if len(uid) == UID_DIGEST_CHARS and all(c in "0123456789abcdef" for c in uid):
+        return uid  # already a digest (read back from a run record)
+    return hashlib.sha256(uid.encode("utf-8")).hexdigest()[:UID_DIGEST_CHARS]
+
+
 @dataclass(frozen=True)
 class BlueOrigin:
-    """A workload with pods on blue when blue was cordoned: how many ran there, and the uids of its
-    pods that ran on other pools then (they are not part of the move)."""
+    """A workload with pods on blue when blue was cordoned: how many ran there, and the uids (as
+    ``uid_digest``) of its pods that ran on other pools then (they are not part of the move)."""
 
     key: WorkloadKey
     pods_on_blue: int | None = None  # None: a run recorded before the count was kept; desired is expected
     pods_elsewhere: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pods_elsewhere", frozenset(uid_digest(u) for u in self.pods_elsewhere))
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.key.to_dict(), "podsOnBlue": self.pods_on_blue, "podsElsewhere": sorted(self.pods_elsewhere)}
@@ -105,12 +120,19 @@ def application_owner(pod: Pod) -> WorkloadKey | None:
     return WorkloadKey(pod.owner_kind, pod.namespace, pod.owner_name)
 
 
-def controller_of(owner: WorkloadKey, workloads: Sequence[Workload]) -> WorkloadKey:
+def deployments_of(workloads: Sequence[Workload]) -> frozenset[tuple[str, str]]:
+    """(namespace, name) of every listed Deployment: built once per check, so counting tens of
+    thousands of pods stays linear."""
+    return frozenset((w.namespace, w.name) for w in workloads if w.kind == "Deployment")
+
+
+def controller_of(owner: WorkloadKey, deployments: frozenset[tuple[str, str]]) -> WorkloadKey:
     """The controller counted for a pod owner: a ReplicaSet named ``<deployment>-<hash>`` counts as
-    its Deployment when that Deployment is listed (a rollout's new ReplicaSet counts the same)."""
+    its Deployment when that Deployment is listed (``deployments_of``; a rollout's new ReplicaSet
+    counts the same)."""
     if owner.kind == "ReplicaSet" and "-" in owner.name:
         name = owner.name.rsplit("-", 1)[0]
-        if any(w.kind == "Deployment" and w.namespace == owner.namespace and w.name == name for w in workloads):
+        if (owner.namespace, name) in deployments:
             return WorkloadKey("Deployment", owner.namespace, name)
     return owner
 
@@ -121,13 +143,14 @@ def blue_origin_workloads(
     """The application workloads (by controller) with at least one pod on a blue node, sorted,
     with their pod count on blue and their pods elsewhere."""
     blue = set(blue_nodes)
+    deployments = deployments_of(workloads)
     on_blue: dict[WorkloadKey, int] = {}
     elsewhere: dict[WorkloadKey, set[str]] = {}
     for pod in pods:
         owner = application_owner(pod)
         if owner is None or pod.deleting:
             continue
-        key = controller_of(owner, workloads)
+        key = controller_of(owner, deployments)
         if pod.node in blue:
             on_blue[key] = on_blue.get(key, 0) + 1
         elif pod.node is not None:
@@ -146,12 +169,13 @@ def check_workloads(
     """Every blue-origin workload: desired == ready, nothing left on blue, as many Ready pods on green
     as ran on blue, and no pod moved to a third pool."""
     blue, green = set(blue_nodes), set(green_nodes)
+    deployments = deployments_of(workloads)
     by_key = {WorkloadKey(w.kind, w.namespace, w.name): w for w in workloads}
     pods_by_controller: dict[WorkloadKey, list[Pod]] = {}
     for pod in pods:
         owner = application_owner(pod)
         if owner is not None and not pod.deleting:
-            pods_by_controller.setdefault(controller_of(owner, workloads), []).append(pod)
+            pods_by_controller.setdefault(controller_of(owner, deployments), []).append(pod)
     wrong: list[str] = []
     waiting: list[str] = []
     for entry in origin:
@@ -163,7 +187,7 @@ def check_workloads(
         owned = pods_by_controller.get(key, [])
         on_blue = [p for p in owned if p.node in blue]
         strays = [p for p in owned if p.node is not None and p.node not in blue and p.node not in green
-                  and p.uid not in entry.pods_elsewhere]
+                  and uid_digest(p.uid) not in entry.pods_elsewhere]
         ready_on_green = sum(1 for p in owned if p.ready and p.node in green)
         expected = workload.desired if entry.pods_on_blue is None else entry.pods_on_blue
         wrong += [f"{key} pod {p.key} runs on node {p.node}, which is in neither blue nor green" for p in strays]

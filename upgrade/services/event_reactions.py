@@ -1,6 +1,11 @@
 """Reactions to AKS events (``on_aks_event``), safe under duplicate and out-of-order delivery.
 
-Each event is claimed once by id in the state store (an insert that a duplicate loses), then:
+Each event is claimed by id in the state store (an insert that a duplicate loses), reacted to,
+and only then marked done. A copy that finds the event done is a duplicate; one that finds it
+claimed by a worker that is still within EVENT_CLAIM (reacting now) asks Event Grid to deliver it
+again later (TemporaryError); one that finds an older claim (its worker died mid-reaction) takes
+it over and reacts, so a killed worker never turns the redelivery into a "duplicate". Runs are
+created and moved with their next message in their outbox (``services.outbox``). Per event type:
 - NewKubernetesVersionAvailable: per pool, the policy's ``onNewVersion``: notify, or run the
   preflight and send its report (surge nodes, extra vCPU quota, blockers), or start the upgrade
   (rolling or blue-green). An automatic start is held back, with the report, when the preflight
@@ -35,14 +40,17 @@ from upgrade.domain.reactions import (
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import StepMessage
 from upgrade.domain.versions import version_key
-from upgrade.errors import Conflict, InvalidInput, PermanentError
+from upgrade.errors import Conflict, InvalidInput, PermanentError, TemporaryError
 from upgrade.ports import Platform
 from upgrade.services import rolling
+from upgrade.services.outbox import create_run, outbox_for, send_after_write
 from upgrade.services.snapshot import take_snapshot
 
 log = logging.getLogger("upgrade.events")
 
 EVENTS_PARTITION = "aks-events"
+# A claim older than this was left by a worker that died mid-reaction: another may take it over.
+EVENT_CLAIM = timedelta(minutes=5)
 # A Started (Succeeded) arriving this soon after the run its counterpart made belongs to that run.
 LATE_EVENT_WINDOW = timedelta(hours=1)
 
@@ -58,18 +66,45 @@ def _react_once(event: ev.AksEvent, platform: Platform) -> str:
         # A subscription may deliver events of clusters the app must not touch: not even read them.
         log.warning("AKS event %s of %s ignored: the cluster is not in ALLOWED_CLUSTERS", event.id, event.cluster)
         return f"{label}: ignored, the cluster is not in ALLOWED_CLUSTERS"
-    claim = {"type": event.event_type, "cluster": event.cluster.arm_id, "at": platform.clock.now().isoformat()}
-    try:
-        platform.state.put(EVENTS_PARTITION, event.id, claim, etag=None)
-    except Conflict:
-        return f"{label}: duplicate delivery, already handled"
+    for _ in range(3):
+        claimed = _claim(event, platform)
+        if claimed is None:
+            return f"{label}: duplicate delivery, already handled"
+        if claimed:
+            break
+    else:
+        raise TemporaryError(f"event {event.id}: its record kept changing; deliver it again")
     try:
         outcome = _react(event, platform)
     except BaseException:
         # Let the redelivery react: the claim would otherwise swallow the event for good.
         platform.state.delete(EVENTS_PARTITION, event.id)
         raise
+    record, etag = claimed
+    platform.state.put(EVENTS_PARTITION, event.id, {**record, "done": True, "outcome": outcome[:2000]}, etag=etag)
     return f"{label}: {outcome}"
+
+
+def _claim(event: ev.AksEvent, platform: Platform) -> tuple[dict, str] | bool | None:
+    """The event's claim (record, etag) for this worker; None when the event is done; False when
+    the record changed meanwhile (look again). Raises TemporaryError while another worker reacts."""
+    now = platform.clock.now()
+    record = {"type": event.event_type, "cluster": event.cluster.arm_id, "at": now.isoformat(), "done": False}
+    current = platform.state.get(EVENTS_PARTITION, event.id)
+    try:
+        if current is None:
+            return record, platform.state.put(EVENTS_PARTITION, event.id, record, etag=None)
+        stored, etag = current
+        if stored.get("done", True):  # a record without "done" was written when claims were final
+            return None
+        if now - datetime.fromisoformat(stored["at"]) < EVENT_CLAIM:
+            raise TemporaryError(f"event {event.id} is being handled by another worker; deliver it again",
+                                 delay_seconds=EVENT_CLAIM.total_seconds())
+        log.warning("AKS event %s: the worker that claimed it at %s did not finish: reacting again", event.id,
+                    stored["at"])
+        return record, platform.state.put(EVENTS_PARTITION, event.id, record, etag=etag)
+    except Conflict:
+        return False
 
 
 def _react(event: ev.AksEvent, platform: Platform) -> str:
@@ -252,15 +287,12 @@ def on_rolling_started(event: ev.NodePoolRollingStarted, platform: Platform) -> 
         facts={**rolling.pool_snapshot(pool), "observed": True, "started_event": event.id,
                "started_event_time": _event_time(event)},
     )
+    first = StepMessage(v=1, run_id=run.run_id, step=rolling.WAIT_POOL, cluster=cluster.arm_id, pool=pool_name,
+                        args={"then": rolling.RECONCILE}, actor="event:NodePoolRollingStarted")
     try:
-        run = platform.runs.create(run)
+        run = create_run(platform, run, first, source="event:NodePoolRollingStarted", delay=poll)
     except Conflict as exc:
         return f"pool {pool_name} became busy (run {exc.code}): nothing to record"
-    platform.queue.send(
-        StepMessage(v=1, run_id=run.run_id, step=rolling.WAIT_POOL, cluster=cluster.arm_id, pool=pool_name,
-                    args={"then": rolling.RECONCILE}, actor="event:NodePoolRollingStarted"),
-        delay_seconds=poll,
-    )
     return f"recorded rolling run {run.run_id} (pool of {pool.count} node(s) at {pool.orchestrator_version})"
 
 
@@ -283,13 +315,16 @@ def on_rolling_finished(event: ev.NodePoolRollingSucceeded | ev.NodePoolRollingF
                 return f"run {active.run_id} is already reconciling"
             if not _waiting_for_upgrade(active):
                 return f"run {active.run_id} is at {active.state}: it reaches its reconcile by itself"
+            # A new (state, attempt): the waiting step's own copy is then stale.
+            message = StepMessage(v=1, run_id=active.run_id, step=rolling.RECONCILE, cluster=cluster.arm_id,
+                                  pool=pool_name, attempt=1, actor=actor)
             try:
-                moved = platform.runs.update(active.evolve(now=platform.clock.now(), state=rolling.RECONCILE,
-                                                           attempt=1, claim=None, outbox=None, facts=finished))
+                moved = platform.runs.update(active.evolve(
+                    now=platform.clock.now(), state=rolling.RECONCILE, attempt=1, claim=None,
+                    outbox=outbox_for(message, ["event", actor]), facts=finished))
             except Conflict:
                 continue  # the run moved meanwhile: look again
-            platform.queue.send(StepMessage(v=1, run_id=moved.run_id, step=rolling.RECONCILE, cluster=cluster.arm_id,
-                                            pool=pool_name, actor=actor))
+            send_after_write(platform, moved)
             return f"run {moved.run_id} moved to its post-upgrade reconcile ({outcome})"
         latest = _latest_rolling_run(platform, cluster, pool_name)
         if _already_reconciled(event, latest, platform):
@@ -307,10 +342,10 @@ def _reconcile_without_run(platform: Platform, cluster: ClusterRef, pool_name: s
         target_version=pool.orchestrator_version,
         facts={**finished, "observed": True, "finished_by_event": True},
     )
+    first = StepMessage(v=1, run_id=run.run_id, step=rolling.RECONCILE, cluster=cluster.arm_id, pool=pool_name,
+                        actor=actor)
     try:
-        run = platform.runs.create(run)
+        run = create_run(platform, run, first, source=actor)
     except Conflict as exc:
         return f"pool {pool_name} became busy (run {exc.code}): left to that run"
-    platform.queue.send(StepMessage(v=1, run_id=run.run_id, step=rolling.RECONCILE, cluster=cluster.arm_id,
-                                    pool=pool_name, actor=actor))
     return f"created run {run.run_id} for the post-upgrade reconcile ({finished['finished_event_outcome']})"

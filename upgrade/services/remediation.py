@@ -38,6 +38,7 @@ from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
 from upgrade.domain.versions import same_version
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, TemporaryError
 from upgrade.ports import Platform
+from upgrade.services.outbox import create_run
 from upgrade.services.quarantine_scan import resolve_cluster, resolve_node, rolling_upgrade_facts
 from upgrade.services.registry import StepSpec
 from upgrade.services.rolling import BUSY_STATES, wait_pool
@@ -101,16 +102,14 @@ def request_remediation(
                 "send force=true to delete it anyway"
             )
     now = platform.clock.now()
-    run = platform.runs.create(
-        RunRecord(
-            run_id=f"remediate-{kind}-{uuid.uuid4().hex[:12]}",
-            kind=KIND, cluster=ref.arm_id, pool=target.pool, state=PLAN, status="running",
-            created_at=now, updated_at=now,
-            options={"kind": kind, "node": node, "force": force, "requestedBy": actor, "policyMode": mode},
-        )
+    run = RunRecord(
+        run_id=f"remediate-{kind}-{uuid.uuid4().hex[:12]}",
+        kind=KIND, cluster=ref.arm_id, pool=target.pool, state=PLAN, status="running",
+        created_at=now, updated_at=now,
+        options={"kind": kind, "node": node, "force": force, "requestedBy": actor, "policyMode": mode},
     )
-    platform.queue.send(StepMessage(v=1, run_id=run.run_id, step=PLAN, cluster=ref.arm_id, pool=target.pool,
-                                    attempt=1, actor=actor))
+    run = create_run(platform, run, StepMessage(v=1, run_id=run.run_id, step=PLAN, cluster=ref.arm_id,
+                                                pool=target.pool, attempt=1, actor=actor), source=KIND)
     log.info("remediation %s of node %s on %s requested by %s: run %s", kind, node, ref.name, actor, run.run_id)
     return run
 
@@ -172,6 +171,7 @@ def remediation_step(handler: Callable[[StepContext], Outcome]) -> Callable[[Ste
             outcome = Failed(reason=str(exc))
         if isinstance(outcome, Failed):
             _failure_alert(ctx, outcome.reason)
+            outcome = replace(outcome, alerted=True)
         return outcome
 
     return guarded

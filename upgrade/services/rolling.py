@@ -33,6 +33,7 @@ from upgrade.domain.surge import QUOTA_ERROR_CODES, surge_node_count, validate_u
 from upgrade.domain.versions import same_version
 from upgrade.errors import InvalidInput, PermanentError
 from upgrade.ports import Platform
+from upgrade.services.outbox import create_run
 from upgrade.services.quarantine_scan import alert_on_findings, read_cordoned
 from upgrade.services.registry import StepSpec
 from upgrade.services.step_runner import StepContext
@@ -90,10 +91,8 @@ def start_rolling_run(
         created_at=now, updated_at=now, target_version=target_version, options=options,
         facts={"started_by": actor},
     )
-    run = platform.runs.create(run)
-    platform.queue.send(StepMessage(v=1, run_id=run.run_id, step=APPLY_SETTINGS, cluster=ref.arm_id, pool=pool,
-                                    attempt=1, actor=actor))
-    return run
+    return create_run(platform, run, StepMessage(v=1, run_id=run.run_id, step=APPLY_SETTINGS, cluster=ref.arm_id,
+                                                 pool=pool, attempt=1, actor=actor), source=KIND)
 
 
 def pool_snapshot(pool: AgentPool) -> dict[str, Any]:
@@ -179,7 +178,7 @@ def set_version(ctx: StepContext) -> Outcome:
     except PermanentError as exc:
         if is_quota_error(exc):
             ctx.platform.alerts.publish(surge_unavailable_alert(ctx.cluster, pool, run.run_id, str(exc), run.target_version))
-            return Failed(reason=f"surge nodes unavailable: {exc}", facts={"surge_unavailable": str(exc)})
+            return Failed(reason=f"surge nodes unavailable: {exc}", facts={"surge_unavailable": str(exc)}, alerted=True)
         raise
     return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": RECONCILE},
                 reason=f"upgrading pool {pool.name} to {run.target_version}", facts={"version_set": True})
@@ -285,7 +284,7 @@ def reconcile(ctx: StepContext) -> Outcome:
             dedup_key=f"{ctx.cluster.arm_id.lower()}|{ctx.message.pool}|run|{run.run_id}",
         )
     )
-    return Failed(reason=reason, facts=facts)
+    return Failed(reason=reason, facts=facts, alerted=True)
 
 
 STEPS = {

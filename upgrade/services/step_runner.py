@@ -14,7 +14,15 @@ Protocol for a step bound to a run (``StepSpec.needs_run``):
    host: the message is redelivered and after maxDequeueCount lands in the poison queue, which
    ``on_poison_step`` watches: it fails the run, then runs the workflow's ``on_poison`` cleanup.
 4. The transition (next state, attempt, facts, status, outbox) is one conditional write; then the
-   next message is sent; then a history row records the attempt.
+   next message is sent; then a history row records the attempt. A run that ends Failed raises
+   a ``run.failed`` alert unless its workflow raised its own (``Failed.alerted``).
+
+A transient storage error (throttling, a 5xx, a timeout: TemporaryError from the run store or
+the queue) on any of these writes is not the host's business: the executor puts the same
+delivery back with a growing delay (``storage_retry`` counts them) and returns, so throttling
+never uses up the host's maxDequeueCount and never poisons a live run. Only when the put-back
+itself fails does the error reach the host, which redelivers the message. A run whose message
+is lost all the same is found by the reconciler (``services.reconciler``).
 
 Invalid messages and unknown steps never reach a handler or a run: they are logged with what
 is wrong and moved straight to the poison queue.
@@ -27,7 +35,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from upgrade.domain.model import ClusterRef, is_allowed_cluster
-from upgrade.domain.runs import FINAL_STATUSES, HistoryEntry, RunRecord
+from upgrade.domain.runs import FINAL_STATUSES, PARKED_STATUSES, HistoryEntry, RunRecord
 from upgrade.domain.steps import (
     Done,
     Failed,
@@ -40,12 +48,24 @@ from upgrade.domain.steps import (
 )
 from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError, TemporaryError
 from upgrade.ports import Platform
+from upgrade.services.outbox import outbox_for, send_outbox
 from upgrade.services.registry import StepSpec, step_registry
 
 log = logging.getLogger("upgrade.steps")
 
 # A Retry never comes back sooner than this: the queue's visibility granularity is a second.
 MIN_RETRY_SECONDS = 1.0
+# Backoff of a delivery put back after a transient storage error: base * 2**n, capped.
+STORAGE_RETRY_BASE_SECONDS = 2.0
+STORAGE_RETRY_MAX_SECONDS = 300.0
+# After this many put-backs (hours of throttling at the cap) the error goes to the host, whose
+# redeliveries end in the poison queue: the run is failed and alerted on, never left silent.
+MAX_STORAGE_RETRIES = 40
+
+
+def storage_backoff(retry: int) -> float:
+    """Seconds before the ``retry``-th put-back of a delivery (1-based)."""
+    return min(STORAGE_RETRY_MAX_SECONDS, STORAGE_RETRY_BASE_SECONDS * 2 ** max(0, retry - 1))
 
 
 @dataclass(frozen=True)
@@ -65,7 +85,7 @@ class StepReport:
 
     step: str
     run_id: str | None
-    result: str  # executed | stale | resent | deferred | poisoned | refused
+    result: str  # executed | stale | resent | deferred | poisoned | refused | storage-retry
     outcome: Outcome | None = None
     detail: str = ""
 
@@ -89,12 +109,32 @@ def run_step_message(
         log.error("step %s of run %s refused: %s", message.step, message.run_id, reason)
         _fail_run_if_any(platform, message, reason)
         return StepReport(message.step, message.run_id, "refused", detail=reason)
-    if not spec.needs_run:
-        outcome = _execute(spec, StepContext(message, platform, None))
-        _send_follow_up(platform, message, outcome)
-        _log_outcome(message, outcome, dequeue_count)
-        return StepReport(message.step, message.run_id, "executed", outcome)
-    return _run_bound_step(spec, message, platform, message_id=message_id, dequeue_count=dequeue_count)
+    try:
+        if not spec.needs_run:
+            outcome = _execute(spec, StepContext(message, platform, None))
+            _send_follow_up(platform, message, outcome)
+            _log_outcome(message, outcome, dequeue_count)
+            return StepReport(message.step, message.run_id, "executed", outcome)
+        return _run_bound_step(spec, message, platform, message_id=message_id, dequeue_count=dequeue_count)
+    except TemporaryError as exc:
+        return _put_back(platform, message, exc)
+
+
+def _put_back(platform: Platform, message: StepMessage, exc: TemporaryError) -> StepReport:
+    """The same delivery again later, with backoff: a transient storage error is the step's own
+    retry, not the host's. Raises (to the host) when the put-back fails too, or after
+    MAX_STORAGE_RETRIES."""
+    retry = message.storage_retry + 1
+    if retry > MAX_STORAGE_RETRIES:
+        log.error("step %s#%d of run %s: storage still failing after %d put-backs: %s",
+                  message.step, message.attempt, message.run_id, message.storage_retry, exc)
+        raise exc
+    delay = max(exc.delay_seconds, storage_backoff(retry))
+    platform.queue.send(message.model_copy(update={"storage_retry": retry}), delay_seconds=delay)
+    log.warning("step %s#%d of run %s: transient storage error, put back for %.0fs (retry %d): %s",
+                message.step, message.attempt, message.run_id, delay, retry, exc,
+                extra={"run_id": message.run_id, "step": message.step, "storage_retry": retry})
+    return StepReport(message.step, message.run_id, "storage-retry", detail=str(exc))
 
 
 def _run_bound_step(
@@ -111,9 +151,9 @@ def _run_bound_step(
             return StepReport(message.step, run.run_id, "stale", detail=f"run is {run.status}")
         if (run.state, run.attempt) != (message.step, message.attempt):
             return _stale_or_resend(platform, run, message)
-        if run.status == "paused":
-            # Parked: the step stays live and is re-run by resume; this copy is not needed.
-            return StepReport(message.step, run.run_id, "stale", detail="run is paused")
+        if run.status in PARKED_STATUSES:
+            # Parked (paused, stuck): the step stays live and is re-run by resume; this copy is not needed.
+            return StepReport(message.step, run.run_id, "stale", detail=f"run is {run.status}")
         now = clock.now()
         claim = run.claim
         if claim and claim.get("message_id") != message_id and claim.get("until", "") > now.isoformat():
@@ -132,6 +172,13 @@ def _run_bound_step(
     outcome = _execute(spec, StepContext(message, platform, run))
     try:
         transitioned = _write_transition(platform, run, message, outcome)
+    except TemporaryError:
+        # The step acted; its transition did not land. The put-back copy runs the idempotent step
+        # again, which the claim would hold off for a lease: release it (best effort).
+        _release_claim(platform, run)
+        raise
+    except NotFound:
+        return StepReport(message.step, run.run_id, "stale", outcome, detail="the run was deleted during the step")
     except Conflict:
         # An operator decision (pause, rollback, abort) or another worker moved the run while the
         # step ran. Its side effects are idempotent; the run's new state decides what happens next.
@@ -141,20 +188,50 @@ def _run_bound_step(
             message.step, run.run_id, current.state, current.status, outcome_label(outcome),
         )
         return StepReport(message.step, run.run_id, "stale", outcome, detail="run moved during the step")
-    _send_outbox(platform, transitioned)
-    runs.append_history(
-        HistoryEntry(
-            run_id=run.run_id,
-            at=clock.now(),
-            step=message.step,
-            attempt=message.attempt,
-            outcome=outcome_label(outcome),
-            reason=_reason(outcome),
-            actor=message.actor,
-        )
-    )
+    except PermanentError as exc:
+        # The store refused the transition for good (a record over Table storage's limits): the
+        # run fails with that reason, through the same path as a poisoned step.
+        log.error("step %s of run %s: transition refused by the store: %s", message.step, run.run_id, exc)
+        fail_run(platform, message, f"step {message.step}#{message.attempt} could not record its outcome: {exc}",
+                 outcome="refused")
+        return StepReport(message.step, run.run_id, "refused", outcome, detail=str(exc))
+    try:
+        send_outbox(platform, transitioned)
+        unsent = None
+    except TemporaryError as exc:
+        unsent = exc  # the put-back copy finds the transition written and re-sends the outbox
+    entry = HistoryEntry(run_id=run.run_id, at=clock.now(), step=message.step, attempt=message.attempt,
+                         outcome=outcome_label(outcome), reason=_reason(outcome), actor=message.actor)
+    try:
+        runs.append_history(entry)
+    except TemporaryError as exc:
+        # The transition and its message stand; re-running the step for a history row would not.
+        log.error("history of run %s not written (%s): %s#%d %s %s", run.run_id, exc, entry.step,
+                  entry.attempt, entry.outcome, entry.reason)
+    if isinstance(outcome, Failed) and not outcome.alerted:
+        _alert_failed(platform, transitioned, message, outcome.reason)
     _log_outcome(message, outcome, dequeue_count)
+    if unsent is not None:
+        return _put_back(platform, message, unsent)
     return StepReport(message.step, run.run_id, "executed", outcome)
+
+
+def _release_claim(platform: Platform, run: RunRecord) -> None:
+    try:
+        platform.runs.update(run.evolve(now=platform.clock.now(), claim=None))
+    except (TemporaryError, Conflict) as exc:
+        log.warning("claim of run %s not released (%s): a later copy waits for it to expire", run.run_id, exc)
+
+
+def _alert_failed(platform: Platform, run: RunRecord, message: StepMessage, reason: str) -> None:
+    from upgrade.domain.alerts import Alert
+
+    platform.alerts.publish(
+        Alert(kind="run.failed", severity="error", cluster=run.cluster, pool=run.pool, run_id=run.run_id,
+              summary=f"{run.kind} run {run.run_id} on pool {run.pool or '(cluster)'} failed at "
+                      f"{message.step}: {reason}",
+              details={"step": message.step, "kind": run.kind}, dedup_key=f"{run.run_id}:run.failed")
+    )
 
 
 def _execute(spec: StepSpec, ctx: StepContext) -> Outcome:
@@ -168,13 +245,13 @@ def _execute(spec: StepSpec, ctx: StepContext) -> Outcome:
 
 def _next_message(message: StepMessage, outcome: Outcome) -> StepMessage | None:
     if isinstance(outcome, Next):
-        return message.model_copy(
-            update={"step": outcome.step, "attempt": 1, "args": outcome.args if outcome.args is not None else message.args}
-        )
+        return message.model_copy(update={
+            "step": outcome.step, "attempt": 1, "storage_retry": 0,
+            "args": outcome.args if outcome.args is not None else message.args})
     if isinstance(outcome, Retry):
-        return message.model_copy(
-            update={"attempt": message.attempt + 1, "args": outcome.args if outcome.args is not None else message.args}
-        )
+        return message.model_copy(update={
+            "attempt": message.attempt + 1, "storage_retry": 0,
+            "args": outcome.args if outcome.args is not None else message.args})
     return None
 
 
@@ -187,15 +264,7 @@ def _delay(outcome: Outcome) -> float:
 def _write_transition(platform: Platform, run: RunRecord, message: StepMessage, outcome: Outcome) -> RunRecord:
     now = platform.clock.now()
     follow_up = _next_message(message, outcome)
-    outbox = (
-        {
-            "from": [message.step, message.attempt],
-            "message": follow_up.to_json(),
-            "delay": _delay(outcome),
-        }
-        if follow_up
-        else None
-    )
+    outbox = outbox_for(follow_up, [message.step, message.attempt], delay=_delay(outcome)) if follow_up else None
     changes: dict = {"claim": None, "outbox": outbox, "facts": outcome.facts}
     if follow_up:
         changes.update(state=follow_up.step, attempt=follow_up.attempt)
@@ -210,19 +279,12 @@ def _write_transition(platform: Platform, run: RunRecord, message: StepMessage, 
     return platform.runs.update(run.evolve(now=now, **changes))
 
 
-def _send_outbox(platform: Platform, run: RunRecord) -> None:
-    if run.outbox:
-        platform.queue.send(
-            parse_step_message(run.outbox["message"]), delay_seconds=float(run.outbox.get("delay", 0))
-        )
-
-
 def _stale_or_resend(platform: Platform, run: RunRecord, message: StepMessage) -> StepReport:
     outbox = run.outbox or {}
     if outbox.get("from") == [message.step, message.attempt]:
         # This delivery's transition is written but its send may have been lost in a crash:
         # send again; a duplicate is dropped as stale or deferred by the claim.
-        _send_outbox(platform, run)
+        send_outbox(platform, run)
         return StepReport(message.step, run.run_id, "resent", detail="re-sent the transition's message")
     return StepReport(
         message.step, run.run_id, "stale",
@@ -279,10 +341,17 @@ def record_poisoned_step(body: str, platform: Platform) -> RunRecord | None:
                   details={"body": body[:2000]})
         )
         return None
-    reason = (
+    return fail_run(platform, message, (
         f"step {message.step}#{message.attempt} could not be completed after the host's "
         "maxDequeueCount deliveries and was moved to the poison queue"
-    )
+    ))
+
+
+def fail_run(platform: Platform, message: StepMessage, reason: str, *, outcome: str = "poison") -> RunRecord | None:
+    """Fail the message's run for ``reason`` (a small write), record it (history ``outcome``), run
+    the step's cleanup hook, and raise the run.failed alert."""
+    from upgrade.domain.alerts import Alert
+
     run: RunRecord | None = None
     try:
         run = platform.runs.get(message.run_id)
@@ -296,8 +365,8 @@ def record_poisoned_step(body: str, platform: Platform) -> RunRecord | None:
         except Conflict:
             run = platform.runs.get(message.run_id)
     if run is not None:
-        _append_history(platform, run, message, "poison", reason)
-    log.error("poison: %s (run %s on %s)", reason, message.run_id, message.cluster)
+        _append_history(platform, run, message, outcome, reason)
+    log.error("%s: %s (run %s on %s)", outcome, reason, message.run_id, message.cluster)
     details = {"step": message.step}
     if run is not None:
         cleanup = _poison_cleanup(platform, message, run)

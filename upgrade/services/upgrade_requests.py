@@ -70,7 +70,7 @@ def decide_from_request(platform: Platform, run_id: str, decision: str, body: ob
     for key in ("override", "whilePaused"):
         if key in body and not isinstance(body[key], bool):
             raise InvalidInput("decision request", key, "must be true or false")
-    from upgrade.services.bluegreen.decisions import decide
+    from upgrade.services.decisions import decide
 
     return decide(platform, run_id, decision, audit_actor(actor, body.get("actor")), body.get("reason") or "",
                   override=bool(body.get("override")), while_paused=bool(body.get("whilePaused")))

@@ -1,4 +1,5 @@
-"""Timer trigger: the quarantine scan fan-out (``scan_quarantine``)."""
+"""Timer triggers: the quarantine scan fan-out (``scan_quarantine``) and the run reconciler
+(``reconcile_runs``)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,14 @@ def scan_quarantine(timer: func.TimerRequest) -> None:
         log.warning("scan_quarantine is running late (past due)")
     clusters = fan_out_scans(platform())
     log.info("scan_quarantine: enqueued %d cluster scans", len(clusters))
+
+
+@bp.function_name("reconcile_runs")
+@bp.timer_trigger(arg_name="timer", schedule="%RUN_RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def reconcile_runs(timer: func.TimerRequest) -> None:
+    from upgrade.services.reconciler import reconcile_runs as reconcile
+    from upgrade.settings import current_settings
+    from upgrade.wiring import platform
+
+    notes = reconcile(platform(), margin_seconds=current_settings().run_reconcile_margin_seconds)
+    log.info("reconcile_runs: %d run(s) acted on", len(notes))

@@ -12,10 +12,12 @@ from upgrade.domain.bluegreen import (
     KIND,
     STATE_STATUS,
     GuardContext,
+    TransitionNotAllowed,
+    decisions_allowed,
     next_state,
 )
 from upgrade.domain.runs import HistoryEntry, RunRecord
-from upgrade.domain.steps import StepMessage, parse_step_message
+from upgrade.domain.steps import StepMessage
 from upgrade.errors import Conflict, InvalidInput, NotAllowed
 from upgrade.ports import Platform
 from upgrade.services.bluegreen.flow import (
@@ -23,6 +25,7 @@ from upgrade.services.bluegreen.flow import (
     entry_of,
     run_options,
 )
+from upgrade.services.outbox import live_message, outbox_for, send_after_write
 
 log = logging.getLogger("upgrade.bluegreen")
 
@@ -54,7 +57,13 @@ def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: s
         state = run.state.removeprefix(STEP_PREFIX)
         options = run_options(run)
         overriding = decision == "approve" and _check_approval(run, override=override, while_paused=while_paused)
-        target = next_state(state, decision, GuardContext(options, run.facts, run.status))
+        guard_context = GuardContext(options, run.facts, run.status)
+        try:
+            target = next_state(state, decision, guard_context)
+        except TransitionNotAllowed as exc:
+            allowed = decisions_allowed(state, guard_context)
+            raise Conflict(f"run {run_id} is {run.status} in {state}: {decision} does not apply now; "
+                           + (f"you may: {', '.join(allowed)}" if allowed else "no decision applies")) from exc
         now = platform.clock.now()
         record: dict[str, Any] = {"decision": decision, "actor": actor, "at": now.isoformat(), "reason": reason}
         facts: dict[str, Any] = {"decisions": [*run.facts.get("decisions", []), record]}
@@ -79,7 +88,8 @@ def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: s
             attempt = run.attempt + 1  # a new (state, attempt): any copy of the old live message is stale
             if decision == "resume":
                 status = run.facts.get("pausedFromStatus") or "running"
-                args: dict = _live_args(run)
+                live = live_message(run)  # a resumed drain keeps its per-node progress, a validate its start
+                args: dict = dict(live.args) if live else {}
             else:
                 status = STATE_STATUS.get(target, "running")
                 delay, entry_facts, args = entry_of(target, now, options)
@@ -91,16 +101,15 @@ def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: s
                     facts["commitRefused"] = None
             message = StepMessage(v=1, run_id=run.run_id, step=STEP_PREFIX + target, cluster=run.cluster,
                                   pool=run.pool, attempt=attempt, args=args or {}, actor=actor)
-            changes.update(state=message.step, attempt=attempt, status=status, outbox={
-                "from": ["decision", decision], "message": message.to_json(), "delay": delay})
+            changes.update(state=message.step, attempt=attempt, status=status,
+                           outbox=outbox_for(message, ["decision", decision], delay=delay))
         try:
             updated = platform.runs.update(run.evolve(now=now, facts=facts, **changes))
         except Conflict:
             continue
         log.info("run %s: %s by %s in %s -> %s", run_id, decision, actor, state, updated.state,
                  extra={"run_id": run_id, "decision": decision, "actor": actor})
-        if message is not None:
-            platform.queue.send(message, delay_seconds=delay)
+        send_after_write(platform, updated)
         platform.runs.append_history(HistoryEntry(run.run_id, now, run.state, run.attempt,
                                                   "override" if overriding else "decision", changes["reason"], actor))
         if decision == "abort":
@@ -124,14 +133,3 @@ def _check_approval(run: RunRecord, *, override: bool, while_paused: bool) -> bo
         raise Conflict(f"run {run.run_id}'s validation failed ({validation.get('summary') or 'see its facts'}): "
                        "approve commits it only with override, recorded as an override")
     return failed
-
-
-def _live_args(run: RunRecord) -> dict:
-    """The args of the run's live message, which the run's outbox holds when a step sent it: a
-    resumed drain keeps its per-node progress (and its timeout's start), a resumed validate its start."""
-    outbox = run.outbox or {}
-    try:
-        message = parse_step_message(outbox["message"])
-    except (KeyError, TypeError, InvalidInput):
-        return {}  # the first step (sent by start) or a decision's message: no args to keep
-    return dict(message.args) if (message.step, message.attempt) == (run.state, run.attempt) else {}

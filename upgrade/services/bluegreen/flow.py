@@ -228,7 +228,7 @@ def failed_with_alert(ctx: StepContext, reason: str, failed_in: str, facts: dict
     refused = list((facts or {}).get("notOwned") or run.facts.get("notOwned") or ())
     run_alert(ctx, "run.failed", "error", reason, leftToCleanUp=list(left), failedIn=failed_in or None,
               refusedPools=refused)
-    return Failed(reason=reason, facts={**(facts or {}), "leftToCleanUp": list(left)}, status="failed")
+    return Failed(reason=reason, facts={**(facts or {}), "leftToCleanUp": list(left)}, status="failed", alerted=True)
 
 
 def run_alert(ctx: StepContext, kind: str, severity: str, summary: str, **details: Any) -> None:

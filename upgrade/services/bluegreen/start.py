@@ -24,6 +24,7 @@ from upgrade.services.bluegreen.flow import (
     STEP_PREFIX,
 )
 from upgrade.services.bluegreen.prepare import plan_green
+from upgrade.services.outbox import create_run
 
 _VERSION = r"^\d+\.\d+(\.\d+)?$"
 
@@ -97,15 +98,9 @@ def start_bluegreen_run(platform: Platform, *, cluster: str, pool: str, target_v
         state=STEP_PREFIX + "preflight", status="running", created_at=now, updated_at=now,
         target_version=target, options=parsed.for_storage(), reason=f"started by {actor}",
     )
-    run = platform.runs.create(run)  # the store's conditional insert is what enforces one active run
+    first = StepMessage(v=1, run_id=run.run_id, step=run.state, cluster=ref.arm_id, pool=pool, attempt=1, actor=actor)
+    run = create_run(platform, run, first, source=KIND)  # the store's conditional insert: one active run per pool
     platform.runs.append_history(HistoryEntry(run.run_id, now, run.state, 0, "started",
                                               f"blue-green {pool} {blue.orchestrator_version} -> {target} "
                                               f"(green {green}, pool {logical} across generations)", actor))
-    first = StepMessage(v=1, run_id=run.run_id, step=run.state, cluster=ref.arm_id, pool=pool, attempt=1, actor=actor)
-    try:
-        platform.queue.send(first)
-    except Exception:
-        platform.runs.update(run.evolve(now=platform.clock.now(), status="failed",
-                                        reason="could not enqueue the first step; start again"))
-        raise
     return run
