@@ -8,12 +8,13 @@ at-least-once queues and crashing hosts do to a step, while everything else pass
 - ``fail_run_transitions``: the first try of each step transition of each run (the
   ETag-conditional write of the ``runs`` table that moves a run to a new state, attempt or final
   status) fails with 503 ServerBusy. The step's side effects have happened, its state write has
-  not, the function raises and the host redelivers the message: the step runs again.
+  not; the executor puts the delivery back (a transient storage error is the step's own retry)
+  and the step runs again.
 
 The run store writes runs in entity-group transactions (``POST $batch``), so the failure is
 answered the way the Table service answers a failed changeset: HTTP 202 with the operation's
 503 inside. The SDK does not retry that (it retries a 503 on the request itself), so the app
-sees the failure exactly once per transition, as it would see its host die at that point.
+sees the failure exactly once per transition.
 A write by an operator's decision is never failed: only writes whose outbox names the step the
 run was in (or that end the run from its step) are the executor's transitions.
 """

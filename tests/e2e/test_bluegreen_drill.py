@@ -5,8 +5,8 @@ and table endpoints (the host's AzureWebJobsStorage points at them):
 - duplicate delivery: every message put on ``upgrade-steps`` is put twice, so every step of the
   run, from the first to the terminal one, is delivered twice;
 - a crash after the side effect: the first try of every step transition write fails with 503,
-  so each step has acted on the cluster, its state write did not land, the host redelivers the
-  message and the step runs again.
+  so each step has acted on the cluster, its state write did not land, the executor puts the
+  delivery back (the step's own retry, not the host's) and the step runs again.
 Either way the run must end as a clean run does (seed 5A or 5B), with exactly one green pool
 created and one pool deleted (ARM request counts), every application pod Ready.
 """

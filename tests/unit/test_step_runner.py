@@ -430,7 +430,7 @@ def test_a_throttled_run_read_puts_the_same_delivery_back_with_a_growing_delay(m
     assert work.calls == []
     [sent] = platform.queue.take()
     assert (sent.message.step, sent.message.attempt, sent.message.storage_retry) == ("work", 1, retry + 1)
-    assert sent.delay_seconds == max(5.0, step_runner.storage_backoff(retry + 1))
+    assert sent.delay_seconds == step_runner.storage_backoff(retry + 1) >= 1.0
     assert platform.queue.poison == []
 
 

@@ -55,8 +55,9 @@ log = logging.getLogger("upgrade.steps")
 
 # A Retry never comes back sooner than this: the queue's visibility granularity is a second.
 MIN_RETRY_SECONDS = 1.0
-# Backoff of a delivery put back after a transient storage error: base * 2**n, capped.
-STORAGE_RETRY_BASE_SECONDS = 2.0
+# Backoff of a delivery put back after a transient storage error: base * 2**n, capped. The
+# storage SDKs have already retried the request itself a few times before the error reaches here.
+STORAGE_RETRY_BASE_SECONDS = 1.0
 STORAGE_RETRY_MAX_SECONDS = 300.0
 # After this many put-backs (hours of throttling at the cap) the error goes to the host, whose
 # redeliveries end in the poison queue: the run is failed and alerted on, never left silent.
@@ -129,7 +130,7 @@ def _put_back(platform: Platform, message: StepMessage, exc: TemporaryError) -> 
         log.error("step %s#%d of run %s: storage still failing after %d put-backs: %s",
                   message.step, message.attempt, message.run_id, message.storage_retry, exc)
         raise exc
-    delay = max(exc.delay_seconds, storage_backoff(retry))
+    delay = storage_backoff(retry)
     platform.queue.send(message.model_copy(update={"storage_retry": retry}), delay_seconds=delay)
     log.warning("step %s#%d of run %s: transient storage error, put back for %.0fs (retry %d): %s",
                 message.step, message.attempt, message.run_id, delay, retry, exc,
