@@ -16,6 +16,7 @@ from upgrade.domain.model import AgentPool, ClusterRef, Node, Pdb, Pod, Workload
 from upgrade.domain.policy import UpgradePolicy
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import StepMessage
+from upgrade.domain.windows import MaintenanceConfig
 
 
 class Clock(Protocol):
@@ -152,6 +153,9 @@ class Aks(Protocol):
 
     def available_upgrades(self, cluster: ClusterRef, pool: str) -> list[str]:
         """Kubernetes versions the pool's upgrade profile offers."""
+
+    def list_maintenance_configurations(self, cluster: ClusterRef) -> list[MaintenanceConfig]:
+        """The cluster's maintenanceConfigurations (default, aksManagedAutoUpgradeSchedule, …)."""
 
 
 class Platform(Protocol):

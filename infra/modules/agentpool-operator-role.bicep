@@ -13,6 +13,7 @@ var agentPoolOperatorActions = [
   'Microsoft.ContainerService/managedClusters/read' // managed_clusters.get: version, pools, upgrade state
   'Microsoft.ContainerService/managedClusters/upgradeProfiles/read' // managed_clusters.get_upgrade_profile
   'Microsoft.ContainerService/managedClusters/listClusterUserCredential/action' // kubeconfig (server + CA) for the Kubernetes API
+  'Microsoft.ContainerService/managedClusters/maintenanceConfigurations/read' // maintenance_configurations.list_by_managed_cluster: windows
   'Microsoft.ContainerService/managedClusters/agentPools/read' // agent_pools.get / list
   'Microsoft.ContainerService/managedClusters/agentPools/write' // agent_pools.begin_create_or_update: upgrade, surge settings, green pool
   'Microsoft.ContainerService/managedClusters/agentPools/delete' // agent_pools.begin_delete: blue or green pool at commit / rollback

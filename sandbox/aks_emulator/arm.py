@@ -201,6 +201,8 @@ class EmulatedCluster:
     kube_url: str | None = None
     kube_ca_data: str | None = None
     vcpu_quota: int | None = None
+    # maintenanceConfigurations by name: their ``properties`` as ARM stores them
+    maintenance_configurations: dict[str, dict] = field(default_factory=dict)
 
     @property
     def arm_id(self) -> str:
@@ -735,6 +737,45 @@ class ArmModel:
                 "there has to be at least one system agent pool.",
             )
 
+    # ---- maintenance configurations -------------------------------------------------------------
+    def maintenance_configuration_to_arm(self, cluster: EmulatedCluster, name: str) -> dict:
+        with self.lock:
+            properties = cluster.maintenance_configurations.get(name)
+        if properties is None:
+            raise ArmError(404, "NotFound", f"Maintenance configuration '{name}' was not found in managed cluster "
+                           f"'{cluster.name}'.")
+        return {"id": f"{cluster.arm_id}/maintenanceConfigurations/{name}", "name": name,
+                "type": f"{PROVIDER}/managedClusters/maintenanceConfigurations", "properties": properties}
+
+    def list_maintenance_configurations(self, cluster: EmulatedCluster) -> list[dict]:
+        with self.lock:
+            names = sorted(cluster.maintenance_configurations)
+        return [self.maintenance_configuration_to_arm(cluster, n) for n in names]
+
+    def put_maintenance_configuration(self, cluster: EmulatedCluster, name: str, body: dict) -> dict:
+        """Store a configuration as AKS validates it: one of its three names; ``default`` takes
+        timeInWeek/notAllowedTime, the other two a maintenanceWindow with exactly one schedule."""
+        if name not in MAINTENANCE_CONFIGURATION_NAMES:
+            raise ArmError(400, "InvalidParameter", f"The maintenance configuration name '{name}' is invalid: it must "
+                           f"be one of {', '.join(MAINTENANCE_CONFIGURATION_NAMES)}.", "name")
+        properties = body.get("properties")
+        if not isinstance(properties, dict):
+            raise ArmError(400, "InvalidParameter", "properties is required.", "properties")
+        window = properties.get("maintenanceWindow")
+        if name == "default":
+            if window is not None:
+                raise ArmError(400, "InvalidParameter", "The default maintenance configuration takes timeInWeek, "
+                               "not maintenanceWindow.", "properties.maintenanceWindow")
+        else:
+            _validate_maintenance_window(window)
+        with self.lock:
+            cluster.maintenance_configurations[name] = properties
+        return self.maintenance_configuration_to_arm(cluster, name)
+
+    def delete_maintenance_configuration(self, cluster: EmulatedCluster, name: str) -> bool:
+        with self.lock:
+            return cluster.maintenance_configurations.pop(name, None) is not None
+
     def set_vcpu_quota(self, subscription_id: str, vcpus: int | None) -> None:
         with self.lock:
             if vcpus is None:
@@ -875,3 +916,23 @@ def _validated_upgrade_settings(settings: dict | None, mode: str, *, pool_size: 
         if upgrader.node_count_from_setting(max_blocked, size) < upgrader.node_count_from_setting(surge, size):
             raise invalid("maxBlockedNodes", "maxBlockedNodes must be greater than or equal to maxSurge.")
     return settings
+
+
+MAINTENANCE_CONFIGURATION_NAMES = ("default", "aksManagedAutoUpgradeSchedule", "aksManagedNodeOSUpgradeSchedule")
+
+
+def _validate_maintenance_window(window: object) -> None:
+    def invalid(where: str, why: str) -> ArmError:
+        return ArmError(400, "InvalidParameter", f"The value of parameter maintenanceWindow.{where} is invalid: {why}",
+                        f"properties.maintenanceWindow.{where}")
+
+    if not isinstance(window, dict):
+        raise ArmError(400, "InvalidParameter", "maintenanceWindow is required.", "properties.maintenanceWindow")
+    schedule = window.get("schedule") or {}
+    if len([k for k, v in schedule.items() if v is not None]) != 1:
+        raise invalid("schedule", "exactly one of daily, weekly, absoluteMonthly, relativeMonthly is required.")
+    duration = window.get("durationHours")
+    if not isinstance(duration, int) or not 4 <= duration <= 24:
+        raise invalid("durationHours", f"{duration!r} must be between 4 and 24.")
+    if not isinstance(window.get("startTime"), str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", window["startTime"]):
+        raise invalid("startTime", "a time like 09:00 is required.")

@@ -1,7 +1,8 @@
 """The ARM HTTP API of the emulated AKS, as azure-mgmt-containerservice calls it.
 
 Routes are ARM's (matched case-insensitively, as ARM does) for managedClusters (get, list by
-subscription and resource group, upgradeProfiles/default, listClusterUserCredential), agentPools
+subscription and resource group, upgradeProfiles/default, listClusterUserCredential),
+maintenanceConfigurations (list, get, PUT, DELETE), agentPools
 (list, get, PUT, DELETE, upgradeProfiles/default, abort, deleteMachines, upgradeNodeImageVersion)
 and the operation status resources long-running operations point at. Every request needs
 `Authorization: Bearer <token>`. Writes answer like ARM: 200/201 with the resource and
@@ -37,6 +38,7 @@ _SEGMENT = r"([^/]+)"
 _SUBSCRIPTION = rf"/subscriptions/{_SEGMENT}"
 _CLUSTER = rf"{_SUBSCRIPTION}/resourceGroups/{_SEGMENT}/providers/{PROVIDER}/managedClusters/{_SEGMENT}"
 _POOL = rf"{_CLUSTER}/agentPools/{_SEGMENT}"
+_MAINTENANCE = rf"{_CLUSTER}/maintenanceConfigurations"
 _LOCATION = rf"{_SUBSCRIPTION}/providers/{PROVIDER}/locations/{_SEGMENT}"
 
 Handler = Callable[..., Response]
@@ -76,6 +78,10 @@ class ArmApp:
         self._route("GET", _CLUSTER, self.get_cluster)
         self._route("GET", rf"{_CLUSTER}/upgradeProfiles/default", self.get_cluster_upgrade_profile)
         self._route("POST", rf"{_CLUSTER}/listClusterUserCredential", self.list_user_credentials)
+        self._route("GET", _MAINTENANCE, self.list_maintenance_configurations)
+        self._route("GET", rf"{_MAINTENANCE}/{_SEGMENT}", self.get_maintenance_configuration)
+        self._route("PUT", rf"{_MAINTENANCE}/{_SEGMENT}", self.put_maintenance_configuration)
+        self._route("DELETE", rf"{_MAINTENANCE}/{_SEGMENT}", self.delete_maintenance_configuration)
         self._route("GET", rf"{_CLUSTER}/agentPools", self.list_pools)
         self._route("GET", _POOL, self.get_pool)
         self._route("PUT", _POOL, self.put_pool)
@@ -212,6 +218,31 @@ class ArmApp:
                               name: str) -> Response:
         cluster = self.model.get_cluster(subscription_id, resource_group, name)
         return _json(self.model.user_credentials(cluster))
+
+    # ---- maintenance configurations -------------------------------------------------------------
+    def list_maintenance_configurations(self, request: Request, subscription_id: str, resource_group: str,
+                                        name: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        return _json({"value": [_as_version(request, arm_schema.MAINTENANCE_CONFIGURATION, c)
+                                for c in self.model.list_maintenance_configurations(cluster)]})
+
+    def get_maintenance_configuration(self, request: Request, subscription_id: str, resource_group: str, name: str,
+                                      config: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        return _json(_as_version(request, arm_schema.MAINTENANCE_CONFIGURATION,
+                                 self.model.maintenance_configuration_to_arm(cluster, config)))
+
+    def put_maintenance_configuration(self, request: Request, subscription_id: str, resource_group: str, name: str,
+                                      config: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        body = self._body(request, arm_schema.MAINTENANCE_CONFIGURATION)
+        return _json(_as_version(request, arm_schema.MAINTENANCE_CONFIGURATION,
+                                 self.model.put_maintenance_configuration(cluster, config, body)))
+
+    def delete_maintenance_configuration(self, request: Request, subscription_id: str, resource_group: str,
+                                         name: str, config: str) -> Response:
+        cluster = self.model.get_cluster(subscription_id, resource_group, name)
+        return Response(status=200 if self.model.delete_maintenance_configuration(cluster, config) else 204)
 
     # ---- agent pools ----------------------------------------------------------------------------
     def list_pools(self, request: Request, subscription_id: str, resource_group: str, name: str) -> Response:

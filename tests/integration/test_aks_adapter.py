@@ -260,3 +260,43 @@ def test_a_clone_is_created_from_arm_properties_with_tags_and_only_if_absent(see
     with pytest.raises(Conflict):
         aks.begin_create_pool(cluster, "clone1", {**properties, "tags": {"owner": "someone-else"}})
     assert aks.get_pool(cluster, "clone1").tag_map()["aks-upgrade-run"] == "bg-1"
+
+
+def test_maintenance_configurations_are_read_through_arm(seed_pdb, aks_client):
+    from azure.core.exceptions import HttpResponseError
+    from azure.mgmt.containerservice import models as sdk
+
+    emu, cluster, aks = seed_pdb
+    client = aks_client(emu)
+    assert aks.list_maintenance_configurations(cluster) == []
+    window = sdk.MaintenanceWindow(
+        schedule=sdk.Schedule(relative_monthly=sdk.RelativeMonthlySchedule(
+            interval_months=1, week_index="First", day_of_week="Monday")),
+        duration_hours=4, start_time="22:00", utc_offset="+02:00", start_date="2026-01-01",
+        not_allowed_dates=[sdk.DateSpan(start="2026-12-20", end="2027-01-03")],
+    )
+    client.maintenance_configurations.create_or_update(
+        cluster.resource_group, cluster.name, "aksManagedAutoUpgradeSchedule",
+        sdk.MaintenanceConfiguration(properties=sdk.MaintenanceConfigurationProperties(maintenance_window=window)))
+    client.maintenance_configurations.create_or_update(
+        cluster.resource_group, cluster.name, "default",
+        sdk.MaintenanceConfiguration(properties=sdk.MaintenanceConfigurationProperties(
+            time_in_week=[sdk.TimeInWeek(day="Sunday", hour_slots=[1, 2])])))
+    configs = {c.name: c for c in aks.list_maintenance_configurations(cluster)}
+    assert set(configs) == {"aksManagedAutoUpgradeSchedule", "default"}
+    (monthly,) = configs["aksManagedAutoUpgradeSchedule"].windows
+    assert (monthly.schedule.kind, monthly.schedule.week_index, monthly.start_time.hour) == ("relativeMonthly", "First", 22)
+    assert monthly.not_allowed_dates and configs["aksManagedAutoUpgradeSchedule"].source == "cluster"
+    assert len(configs["default"].windows) == 2
+    reads = [r for r in emu.arm_requests if "maintenanceConfigurations" in r.path and r.method == "GET"]
+    assert reads and {r.api_version for r in reads} == {STABLE_API_VERSION}
+    # ARM's rules: a window shorter than 4 hours, and any other name, are refused.
+    with pytest.raises(HttpResponseError, match="durationHours"):
+        client.maintenance_configurations.create_or_update(
+            cluster.resource_group, cluster.name, "aksManagedNodeOSUpgradeSchedule",
+            sdk.MaintenanceConfiguration(properties=sdk.MaintenanceConfigurationProperties(
+                maintenance_window={**window.as_dict(), "durationHours": 2})))
+    with pytest.raises(HttpResponseError, match="name"):
+        client.maintenance_configurations.create_or_update(
+            cluster.resource_group, cluster.name, "nightly",
+            sdk.MaintenanceConfiguration(properties=sdk.MaintenanceConfigurationProperties(maintenance_window=window)))

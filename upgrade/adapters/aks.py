@@ -35,7 +35,8 @@ from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 from upgrade.adapters import arm_schema
 from upgrade.domain.model import AgentPool, ClusterRef, UpgradeSettings
 from upgrade.domain.surge import QUOTA_ERROR_CODES
-from upgrade.errors import Conflict, NotFound, PermanentError, TemporaryError, UpgradeError
+from upgrade.domain.windows import MaintenanceConfig, config_from_arm
+from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError, TemporaryError, UpgradeError
 from upgrade.settings import Settings, is_loopback_url
 
 ARM_SCOPE = "https://management.azure.com/.default"
@@ -253,6 +254,15 @@ class ContainerServiceAks:
             f"get cluster {cluster.name}", self.client.managed_clusters.get, cluster.resource_group, cluster.name
         )
         return managed.current_kubernetes_version or managed.kubernetes_version or ""
+
+    def list_maintenance_configurations(self, cluster: ClusterRef) -> list[MaintenanceConfig]:
+        what = f"list maintenance configurations of {cluster.name}"
+        listed = self._call(what, lambda: list(self.client.maintenance_configurations.list_by_managed_cluster(
+            cluster.resource_group, cluster.name)))
+        try:
+            return [config_from_arm(c.name, c.as_dict().get("properties") or {}) for c in listed]
+        except InvalidInput as exc:
+            raise PermanentError(f"{what}: ARM returned a configuration this app cannot read: {exc}") from exc
 
     def list_pools(self, cluster: ClusterRef) -> list[AgentPool]:
         def listed(client: ContainerServiceClient) -> list[AgentPool]:

@@ -34,6 +34,7 @@ PREVIEW_API_VERSION = "2026-08-02-preview"
 AGENT_POOL = "AgentPool"
 DELETE_MACHINES = "AgentPoolDeleteMachinesParameter"
 MANAGED_CLUSTER = "ManagedCluster"
+MAINTENANCE_CONFIGURATION = "MaintenanceConfiguration"
 
 # How an AgentPool body of 2026-08-02-preview differs from one of 2026-08-01: the paths of the
 # models of azure-mgmt-containerservice 41.9.0b1 (2026-08-02-preview) that 41.8.0 (2026-08-01)

@@ -98,6 +98,45 @@ class AlertThresholds(_Strict):
     cordoned_grace_minutes: int = Field(30, alias="cordonedGraceMinutes", ge=0)
 
 
+ARM_MAINTENANCE_CONFIGS = ("default", "aksManagedAutoUpgradeSchedule", "aksManagedNodeOSUpgradeSchedule")
+
+
+class MaintenancePolicy(_Strict):
+    """Which maintenance windows gate which cluster-changing action (docs/policy.md).
+
+    ``windows`` are the policy's own, in AKS's ``maintenanceWindow`` shape (plus an IANA
+    ``timeZone`` and ``durationMinutes``); ``default`` names the configurations (the policy's
+    windows or the cluster's ARM maintenance configurations) every action waits for, ``actions``
+    overrides that per action. Nothing named: the action is not gated.
+    """
+
+    windows: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    default: list[str] = Field(default_factory=list)
+    actions: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _windows_valid(self) -> MaintenancePolicy:
+        from upgrade.domain.windows import ACTIONS, config_from_policy
+
+        for name, raw in self.windows.items():
+            if name in ARM_MAINTENANCE_CONFIGS:
+                raise InvalidInput("setting", f"windows.{name}", "is the name of a cluster's maintenance configuration")
+            config_from_policy(name, raw, f"windows.{name}")
+        known = set(self.windows) | set(ARM_MAINTENANCE_CONFIGS)
+        for action, names in [("default", self.default), *self.actions.items()]:
+            where = "default" if action == "default" else f"actions.{action}"
+            if action != "default" and action not in ACTIONS:
+                raise InvalidInput("setting", where, f"unknown action (expected {', '.join(ACTIONS)})")
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise InvalidInput("setting", where, f"{unknown[0]!r} is neither a window of this policy nor one of "
+                                   f"the cluster's maintenance configurations ({', '.join(ARM_MAINTENANCE_CONFIGS)})")
+        return self
+
+    def names_for(self, action: str) -> list[str]:
+        return self.actions.get(action, self.default)
+
+
 class PoolPolicy(_Strict):
     """The effective policy of one cluster/pool."""
 
@@ -107,6 +146,7 @@ class PoolPolicy(_Strict):
     remediation: RemediationPolicy = Field(default_factory=RemediationPolicy)
     alerts: AlertThresholds = Field(default_factory=AlertThresholds)
     blue_green: dict[str, Any] = Field(default_factory=dict, alias="blueGreen")
+    maintenance: MaintenancePolicy = Field(default_factory=MaintenancePolicy)
     # How often a rolling or remediation run looks at a pool operation in progress.
     poll_seconds: float = Field(30.0, alias="pollSeconds", ge=0.5, le=600)
 
@@ -128,7 +168,7 @@ def validate_blue_green_options(options: Mapping[str, Any]) -> None:
     BlueGreenOptions.parse(options)
 
 
-_SECTIONS = ("rolling", "remediation", "alerts", "blueGreen")
+_SECTIONS = ("rolling", "remediation", "alerts", "blueGreen", "maintenance")
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,8 @@ strategy, options): a rolling prediction uses the settings the app's run would a
 own upgradeSettings, the pool policy's rolling settings over them, the request's
 ``options.upgradeSettings`` over those). One snapshot through the ports, then the pure prediction
 of upgrade.domain.preflight. ``aksDefaults`` names every setting still unset, with the value AKS
-uses for it.
+uses for it; ``maintenanceWindows``, per action the pool policy gates, whether its window is open
+and its next windows.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from upgrade.errors import InvalidInput
 from upgrade.ports import Platform
 from upgrade.services.quarantine_scan import resolve_cluster
 from upgrade.services.snapshot import take_snapshot
+from upgrade.services.windows import windows_report
 
 WHAT = "preflight request"
 FIELDS = frozenset({"cluster", "pool", "targetVersion", "strategy", "options"})
@@ -69,4 +71,5 @@ def preflight_from_request(platform: Platform, body: object) -> dict[str, Any]:
     plan = PlannedUpgrade(pool=pool, strategy=strategy, target_version=_text(body, "targetVersion", required=False),
                           settings=policy_settings.with_overrides(requested))
     report = preflight(take_snapshot(platform, cluster), plan)
-    return {**report.to_public(), "aksDefaults": aks_defaults_applied(report.settings)}
+    return {**report.to_public(), "aksDefaults": aks_defaults_applied(report.settings),
+            "maintenanceWindows": windows_report(platform, cluster, pool, platform.clock.now())}

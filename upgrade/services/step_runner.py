@@ -50,6 +50,7 @@ from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError, Tem
 from upgrade.ports import Platform
 from upgrade.services.outbox import outbox_for, send_outbox
 from upgrade.services.registry import StepSpec, step_registry
+from upgrade.services.windows import gate
 
 log = logging.getLogger("upgrade.steps")
 
@@ -170,7 +171,8 @@ def _run_bound_step(
             continue  # the run moved under us: look again
         break
 
-    outcome = _execute(spec, StepContext(message, platform, run))
+    ctx = StepContext(message, platform, run)
+    outcome = gate(ctx, lambda: _execute(spec, ctx))  # a cluster-changing step waits for its window
     try:
         transitioned = _write_transition(platform, run, message, outcome)
     except TemporaryError:

@@ -70,6 +70,10 @@ def decide_from_request(platform: Platform, run_id: str, decision: str, body: ob
     for key in ("override", "whilePaused"):
         if key in body and not isinstance(body[key], bool):
             raise InvalidInput("decision request", key, "must be true or false")
+    from upgrade.services.windows import OVERRIDE_DECISION, override_window
+
+    if decision == OVERRIDE_DECISION:
+        return override_window(platform, run_id, audit_actor(actor, body.get("actor")), body.get("reason") or "")
     from upgrade.services.decisions import decide
 
     return decide(platform, run_id, decision, audit_actor(actor, body.get("actor")), body.get("reason") or "",
