@@ -73,7 +73,7 @@ def test_a_window_closing_mid_run_pauses_between_batches_and_the_run_resumes_and
     # no batch was cut: each batch drained entirely inside one window
     drained = [h for h in history if h.step == "bluegreen.drain_batch" and h.outcome == "next"]
     assert [h.at.date().isoformat() for h in drained] == ["2026-01-15", "2026-01-16"]
-    assert set(cluster.pools) == {"system", "blueg1312"}
+    assert "blue" not in cluster.pools and set(cluster.pools) == {"system", final.facts["greenPool"]}
 
 
 def test_a_drain_in_progress_is_never_cut_by_a_closing_window():
