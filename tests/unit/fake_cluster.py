@@ -1,66 +1,127 @@
-"""A small in-memory AKS cluster implementing the Kube and Aks ports, for the rolling,
-quarantine and remediation unit tests.
+"""The one in-memory AKS cluster of the unit tests: the Kube and Aks ports over shared state, for
+the rolling, quarantine, remediation, event and blue-green tests.
 
 Faithful where those services depend on it: evictions honour PDBs (429 as TemporaryError with
-status 429), ReplicaSet pods come back on a schedulable node under a new name and UID, unmanaged
-pods do not; a pool PUT upgrades the nodes behind the pool version except quarantined ones, and
-a scale-down removes quarantined nodes first, then the newest; deleting machines shrinks the
-pool. ``busy_reads`` makes the next pool reads report an operation in progress. Every port call
-is counted in ``calls`` by method name.
+status 429); a ReplicaSet pod that goes comes back on the least loaded schedulable, Ready node
+under a new name and UID (Pending while there is none), an unmanaged pod does not; a pod placed
+on a pool listed in ``crashloop`` crash-loops. A pool PUT upgrades the nodes behind the pool
+version except quarantined ones, and a scale-down removes quarantined nodes first, then the
+newest; deleting machines shrinks the pool. Creating a pool (``begin_create_pool``) or deleting
+one takes one look: the next listing or read sees it finished. ``busy_reads`` makes the next
+pool reads report an operation in progress; ``refuse_once`` makes the next node or pool listing
+raise (RBAC revoked).
+
+For the drain engine: evictions may run concurrently (``max_in_flight``, ``eviction_latency``),
+``graceful_evictions`` leaves an evicted pod terminating until ``finish_terminations``, and
+``blocked`` / ``evict_errors`` / ``list_errors`` / ``pdbs`` (PDBs listed as given, their status
+set by the test) inject what the API answers. Every port call is counted in ``calls`` by method name, and each change a
+test may count by what it changed: ``("cordon"|"uncordon", node)``, ``("create_pool"|
+"delete_pool", pool)``.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from upgrade.domain.model import QUARANTINE_LABEL, QUARANTINE_VALUE, AgentPool, ClusterRef, Node, Pdb, Pod
+from upgrade.domain.model import (
+    AGENTPOOL_LABEL,
+    QUARANTINE_LABEL,
+    QUARANTINE_VALUE,
+    AgentPool,
+    ClusterRef,
+    Node,
+    Pdb,
+    Pod,
+    Workload,
+)
 from upgrade.domain.pdb import desired_healthy, disruptions_allowed, is_healthy
 from upgrade.domain.selectors import LabelSelector
-from upgrade.errors import NotFound, PermanentError, TemporaryError
+from upgrade.errors import Conflict, NotFound, PermanentError, TemporaryError
 
+PDB_MESSAGE = "Cannot evict pod as it would violate the pod's disruption budget."
 CLUSTER = ClusterRef("00000000-0000-0000-0000-000000000001", "rg-upgrades", "aks-seed")
 POOL = "nodepool1"
 
 
 class FakeCluster:
-    def __init__(self, cluster: ClusterRef = CLUSTER) -> None:
+    def __init__(self, cluster: ClusterRef = CLUSTER, *, upgrades: Mapping[str, list[str]] | None = None) -> None:
         self.cluster = cluster
         self.nodes: dict[str, Node] = {}
         self.pods: dict[str, Pod] = {}
         self.pdb_specs: dict[str, dict[str, Any]] = {}
         self.pools: dict[str, AgentPool] = {}
+        self.deployments: dict[tuple[str, str], int] = {}  # (namespace, name) -> replicas
+        self.crashloop: set[tuple[str, str, str]] = set()  # (namespace, app, pool): its pods crash-loop there
+        self.ops: dict[str, str] = {}  # pool -> "create" | "delete", finished at the next look
+        self.created: dict[str, dict] = {}  # pool -> the ARM properties begin_create_pool got
+        self.upgrades = upgrades  # version -> what the upgrade profile offers (None: 1.30.x -> 1.31.7)
         self.calls: Counter = Counter()
         self.busy_reads = 0
         self.put_error: PermanentError | None = None
         self.evict_error: Exception | None = None
+        self.refuse_once: Exception | None = None
+        self.evicted: list[Pod] = []  # pods an eviction removed, as they were
+        # the drain engine's view: concurrency, terminating pods and injected answers
+        self.lock = threading.RLock()
+        self.graceful_evictions = False  # an evicted pod stays terminating until finish_terminations()
+        self.pdbs: list[Pdb] = []  # PDBs listed as given, besides those computed from pdb_specs
+        self.blocked: set[str] = set()  # pod keys whose eviction a PDB refuses (429), whatever the specs say
+        self.evict_errors: dict[str, list[Exception]] = {}  # pod key -> errors to raise, in order
+        self.list_errors: list[Exception] = []  # the next pod listings raise these
+        self.evictions: list[tuple[str, int | None]] = []  # every eviction asked: (pod key, grace)
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.eviction_latency = 0.0
+        self.daemonsets: set[str] | None = None  # "namespace/name" of the DaemonSets; None: every one exists
+        self.daemonset_lookups: list[str] = []
         self._ids = itertools.count(100)
         self.node_order: list[str] = []  # creation order, for "the newest" in a scale-down
 
     # -- building --------------------------------------------------------------------------------
-    def add_pool(self, name: str, count: int, version: str, **kwargs: Any) -> None:
+    def add_pool(self, name: str, count: int, version: str = "1.30.0", *, with_nodes: bool = False,
+                 **kwargs: Any) -> None:
+        """A pool record; ``with_nodes`` also adds its ``count`` nodes ``aks-<pool>-<i>``, Ready."""
         self.pools[name] = AgentPool(name=name, mode=kwargs.pop("mode", "User"), count=count,
                                      orchestrator_version=version, **kwargs)
+        if with_nodes:
+            self._add_pool_nodes(self.pools[name])
 
-    def add_node(self, name: str, pool: str, version: str, *, cordoned: bool = False, quarantined: bool = False,
-                 created_at: datetime | None = None) -> None:
-        labels = [("kubernetes.azure.com/agentpool", pool)]
+    def _add_pool_nodes(self, pool: AgentPool) -> None:
+        for i in range(pool.count):
+            self.add_node(f"aks-{pool.name}-{i}", pool.name, pool.orchestrator_version, labels=pool.node_labels)
+
+    def add_node(self, name: str, pool: str = "user", version: str = "1.30.0", *, cordoned: bool = False, quarantined: bool = False,
+                 created_at: datetime | None = None, labels: Sequence[tuple[str, str]] = ()) -> None:
+        all_labels = [(AGENTPOOL_LABEL, pool), *labels]
         if quarantined:
-            labels.append((QUARANTINE_LABEL, QUARANTINE_VALUE))
+            all_labels.append((QUARANTINE_LABEL, QUARANTINE_VALUE))
         self.nodes[name] = Node(name=name, pool=pool, kubernetes_version=version, unschedulable=cordoned or quarantined,
-                                labels=tuple(labels), created_at=created_at)
+                                labels=tuple(all_labels), created_at=created_at)
         self.node_order.append(name)
 
-    def add_pod(self, namespace: str, name: str, node: str, *, app: str, owner: str | None = "ReplicaSet",
+    def add_pod(self, namespace: str, name: str, node: str | None, *, app: str, owner: str | None = "ReplicaSet",
                 mirror: bool = False) -> Pod:
+        pool = self.nodes[node].pool if node else None
+        crash = (namespace, app, pool) in self.crashloop
         pod = Pod(namespace=namespace, name=name, uid=f"uid-{next(self._ids)}", node=node, labels=(("app", app),),
-                  owner_kind=owner, owner_name=f"{app}-rs" if owner else None, mirror=mirror)
+                  owner_kind=owner, owner_name=f"{app}-rs" if owner else None, mirror=mirror,
+                  phase="Running" if node else "Pending", ready=bool(node) and not crash, crash_looping=crash,
+                  restart_count=12 if crash else 0)
         self.pods[pod.key] = pod
         return pod
+
+    def add_deployment(self, namespace: str, name: str, *, replicas: int, place_on: Sequence[str]) -> None:
+        """A Deployment's pods ``<name>-<i>`` (app=<name>), placed round-robin on ``place_on``."""
+        self.deployments[(namespace, name)] = replicas
+        for i in range(replicas):
+            self.add_pod(namespace, f"{name}-{i}", place_on[i % len(place_on)], app=name)
 
     def add_pdb(self, namespace: str, name: str, *, app: str, min_available: int | str | None = None,
                 max_unavailable: int | str | None = None) -> None:
@@ -74,9 +135,40 @@ class FakeCluster:
     def pods_of(self, app: str) -> list[Pod]:
         return [p for p in self.pods.values() if p.label_map().get("app") == app]
 
+    def placement(self) -> dict[str, tuple[str, ...]]:
+        """Application pods (their app label) by the pool of their node."""
+        by_pool: dict[str, list[str]] = {}
+        for pod in self.pods.values():
+            by_pool.setdefault(self.nodes[pod.node].pool if pod.node else "(pending)", []).append(
+                pod.label_map().get("app", pod.name))
+        return {pool: tuple(sorted(apps)) for pool, apps in sorted(by_pool.items())}
+
+    # -- what a look at the cluster finishes ------------------------------------------------------------
+    def _refusal(self) -> None:
+        refusal, self.refuse_once = self.refuse_once, None
+        if refusal is not None:
+            raise refusal
+
+    def _settle(self) -> None:
+        """Finish pool creations and deletions (each takes one look); schedule Pending pods."""
+        for name, op in list(self.ops.items()):
+            del self.ops[name]
+            pool = self.pools[name]
+            if op == "create":
+                self.pools[name] = replace(pool, provisioning_state="Succeeded")
+                self._add_pool_nodes(pool)
+            else:
+                del self.pools[name]
+                for node in [n for n, node in self.nodes.items() if node.pool == name]:
+                    self._remove_node(node)
+        for pod in [p for p in self.pods.values() if p.node is None]:
+            self._replace_pod(pod)
+
     # -- Kube --------------------------------------------------------------------------------------
     def list_nodes(self, *, label_selector: str | None = None, field_selector: str | None = None) -> list[Node]:
         self.calls["list_nodes"] += 1
+        self._refusal()
+        self._settle()
         nodes = list(self.nodes.values())
         if field_selector == "spec.unschedulable=true":
             nodes = [n for n in nodes if n.unschedulable]
@@ -98,9 +190,9 @@ class FakeCluster:
         current = self.get_node(node)
         if current.unschedulable == value:
             return False
+        self.calls["cordon" if value else "uncordon", node] += 1
         self.nodes[node] = replace(current, unschedulable=value)
         return True
-
     def set_node_label(self, node: str, key: str, value: str | None) -> bool:
         self.calls["set_node_label"] += 1
         current = self.get_node(node)
@@ -117,8 +209,12 @@ class FakeCluster:
     def list_pods(self, *, node: str | None = None, namespace: str | None = None,
                   label_selector: str | None = None) -> list[Pod]:
         self.calls["list_pods"] += 1
-        return [p for p in self.pods.values() if (node is None or p.node == node)
-                and (namespace is None or p.namespace == namespace)]
+        if self.list_errors:
+            raise self.list_errors.pop(0)
+        selector = LabelSelector.parse(label_selector or "")
+        with self.lock:
+            return [p for p in self.pods.values() if (node is None or p.node == node)
+                    and (namespace is None or p.namespace == namespace) and selector.matches(p.label_map())]
 
     def get_pod(self, namespace: str, name: str) -> Pod:
         key = f"{namespace}/{name}"
@@ -143,7 +239,8 @@ class FakeCluster:
 
     def list_pdbs(self, *, namespace: str | None = None) -> list[Pdb]:
         self.calls["list_pdbs"] += 1
-        return [self._pdb(k) for k in sorted(self.pdb_specs) if namespace is None or k.startswith(namespace + "/")]
+        computed = [self._pdb(k) for k in sorted(self.pdb_specs)]
+        return [p for p in [*computed, *self.pdbs] if namespace in (None, p.namespace)]
 
     def get_pdb_manifest(self, namespace: str, name: str) -> dict[str, Any]:
         self.calls["get_pdb_manifest"] += 1
@@ -157,39 +254,77 @@ class FakeCluster:
         self.pdb_specs[f"{namespace}/{name}"] = dict(spec)
 
     def _replace_pod(self, pod: Pod) -> None:
-        """The pod goes; a ReplicaSet recreates it on a schedulable node (least loaded, by name)."""
+        """The pod goes; a ReplicaSet recreates it (same labels and owner, a new name and UID) on the
+        least loaded schedulable, Ready node (by name), or Pending until there is one."""
         del self.pods[pod.key]
         if pod.owner_kind != "ReplicaSet":
             return
-        schedulable = [n for n in sorted(self.nodes) if not self.nodes[n].unschedulable]
-        if not schedulable:
-            return
+        schedulable = [n for n in sorted(self.nodes) if not self.nodes[n].unschedulable and self.nodes[n].ready]
         load = Counter(p.node for p in self.pods.values())
-        target = min(schedulable, key=lambda n: (load[n], n))
-        new = replace(pod, name=f"{pod.label_map()['app']}-{next(self._ids)}", uid=f"uid-{next(self._ids)}", node=target)
+        target = min(schedulable, key=lambda n: (load[n], n)) if schedulable else None
+        app = pod.label_map().get("app", pod.name)
+        crash = target is not None and (pod.namespace, app, self.nodes[target].pool) in self.crashloop
+        new = replace(pod, name=f"{app}-{next(self._ids)}", uid=f"uid-{next(self._ids)}", node=target,
+                      deleting=False, phase="Running" if target else "Pending", ready=bool(target) and not crash,
+                      crash_looping=crash, restart_count=12 if crash else 0)
         self.pods[new.key] = new
 
     def evict(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
-        self.calls["evict"] += 1
+        key = f"{namespace}/{name}"
+        with self.lock:
+            self.calls["evict"] += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.evictions.append((key, grace_seconds))
+        try:
+            time.sleep(self.eviction_latency)
+            with self.lock:
+                self._evict(key, namespace, name)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _evict(self, key: str, namespace: str, name: str) -> None:
         if self.evict_error is not None:
             raise self.evict_error
+        if self.evict_errors.get(key):
+            raise self.evict_errors[key].pop(0)
         pod = self.get_pod(namespace, name)
-        for key in self.pdb_specs:
-            pdb = self._pdb(key)
+        if key in self.blocked:
+            raise TemporaryError(f"evict pod {key}: 429 {PDB_MESSAGE}", status=429, delay_seconds=5)
+        for spec in self.pdb_specs:
+            pdb = self._pdb(spec)
             if pdb.selects(pod) and pdb.disruptions_allowed <= 0:
-                raise TemporaryError("Cannot evict pod as it would violate the pod's disruption budget.",
-                                     delay_seconds=5, status=429)
-        self._replace_pod(pod)
+                raise TemporaryError(PDB_MESSAGE, delay_seconds=5, status=429)
+        self.evicted.append(pod)
+        if self.graceful_evictions:
+            self.pods[key] = replace(pod, deleting=True)
+        else:
+            self._replace_pod(pod)
+
+    def finish_terminations(self) -> None:
+        """Terminating pods go (ReplicaSet pods come back elsewhere)."""
+        with self.lock:
+            for pod in [p for p in self.pods.values() if p.deleting]:
+                self._replace_pod(pod)
+
+    def evicted_keys(self) -> list[str]:
+        return [key for key, _ in self.evictions]
 
     def daemonset_exists(self, namespace: str, name: str) -> bool:
-        return True  # the fake's DaemonSet pods all have their DaemonSet
+        self.daemonset_lookups.append(f"{namespace}/{name}")
+        return self.daemonsets is None or f"{namespace}/{name}" in self.daemonsets
 
     def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
         self.calls["delete_pod"] += 1
         self._replace_pod(self.get_pod(namespace, name))
 
-    def list_workloads(self, *, namespace: str | None = None) -> list:
-        return []
+    def list_workloads(self, *, namespace: str | None = None) -> list[Workload]:
+        workloads = []
+        for (ns, name), replicas in sorted(self.deployments.items()):
+            ready = sum(1 for p in self.pods.values() if p.owner_name == f"{name}-rs" and p.ready)
+            workloads.append(Workload(ns, "Deployment", name, replicas, ready))
+        return [w for w in workloads if namespace in (None, w.namespace)]
 
     def list_events(self, *, reasons: Sequence[str] = ()) -> list[dict[str, Any]]:
         self.calls["list_events"] += 1
@@ -202,10 +337,13 @@ class FakeCluster:
         return max(p.orchestrator_version for p in self.pools.values())
 
     def list_pools(self, cluster: ClusterRef) -> list[AgentPool]:
-        return list(self.pools.values())
+        self._refusal()
+        self._settle()
+        return sorted(self.pools.values(), key=lambda p: p.name)
 
     def get_pool(self, cluster: ClusterRef, pool: str) -> AgentPool:
         self.calls["get_pool"] += 1
+        self._settle()
         if pool not in self.pools:
             raise NotFound(f"pool {pool} not found", status=404)
         current = self.pools[pool]
@@ -247,8 +385,28 @@ class FakeCluster:
                                         upgrade_settings=pool.upgrade_settings, provisioning_state="Succeeded",
                                         error=None)
 
+    def begin_create_pool(self, cluster: ClusterRef, name: str, properties: Mapping[str, Any]) -> None:
+        """A new pool from ARM properties, only if absent (If-None-Match: *); Ready at the next look."""
+        self.calls["begin_create_pool"] += 1
+        if name in self.pools:
+            raise Conflict(f"pool {name} already exists (If-None-Match: *)", status=412)
+        self.calls["create_pool", name] += 1
+        self.created[name] = dict(properties)
+        self.pools[name] = AgentPool(
+            name=name, mode=properties.get("mode", "User"), count=properties["count"],
+            orchestrator_version=properties["orchestratorVersion"], provisioning_state="Creating",
+            node_labels=tuple(sorted((properties.get("nodeLabels") or {}).items())),
+            tags=tuple(sorted((properties.get("tags") or {}).items())), properties=dict(properties))
+        self.ops[name] = "create"
+
     def begin_delete_pool(self, cluster: ClusterRef, pool: str, *, ignore_pod_disruption_budget: bool = False) -> None:
-        raise AssertionError("no test deletes a pool")
+        """Deleting at once; gone at the next look, its pods rescheduled."""
+        self.calls["begin_delete_pool"] += 1
+        if self.pools[pool].provisioning_state == "Deleting":
+            raise Conflict(f"pool {pool} is already being deleted")
+        self.calls["delete_pool", pool] += 1
+        self.pools[pool] = replace(self.pools[pool], provisioning_state="Deleting")
+        self.ops[pool] = "delete"
 
     def begin_delete_machines(self, cluster: ClusterRef, pool: str, machines: Sequence[str]) -> None:
         self.calls["begin_delete_machines"] += 1
@@ -258,7 +416,12 @@ class FakeCluster:
         self.pools[pool] = replace(self.pools[pool], count=len(self._pool_nodes(pool)), provisioning_state="Succeeded")
 
     def available_upgrades(self, cluster: ClusterRef, pool: str) -> list[str]:
-        return ["1.31.7"] if self.pools[pool].orchestrator_version.startswith("1.30") else []
+        version = self.pools[pool].orchestrator_version
+        if self.upgrades is not None:
+            return list(self.upgrades.get(version, []))
+        return ["1.31.7"] if version.startswith("1.30") else []
+
+
 
 
 def scenario2_after_upgrade() -> FakeCluster:

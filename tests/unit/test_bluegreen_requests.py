@@ -149,7 +149,7 @@ def test_bad_blue_green_step_messages_get_a_clear_outcome(case, changes, result,
     shown = report.detail + " " + after.reason + " " + getattr(report.outcome, "reason", "")
     assert words in shown, shown
     assert after.status == status
-    assert not [key for key in cluster.calls if isinstance(key, tuple) and key[0] in ("cordon", "put_pool")]
+    assert not [key for key in cluster.calls if isinstance(key, tuple) and key[0] in ("cordon", "create_pool")]
     assert cluster.calls["evict"] == 0
     if result == "poisoned":
         assert platform.queue.poison and after.state == run.state
@@ -171,7 +171,7 @@ def test_bad_since_of_validate_is_named():
 def test_resume_after_pause_keeps_the_drain_state_so_the_drain_timeout_does_not_restart():
     # GIVEN a drain that a PDB holds up (timeout 10 min), paused by an operator after a while
     cluster = scenario3()
-    cluster.add_pdb("shop", "a-pdb", "a", min_available=1)
+    cluster.add_pdb("shop", "a-pdb", app="a", min_available=1)
     platform = make_platform(cluster)
     run = start(platform, {"drainTimeoutMinutes": 10})
     driver = Driver(platform)

@@ -1,4 +1,5 @@
-"""Blue-green steps on the real step executor with in-memory ports and a faithful fake cluster.
+"""Blue-green steps on the real step executor with in-memory ports and the unit tests' one fake
+cluster (tests/unit/fake_cluster.py).
 
 The fake cluster plays AKS and Kubernetes the way the steps rely on: pool operations take one
 look to finish, evictions respect PodDisruptionBudgets, evicted ReplicaSet pods are recreated on
@@ -12,20 +13,19 @@ from __future__ import annotations
 import heapq
 import itertools
 import re
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import pytest
 
 from tests.fakes import FakePlatform, SimulatedCrash
+from tests.unit.fake_cluster import FakeCluster
 from upgrade.domain.bluegreen import STEP_STATES
-from upgrade.domain.model import AGENTPOOL_LABEL, AgentPool, ClusterRef, Node, Pdb, Pod, Workload
+from upgrade.domain.model import ClusterRef
 from upgrade.domain.pool_names import LOGICAL_TAG, RUN_TAG, green_name_candidates
 from upgrade.domain.runs import RunRecord
-from upgrade.domain.selectors import LabelSelector
 from upgrade.domain.steps import StepMessage
-from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, TemporaryError
+from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from upgrade.services import bluegreen, registry
 from upgrade.services.bluegreen import STEP_PREFIX, decide, start_bluegreen_run
 from upgrade.services.step_runner import record_poisoned_step, run_step_message
@@ -35,219 +35,15 @@ VERSIONS = {"1.30.0": ["1.30.5", "1.31.0", "1.31.2"], "1.31.2": ["1.32.0"]}
 GREEN = green_name_candidates(CLUSTER.arm_id, "blue", "1.31.2")[0]  # the green name of Scenario 3's run
 
 
-class FakeCluster:
-    """One AKS cluster as both ports see it (Aks for pools, Kube for nodes, pods and PDBs)."""
-
-    def __init__(self) -> None:
-        self.pools: dict[str, AgentPool] = {}
-        self.nodes: dict[str, Node] = {}
-        self.pods: dict[str, Pod] = {}
-        self.pdbs: dict[str, dict] = {}
-        self.deployments: dict[tuple[str, str], int] = {}
-        self.crashloop: set[tuple[str, str, str]] = set()  # (namespace, deployment, pool)
-        self.ops: dict[str, str] = {}  # pool -> "create" | "delete", finishing on the next look
-        self.calls: Counter = Counter()
-        self.uids = itertools.count(1)
-        self.refuse_once: Exception | None = None  # the next node or pool listing raises this (RBAC revoked)
-        self.created: dict[str, dict] = {}  # pool name -> the ARM properties it was created with
-
-    def _refusal(self) -> None:
-        refusal, self.refuse_once = self.refuse_once, None
-        if refusal is not None:
-            raise refusal
-
-    # -- building ------------------------------------------------------------------------------
-    def add_pool(self, name, *, count, version="1.30.0", mode="User", labels=()):
-        self.pools[name] = AgentPool(name=name, mode=mode, count=count, orchestrator_version=version,
-                                     node_labels=tuple(labels))
-        for i in range(count):
-            self.nodes[f"aks-{name}-{i}"] = Node(f"aks-{name}-{i}", name, version,
-                                                 labels=((AGENTPOOL_LABEL, name),))
-
-    def add_deployment(self, ns, name, *, replicas, place_on):
-        self.deployments[(ns, name)] = replicas
-        for i in range(replicas):
-            self._new_pod(ns, name, f"{name}-{i}", place_on[i % len(place_on)])
-
-    def add_pdb(self, ns, name, app, *, min_available):
-        self.pdbs[f"{ns}/{name}"] = {"ns": ns, "name": name, "app": app, "min": min_available}
-
-    def _new_pod(self, ns, deployment, name, node):
-        pool = self.nodes[node].pool if node else None
-        crash = (ns, deployment, pool) in self.crashloop
-        self.pods[f"{ns}/{name}"] = Pod(ns, name, f"uid-{next(self.uids)}", node, ready=bool(node) and not crash,
-                                        phase="Running" if node else "Pending", labels=(("app", deployment),),
-                                        owner_kind="ReplicaSet", owner_name=f"{deployment}-5d8f",
-                                        crash_looping=crash, restart_count=12 if crash else 0)
-
-    def _schedule(self, ns, deployment, name):
-        candidates = [n for n in self.nodes.values() if not n.unschedulable and n.ready]
-        load = Counter(p.node for p in self.pods.values())
-        node = min(candidates, key=lambda n: (load[n.name], n.name)).name if candidates else None
-        self._new_pod(ns, deployment, name, node)
-
-    def _replace(self, key):
-        old = self.pods.pop(key)
-        self._schedule(old.namespace, old.owner_name.rsplit("-", 1)[0], old.name)
-
-    def _settle(self):
-        """Finish pool operations (each takes one look) and schedule pending pods."""
-        for pool_name, op in list(self.ops.items()):
-            del self.ops[pool_name]
-            pool = self.pools[pool_name]
-            if op == "create":
-                self.pools[pool_name] = replace(pool, provisioning_state="Succeeded")
-                for i in range(pool.count):
-                    self.nodes[f"aks-{pool_name}-{i}"] = Node(
-                        f"aks-{pool_name}-{i}", pool_name, pool.orchestrator_version,
-                        labels=((AGENTPOOL_LABEL, pool_name), *pool.node_labels))
-            else:
-                del self.pools[pool_name]
-                gone = {n for n, node in self.nodes.items() if node.pool == pool_name}
-                for name in gone:
-                    del self.nodes[name]
-                for key in [k for k, p in self.pods.items() if p.node in gone]:
-                    self._replace(key)
-        for key in [k for k, p in self.pods.items() if p.node is None]:
-            self._replace(key)
-
-    # -- Aks -----------------------------------------------------------------------------------
-    def get_cluster_version(self, cluster):
-        return "1.32.0"
-
-    def list_pools(self, cluster):
-        self._refusal()
-        self._settle()
-        return sorted(self.pools.values(), key=lambda p: p.name)
-
-    def get_pool(self, cluster, pool):
-        self._settle()
-        if pool not in self.pools:
-            raise NotFound(f"agent pool {pool} not found")
-        return self.pools[pool]
-
-    def begin_put_pool(self, cluster, pool, *, if_match=None):
-        self.calls["put_pool", pool.name] += 1
-        if pool.name in self.pools:
-            raise AssertionError("the steps only ever create pools")
-        self.pools[pool.name] = replace(pool, provisioning_state="Creating")
-        self.ops[pool.name] = "create"
-
-    def begin_create_pool(self, cluster, name, properties):
-        self.calls["put_pool", name] += 1
-        if name in self.pools:
-            raise Conflict(f"pool {name} already exists (If-None-Match: *)", status=412)
-        self.created[name] = dict(properties)
-        self.pools[name] = AgentPool(
-            name=name, mode=properties.get("mode", "User"), count=properties["count"],
-            orchestrator_version=properties["orchestratorVersion"], provisioning_state="Creating",
-            node_labels=tuple(sorted((properties.get("nodeLabels") or {}).items())),
-            tags=tuple(sorted((properties.get("tags") or {}).items())), properties=dict(properties))
-        self.ops[name] = "create"
-
-    def begin_delete_pool(self, cluster, pool, *, ignore_pod_disruption_budget=False):
-        self.calls["delete_pool", pool] += 1
-        if self.pools[pool].provisioning_state == "Deleting":
-            raise Conflict(f"pool {pool} is already being deleted")
-        self.pools[pool] = replace(self.pools[pool], provisioning_state="Deleting")
-        self.ops[pool] = "delete"
-
-    def begin_delete_machines(self, cluster, pool, machines):
-        raise AssertionError("not used by blue-green")
-
-    def available_upgrades(self, cluster, pool):
-        return VERSIONS.get(self.pools[pool].orchestrator_version, [])
-
-    # -- Kube ----------------------------------------------------------------------------------
-    def list_nodes(self, *, label_selector=None, field_selector=None):
-        self.calls["list_nodes"] += 1
-        self._refusal()
-        self._settle()
-        nodes = list(self.nodes.values())
-        if label_selector:
-            selector = LabelSelector.parse(label_selector)
-            nodes = [n for n in nodes if selector.matches(dict(n.labels))]
-        return nodes
-
-    def get_node(self, name):
-        if name not in self.nodes:
-            raise NotFound(f"node {name} not found")
-        return self.nodes[name]
-
-    def set_unschedulable(self, node, value):
-        current = self.get_node(node)
-        if current.unschedulable == value:
-            return False
-        self.calls["cordon" if value else "uncordon", node] += 1
-        self.nodes[node] = replace(current, unschedulable=value)
-        return True
-
-    def set_node_label(self, node, key, value):
-        raise AssertionError("not used by blue-green")
-
-    def list_pods(self, *, node=None, namespace=None, label_selector=None):
-        self.calls["list_pods"] += 1
-        return [p for p in self.pods.values() if node is None or p.node == node]
-
-    def get_pod(self, namespace, name):
-        if f"{namespace}/{name}" not in self.pods:
-            raise NotFound("pod not found")
-        return self.pods[f"{namespace}/{name}"]
-
-    def _pdb(self, spec) -> Pdb:
-        selected = [p for p in self.pods.values() if p.namespace == spec["ns"] and p.label_map().get("app") == spec["app"]]
-        healthy = sum(1 for p in selected if p.ready)
-        return Pdb(spec["ns"], spec["name"], LabelSelector.match_labels({"app": spec["app"]}), min_available=str(spec["min"]),
-                   disruptions_allowed=max(0, healthy - spec["min"]), current_healthy=healthy,
-                   desired_healthy=spec["min"], expected_pods=len(selected))
-
-    def evict(self, namespace, name, *, grace_seconds=None):
-        key = f"{namespace}/{name}"
-        if key not in self.pods:
-            raise NotFound(f"pod {key} not found")
-        pod = self.pods[key]
-        for pdb in map(self._pdb, self.pdbs.values()):
-            if pdb.selects(pod) and pdb.disruptions_allowed <= 0:
-                raise TemporaryError("Cannot evict pod as it would violate the pod's disruption budget.",
-                                     status=429, delay_seconds=5)
-        self.calls["evict"] += 1
-        self._replace(key)
-
-    def delete_pod(self, namespace, name, *, grace_seconds=None):
-        self.evict(namespace, name)
-
-    def list_pdbs(self, *, namespace=None):
-        return [self._pdb(spec) for spec in self.pdbs.values() if namespace in (None, spec["ns"])]
-
-    def get_pdb_manifest(self, namespace, name):
-        raise AssertionError("not used by blue-green")
-
-    def patch_pdb_spec(self, namespace, name, spec):
-        raise AssertionError("not used by blue-green")
-
-    def list_workloads(self, *, namespace=None):
-        workloads = []
-        for (ns, name), replicas in sorted(self.deployments.items()):
-            ready = sum(1 for p in self.pods.values() if p.owner_name == f"{name}-5d8f" and p.ready)
-            workloads.append(Workload(ns, "Deployment", name, replicas, ready))
-        return workloads
-
-    def list_events(self, *, reasons=()):
-        return []
-
-    # -- what tests compare --------------------------------------------------------------------
-    def placement(self) -> dict[str, tuple[str, ...]]:
-        by_pool: dict[str, list[str]] = {}
-        for p in self.pods.values():
-            by_pool.setdefault(self.nodes[p.node].pool if p.node else "(pending)", []).append(p.name)
-        return {pool: tuple(sorted(names)) for pool, names in sorted(by_pool.items())}
+def new_cluster() -> FakeCluster:
+    return FakeCluster(CLUSTER, upgrades=VERSIONS)
 
 
 def scenario3() -> FakeCluster:
     """The seed's Scenario 3: a 2-node pool at 1.30 running A-D, plus a system pool."""
-    cluster = FakeCluster()
-    cluster.add_pool("system", count=1, mode="System")
-    cluster.add_pool("blue", count=2, labels=(("team", "shop"),))
+    cluster = new_cluster()
+    cluster.add_pool("system", 1, with_nodes=True, mode="System")
+    cluster.add_pool("blue", 2, with_nodes=True, node_labels=(("team", "shop"),))
     for app, node in (("a", "aks-blue-0"), ("b", "aks-blue-0"), ("c", "aks-blue-1"), ("d", "aks-blue-1")):
         cluster.add_deployment("shop", app, replicas=1, place_on=[node])
     # the system pool is tainted in real clusters; keep application pods off it here
@@ -353,9 +149,9 @@ def test_commit_path_moves_every_pod_to_green_and_deletes_blue():
     assert (green.orchestrator_version, green.count, green.mode) == ("1.31.2", 2, "User")
     assert dict(green.node_labels) == {"team": "shop"}
     assert green.tag_map() == {RUN_TAG: run.run_id, LOGICAL_TAG: "blue"}
-    assert cluster.placement() == {GREEN: ("a-0", "b-0", "c-0", "d-0")}
+    assert cluster.placement() == {GREEN: ("a", "b", "c", "d")}
     assert all(p.ready for p in cluster.pods.values())
-    assert cluster.calls["put_pool", GREEN] == 1 and cluster.calls["delete_pool", "blue"] == 1
+    assert cluster.calls["create_pool", GREEN] == 1 and cluster.calls["delete_pool", "blue"] == 1
     assert [a.kind for a in platform.alerts.published] == ["run.succeeded"]
     steps = [h.step.removeprefix(STEP_PREFIX) for h in platform.runs.history(run.run_id)]
     assert steps[:5] == ["preflight", "preflight", "create_green", "wait_green_ready", "cordon_blue"]
@@ -371,7 +167,7 @@ def test_operator_rollback_after_validation_puts_workloads_back_on_blue():
     driver = Driver(platform)
     waiting = driver.run(run_id=run.run_id)
     assert (waiting.status, waiting.state) == ("awaiting-decision", STEP_PREFIX + "await_decision")
-    assert cluster.placement() == {GREEN: ("a-0", "b-0", "c-0", "d-0")}
+    assert cluster.placement() == {GREEN: ("a", "b", "c", "d")}
     # AND the operator was told the run waits, until when, and what a timeout does
     [awaiting] = platform.alerts.published
     assert (awaiting.kind, awaiting.run_id) == ("run.awaiting-decision", run.run_id)
@@ -382,7 +178,7 @@ def test_operator_rollback_after_validation_puts_workloads_back_on_blue():
     # THEN (5B) blue is schedulable again with A-D on it, green is gone, the run rolled back
     assert final.status == "rolled-back", final.reason
     assert set(cluster.pools) == {"system", "blue"}
-    assert cluster.placement() == {"blue": ("a-0", "b-0", "c-0", "d-0")}
+    assert cluster.placement() == {"blue": ("a", "b", "c", "d")}
     assert not any(n.unschedulable for n in cluster.nodes.values() if n.pool == "blue")
     assert cluster.calls["delete_pool", GREEN] == 1 and cluster.calls["delete_pool", "blue"] == 0
     decisions = [h for h in platform.runs.history(run.run_id) if h.outcome == "decision"]
@@ -413,14 +209,14 @@ def test_failed_validation_rolls_back_automatically_fails_the_run_and_alerts():
     assert final.status == "failed"
     assert "CrashLoopBackOff" in final.reason and "rolled back" in final.reason
     assert set(cluster.pools) == {"system", "blue"}
-    assert cluster.placement() == {"blue": ("a-0", "b-0", "c-0", "d-0")}
+    assert cluster.placement() == {"blue": ("a", "b", "c", "d")}
     assert all(p.ready for p in cluster.pods.values())
     assert platform.alerts.kinds() == ["run.failed"]
 
 
 def test_pdb_blocked_pod_waits_then_moves_once_the_pdb_allows():
     cluster = scenario3()
-    cluster.add_pdb("shop", "a-pdb", "a", min_available=1)
+    cluster.add_pdb("shop", "a-pdb", app="a", min_available=1)
     platform = make_platform(cluster)
     run = start(platform, {"drainTimeoutMinutes": 10})
     driver = Driver(platform)
@@ -429,7 +225,7 @@ def test_pdb_blocked_pod_waits_then_moves_once_the_pdb_allows():
     blocked = platform.runs.get(run.run_id)
     assert blocked.state == STEP_PREFIX + "drain_batch" and "shop/a-pdb" in blocked.reason
     assert blocked.facts["drainBlockers"][0]["pdb"] == "shop/a-pdb"
-    del cluster.pdbs["shop/a-pdb"]  # the operator relaxes the budget
+    del cluster.pdb_specs["shop/a-pdb"]  # the operator relaxes the budget
     final = driver.run(run_id=run.run_id)
     assert final.status == "succeeded"
 
@@ -440,7 +236,7 @@ def test_pdb_blocked_pod_waits_then_moves_once_the_pdb_allows():
 ])
 def test_drain_timeout_fails_or_rolls_back_per_policy(rollback_on_timeout, status, pools):
     cluster = scenario3()
-    cluster.add_pdb("shop", "a-pdb", "a", min_available=1)
+    cluster.add_pdb("shop", "a-pdb", app="a", min_available=1)
     platform = make_platform(cluster)
     run = start(platform, {"drainTimeoutMinutes": 1, "rollbackOnDrainTimeout": rollback_on_timeout})
     final = Driver(platform).run(run_id=run.run_id)
@@ -454,7 +250,7 @@ def test_drain_timeout_fails_or_rolls_back_per_policy(rollback_on_timeout, statu
 def test_a_pod_the_scheduler_puts_on_a_third_pool_fails_validation_naming_the_pod_and_node():
     # GIVEN Scenario 3 plus another schedulable pool, `spare`, that the drained pods may land on
     cluster = scenario3()
-    cluster.add_pool("spare", count=1, version="1.31.2")
+    cluster.add_pool("spare", 1, "1.31.2", with_nodes=True)
     platform = make_platform(cluster)
     run = start(platform)
     # WHEN the run drains blue and a replacement pod lands on spare instead of green
@@ -463,7 +259,7 @@ def test_a_pod_the_scheduler_puts_on_a_third_pool_fails_validation_naming_the_po
     assert final.status == "failed", final.reason
     workloads_check = next(c for c in final.facts["validation"]["checks"] if c["name"] == "workloads-ready-on-green")
     assert not workloads_check["passed"] and not workloads_check["pending"]  # waiting would not move it
-    stray = re.search(r"Deployment shop/(\w) pod shop/(\w)-0 runs on node aks-spare-0, which is in neither blue "
+    stray = re.search(r"Deployment shop/(\w) pod shop/(\w)-\d+ runs on node aks-spare-0, which is in neither blue "
                       r"nor green", workloads_check["reason"])
     assert stray and stray[1] == stray[2], workloads_check["reason"]
     assert stray[0] in final.reason  # the operator reads it on the run, not only in its facts
@@ -498,8 +294,8 @@ def test_idempotency_drill_commit_path(step, mode):
     assert driver.delivered.count(STEP_PREFIX + step) >= 2  # the drill really hit the step
     assert final.status == "succeeded", final.reason
     assert set(cluster.pools) == {"system", GREEN}
-    assert cluster.placement() == {GREEN: ("a-0", "b-0", "c-0", "d-0")}
-    assert cluster.calls["put_pool", GREEN] == 1  # no second pool
+    assert cluster.placement() == {GREEN: ("a", "b", "c", "d")}
+    assert cluster.calls["create_pool", GREEN] == 1  # no second pool
     assert cluster.calls["delete_pool", "blue"] == 1  # nothing deleted twice
     cordons = [count for key, count in cluster.calls.items() if isinstance(key, tuple) and key[0] == "cordon"]
     assert cordons == [1, 1]  # each blue node cordoned once
@@ -512,8 +308,8 @@ def test_idempotency_drill_rollback_path(step, mode):
     assert driver.delivered.count(STEP_PREFIX + step) >= 2
     assert final.status == "rolled-back", final.reason
     assert set(cluster.pools) == {"system", "blue"}
-    assert cluster.placement() == {"blue": ("a-0", "b-0", "c-0", "d-0")}
-    assert cluster.calls["put_pool", GREEN] == 1
+    assert cluster.placement() == {"blue": ("a", "b", "c", "d")}
+    assert cluster.calls["create_pool", GREEN] == 1
     assert cluster.calls["delete_pool", GREEN] == 1 and cluster.calls["delete_pool", "blue"] == 0
 
 
@@ -528,8 +324,8 @@ def _run_at(platform, run_id, state, **facts):
 
 def test_commit_refuses_to_delete_the_last_system_pool():
     # GIVEN blue is the only System pool (green mirrors it, but is not ready)
-    cluster = FakeCluster()
-    cluster.add_pool("blue", count=1, mode="System")
+    cluster = new_cluster()
+    cluster.add_pool("blue", 1, with_nodes=True, mode="System")
     cluster.add_deployment("shop", "a", replicas=1, place_on=["aks-blue-0"])
     platform = make_platform(cluster)
     run = start(platform, {"approval": {"required": True}})
@@ -551,7 +347,8 @@ def test_commit_refuses_while_a_blue_origin_workload_is_not_ready_on_green():
     run = start(platform, {"approval": {"required": True}})
     driver = Driver(platform)
     driver.run(run_id=run.run_id)
-    cluster.pods["shop/c-0"] = replace(cluster.pods["shop/c-0"], ready=False)
+    [c] = cluster.pods_of("c")
+    cluster.pods[c.key] = replace(c, ready=False)
     decide(platform, run.run_id, "approve", "carol")
     parked = driver.run(run_id=run.run_id)
     assert parked.status == "awaiting-decision"
@@ -573,7 +370,8 @@ def test_rollback_never_drains_or_deletes_a_green_named_pool_it_did_not_create()
     # THEN blue is uncordoned, the foreign pool is neither cordoned, drained nor deleted, and the alerts
     # say why, without naming that pool as the run's to clean up
     assert final.status == "failed" and f"refused to drain pool {GREEN}" in final.reason
-    assert cluster.calls["delete_pool", GREEN] == 0 and cluster.calls["evict"] == 4  # blue's 4 pods, once
+    assert cluster.calls["delete_pool", GREEN] == 0
+    assert not [p for p in cluster.evicted if p.node and cluster.nodes.get(p.node, p).pool == GREEN]
     assert not any(n.unschedulable for n in cluster.nodes.values() if n.pool == GREEN)
     assert platform.alerts.kinds() == ["run.awaiting-decision", "pool.not-owned", "run.failed"]
     failed = platform.alerts.published[-1]
@@ -585,7 +383,7 @@ def test_preflight_picks_a_free_green_name_and_never_touches_the_pool_holding_th
     # GIVEN a pool someone else created holds the first green name candidate
     first, second = green_name_candidates(CLUSTER.arm_id, "blue", "1.31.2")[:2]
     cluster = scenario3()
-    cluster.add_pool(first, count=1, version="1.31.2")
+    cluster.add_pool(first, 1, "1.31.2", with_nodes=True)
     # tainted for another team's workloads in a real cluster: keep the shop's pods off it here
     cluster.nodes[f"aks-{first}-0"] = replace(cluster.nodes[f"aks-{first}-0"], unschedulable=True)
     platform = make_platform(cluster)
@@ -594,7 +392,7 @@ def test_preflight_picks_a_free_green_name_and_never_touches_the_pool_holding_th
     # THEN the run used the next free name, and the foreign pool was left exactly as it was
     assert final.status == "succeeded", final.reason
     assert final.facts["greenPool"] == second and set(cluster.pools) == {"system", first, second}
-    assert cluster.calls["put_pool", first] == 0 and cluster.calls["delete_pool", first] == 0
+    assert cluster.calls["create_pool", first] == 0 and cluster.calls["delete_pool", first] == 0
     assert not any(key[1].startswith(f"aks-{first}-") for key in cluster.calls if isinstance(key, tuple)
                    and key[0] in ("cordon", "uncordon"))
 
@@ -607,11 +405,11 @@ def test_create_green_refuses_a_pool_created_under_its_name_after_preflight():
     driver = Driver(platform)
     while platform.runs.get(run.run_id).state != STEP_PREFIX + "create_green":
         driver.run(run_id=run.run_id, max_deliveries=1)
-    cluster.add_pool(GREEN, count=1, version="1.31.2")
+    cluster.add_pool(GREEN, 1, "1.31.2", with_nodes=True)
     final = driver.run(run_id=run.run_id)
     # THEN the run rolls back without cordoning, draining or deleting that pool, and fails with alerts
     assert final.status == "failed" and "not created by" in final.reason
-    assert cluster.calls["put_pool", GREEN] == 0 and cluster.calls["delete_pool", GREEN] == 0
+    assert cluster.calls["create_pool", GREEN] == 0 and cluster.calls["delete_pool", GREEN] == 0
     assert not any(n.unschedulable for n in cluster.nodes.values() if n.pool != "system")
     assert platform.alerts.kinds()[-1] == "run.failed" and "pool.not-owned" in platform.alerts.kinds()
     assert not any(GREEN in item for item in final.facts["leftToCleanUp"]), final.facts
@@ -722,7 +520,7 @@ BLUE_CORDONED = "blue nodes cordoned by this run: aks-blue-0, aks-blue-1"
 
 
 def _blocking_pdb(cluster: FakeCluster) -> None:
-    cluster.add_pdb("shop", "a-pdb", "a", min_available=1)
+    cluster.add_pdb("shop", "a-pdb", app="a", min_available=1)
 
 
 # (state, run options, cluster setup, (reason text, pools at the end), what the alert says is left)
@@ -801,7 +599,7 @@ def test_a_permanent_error_in_any_state_ends_with_an_alert_and_the_documented_cl
     # AND the cluster is as documented: rolled back before commit, else left for a person
     assert set(cluster.pools) == pools
     if ending is ROLLED_BACK:
-        assert cluster.placement() == {"blue": ("a-0", "b-0", "c-0", "d-0")}
+        assert cluster.placement() == {"blue": ("a", "b", "c", "d")}
         assert not any(n.unschedulable for n in cluster.nodes.values() if n.pool == "blue")
     assert all(p.ready for p in cluster.pods.values())
 
@@ -986,4 +784,4 @@ def test_two_alternating_upgrades_bring_the_original_name_back_and_the_logical_n
     assert second.status == "succeeded", second.reason
     assert (second.pool, second.facts["greenPool"]) == (twin, "blue")
     assert set(cluster.pools) == {"system", "blue"}
-    assert cluster.placement() == {"blue": ("a-0", "b-0", "c-0", "d-0")}
+    assert cluster.placement() == {"blue": ("a", "b", "c", "d")}

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from dataclasses import replace
-from itertools import count
 
 import pytest
 
+from tests.unit.fake_cluster import PDB_MESSAGE, FakeCluster
 from upgrade.domain.drain import (
     DrainOptions,
     DrainStatus,
     PodDrainState,
 )
-from upgrade.domain.model import Node, Pdb, Pod
+from upgrade.domain.model import Pdb, Pod
 from upgrade.domain.pdb import MULTIPLE_PDBS
 from upgrade.domain.selectors import LabelSelector
 from upgrade.errors import NotFound, PermanentError, TemporaryError
@@ -27,94 +25,15 @@ from upgrade.services.drain import (
     drain_node_step,
 )
 
-PDB_MESSAGE = "Cannot evict pod as it would violate the pod's disruption budget."
 
-
-class InMemoryKube:
-    """Just enough of the Kube port for drains: evictions mark pods terminating, ``finish_terminations``
-    removes them and recreates ReplicaSet pods on another node with a new UID."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.nodes: dict[str, Node] = {}
-        self.pods: dict[str, Pod] = {}
-        self.pdbs: list[Pdb] = []
-        self.blocked: set[str] = set()  # pod keys whose eviction a PDB refuses (429)
-        self.evict_errors: dict[str, list[Exception]] = {}  # pod key -> errors to raise, in order
-        self.list_errors: list[Exception] = []
-        self.evictions: list[tuple[str, int | None]] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.eviction_latency = 0.0
-        self.daemonsets: set[str] = set()  # "namespace/name" of the DaemonSets the API has
-        self.daemonset_lookups: list[str] = []
-        self._uids = count(1)
-
-    def add_node(self, name: str) -> None:
-        self.nodes[name] = Node(name=name, pool="user", kubernetes_version="1.30.0")
-
-    def add_pod(self, name: str, node: str = "node-1", **fields) -> Pod:
-        fields.setdefault("owner_kind", "ReplicaSet")
-        fields.setdefault("owner_name", "web-rs")
-        fields.setdefault("labels", (("app", "web"),))
-        new = Pod(namespace="apps", name=name, uid=f"uid-{next(self._uids)}", node=node, **fields)
-        self.pods[new.key] = new
-        return new
-
-    def finish_terminations(self) -> None:
-        with self.lock:
-            for key, pod in list(self.pods.items()):
-                if pod.deleting:
-                    del self.pods[key]
-                    if pod.owner_kind == "ReplicaSet":
-                        other = next(n for n in self.nodes if not self.nodes[n].unschedulable)
-                        self.add_pod(f"{pod.name}-new", node=other, owner_kind=pod.owner_kind,
-                                     owner_name=pod.owner_name, labels=pod.labels)
-
-    # -- the Kube port ----------------------------------------------------------------------------
-    def set_unschedulable(self, node: str, value: bool) -> bool:
-        if self.nodes[node].unschedulable == value:
-            return False
-        self.nodes[node] = replace(self.nodes[node], unschedulable=value)
-        return True
-
-    def list_pods(self, *, node=None, namespace=None, label_selector=None) -> list[Pod]:
-        if self.list_errors:
-            raise self.list_errors.pop(0)
-        selector = LabelSelector.parse(label_selector or "")
-        with self.lock:
-            return [p for p in self.pods.values()
-                    if (node is None or p.node == node) and selector.matches(p.label_map())]
-
-    def list_pdbs(self, *, namespace=None) -> list[Pdb]:
-        return [p for p in self.pdbs if namespace in (None, p.namespace)]
-
-    def evict(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
-        key = f"{namespace}/{name}"
-        with self.lock:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            self.evictions.append((key, grace_seconds))
-        try:
-            time.sleep(self.eviction_latency)
-            with self.lock:
-                if self.evict_errors.get(key):
-                    raise self.evict_errors[key].pop(0)
-                if key not in self.pods:
-                    raise NotFound(f"pods {name} not found", status=404)
-                if key in self.blocked:
-                    raise TemporaryError(f"evict pod {key}: 429 {PDB_MESSAGE}", status=429, delay_seconds=5)
-                self.pods[key] = replace(self.pods[key], deleting=True)
-        finally:
-            with self.lock:
-                self.in_flight -= 1
-
-    def daemonset_exists(self, namespace: str, name: str) -> bool:
-        self.daemonset_lookups.append(f"{namespace}/{name}")
-        return f"{namespace}/{name}" in self.daemonsets
-
-    def evicted_keys(self) -> list[str]:
-        return [key for key, _ in self.evictions]
+def add_pod(kube: FakeCluster, name: str, node: str = "node-1", **fields) -> Pod:
+    """A pod in namespace apps, a ReplicaSet's (app=web) unless ``fields`` say otherwise."""
+    fields.setdefault("owner_kind", "ReplicaSet")
+    fields.setdefault("owner_name", "web-rs")
+    fields.setdefault("labels", (("app", "web"),))
+    pod = Pod(namespace="apps", name=name, uid=f"uid-{name}-{len(kube.pods)}", node=node, **fields)
+    kube.pods[pod.key] = pod
+    return pod
 
 
 class FakeTime:
@@ -126,8 +45,11 @@ class FakeTime:
 
 
 @pytest.fixture
-def kube() -> InMemoryKube:
-    kube = InMemoryKube()
+def kube() -> FakeCluster:
+    """Two nodes; evictions leave pods terminating until ``finish_terminations``, as the API does."""
+    kube = FakeCluster()
+    kube.graceful_evictions = True
+    kube.daemonsets = set()
     kube.add_node("node-1")
     kube.add_node("node-2")
     return kube
@@ -136,7 +58,7 @@ def kube() -> InMemoryKube:
 def test_one_pass_cordons_and_evicts_every_pod_then_the_next_sees_them_gone(kube):
     # GIVEN a node with three ReplicaSet pods
     for name in ("a", "b", "c"):
-        kube.add_pod(name)
+        add_pod(kube, name)
     # WHEN one pass runs
     first = drain_node_step(kube, "node-1", DrainOptions())
     # THEN the node is cordoned, every pod's eviction was sent once, and they are terminating
@@ -155,7 +77,7 @@ def test_one_pass_cordons_and_evicts_every_pod_then_the_next_sees_them_gone(kube
 
 
 def test_terminating_pods_are_not_evicted_again(kube):
-    kube.add_pod("a")
+    add_pod(kube, "a")
     state = drain_node_step(kube, "node-1", DrainOptions()).state
     again = drain_node_step(kube, "node-1", DrainOptions(), state)
     assert again.status is DrainStatus.IN_PROGRESS
@@ -165,8 +87,8 @@ def test_terminating_pods_are_not_evicted_again(kube):
 
 def test_pdb_block_names_the_budget_and_is_retried_after_the_backoff(kube):
     # GIVEN a pod a PDB forbids evicting now, and one that can go
-    kube.add_pod("guarded", labels=(("app", "db"),))
-    kube.add_pod("free")
+    add_pod(kube, "guarded", labels=(("app", "db"),))
+    add_pod(kube, "free")
     kube.blocked.add("apps/guarded")
     kube.pdbs.append(Pdb("apps", "db-pdb", LabelSelector.match_labels({"app": "db"}), min_available="1", disruptions_allowed=0,
                          current_healthy=1, desired_healthy=1, expected_pods=1))
@@ -201,9 +123,9 @@ def test_pdb_block_names_the_budget_and_is_retried_after_the_backoff(kube):
 
 def test_refused_pods_stop_the_drain_before_any_eviction(kube):
     # GIVEN an unmanaged pod and an emptyDir pod next to a normal one
-    kube.add_pod("bare", owner_kind=None, owner_name=None)
-    kube.add_pod("cache", empty_dir=True)
-    kube.add_pod("web")
+    add_pod(kube, "bare", owner_kind=None, owner_name=None)
+    add_pod(kube, "cache", empty_dir=True)
+    add_pod(kube, "web")
     # WHEN a pass runs without force / delete-emptydir-data
     progress = drain_node_step(kube, "node-1", DrainOptions())
     # THEN the drain is refused, naming both pods, the node stays cordoned and nothing was evicted
@@ -217,8 +139,8 @@ def test_refused_pods_stop_the_drain_before_any_eviction(kube):
 
 def test_daemonset_and_mirror_pods_are_skipped_and_do_not_hold_the_drain(kube):
     kube.daemonsets.add("apps/agent")
-    kube.add_pod("agent", owner_kind="DaemonSet", owner_name="agent")
-    kube.add_pod("etcd", owner_kind="Node", owner_name="node-1", mirror=True)
+    add_pod(kube, "agent", owner_kind="DaemonSet", owner_name="agent")
+    add_pod(kube, "etcd", owner_kind="Node", owner_name="node-1", mirror=True)
     progress = drain_node_step(kube, "node-1", DrainOptions(ignore_daemonsets=True))
     assert progress.status is DrainStatus.DRAINED
     assert [p.state for p in progress.pods] == [PodDrainState.SKIPPED, PodDrainState.SKIPPED]
@@ -227,7 +149,7 @@ def test_daemonset_and_mirror_pods_are_skipped_and_do_not_hold_the_drain(kube):
 
 def test_a_new_uid_under_the_same_name_counts_as_gone(kube):
     # GIVEN a pod evicted in one pass
-    old = kube.add_pod("db-0", owner_kind="StatefulSet", owner_name="db")
+    old = add_pod(kube, "db-0", owner_kind="StatefulSet", owner_name="db")
     state = drain_node_step(kube, "node-1", DrainOptions()).state
     # WHEN its controller recreates it under the same name (another UID) before the next pass
     kube.pods[old.key] = replace(old, uid="uid-recreated", deleting=False)
@@ -239,7 +161,7 @@ def test_a_new_uid_under_the_same_name_counts_as_gone(kube):
 
 
 def test_eviction_of_a_pod_already_gone_is_fine(kube):
-    kube.add_pod("a")
+    add_pod(kube, "a")
     kube.evict_errors["apps/a"] = [NotFound("gone", status=404)]
     progress = drain_node_step(kube, "node-1", DrainOptions())
     assert progress.pods[0].state is PodDrainState.GONE
@@ -247,8 +169,8 @@ def test_eviction_of_a_pod_already_gone_is_fine(kube):
 
 
 def test_transient_and_permanent_eviction_errors(kube):
-    kube.add_pod("a")
-    kube.add_pod("b")
+    add_pod(kube, "a")
+    add_pod(kube, "b")
     kube.evict_errors["apps/a"] = [TemporaryError("evict: 503 busy", status=503, delay_seconds=1)]
     clock = FakeTime()
     first = drain_node_step(kube, "node-1", DrainOptions(), now=clock)
@@ -258,7 +180,7 @@ def test_transient_and_permanent_eviction_errors(kube):
     second = drain_node_step(kube, "node-1", DrainOptions(), first.state, now=clock)
     assert {p.key: p.state for p in second.pods}["apps/a"] is PodDrainState.EVICTING
     # A permanent refusal (403 here) fails the drain, naming the pod
-    kube.add_pod("c")
+    add_pod(kube, "c")
     kube.evict_errors["apps/c"] = [PermanentError("evict: 403 forbidden", status=403)]
     third = drain_node_step(kube, "node-1", DrainOptions(), second.state, now=clock)
     assert third.status is DrainStatus.FAILED
@@ -267,7 +189,7 @@ def test_transient_and_permanent_eviction_errors(kube):
 
 def test_a_pod_under_several_pdbs_fails_the_drain_at_once(kube):
     # GIVEN a pod the API refuses to evict because two PDBs cover it (its 500, reported as permanent)
-    kube.add_pod("shared")
+    add_pod(kube, "shared")
     kube.evict_errors["apps/shared"] = [PermanentError(
         "evict pod apps/shared: 500 This pod has more than one PodDisruptionBudget, which the eviction "
         "subresource does not support.", status=500, code=MULTIPLE_PDBS)]
@@ -281,9 +203,9 @@ def test_a_pod_under_several_pdbs_fails_the_drain_at_once(kube):
 def test_orphaned_daemonset_pods_are_deleted_only_with_force_and_looked_up_once(kube):
     # GIVEN a pod of a live DaemonSet and one whose DaemonSet is gone, beside a ReplicaSet pod
     kube.daemonsets.add("apps/agent")
-    kube.add_pod("agent-1", owner_kind="DaemonSet", owner_name="agent")
-    kube.add_pod("orphan-1", owner_kind="DaemonSet", owner_name="gone")
-    kube.add_pod("web")
+    add_pod(kube, "agent-1", owner_kind="DaemonSet", owner_name="agent")
+    add_pod(kube, "orphan-1", owner_kind="DaemonSet", owner_name="gone")
+    add_pod(kube, "web")
     # WHEN drained with ignore-daemonsets only THEN the orphan refuses the drain (kubectl: NotFound)
     refused = drain_node_step(kube, "node-1", DrainOptions(ignore_daemonsets=True))
     assert refused.status is DrainStatus.REFUSED
@@ -303,7 +225,7 @@ def test_orphaned_daemonset_pods_are_deleted_only_with_force_and_looked_up_once(
 
 
 def test_timeout_reports_the_blocking_pdb(kube):
-    kube.add_pod("guarded")
+    add_pod(kube, "guarded")
     kube.blocked.add("apps/guarded")
     kube.pdbs.append(Pdb("apps", "web-pdb", LabelSelector.match_labels({"app": "web"}), max_unavailable="0", disruptions_allowed=0))
     clock = FakeTime()
@@ -318,8 +240,8 @@ def test_timeout_reports_the_blocking_pdb(kube):
 
 
 def test_grace_period_and_pod_selector_reach_the_evictions(kube):
-    kube.add_pod("web")
-    kube.add_pod("api", labels=(("app", "api"),))
+    add_pod(kube, "web")
+    add_pod(kube, "api", labels=(("app", "api"),))
     drain_node_step(kube, "node-1", DrainOptions(grace_seconds=7, pod_selector="app=api"))
     assert kube.evictions == [("apps/api", 7)]
 
@@ -327,7 +249,7 @@ def test_grace_period_and_pod_selector_reach_the_evictions(kube):
 def test_the_longest_grace_periods_are_evicted_first(kube):
     # GIVEN pods listed shortest grace first, one without a grace period (Kubernetes' 30 s)
     for name, grace in (("a", 1), ("b", 3), ("c", None), ("d", 2), ("e", 45)):
-        kube.add_pod(name, grace_seconds=grace)
+        add_pod(kube, name, grace_seconds=grace)
     # WHEN they are evicted one at a time
     drain_node_step(kube, "node-1", DrainOptions(max_concurrent_evictions=1))
     # THEN the slowest to terminate went first, so the drain waits least for the last one
@@ -336,7 +258,7 @@ def test_the_longest_grace_periods_are_evicted_first(kube):
 
 def test_evictions_run_concurrently_within_the_bound(kube):
     for i in range(24):
-        kube.add_pod(f"p{i}")
+        add_pod(kube, f"p{i}")
     kube.eviction_latency = 0.02
     drain_node_step(kube, "node-1", DrainOptions(max_concurrent_evictions=6))
     assert len(kube.evictions) == 24
@@ -344,8 +266,8 @@ def test_evictions_run_concurrently_within_the_bound(kube):
 
 
 def test_state_survives_a_json_round_trip_between_step_invocations(kube):
-    kube.add_pod("guarded")
-    kube.add_pod("free")
+    add_pod(kube, "guarded")
+    add_pod(kube, "free")
     kube.blocked.add("apps/guarded")
     progress = drain_node_step(kube, "node-1", DrainOptions())
     carried = DrainState.from_dict(json.loads(json.dumps(progress.state.to_dict())))
@@ -355,8 +277,8 @@ def test_state_survives_a_json_round_trip_between_step_invocations(kube):
 def test_drain_node_loops_to_completion_reporting_progress(kube):
     # GIVEN pods that terminate a while after eviction, one PDB block that lifts, and a transient list error
     for name in ("a", "b"):
-        kube.add_pod(name)
-    kube.add_pod("guarded")
+        add_pod(kube, name)
+    add_pod(kube, "guarded")
     kube.blocked.add("apps/guarded")
     clock = FakeTime()
     reports = []
@@ -379,7 +301,7 @@ def test_drain_node_loops_to_completion_reporting_progress(kube):
 
 
 def test_drain_node_times_out_naming_the_blocker(kube):
-    kube.add_pod("guarded")
+    add_pod(kube, "guarded")
     kube.blocked.add("apps/guarded")
     kube.pdbs.append(Pdb("apps", "web-pdb", LabelSelector.match_labels({"app": "web"}), min_available="100%", disruptions_allowed=0))
     clock = FakeTime()
