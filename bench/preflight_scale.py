@@ -100,6 +100,8 @@ def serve_cluster(connection: Connection, node_count: int, pod_count: int, scrat
         builder.pdb(f"ns-{d % 50}", f"app-{d}-pdb", app=f"app-{d}", **budget)
     with Emulator(time_scale=60.0) as emulator:
         cluster = builder.build(emulator)
+        # Millions of long-lived objects: frozen, the collector stops walking them while serving.
+        gc.freeze()
         emulator.write_kubeconfig(cluster.arm_id, f"{scratch}/kubeconfig")
         connection.send({"arm_id": cluster.arm_id, "arm_url": emulator.arm_url, "token": emulator.token,
                          "pods": len(cluster.kube.pods())})
