@@ -17,7 +17,6 @@ from upgrade.domain.bluegreen import (
     STEP_STATES,
     TERMINAL_STATES,
     TRANSITIONS,
-    BlueGreenOptions,
     GuardContext,
     TransitionNotAllowed,
     cleanup_left,
@@ -26,6 +25,7 @@ from upgrade.domain.bluegreen import (
     plan_batches,
     quota_estimate,
 )
+from upgrade.domain.bluegreen_options import BlueGreenOptions
 from upgrade.domain.model import AgentPool
 from upgrade.errors import Conflict, InvalidInput
 

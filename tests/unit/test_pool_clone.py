@@ -10,9 +10,16 @@ from __future__ import annotations
 import pytest
 from azure.mgmt.containerservice import models as sdk
 
-from upgrade.domain.bluegreen import pool_arm_properties
 from upgrade.domain.model import AgentPool, UpgradeSettings
-from upgrade.domain.pool_clone import CLONE_RULES, COPY, EXCLUDE, SET, clone_differences, green_properties
+from upgrade.domain.pool_clone import (
+    CLONE_RULES,
+    COPY,
+    EXCLUDE,
+    SET,
+    clone_differences,
+    green_properties,
+    pool_arm_properties,
+)
 
 
 def _rest_fields(model: type) -> dict:

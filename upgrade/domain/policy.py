@@ -163,7 +163,7 @@ class PoolPolicy(_Strict):
 
 def validate_blue_green_options(options: Mapping[str, Any]) -> None:
     """The blue-green workflow owns its options' schema; the policy passes them through to it."""
-    from upgrade.domain.bluegreen import BlueGreenOptions
+    from upgrade.domain.bluegreen_options import BlueGreenOptions
 
     BlueGreenOptions.parse(options)
 

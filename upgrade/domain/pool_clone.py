@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from upgrade.domain.model import AgentPool
+
 COPY, SET, EXCLUDE = "copy", "set", "exclude"
 
 CLONE_RULES: dict[str, tuple[str, str]] = {
@@ -61,6 +63,24 @@ for _name, _reason in {
 # Status a person does not need to read in a preflight report.
 _NOT_REPORTED = frozenset({"eTag", "currentOrchestratorVersion", "provisioningState", "powerState", "status",
                            "virtualMachineNodesStatus"})
+
+
+def pool_arm_properties(pool: AgentPool) -> dict[str, Any]:
+    """Blue's ARM ``properties`` as read; the modelled fields fill in when the adapter gave none."""
+    modelled: dict[str, Any] = {
+        "count": pool.count, "vmSize": pool.vm_size, "mode": pool.mode, "osType": pool.os_type,
+        "orchestratorVersion": pool.orchestrator_version, "nodeLabels": dict(pool.node_labels),
+        "nodeTaints": list(pool.node_taints), "upgradeSettings": {
+            k: v for k, v in pool.upgrade_settings.to_arm().items() if v is not None},
+        "tags": dict(pool.tags),
+    }
+    if pool.os_sku:
+        modelled["osSKU"] = pool.os_sku
+    if pool.max_pods:
+        modelled["maxPods"] = pool.max_pods
+    if pool.zones:
+        modelled["availabilityZones"] = list(pool.zones)
+    return {**modelled, **pool.properties}
 
 
 def rule_of(name: str) -> tuple[str, str]:

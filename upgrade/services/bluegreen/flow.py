@@ -20,11 +20,11 @@ from upgrade.domain.alerts import Alert
 from upgrade.domain.bluegreen import (
     KIND,
     STATE_STATUS,
-    BlueGreenOptions,
     GuardContext,
     cleanup_left,
     next_state,
 )
+from upgrade.domain.bluegreen_options import BlueGreenOptions
 from upgrade.domain.drain import DrainStatus
 from upgrade.domain.model import AgentPool, ClusterRef, Node, pool_selector
 from upgrade.domain.pool_names import RUN_TAG, ownership_refusal

@@ -4,10 +4,10 @@ absent) and ``wait_green_ready``."""
 
 from __future__ import annotations
 
-from upgrade.domain.bluegreen import pool_arm_properties, quota_estimate
+from upgrade.domain.bluegreen import quota_estimate
 from upgrade.domain.model import AgentPool
 from upgrade.domain.pdb import eviction_blockers
-from upgrade.domain.pool_clone import clone_differences, green_properties
+from upgrade.domain.pool_clone import clone_differences, green_properties, pool_arm_properties
 from upgrade.domain.pool_names import choose_green_name, green_tags, logical_name
 from upgrade.domain.steps import Outcome
 from upgrade.domain.versions import version_key

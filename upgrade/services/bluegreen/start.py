@@ -10,8 +10,8 @@ from typing import Any
 
 from upgrade.domain.bluegreen import (
     KIND,
-    BlueGreenOptions,
 )
+from upgrade.domain.bluegreen_options import BlueGreenOptions
 from upgrade.domain.model import AgentPool, ClusterRef, require_allowed_cluster
 from upgrade.domain.pool_names import LOGICAL_TAG, logical_name
 from upgrade.domain.runs import HistoryEntry, RunRecord
