@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from upgrade.domain.alerts import Alert
-from upgrade.domain.model import AgentPool, ClusterRef, Node, Pdb, Pod, Workload
+from upgrade.domain.model import AgentPool, ClusterRef, Node, Pdb, PdbManifest, Pod, Workload
 from upgrade.domain.policy import UpgradePolicy
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import StepMessage
@@ -116,10 +116,15 @@ class Kube(Protocol):
 
     def list_pdbs(self, *, namespace: str | None = None) -> list[Pdb]: ...
 
-    def get_pdb_manifest(self, namespace: str, name: str) -> dict[str, Any]:
-        """The PDB's spec as stored (for an exact restore after a temporary relax)."""
+    def get_pdb_manifest(self, namespace: str, name: str) -> PdbManifest:
+        """The PDB's spec as stored, with its resourceVersion and generation. Raises NotFound."""
 
-    def patch_pdb_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None: ...
+    def patch_pdb_spec(
+        self, namespace: str, name: str, spec: dict[str, Any], *, resource_version: str | None = None
+    ) -> PdbManifest:
+        """Make the PDB's spec exactly ``spec``; with ``resource_version``, only if the PDB is still
+        at that version (the API server's precondition: raises Conflict otherwise). Returns the PDB
+        as stored by this write."""
 
     def list_workloads(self, *, namespace: str | None = None) -> list[Workload]: ...
 

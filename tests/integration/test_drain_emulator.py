@@ -38,7 +38,7 @@ def _builder(*, with_local_pods: bool = False):
 def _allow_one_disruption(kube) -> None:
     """Relax the db PDB and wait for the disruption controller to count the allowance."""
     spec = kube.get_pdb_manifest("apps", "db-pdb")
-    kube.patch_pdb_spec("apps", "db-pdb", {"selector": spec["selector"], "maxUnavailable": 1})
+    kube.patch_pdb_spec("apps", "db-pdb", {"selector": spec.spec["selector"], "maxUnavailable": 1})
     deadline = time.monotonic() + 5
     while kube.list_pdbs(namespace="apps")[0].disruptions_allowed < 1:
         assert time.monotonic() < deadline, "PDB status never allowed a disruption"

@@ -10,7 +10,7 @@ import pytest
 
 from upgrade.adapters.kube import KubernetesKube, api_client_from_kubeconfig, kube_from_kubeconfig
 from upgrade.domain.selectors import LabelSelector
-from upgrade.errors import NotFound, PermanentError, TemporaryError
+from upgrade.errors import Conflict, NotFound, PermanentError, TemporaryError
 
 pytestmark = pytest.mark.integration
 
@@ -144,21 +144,34 @@ def test_delete_pod_and_missing_objects(cluster):
         kube.get_node("no-such-node")
 
 
-def test_pdb_listing_manifest_and_exact_restore(cluster):
+def test_pdb_listing_manifest_conditional_relax_and_exact_restore(cluster):
     _, _, kube, _ = cluster
     (pdb,) = kube.list_pdbs(namespace="apps")
     assert (pdb.key, pdb.min_available, pdb.selector) == ("apps/db-pdb", "1", LabelSelector.match_labels({"app": "db"}))
     assert pdb.disruptions_allowed == 0 and pdb.expected_pods == 1
     original = kube.get_pdb_manifest("apps", "db-pdb")
-    # WHEN the budget is relaxed to maxUnavailable 1, then restored from the saved spec
-    kube.patch_pdb_spec("apps", "db-pdb", {**{k: v for k, v in original.items() if k != "minAvailable"},
-                                          "maxUnavailable": 1})
-    relaxed = kube.get_pdb_manifest("apps", "db-pdb")
-    assert relaxed.get("maxUnavailable") == 1 and "minAvailable" not in relaxed
+    # WHEN the budget is relaxed to maxUnavailable 1, conditional on the version just read
+    relaxed = kube.patch_pdb_spec("apps", "db-pdb", {**{k: v for k, v in original.spec.items() if k != "minAvailable"},
+                                                    "maxUnavailable": 1}, resource_version=original.resource_version)
+    # THEN the write returns the PDB as stored: the spec change made the next generation
+    assert relaxed.spec.get("maxUnavailable") == 1 and "minAvailable" not in relaxed.spec
+    assert relaxed.generation == original.generation + 1
+    assert kube.get_pdb_manifest("apps", "db-pdb") == relaxed
+    # WHEN the pod is evicted: the disruption controller's status writes change the resourceVersion only
     _wait_until(lambda: kube.list_pdbs(namespace="apps")[0].disruptions_allowed == 1)
-    kube.patch_pdb_spec("apps", "db-pdb", original)
-    # THEN the spec is exactly the original again
-    assert kube.get_pdb_manifest("apps", "db-pdb") == original
+    db = kube.list_pods(namespace="apps", label_selector="app=db")[0]
+    kube.evict("apps", db.name)
+    _wait_until(lambda: kube.get_pdb_manifest("apps", "db-pdb").resource_version != relaxed.resource_version)
+    after_status = kube.get_pdb_manifest("apps", "db-pdb")
+    assert (after_status.spec, after_status.generation) == (relaxed.spec, relaxed.generation)
+    # THEN a write conditional on an older version is refused by the API server (409), changing nothing
+    with pytest.raises(Conflict) as stale:
+        kube.patch_pdb_spec("apps", "db-pdb", original.spec, resource_version=relaxed.resource_version)
+    assert stale.value.status == 409
+    assert kube.get_pdb_manifest("apps", "db-pdb").spec == relaxed.spec
+    # AND the restore conditional on the current version puts the spec back exactly
+    restored = kube.patch_pdb_spec("apps", "db-pdb", original.spec, resource_version=after_status.resource_version)
+    assert restored.spec == original.spec == kube.get_pdb_manifest("apps", "db-pdb").spec
 
 
 def test_workloads_count_desired_and_ready(cluster):

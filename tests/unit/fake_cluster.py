@@ -38,6 +38,7 @@ from upgrade.domain.model import (
     ClusterRef,
     Node,
     Pdb,
+    PdbManifest,
     Pod,
     Workload,
 )
@@ -56,6 +57,9 @@ class FakeCluster:
         self.nodes: dict[str, Node] = {}
         self.pods: dict[str, Pod] = {}
         self.pdb_specs: dict[str, dict[str, Any]] = {}
+        # PDB key -> [resourceVersion, generation]: every write bumps the first, a spec change the second
+        self.pdb_versions: dict[str, list[int]] = {}
+        self._resource_versions = itertools.count(100)
         self.pools: dict[str, AgentPool] = {}
         self.deployments: dict[tuple[str, str], int] = {}  # (namespace, name) -> replicas
         self.crashloop: set[tuple[str, str, str]] = set()  # (namespace, app, pool): its pods crash-loop there
@@ -131,6 +135,16 @@ class FakeCluster:
         if max_unavailable is not None:
             spec["maxUnavailable"] = max_unavailable
         self.pdb_specs[f"{namespace}/{name}"] = spec
+        self.pdb_versions[f"{namespace}/{name}"] = [next(self._resource_versions), 1]
+
+    def edit_pdb(self, key: str, spec: dict[str, Any]) -> None:
+        """Someone else's edit (kubectl apply): a new spec, a new generation."""
+        self.pdb_specs[key] = dict(spec)
+        self.pdb_versions[key] = [next(self._resource_versions), self.pdb_versions[key][1] + 1]
+
+    def update_pdb_status(self, key: str) -> None:
+        """The disruption controller's status write: a new resourceVersion, the same generation."""
+        self.pdb_versions[key][0] = next(self._resource_versions)
 
     def pods_of(self, app: str) -> list[Pod]:
         return [p for p in self.pods.values() if p.label_map().get("app") == app]
@@ -242,16 +256,26 @@ class FakeCluster:
         computed = [self._pdb(k) for k in sorted(self.pdb_specs)]
         return [p for p in [*computed, *self.pdbs] if namespace in (None, p.namespace)]
 
-    def get_pdb_manifest(self, namespace: str, name: str) -> dict[str, Any]:
+    def get_pdb_manifest(self, namespace: str, name: str) -> PdbManifest:
         self.calls["get_pdb_manifest"] += 1
         key = f"{namespace}/{name}"
         if key not in self.pdb_specs:
             raise NotFound(f"PDB {key} not found", status=404)
-        return dict(self.pdb_specs[key])
+        version, generation = self.pdb_versions[key]
+        return PdbManifest(dict(self.pdb_specs[key]), str(version), generation)
 
-    def patch_pdb_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    def patch_pdb_spec(self, namespace: str, name: str, spec: dict[str, Any], *,
+                       resource_version: str | None = None) -> PdbManifest:
         self.calls["patch_pdb_spec"] += 1
-        self.pdb_specs[f"{namespace}/{name}"] = dict(spec)
+        key = f"{namespace}/{name}"
+        current = self.get_pdb_manifest(namespace, name)
+        if resource_version is not None and resource_version != current.resource_version:
+            raise Conflict(f"patch PDB {key}: 409 the object has been modified", status=409)
+        if spec != current.spec:
+            self.edit_pdb(key, spec)
+        else:
+            self.update_pdb_status(key)
+        return self.get_pdb_manifest(namespace, name)
 
     def _replace_pod(self, pod: Pod) -> None:
         """The pod goes; a ReplicaSet recreates it (same labels and owner, a new name and UID) on the

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -18,6 +19,7 @@ from tests.unit.fake_cluster import (
     scenario2_after_upgrade,
 )
 from upgrade.domain.model import QUARANTINE_LABEL
+from upgrade.domain.pdb_lease import lease_partition
 from upgrade.domain.policy import parse_policy
 from upgrade.domain.steps import StepMessage
 from upgrade.errors import Conflict, NotAllowed
@@ -26,6 +28,7 @@ from upgrade.services.remediation import request_remediation
 from upgrade.services.step_runner import record_poisoned_step, run_step_message
 
 NODE1 = "aks-nodepool1-1"
+ORIGINAL = {"selector": {"matchLabels": {"app": "a"}}, "minAvailable": 1}
 
 
 def policy(mode: str = "approval-required", **rolling) -> object:
@@ -85,21 +88,27 @@ def test_each_remediation_brings_the_pool_back_to_the_seed_final_state(kind, del
     assert fake.calls["begin_put_pool"] == {"replace-node": 0}.get(kind, 2)  # re-apply the version, then scale
 
 
-def test_relax_pdb_records_the_original_spec_before_relaxing_it():
+def test_relax_pdb_records_the_original_in_the_pdbs_lease_before_relaxing_it():
     fake = scenario2_after_upgrade()
     platform = platform_for(fake)
-    seen_when_relaxed = []
+    leases_when_relaxed = []
     patch = fake.patch_pdb_spec
 
-    def recording_patch(namespace, name, spec):
-        run = platform.runs.list_runs(cluster=CLUSTER.arm_id)[0]
-        seen_when_relaxed.append(run.facts.get("pdb_originals"))
-        patch(namespace, name, spec)
+    def recording_patch(namespace, name, spec, *, resource_version=None):
+        if "maxUnavailable" in spec:
+            leases_when_relaxed.append(platform.state.get(lease_partition(CLUSTER), "default:a-pdb")[0])
+        return patch(namespace, name, spec, resource_version=resource_version)
 
     fake.patch_pdb_spec = recording_patch
-    request_remediation(platform, CLUSTER, NODE1, "relax-pdb", actor="alice")
+    run = request_remediation(platform, CLUSTER, NODE1, "relax-pdb", actor="alice")
     deliver_all(platform)
-    assert seen_when_relaxed[0] == {"default/a-pdb": {"selector": {"matchLabels": {"app": "a"}}, "minAvailable": 1}}
+    # THEN the lease named the run, the original and what it was about to write, before the write
+    (lease,) = leases_when_relaxed
+    assert (lease["run_id"], lease["original"]) == (run.run_id, ORIGINAL)
+    assert lease["relaxed"] == {"selector": {"matchLabels": {"app": "a"}}, "maxUnavailable": 1}
+    assert lease["relaxed_generation"] == lease["original_generation"] + 1
+    # AND the restore gave the lease back
+    assert platform.state.list(lease_partition(CLUSTER)) == []
 
 
 @pytest.mark.parametrize("failure", [
@@ -201,3 +210,153 @@ def test_a_run_poisoned_after_the_relax_still_restores_the_original_pdb():
     assert fake.pdb_specs["default/a-pdb"] == {"selector": {"matchLabels": {"app": "a"}}, "minAvailable": 1}
     [failed] = [a for a in platform.alerts.published if a.kind == "run.failed"]
     assert "restored" in failed.details["cleanup"]
+
+
+# ---- one PDB, several runs; PDB edits by others (the lease and the conditional restore) -----------
+
+
+def two_pools_one_pdb():
+    """Scenario 2 plus a second pool whose quarantined node holds app A's other pod; the PDB
+    (minAvailable 2 over both pods) blocks both nodes."""
+    fake = scenario2_after_upgrade()
+    fake.add_pool("nodepool2", 2, "1.31.7", provisioning_state="Failed")
+    fake.add_node("aks-nodepool2-1", "nodepool2", "1.30.0", quarantined=True)
+    fake.add_node("aks-nodepool2-surge1", "nodepool2", "1.31.7")
+    fake.add_pod("default", "a-2", "aks-nodepool2-1", app="a")
+    fake.edit_pdb("default/a-pdb", {**ORIGINAL, "minAvailable": 2})
+    return fake
+
+
+def test_two_runs_on_one_pdb_take_turns_and_the_second_records_the_true_original():
+    # GIVEN two pools whose quarantined nodes one PDB blocks, and a relax-pdb run on each at once
+    fake = two_pools_one_pdb()
+    original = dict(fake.pdb_specs["default/a-pdb"])
+    platform = platform_for(fake)
+    originals, patch = [], fake.patch_pdb_spec
+
+    def recording_patch(namespace, name, spec, *, resource_version=None):
+        # Whenever a run relaxes the PDB, exactly one lease exists and it holds the true original.
+        if "maxUnavailable" in spec:
+            (lease,) = [value for _, value in platform.state.list(lease_partition(CLUSTER))]
+            originals.append((lease["run_id"], lease["original"]))
+        return patch(namespace, name, spec, resource_version=resource_version)
+
+    fake.patch_pdb_spec = recording_patch
+    first = request_remediation(platform, CLUSTER, NODE1, "relax-pdb", actor="alice")
+    second = request_remediation(platform, CLUSTER, "aks-nodepool2-1", "relax-pdb", actor="bob")
+    # WHEN both runs' steps are delivered, interleaved
+    deliver_all(platform)
+    # THEN the second waited for the first's restore, both relaxed the PDB from the same original,
+    # both succeeded and the PDB is the original again
+    assert [run_id for run_id, _ in originals] == [first.run_id, second.run_id]
+    assert [spec for _, spec in originals] == [original, original]
+    assert {platform.runs.get(r.run_id).status for r in (first, second)} == {"succeeded"}
+    assert any("waiting for its restore" in h.reason for h in platform.runs.history(second.run_id))
+    assert fake.pdb_specs["default/a-pdb"] == original
+    assert platform.state.list(lease_partition(CLUSTER)) == []
+
+
+def relaxed_by_a_run_that_died(fake, platform):
+    """A relax-pdb run that relaxed the PDB, then ended without its restore or its cleanup."""
+    dead = request_remediation(platform, CLUSTER, NODE1, "relax-pdb", actor="alice")
+    run_until_state(platform, dead.run_id, "remediation.evict")  # its evict message is lost
+    stored = platform.runs.get(dead.run_id)
+    platform.runs.update(stored.evolve(now=platform.clock.now(), status="failed", reason="worker lost"))
+    assert fake.pdb_specs["default/a-pdb"]["maxUnavailable"] == 1
+    return dead
+
+
+def test_a_run_after_one_that_died_relaxed_takes_over_the_lease_with_the_true_original():
+    # GIVEN a run that relaxed the PDB and then ended without restoring it (its cleanup never ran)
+    fake = scenario2_after_upgrade()
+    platform = platform_for(fake)
+    relaxed_by_a_run_that_died(fake, platform)
+    # AND another pod of app A is not ready, so even the relaxed budget blocks pod A again
+    fake.pods["default/a-0"] = replace(fake.add_pod("default", "a-0", "aks-nodepool1-2", app="a"), ready=False)
+    # WHEN a new run remediates the node
+    again = request_remediation(platform, CLUSTER, NODE1, "relax-pdb", actor="bob")
+    deliver_all(platform)
+    # THEN it restored the original the dead run had recorded, not the relaxed spec it found
+    assert platform.runs.get(again.run_id).status == "succeeded"
+    assert fake.pdb_specs["default/a-pdb"] == ORIGINAL
+    assert platform.state.list(lease_partition(CLUSTER)) == []
+
+
+def relaxed_then(platform, change):
+    """A relax-pdb run that relaxed the PDB; ``change`` happens before its evict step runs."""
+    run = request_remediation(platform, CLUSTER, NODE1, "relax-pdb", actor="alice")
+    evict = run_until_state(platform, run.run_id, "remediation.evict")
+    change()
+    platform.queue.send(evict)
+    return run
+
+
+def test_a_pdb_edited_while_relaxed_is_not_overwritten_and_an_alert_says_so():
+    # GIVEN a run that relaxed the PDB, and its owner then sets the budget to something else
+    fake = scenario2_after_upgrade()
+    platform = platform_for(fake)
+    owners_choice = {"selector": {"matchLabels": {"app": "a"}}, "maxUnavailable": "50%"}
+    run = relaxed_then(platform, lambda: fake.edit_pdb("default/a-pdb", owners_choice))
+    # WHEN the run goes on
+    deliver_all(platform)
+    # THEN the owner's edit stays, the run says why, and an alert names the PDB
+    assert fake.pdb_specs["default/a-pdb"] == owners_choice
+    finished = platform.runs.get(run.run_id)
+    assert finished.facts["pdb_restored"] is False
+    [alert] = [a for a in platform.alerts.published if a.kind == "remediation.pdb-not-restored"]
+    assert "default/a-pdb was changed by someone else" in alert.summary
+    assert alert.details["original"] == ORIGINAL and alert.details["current"] == owners_choice
+    assert platform.state.list(lease_partition(CLUSTER)) == []
+
+
+def test_status_updates_while_relaxed_do_not_stop_the_restore():
+    # GIVEN a relaxed PDB whose status the disruption controller rewrites (new resourceVersion)
+    fake = scenario2_after_upgrade()
+    platform = platform_for(fake)
+    run = relaxed_then(platform, lambda: fake.update_pdb_status("default/a-pdb"))
+    # WHEN the run goes on THEN the PDB is restored exactly: the spec is still what the run wrote
+    deliver_all(platform)
+    assert platform.runs.get(run.run_id).status == "succeeded"
+    assert fake.pdb_specs["default/a-pdb"] == ORIGINAL
+    assert not [a for a in platform.alerts.published if a.kind == "remediation.pdb-not-restored"]
+
+
+def test_an_edit_between_the_restores_read_and_write_is_a_conflict_not_an_overwrite():
+    # GIVEN the owner edits the PDB just after the restore read it (the restore's write is conditional)
+    fake = scenario2_after_upgrade()
+    platform = platform_for(fake)
+    owners_choice = {"selector": {"matchLabels": {"app": "a"}}, "minAvailable": 0}
+    patch = fake.patch_pdb_spec
+
+    def edit_then_patch(namespace, name, spec, *, resource_version=None):
+        if spec == ORIGINAL and fake.pdb_specs["default/a-pdb"] != owners_choice:
+            fake.edit_pdb("default/a-pdb", owners_choice)
+        return patch(namespace, name, spec, resource_version=resource_version)
+
+    fake.patch_pdb_spec = edit_then_patch
+    run = request_remediation(platform, CLUSTER, NODE1, "relax-pdb", actor="alice")
+    # WHEN the run goes
+    deliver_all(platform)
+    # THEN the API refused the stale write, the run read the PDB again and left the edit alone
+    assert fake.pdb_specs["default/a-pdb"] == owners_choice
+    assert platform.runs.get(run.run_id).facts["pdb_restored"] is False
+    assert [a.kind for a in platform.alerts.published if a.kind.startswith("remediation.")] == [
+        "remediation.pdb-not-restored"]
+
+
+def test_the_scan_restores_a_pdb_whose_run_ended_without_restoring_it():
+    # GIVEN a run that relaxed the PDB and then ended without its restore or its cleanup
+    fake = scenario2_after_upgrade()
+    platform = platform_for(fake)
+    dead = relaxed_by_a_run_that_died(fake, platform)
+    # WHEN the quarantine scan runs
+    notes = scan_cluster(platform, CLUSTER)
+    # THEN the PDB is the original again and its lease is gone
+    assert fake.pdb_specs["default/a-pdb"] == ORIGINAL
+    assert platform.state.list(lease_partition(CLUSTER)) == []
+    assert f"PDB default/a-pdb left relaxed by run {dead.run_id}: restore" in notes
+    # AND a lease an active run holds is left alone
+    live = request_remediation(platform, CLUSTER, NODE1, "relax-pdb", actor="bob")
+    run_until_state(platform, live.run_id, "remediation.evict")
+    scan_cluster(platform, CLUSTER)
+    assert fake.pdb_specs["default/a-pdb"]["maxUnavailable"] == 1

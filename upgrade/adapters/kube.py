@@ -23,7 +23,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from upgrade.domain.model import AGENTPOOL_LABEL, ClusterRef, Node, Pdb, Pod, Workload
+from upgrade.domain.model import AGENTPOOL_LABEL, ClusterRef, Node, Pdb, PdbManifest, Pod, Workload
 from upgrade.domain.pdb import MULTIPLE_PDBS
 from upgrade.domain.selectors import NOTHING, LabelSelector
 from upgrade.domain.versions import normalize_version
@@ -297,6 +297,12 @@ def pdb_from_json(raw: dict[str, Any]) -> Pdb:
     )
 
 
+def pdb_manifest_from_json(raw: dict[str, Any]) -> PdbManifest:
+    meta = raw.get("metadata") or {}
+    return PdbManifest(spec=raw.get("spec") or {}, resource_version=str(meta.get("resourceVersion") or ""),
+                       generation=int(meta.get("generation") or 0))
+
+
 def _workload(kind: str, raw: dict[str, Any]) -> Workload:
     meta, spec, status = raw.get("metadata", {}), raw.get("spec", {}), raw.get("status", {})
     replicas = spec.get("replicas")
@@ -420,14 +426,14 @@ class KubernetesKube:
             items = self._list("list PDBs", self.policy.list_pod_disruption_budget_for_all_namespaces)
         return [pdb_from_json(p) for p in items]
 
-    def get_pdb_manifest(self, namespace: str, name: str) -> dict[str, Any]:
+    def get_pdb_manifest(self, namespace: str, name: str) -> PdbManifest:
         raw = self._get(
             f"get PDB {namespace}/{name}",
             self.policy.read_namespaced_pod_disruption_budget,
             name,
             namespace,
         )
-        return raw.get("spec") or {}
+        return pdb_manifest_from_json(raw)
 
     def list_workloads(self, *, namespace: str | None = None) -> list[Workload]:
         def listed(kind: str, namespaced: Any, everywhere: Any) -> list[dict[str, Any]]:
@@ -520,15 +526,22 @@ class KubernetesKube:
                 name, namespace, grace_period_seconds=grace_seconds, _preload_content=False
             )
 
-    def patch_pdb_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    def patch_pdb_spec(
+        self, namespace: str, name: str, spec: dict[str, Any], *, resource_version: str | None = None
+    ) -> PdbManifest:
         """Make the PDB's spec exactly ``spec``: a merge patch that also nulls the keys ``spec`` lacks
-        (restoring minAvailable must drop a temporary maxUnavailable, and the reverse)."""
+        (restoring minAvailable must drop a temporary maxUnavailable, and the reverse). With
+        ``resource_version`` the patch carries it in metadata, so the API server applies it only to
+        that version and answers 409 Conflict otherwise."""
         current = self.get_pdb_manifest(namespace, name)
-        patch = {key: None for key in current if key not in spec} | dict(spec)
+        body: dict[str, Any] = {"spec": {key: None for key in current.spec if key not in spec} | dict(spec)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         with _translated(f"patch PDB {namespace}/{name}"):
-            self.policy.patch_namespaced_pod_disruption_budget(
-                name, namespace, {"spec": patch}, _content_type=MERGE_PATCH, _preload_content=False
+            response = self.policy.patch_namespaced_pod_disruption_budget(
+                name, namespace, body, _content_type=MERGE_PATCH, _preload_content=False
             )
+            return pdb_manifest_from_json(json.loads(response.data))
 
 
 def tune_configuration(configuration: k8s.Configuration) -> k8s.Configuration:

@@ -217,6 +217,17 @@ class Pdb:
 
 
 @dataclass(frozen=True)
+class PdbManifest:
+    """A PDB's spec as stored, with the versions a conditional write needs: ``resource_version``
+    changes with every write (status updates by the disruption controller too), ``generation``
+    only when the spec changes."""
+
+    spec: dict[str, Any]
+    resource_version: str
+    generation: int
+
+
+@dataclass(frozen=True)
 class Workload:
     """A pod controller as counted by validation: desired versus ready replicas."""
 

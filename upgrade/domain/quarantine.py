@@ -136,16 +136,6 @@ def relaxed_spec(original_spec: Mapping[str, Any], max_unavailable: int) -> dict
     return relaxed
 
 
-def budget_matches(spec: Mapping[str, Any], original_spec: Mapping[str, Any]) -> bool:
-    return all(
-        _same(spec.get(key), original_spec.get(key)) for key in ("minAvailable", "maxUnavailable")
-    )
-
-
-def _same(a: object, b: object) -> bool:
-    return (None if a is None else str(a)) == (None if b is None else str(b))
-
-
 def _int_or_text(value: str | None) -> int | str | None:
     if value is None:
         return None

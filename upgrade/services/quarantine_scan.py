@@ -29,6 +29,7 @@ from upgrade.domain.quarantine import (
 from upgrade.domain.steps import Done, Outcome, StepMessage
 from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError
 from upgrade.ports import Kube, Platform
+from upgrade.services.pdb_leases import sweep_stale_leases
 from upgrade.services.registry import StepSpec
 from upgrade.services.step_runner import StepContext
 
@@ -265,6 +266,7 @@ def scan_cluster(platform: Platform, cluster: ClusterRef, *, actor: str = "syste
     draining = [f.node for f in reading.findings if not f.quarantined and f.pool in upgrading]
     notes = alert_on_findings(platform, cluster, findings, skip_pools=remediating, still_cordoned=draining)
     notes.extend(_automatic_remediations(platform, cluster, findings, remediating))
+    notes.extend(sweep_stale_leases(platform, cluster))
     log.info("quarantine scan of %s: %d cordoned node(s), %d API call(s); %s",
              cluster.name, len(reading.findings), reading.api_calls, "; ".join(notes) or "all clear")
     return notes

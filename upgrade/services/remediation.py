@@ -2,11 +2,13 @@
 
 Three ways out, from seed Scenario 2, each a run of kind ``remediation`` on the node's pool:
 
-- ``relax-pdb``: record each blocking PDB's spec in the run, then relax it to allow one
-  disruption, evict the blocking pods, and restore the recorded spec exactly. The record is
-  written (its own transition) before the relax is applied, and every path after the relax,
-  failure included, goes through the restore: a failing step leads to the restore step, and a
-  step the host gives up on (the poison queue) restores it from the poison handler.
+- ``relax-pdb``: take each blocking PDB's lease (one run at a time per PDB, across runs and
+  pools: upgrade.domain.pdb_lease), recording its spec as the original, then relax it to allow
+  one disruption, evict the blocking pods, and restore the original exactly, unless someone else
+  changed the PDB meanwhile (left as they set it, with an alert). The lease is taken (its own
+  transition) before the relax is applied, and every path after the relax, failure included,
+  goes through the restore: a failing step leads to the restore step, and a step the host gives
+  up on (the poison queue) restores it from the poison handler.
 - ``delete-pod``: delete the blocking pods; refused for a pod without a controller unless forced,
   since nothing would recreate it.
 - ``replace-node``: delete the machine through ARM (``begin_delete_machines``).
@@ -29,16 +31,29 @@ from datetime import datetime, timedelta
 from urllib.parse import unquote
 
 from upgrade.domain.alerts import Alert
-from upgrade.domain.model import QUARANTINE_LABEL, ClusterRef, Node, pool_selector, require_allowed_cluster
+from upgrade.domain.model import (
+    QUARANTINE_LABEL,
+    ClusterRef,
+    Node,
+    pool_selector,
+    require_allowed_cluster,
+)
 from upgrade.domain.pdb import eviction_blockers
+from upgrade.domain.pdb_lease import (
+    PdbLease,
+    lease_key,
+    lease_partition,
+    plan_relax,
+)
 from upgrade.domain.policy import REMEDIATION_KINDS
-from upgrade.domain.quarantine import PoolUpgradeFacts, budget_matches, is_application_pod, relaxed_spec
+from upgrade.domain.quarantine import PoolUpgradeFacts, is_application_pod, relaxed_spec
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
 from upgrade.domain.versions import same_version
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, TemporaryError
 from upgrade.ports import Platform
 from upgrade.services.outbox import create_run
+from upgrade.services.pdb_leases import active_run, restore_leased_pdbs
 from upgrade.services.quarantine_scan import resolve_cluster, resolve_node, rolling_upgrade_facts
 from upgrade.services.registry import StepSpec
 from upgrade.services.rolling import BUSY_STATES, wait_pool
@@ -243,25 +258,82 @@ def _first_step(kind: str) -> str:
 
 
 def record_pdb(ctx: StepContext) -> Outcome:
-    """Store each blocking PDB's spec in the run; the relax is a later step, so the record is
-    durable before any PDB changes. A redelivery keeps the first record."""
-    if "pdb_originals" in ctx.run.facts:
-        return Next(RELAX_PDB, reason="originals already recorded")
-    kube = ctx.platform.kube(ctx.cluster)
-    originals = {}
+    """Take each blocking PDB's lease (upgrade.domain.pdb_lease): one run relaxes a PDB at a time,
+    across runs and pools. A new lease records the PDB as it is as the original; a lease left by
+    a run that is over is taken over with its original; a lease an active run holds is waited for.
+    The relax is a later step, so the record is durable before any PDB changes."""
+    if "pdb_leases" in ctx.run.facts:
+        return Next(RELAX_PDB, reason="leases already taken")
+    kube, state = ctx.platform.kube(ctx.cluster), ctx.platform.state
+    partition = lease_partition(ctx.cluster)
     for key in ctx.run.facts["blocking_pdbs"]:
-        namespace, name = key.split("/", 1)
-        originals[key] = kube.get_pdb_manifest(namespace, name)
-    return Next(RELAX_PDB, reason=f"recorded {', '.join(originals)}", facts={"pdb_originals": originals})
+        found = state.get(partition, lease_key(key))
+        if found is None:
+            namespace, name = key.split("/", 1)
+            try:
+                lease = PdbLease.record(key, ctx.run.run_id, kube.get_pdb_manifest(namespace, name))
+            except NotFound:
+                continue  # deleted meanwhile: it blocks nothing any more
+            try:
+                state.put(partition, lease_key(key), lease.to_storage(), etag=None)
+            except Conflict:
+                return Retry(delay_seconds=1.0, reason=f"another run took the lease of PDB {key} just now")
+            continue
+        value, etag = found
+        lease = PdbLease.from_storage(value)
+        if lease.run_id == ctx.run.run_id:
+            continue
+        holder = active_run(ctx.platform, lease.run_id)
+        if holder is not None:
+            return _wait_for_lease(ctx, key, holder.run_id)
+        # The holder is over (and its restore, if any, did not run): keep its original.
+        state.put(partition, lease_key(key), replace(lease, run_id=ctx.run.run_id).to_storage(), etag=etag)
+        log.warning("run %s takes over the lease of PDB %s left by run %s", ctx.run.run_id, key, lease.run_id)
+    return Next(RELAX_PDB, reason=f"leases of {', '.join(ctx.run.facts['blocking_pdbs'])} taken",
+                facts={"pdb_leases": list(ctx.run.facts["blocking_pdbs"])})
+
+
+def _wait_for_lease(ctx: StepContext, key: str, holder: str) -> Outcome:
+    """Wait for another run's restore of the PDB, up to the drain timeout."""
+    now = ctx.platform.clock.now()
+    deadline = ctx.message.args.get("lease_deadline") or (now + timedelta(minutes=_drain_timeout(ctx))).isoformat()
+    if now >= datetime.fromisoformat(deadline):
+        return Failed(reason=f"PDB {key} is still relaxed by run {holder}: this run did not touch it")
+    return Retry(delay_seconds=_poll(ctx), args={**ctx.message.args, "lease_deadline": deadline},
+                 reason=f"PDB {key} is relaxed by run {holder}: waiting for its restore")
+
+
+def _lease(ctx: StepContext, key: str) -> tuple[PdbLease, str] | None:
+    """This run's lease of ``key`` (None when it holds none: released, or never taken)."""
+    found = ctx.platform.state.get(lease_partition(ctx.cluster), lease_key(key))
+    if found is None:
+        return None
+    lease = PdbLease.from_storage(found[0])
+    return (lease, found[1]) if lease.run_id == ctx.run.run_id else None
 
 
 def relax_pdb(ctx: StepContext) -> Outcome:
-    kube = ctx.platform.kube(ctx.cluster)
-    for key, original in ctx.run.facts["pdb_originals"].items():
+    """Relax each leased PDB: the lease says first what is written and the generation it makes,
+    then the write goes, conditional on the resourceVersion read (a 409: read again, next time)."""
+    kube, state = ctx.platform.kube(ctx.cluster), ctx.platform.state
+    for key in ctx.run.facts["pdb_leases"]:
+        held = _lease(ctx, key)
+        if held is None:
+            continue
+        lease, etag = held
         namespace, name = key.split("/", 1)
-        wanted = relaxed_spec(original, ctx.run.facts["relax_to"].get(key, 1))
-        if not budget_matches(kube.get_pdb_manifest(namespace, name), wanted):
-            kube.patch_pdb_spec(namespace, name, wanted)
+        try:
+            current = kube.get_pdb_manifest(namespace, name)
+        except NotFound:
+            continue
+        plan = plan_relax(lease, current, relaxed_spec(lease.original, ctx.run.facts["relax_to"].get(key, 1)))
+        if plan.lease != lease:
+            state.put(lease_partition(ctx.cluster), lease_key(key), plan.lease.to_storage(), etag=etag)
+        if plan.write:
+            try:
+                kube.patch_pdb_spec(namespace, name, plan.lease.relaxed or {}, resource_version=current.resource_version)
+            except Conflict:
+                return Retry(delay_seconds=1.0, reason=f"PDB {key} changed while being relaxed: reading it again")
     deadline = ctx.platform.clock.now() + timedelta(minutes=_drain_timeout(ctx))
     return Next(EVICT, reason="PDB relaxed to allow one disruption", facts={"pdb_relaxed": True},
                 args={"deadline": deadline.isoformat()})
@@ -302,46 +374,28 @@ def evict(ctx: StepContext) -> Outcome:
 
 
 def restore_pdb(ctx: StepContext) -> Outcome:
-    """Put every recorded spec back exactly (only where it differs); then fail if the attempt had."""
-    kube = ctx.platform.kube(ctx.cluster)
-    for key, original in ctx.run.facts.get("pdb_originals", {}).items():
-        namespace, name = key.split("/", 1)
-        try:
-            if not budget_matches(kube.get_pdb_manifest(namespace, name), original):
-                kube.patch_pdb_spec(namespace, name, original)
-        except NotFound:
-            continue  # deleted meanwhile: nothing left to restore
-        except PermanentError as exc:
-            return Failed(reason=f"could not restore PDB {key} to {original}: {exc}", facts={"pdb_restored": False})
+    """Put every leased PDB back exactly, unless someone else changed it since the relax (then it is
+    left as they set it, with an alert); release the leases; then fail if the attempt had."""
+    restored = restore_leased_pdbs(ctx.platform, ctx.cluster, ctx.run)
     failure = ctx.message.args.get("failure")
+    note = "; ".join(restored.edited) if restored.edited else "the original PDB was restored"
     if failure:
-        return Failed(reason=f"{failure}; the original PDB was restored", facts={"pdb_restored": True})
-    return Next(UNQUARANTINE, reason="original PDB restored", facts={"pdb_restored": True})
+        return Failed(reason=f"{failure}; {note}", facts=restored.facts())
+    return Next(UNQUARANTINE, reason=note, facts=restored.facts())
 
 
 def restore_pdbs_after_poison(run: RunRecord, platform: Platform) -> str:
     """The poison cleanup of every remediation step: a run that dies between the relax and the
-    restore must not leave a PDB relaxed. Restores each recorded spec where it differs."""
-    originals = run.facts.get("pdb_originals") or {}
-    if not originals or run.facts.get("pdb_restored"):
+    restore must not leave a PDB relaxed (nor keep its lease)."""
+    if not run.facts.get("pdb_leases") or run.facts.get("pdb_restored") is not None:
         return "no relaxed PDB to restore"
-    kube = platform.kube(ClusterRef.parse(run.cluster))
-    restored, unchanged = [], []
-    for key, original in originals.items():
-        namespace, name = key.split("/", 1)
-        try:
-            current = kube.get_pdb_manifest(namespace, name)
-        except NotFound:
-            continue  # deleted meanwhile: nothing left to restore
-        if budget_matches(current, original):
-            unchanged.append(key)
-            continue
-        kube.patch_pdb_spec(namespace, name, original)
-        restored.append(key)
-    log.warning("remediation run %s poisoned: restored PDB(s) %s", run.run_id, ", ".join(restored) or "(none)")
-    if restored:
-        return f"original PDB restored: {', '.join(restored)}"
-    return f"PDB already as recorded: {', '.join(unchanged) or '(deleted)'}"
+    restored = restore_leased_pdbs(platform, ClusterRef.parse(run.cluster), run)
+    log.warning("remediation run %s poisoned: restored PDB(s) %s", run.run_id, ", ".join(restored.restored) or "(none)")
+    if restored.edited:
+        return "; ".join(restored.edited)
+    if restored.restored:
+        return f"original PDB restored: {', '.join(restored.restored)}"
+    return f"PDB already as recorded: {', '.join(restored.unchanged) or '(deleted)'}"
 
 
 # ---- delete-pod ----------------------------------------------------------------------------
