@@ -25,7 +25,8 @@ def large_pool_facts() -> dict[str, Any]:
     workloads: list[Workload] = []
     for w in range(PODS_ON_BLUE // REPLICAS_ON_BLUE):
         namespace, name = f"team-{w % 50:02d}", f"service-{w:05d}"
-        workloads.append(Workload(namespace, "Deployment", name, 2 * REPLICAS_ON_BLUE, 2 * REPLICAS_ON_BLUE))
+        workloads.append(Workload(namespace, "Deployment", name, 2 * REPLICAS_ON_BLUE, 2 * REPLICAS_ON_BLUE,
+                                  replica_sets=(f"{name}-7d9f8b6c5d",)))
         for r in range(REPLICAS_ON_BLUE):
             for nodes, tag in ((blue, "b"), (other, "o")):
                 pods.append(Pod(namespace, f"{name}-7d9f8b6c5d-{tag}{r:04x}", str(uuid.uuid4()),

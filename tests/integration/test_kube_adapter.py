@@ -178,8 +178,10 @@ def test_workloads_count_desired_and_ready(cluster):
     _, _, kube, _ = cluster
     workloads = {(w.kind, w.name): w for w in kube.list_workloads(namespace="apps")}
     assert (workloads[("Deployment", "web")].desired, workloads[("Deployment", "web")].ready) == (3, 3)
-    # ReplicaSets owned by a Deployment are counted through the Deployment only
+    # ReplicaSets owned by a Deployment are counted through the Deployment only, which names them
     assert not [key for key in workloads if key[0] == "ReplicaSet" and key[1].startswith("web")]
+    (replica_set,) = workloads[("Deployment", "web")].replica_sets
+    assert {p.owner_name for p in kube.list_pods(namespace="apps", label_selector="app=web")} == {replica_set}
 
 
 def test_events_are_filtered_by_reason(cluster):

@@ -347,7 +347,7 @@ class FakeCluster:
         workloads = []
         for (ns, name), replicas in sorted(self.deployments.items()):
             ready = sum(1 for p in self.pods.values() if p.owner_name == f"{name}-rs" and p.ready)
-            workloads.append(Workload(ns, "Deployment", name, replicas, ready))
+            workloads.append(Workload(ns, "Deployment", name, replicas, ready, replica_sets=(f"{name}-rs",)))
         return [w for w in workloads if namespace in (None, w.namespace)]
 
     def list_events(self, *, reasons: Sequence[str] = ()) -> list[dict[str, Any]]:

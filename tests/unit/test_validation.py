@@ -29,7 +29,8 @@ def pod(name, node, *, owner=("ReplicaSet", "web-5d8f"), ready=True, ns="shop", 
                owner_kind=owner[0] if owner else None, owner_name=owner[1] if owner else None, **extra)
 
 
-WORKLOADS = [Workload("shop", "Deployment", "web", 2, 2), Workload("shop", "StatefulSet", "db", 1, 1)]
+WORKLOADS = [Workload("shop", "Deployment", "web", 2, 2, replica_sets=("web-5d8f",)),
+             Workload("shop", "StatefulSet", "db", 1, 1)]
 
 
 def test_blue_origin_workloads_are_application_controllers_with_pods_on_blue():
@@ -57,6 +58,14 @@ def test_a_replica_set_without_a_listed_deployment_counts_as_itself():
     assert blue_origin_workloads(pods, BLUE, WORKLOADS) == [BlueOrigin(WorkloadKey("ReplicaSet", "shop", "solo-1234"), 1)]
 
 
+def test_a_replica_set_named_like_a_deployment_counts_for_it_only_if_the_deployment_controls_it():
+    # GIVEN a standalone ReplicaSet web-0000 beside Deployment web (whose ReplicaSet is web-5d8f)
+    pods = [pod("web-a", "blue-0"), pod("impostor", "blue-1", owner=("ReplicaSet", "web-0000"))]
+    # THEN ownership decides, as Kubernetes links them, not the name
+    assert blue_origin_workloads(pods, BLUE, WORKLOADS) == [
+        BlueOrigin(WEB, 1), BlueOrigin(WorkloadKey("ReplicaSet", "shop", "web-0000"), 1)]
+
+
 def test_an_origin_stored_before_counts_were_kept_expects_every_replica_on_green():
     stored = BlueOrigin.from_dict({"kind": "Deployment", "namespace": "shop", "name": "web"})
     assert (stored.pods_on_blue, stored.pods_elsewhere) == (None, frozenset())
@@ -70,12 +79,14 @@ CASES = [
     # (description, origin, workloads, pods, passed, pending, text)
     ("all moved and ready", ORIGIN, WORKLOADS, [pod("web-a", "green-0"), pod("web-b", "green-1"), DB_ON_GREEN],
      True, False, "2 blue-origin workload(s) Ready on green"),
-    ("a rollout's new ReplicaSet counts for the Deployment", ORIGIN, WORKLOADS,
+    ("a rollout's new ReplicaSet counts for the Deployment", ORIGIN,
+     [Workload("shop", "Deployment", "web", 2, 2, replica_sets=("web-5d8f", "web-99zz")), WORKLOADS[1]],
      [pod("web-a", "green-0", owner=("ReplicaSet", "web-99zz")), pod("web-b", "green-1"), DB_ON_GREEN],
      True, False, "Ready on green"),
     ("a pod still on blue", ORIGIN, WORKLOADS, [pod("web-a", "blue-0"), pod("web-b", "green-1"), DB_ON_GREEN],
      False, True, "Deployment shop/web still has 1 pod(s) on blue (web-a)"),
-    ("desired not ready", ORIGIN, [Workload("shop", "Deployment", "web", 2, 1), WORKLOADS[1]],
+    ("desired not ready", ORIGIN, [Workload("shop", "Deployment", "web", 2, 1, replica_sets=("web-5d8f",)),
+                                   WORKLOADS[1]],
      [pod("web-a", "green-0"), pod("web-b", "green-1", ready=False), DB_ON_GREEN],
      False, True, "Deployment shop/web 1/2 ready"),
     ("a pending replacement", ORIGIN, WORKLOADS, [pod("web-a", "green-0"), pod("web-b", None, ready=False), DB_ON_GREEN],

@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -445,20 +446,26 @@ class KubernetesKube:
                 # A 404 on a collection: the server does not serve this kind, so it runs none of it.
                 return []
 
-        workloads = [
-            _workload("Deployment", d)
-            for d in listed(
-                "Deployment",
-                self.apps.list_namespaced_deployment,
-                self.apps.list_deployment_for_all_namespaces,
-            )
-        ]
+        # A ReplicaSet whose controller is a Deployment counts through it; any other counts itself.
+        controlled: dict[tuple[str, str], list[str]] = {}
+        standalone = []
         for rs in listed(
             "ReplicaSet", self.apps.list_namespaced_replica_set, self.apps.list_replica_set_for_all_namespaces
         ):
-            owners = (rs.get("metadata") or {}).get("ownerReferences") or []
-            if not any(o.get("kind") == "Deployment" for o in owners):
-                workloads.append(_workload("ReplicaSet", rs))
+            meta = rs.get("metadata") or {}
+            owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+            if owner is not None and owner.get("kind") == "Deployment":
+                controlled.setdefault((meta.get("namespace", ""), owner.get("name", "")), []).append(meta.get("name", ""))
+            else:
+                standalone.append(_workload("ReplicaSet", rs))
+        workloads = []
+        for d in listed(
+            "Deployment", self.apps.list_namespaced_deployment, self.apps.list_deployment_for_all_namespaces
+        ):
+            deployment = _workload("Deployment", d)
+            key = (deployment.namespace, deployment.name)
+            workloads.append(replace(deployment, replica_sets=tuple(sorted(controlled.get(key, ())))))
+        workloads += standalone
         workloads += [
             _workload("StatefulSet", s)
             for s in listed(

@@ -236,6 +236,8 @@ class Workload:
     name: str
     desired: int
     ready: int
+    # A Deployment's ReplicaSets: those whose controller ownerReference names it (its pods' owners).
+    replica_sets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

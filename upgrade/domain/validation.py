@@ -19,7 +19,7 @@ disappeared). HTTP probes and custom checks run in the services and report the s
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,20 +120,21 @@ def application_owner(pod: Pod) -> WorkloadKey | None:
     return WorkloadKey(pod.owner_kind, pod.namespace, pod.owner_name)
 
 
-def deployments_of(workloads: Sequence[Workload]) -> frozenset[tuple[str, str]]:
-    """(namespace, name) of every listed Deployment: built once per check, so counting tens of
-    thousands of pods stays linear."""
-    return frozenset((w.namespace, w.name) for w in workloads if w.kind == "Deployment")
+def deployments_of(workloads: Sequence[Workload]) -> dict[tuple[str, str], str]:
+    """(namespace, ReplicaSet name) -> the Deployment controlling it, as the ReplicaSets'
+    ownerReferences say: built once per check, so counting tens of thousands of pods stays linear."""
+    return {(w.namespace, rs): w.name for w in workloads if w.kind == "Deployment" for rs in w.replica_sets}
 
 
-def controller_of(owner: WorkloadKey, deployments: frozenset[tuple[str, str]]) -> WorkloadKey:
-    """The controller counted for a pod owner: a ReplicaSet named ``<deployment>-<hash>`` counts as
-    its Deployment when that Deployment is listed (``deployments_of``; a rollout's new ReplicaSet
-    counts the same)."""
-    if owner.kind == "ReplicaSet" and "-" in owner.name:
-        name = owner.name.rsplit("-", 1)[0]
-        if (owner.namespace, name) in deployments:
-            return WorkloadKey("Deployment", owner.namespace, name)
+def controller_of(owner: WorkloadKey, deployments: Mapping[tuple[str, str], str]) -> WorkloadKey:
+    """The controller counted for a pod owner: a ReplicaSet a listed Deployment controls counts as
+    that Deployment (``deployments_of``; a rollout's new ReplicaSet the same), any other as itself.
+    By ownership, as Kubernetes links them, never by name: a ReplicaSet ``web-1234`` that no
+    Deployment controls is not Deployment ``web``'s."""
+    if owner.kind == "ReplicaSet":
+        deployment = deployments.get((owner.namespace, owner.name))
+        if deployment is not None:
+            return WorkloadKey("Deployment", owner.namespace, deployment)
     return owner
 
 
