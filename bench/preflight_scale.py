@@ -61,11 +61,11 @@ def build_snapshot(node_count: int, pod_count: int) -> ClusterSnapshot:
 CONTINUE = re.compile(rb'"continue":"([^"]+)"')
 
 
-def raw_transfer(calls: tuple[Callable[..., Any], ...], page_size: int) -> tuple[float, int, int]:
+def raw_transfer(calls: tuple[Callable[..., Any], ...], page_size: int) -> tuple[float, int, int, float]:
     """The same list pages as the snapshot, through the same client calls, as bytes only: the
     continue token is cut from the page's head with a regex (the list metadata precedes the items),
     nothing is decoded. The lists are read side by side, as the snapshot reads them.
-    Returns (seconds, bytes, pages)."""
+    Returns (seconds, bytes, pages, this process's CPU seconds)."""
 
     def pages(call: Callable[..., Any]) -> tuple[int, int]:
         token, size, count = None, 0, 0
@@ -77,10 +77,35 @@ def raw_transfer(calls: tuple[Callable[..., Any], ...], page_size: int) -> tuple
                 return size, count
             token = match.group(1).decode()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(max_workers=len(calls)) as readers:
         results = list(readers.map(pages, calls))
-    return time.perf_counter() - started, sum(r[0] for r in results), sum(r[1] for r in results)
+    return (time.perf_counter() - started, sum(r[0] for r in results), sum(r[1] for r in results),
+            time.process_time() - cpu)
+
+
+def gap_breakdown(kube: Any, page_size: int) -> tuple[float, float, float]:
+    """One sequential, unpipelined pass over the pod pages, timing each stage apart: (transfer,
+    msgspec decode, projection into domain Pods) in seconds, CPU of this thread for the last two."""
+    from upgrade.adapters.kube import pod_from_json, pod_list_decoder
+
+    decoder = pod_list_decoder()
+    transfer = decode = project = 0.0
+    token = None
+    while True:
+        started = time.perf_counter()
+        data = kube.core.list_pod_for_all_namespaces(limit=page_size, _continue=token, _preload_content=False).data
+        transfer += time.perf_counter() - started
+        started = time.thread_time()
+        page = decoder.decode(data)
+        decode += time.thread_time() - started
+        started = time.thread_time()
+        [pod_from_json(p) for p in page.items or ()]
+        project += time.thread_time() - started
+        match = CONTINUE.search(data, 0, 4096)
+        if not match:
+            return transfer, decode, project
+        token = match.group(1).decode()
 
 
 def serve_cluster(connection: Connection, node_count: int, pod_count: int, scratch: str) -> None:
@@ -144,17 +169,19 @@ def emulated_preflight(node_count: int, pod_count: int, repeat: int) -> None:
             # serves it from then on (as the API server's watch cache does), so the timed passes
             # measure the transfer, not the emulator's json.dumps.
             raw_transfer(calls, PAGE_SIZE)
-            raws, reads = [], []
+            raws, reads, read_cpus = [], [], []
             for _ in range(repeat):
                 raws.append(raw_transfer(calls, PAGE_SIZE))
                 ours.send("reset")
                 ours.recv()
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 snapshot = read_snapshot(kube, aks, ref)
                 reads.append(time.perf_counter() - started)
+                read_cpus.append(time.process_time() - cpu)
                 ours.send("count")
                 requests = ours.recv()
                 del snapshot
+            transfer, decode, project = gap_breakdown(kube, PAGE_SIZE)
             # Peak memory in its own untimed pass: tracemalloc slows every allocation.
             gc.collect()
             tracemalloc.start()
@@ -171,11 +198,15 @@ def emulated_preflight(node_count: int, pod_count: int, repeat: int) -> None:
     predicted = time.perf_counter() - started
     raw = statistics.median(r[0] for r in raws)
     read = statistics.median(reads)
-    _, size, pages = raws[0]
+    _, size, pages, _ = raws[0]
     print(f"raw transfer (same {pages} list pages, bytes only, {size / 1e6:.0f} MB): median {raw:.2f} s "
-          f"over {repeat} runs (all: {', '.join(f'{r[0]:.2f}' for r in raws)})")
+          f"over {repeat} runs (all: {', '.join(f'{r[0]:.2f}' for r in raws)}); client CPU median "
+          f"{statistics.median(r[3] for r in raws):.2f} s")
     print(f"product snapshot (nodes, pods, PDBs, pools, version; {requests} API requests, {len(snapshot.pods)} pods, "
-          f"{len(snapshot.pdbs)} PDBs): median {read:.2f} s (all: {', '.join(f'{r:.2f}' for r in reads)})")
+          f"{len(snapshot.pdbs)} PDBs): median {read:.2f} s (all: {', '.join(f'{r:.2f}' for r in reads)}); "
+          f"client CPU median {statistics.median(read_cpus):.2f} s")
+    print(f"gap breakdown, pods only, one sequential pass: transfer {transfer:.2f} s, msgspec decode "
+          f"{decode:.2f} s CPU, projection into domain Pods {project:.2f} s CPU")
     print(f"snapshot peak memory (tracemalloc, untimed pass): {peak / 2**20:.0f} MiB; "
           f"prediction over it {predicted:.2f} s, final {report.final_state}")
     print(f"ratio={read / raw:.2f}")

@@ -246,6 +246,11 @@ _OBJECT_LIST = msgspec.json.Decoder(_ObjectList)
 _POD = msgspec.json.Decoder(PodJson)
 
 
+def pod_list_decoder() -> msgspec.json.Decoder:
+    """The decoder of a PodList page into PodJson items."""
+    return _POD_LIST
+
+
 def pod_from_json(raw: PodJson) -> Pod:
     meta, spec, status = raw.metadata, raw.spec, raw.status
     owners = meta.ownerReferences or []
