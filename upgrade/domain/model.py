@@ -122,6 +122,10 @@ _ARM_UPGRADE_SETTINGS = {
 }
 
 
+# The provisioning states in which no operation runs on a pool.
+SETTLED_POOL_STATES = frozenset({"Succeeded", "Failed", "Canceled"})
+
+
 @dataclass(frozen=True)
 class AgentPool:
     name: str
@@ -144,6 +148,12 @@ class AgentPool:
     tags: tuple[tuple[str, str], ...] = ()  # the pool's ARM tags (ownership: upgrade.domain.pool_names)
     # ARM's whole ``properties`` object as read (JSON names), what a blue-green clone copies from
     properties: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def busy(self) -> bool:
+        """An operation is (or may be) in progress: every state but the settled ones. A state this
+        code does not know (AKS adds some, such as Migrating) counts as busy, never as finished."""
+        return self.provisioning_state not in SETTLED_POOL_STATES
 
     def tag_map(self) -> dict[str, str]:
         return dict(self.tags)

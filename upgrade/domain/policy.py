@@ -42,6 +42,8 @@ class RollingPolicy(_Strict):
     node_soak_minutes: int | None = Field(None, alias="nodeSoakDurationInMinutes")
     undrainable_node_behavior: Literal["Cordon", "Schedule"] = Field("Cordon", alias="undrainableNodeBehavior")
     max_blocked_nodes: str | None = Field(None, alias="maxBlockedNodes")
+    # Not an ARM field: after the run, put back the upgradeSettings the pool had before it.
+    restore_settings: bool = Field(False, alias="restoreSettings")
 
     @field_validator("max_surge", "max_unavailable", "max_blocked_nodes", mode="before")
     @classmethod
@@ -58,6 +60,10 @@ class RollingPolicy(_Strict):
     def drain_timeout_or_default(self) -> int:
         """The drain timeout the product's own evictions wait for: the policy's, else AKS's default."""
         return self.drain_timeout_minutes if self.drain_timeout_minutes is not None else DEFAULT_DRAIN_TIMEOUT_MINUTES
+
+    def upgrade_settings_arm(self) -> dict[str, Any]:
+        """The ARM upgradeSettings fields the policy sets (None: the pool keeps its own)."""
+        return self.model_dump(by_alias=True, exclude={"restore_settings"})
 
     def to_upgrade_settings(self) -> UpgradeSettings:
         return UpgradeSettings(

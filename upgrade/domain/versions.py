@@ -6,6 +6,8 @@ minor); everything the product stores and compares is the form without the leadi
 
 from __future__ import annotations
 
+import re
+
 
 def normalize_version(version: str) -> str:
     """"v1.30.0" -> "1.30.0"; surrounding blanks dropped."""
@@ -25,3 +27,29 @@ def same_version(a: str | None, b: str | None) -> bool:
     left, right = normalize_version(a).split("."), normalize_version(b).split(".")
     size = min(len(left), len(right))
     return left[:size] == right[:size]
+
+
+_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
+
+
+def check_target_version(target: object, *, pool: str, current: str, offered: list[str]) -> str:
+    """The exact version to upgrade pool ``pool`` (at ``current``) to: ``target`` must be a version
+    ("1.31" means the newest offered 1.31 patch), newer than the pool, and offered by the pool's
+    upgrade profile (``offered``). Raises InvalidInput on ``targetVersion`` listing what is offered."""
+    from upgrade.errors import InvalidInput
+
+    listed = f"offered for pool {pool}: {', '.join(sorted(offered, key=version_key)) or 'none'}"
+    if not isinstance(target, str) or not _VERSION.match(target.strip()):
+        raise InvalidInput("upgrade request", "targetVersion",
+                           f'{target!r} is not a Kubernetes version like "1.31" or "1.31.2" ({listed})')
+    target = target.strip()
+    wanted = version_key(target)
+    if wanted < version_key(current)[: len(wanted)] or wanted == version_key(current):
+        raise InvalidInput("upgrade request", "targetVersion",
+                           f"{target} is not newer than pool {pool}'s {current}: AKS never downgrades a pool, and a "
+                           f"pool already at a version has nothing to upgrade ({listed})")
+    matching = [v for v in offered if v == target or v.startswith(target + ".")]
+    if not matching:
+        raise InvalidInput("upgrade request", "targetVersion",
+                           f"{target} is not offered by pool {pool}'s upgrade profile ({listed})")
+    return max(matching, key=version_key)

@@ -275,7 +275,7 @@ def on_rolling_started(event: ev.NodePoolRollingStarted, platform: Platform) -> 
     if active is not None:
         return f"pool {pool_name} is held by {active.kind} run {active.run_id}: nothing to record"
     pool = platform.aks(cluster).get_pool(cluster, pool_name)
-    if pool.provisioning_state not in rolling.BUSY_STATES:
+    if not pool.busy:
         # A late copy: the operation is over, and its Succeeded/Failed reconciles (or did).
         return f"Started for an operation already over (pool {pool.provisioning_state}): nothing to record"
     now = platform.clock.now()

@@ -56,7 +56,7 @@ from upgrade.services.outbox import create_run
 from upgrade.services.pdb_leases import active_run, restore_leased_pdbs
 from upgrade.services.quarantine_scan import resolve_cluster, resolve_node, rolling_upgrade_facts
 from upgrade.services.registry import StepSpec
-from upgrade.services.rolling import BUSY_STATES, wait_pool
+from upgrade.services.rolling import wait_pool
 from upgrade.services.step_runner import StepContext
 
 log = logging.getLogger("upgrade.remediation")
@@ -425,7 +425,7 @@ def wait_pods_gone(ctx: StepContext) -> Outcome:
 def delete_machine(ctx: StepContext) -> Outcome:
     aks = ctx.platform.aks(ctx.cluster)
     pool = aks.get_pool(ctx.cluster, ctx.message.pool)
-    if pool.provisioning_state in BUSY_STATES:
+    if pool.busy:
         return _through_wait_pool(ctx, DELETE_MACHINE, f"pool is {pool.provisioning_state}")
     if _get_node(ctx) is None:
         return Next(UNQUARANTINE, reason=f"machine {_node(ctx)} is gone")
@@ -453,7 +453,7 @@ def reapply_version(ctx: StepContext) -> Outcome:
     still behind (quarantined ones excepted). A node already at the version is only uncordoned."""
     aks, kube = ctx.platform.aks(ctx.cluster), ctx.platform.kube(ctx.cluster)
     pool = aks.get_pool(ctx.cluster, ctx.message.pool)
-    if pool.provisioning_state in BUSY_STATES:
+    if pool.busy:
         return _through_wait_pool(ctx, REAPPLY_VERSION, f"pool is {pool.provisioning_state}")
     nodes = kube.list_nodes(label_selector=pool_selector(ctx.message.pool))
     lagging = [n.name for n in nodes if not n.quarantined and not same_version(n.kubernetes_version, pool.orchestrator_version)]
@@ -474,7 +474,7 @@ def reapply_version(ctx: StepContext) -> Outcome:
 def scale_back(ctx: StepContext) -> Outcome:
     aks = ctx.platform.aks(ctx.cluster)
     pool = aks.get_pool(ctx.cluster, ctx.message.pool)
-    if pool.provisioning_state in BUSY_STATES:
+    if pool.busy:
         return _through_wait_pool(ctx, SCALE_BACK, f"pool is {pool.provisioning_state}")
     target = ctx.run.facts.get("target_count")
     if target is None or pool.count == target:

@@ -30,8 +30,8 @@ from upgrade.domain.quarantine import PoolUpgradeFacts
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
 from upgrade.domain.surge import QUOTA_ERROR_CODES, surge_node_count, validate_upgrade_settings
-from upgrade.domain.versions import same_version
-from upgrade.errors import InvalidInput, PermanentError
+from upgrade.domain.versions import check_target_version, same_version
+from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError
 from upgrade.ports import Platform
 from upgrade.services.outbox import create_run
 from upgrade.services.quarantine_scan import alert_on_findings, read_cordoned
@@ -45,7 +45,9 @@ APPLY_SETTINGS = "rolling.apply_settings"
 WAIT_POOL = "rolling.wait_pool"
 SET_VERSION = "rolling.set_version"
 RECONCILE = "rolling.reconcile"
-BUSY_STATES = frozenset({"Creating", "Updating", "Upgrading", "Scaling", "Deleting", "Starting", "Stopping"})
+RESTORE_SETTINGS = "rolling.restore_settings"
+# Attempts at putting the pool's own upgradeSettings back before the run ends saying it could not.
+MAX_RESTORE_ATTEMPTS = 5
 UPGRADE_EVENT_REASONS = ("Surge", "Drain", "Upgrade")
 
 
@@ -66,17 +68,34 @@ def start_rolling_run(
     options: dict[str, Any] | None = None,
     actor: str = "system",
 ) -> RunRecord:
-    """Start a rolling upgrade of ``pool`` to ``target_version``. ``options.upgradeSettings``
-    (ARM names) override the policy's rolling settings field by field. Raises InvalidInput for bad
-    settings, NotAllowed for a cluster outside the allow-list, Conflict when the pool is busy."""
+    """Start a rolling upgrade of ``pool`` to ``target_version``, checked before anything is written
+    or applied: a busy pool answers Conflict (``.code`` the active run) first, then a pool that does
+    not exist NotFound, then a target that is not a newer version offered by the pool's upgrade
+    profile InvalidInput listing what is offered. ``options.upgradeSettings`` (ARM names) override
+    the policy's rolling settings field by field; ``options.restoreSettings`` the policy's choice to
+    put the pool's own upgradeSettings back after the run. NotAllowed for a cluster outside the
+    allow-list."""
     ref = cluster if isinstance(cluster, ClusterRef) else ClusterRef.parse(cluster)
     require_allowed_cluster(ref, platform.allowed_clusters)
     options = dict(options or {})
-    unknown = sorted(set(options) - {"upgradeSettings", "pollSeconds"})
+    unknown = sorted(set(options) - {"upgradeSettings", "pollSeconds", "restoreSettings"})
     if unknown:
-        raise InvalidInput("rolling options", f"options.{unknown[0]}", "unknown field (expected upgradeSettings, pollSeconds)")
+        raise InvalidInput("rolling options", f"options.{unknown[0]}",
+                           "unknown field (expected upgradeSettings, pollSeconds, restoreSettings)")
+    if not isinstance(options.get("restoreSettings", False), bool):
+        raise InvalidInput("rolling options", "options.restoreSettings", "must be true or false")
+    active = platform.runs.find_active(ref.arm_id, pool)
+    if active is not None:
+        raise Conflict(f"run {active.run_id} is already active on pool {pool}", code=active.run_id)
+    aks = platform.aks(ref)
+    try:
+        current = aks.get_pool(ref, pool)
+    except NotFound as exc:
+        raise NotFound(f"pool {pool} not found in cluster {ref.name}") from exc
+    target = check_target_version(target_version, pool=pool, current=current.orchestrator_version,
+                                  offered=aks.available_upgrades(ref, pool))
     policy = platform.policy.for_pool(ref, pool)
-    settings = {**policy.rolling.model_dump(by_alias=True), **(options.get("upgradeSettings") or {})}
+    settings = {**policy.rolling.upgrade_settings_arm(), **(options.get("upgradeSettings") or {})}
     options["upgradeSettings"] = {k: (str(v) if k in ("maxSurge", "maxUnavailable", "maxBlockedNodes") and v is not None
                                       else v) for k, v in settings.items()}
     try:
@@ -84,11 +103,12 @@ def start_rolling_run(
     except InvalidInput as exc:
         raise InvalidInput("rolling options", f"options.upgradeSettings.{exc.field}", exc.problem) from exc
     options.setdefault("pollSeconds", policy.poll_seconds)
+    options.setdefault("restoreSettings", policy.rolling.restore_settings)
     now = platform.clock.now()
     run = RunRecord(
         run_id=f"rolling-{pool}-{uuid.uuid4().hex[:12]}",
         kind=KIND, cluster=ref.arm_id, pool=pool, state=APPLY_SETTINGS, status="running",
-        created_at=now, updated_at=now, target_version=target_version, options=options,
+        created_at=now, updated_at=now, target_version=target, options=options,
         facts={"started_by": actor},
     )
     return create_run(platform, run, StepMessage(v=1, run_id=run.run_id, step=APPLY_SETTINGS, cluster=ref.arm_id,
@@ -117,7 +137,7 @@ def apply_settings(ctx: StepContext) -> Outcome:
         validate_upgrade_settings(desired, mode=pool.mode, pool_size=pool.count)
     except InvalidInput as exc:
         return Failed(reason=f"upgradeSettings refused for pool {pool.name}: {exc}", facts=facts)
-    if pool.provisioning_state in BUSY_STATES:
+    if pool.busy:
         return Retry(delay_seconds=_poll(ctx), reason=f"pool {pool.name} is {pool.provisioning_state}", facts=facts)
     if _settings_applied(pool.upgrade_settings, desired):
         return Next(SET_VERSION, reason="upgradeSettings already in place", facts=facts)
@@ -131,7 +151,7 @@ def wait_pool(ctx: StepContext) -> Outcome:
     """Wait for the pool's operation to end, then go on to ``args.then``."""
     pool = ctx.platform.aks(ctx.cluster).get_pool(ctx.cluster, ctx.message.pool)
     then = ctx.message.args.get("then", RECONCILE)
-    if pool.provisioning_state in BUSY_STATES:
+    if pool.busy:
         return Retry(delay_seconds=_poll(ctx), reason=f"pool {pool.name} is {pool.provisioning_state}")
     if pool.provisioning_state != "Succeeded" and then != RECONCILE and not then.startswith("remediation."):
         return Next(RECONCILE, reason=f"pool operation ended {pool.provisioning_state}: {pool.error or 'no message'}")
@@ -165,7 +185,7 @@ def surge_unavailable_alert(cluster: ClusterRef, pool: AgentPool, run_id: str | 
 def set_version(ctx: StepContext) -> Outcome:
     aks, run = ctx.platform.aks(ctx.cluster), ctx.run
     pool = aks.get_pool(ctx.cluster, ctx.message.pool)
-    if pool.provisioning_state in BUSY_STATES:
+    if pool.busy:
         if same_version(pool.orchestrator_version, run.target_version):
             # The version PUT went out (a redelivery after a crash): wait for it.
             return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": RECONCILE},
@@ -178,7 +198,8 @@ def set_version(ctx: StepContext) -> Outcome:
     except PermanentError as exc:
         if is_quota_error(exc):
             ctx.platform.alerts.publish(surge_unavailable_alert(ctx.cluster, pool, run.run_id, str(exc), run.target_version))
-            return Failed(reason=f"surge nodes unavailable: {exc}", facts={"surge_unavailable": str(exc)}, alerted=True)
+            return _ending(ctx, Failed(reason=f"surge nodes unavailable: {exc}", facts={"surge_unavailable": str(exc)},
+                                       alerted=True))
         raise
     return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": RECONCILE},
                 reason=f"upgrading pool {pool.name} to {run.target_version}", facts={"version_set": True})
@@ -262,8 +283,9 @@ def reconcile(ctx: StepContext) -> Outcome:
     run = ctx.run
     facts, problems = reconcile_pool(ctx.platform, ctx.cluster, ctx.message.pool, run)
     if not problems:
-        return Done(summary=f"pool {ctx.message.pool} upgraded: every node at {facts['final']['poolVersion']}, "
-                            f"{facts['final']['count']} node(s), none cordoned", facts=facts)
+        return _ending(ctx, Done(summary=f"pool {ctx.message.pool} upgraded: every node at "
+                                         f"{facts['final']['poolVersion']}, {facts['final']['count']} node(s), "
+                                         "none cordoned", facts=facts))
     reason = "; ".join(problems)
     if facts["arm_error"] and any(code in facts["arm_error"] for code in QUOTA_ERROR_CODES):
         pool = ctx.platform.aks(ctx.cluster).get_pool(ctx.cluster, ctx.message.pool)
@@ -284,7 +306,47 @@ def reconcile(ctx: StepContext) -> Outcome:
             dedup_key=f"{ctx.cluster.arm_id.lower()}|{ctx.message.pool}|run|{run.run_id}",
         )
     )
-    return Failed(reason=reason, facts=facts, alerted=True)
+    return _ending(ctx, Failed(reason=reason, facts=facts, alerted=True))
+
+
+# ---- putting the pool's own upgradeSettings back (policy rolling.restoreSettings) -----------------
+
+
+def _ending(ctx: StepContext, outcome: Done | Failed) -> Outcome:
+    """``outcome``, or first the restore of the pool's upgradeSettings when the run changed them and
+    its options ask for them back."""
+    run = ctx.run
+    if not (run.options.get("restoreSettings") and run.facts.get("settings_applied")
+            and run.facts.get("settings_before") is not None):
+        return outcome
+    failed = isinstance(outcome, Failed)
+    ending = {"failed": failed, "status": outcome.status, "text": outcome.reason if failed else outcome.summary}
+    return Next(RESTORE_SETTINGS, args={"ending": ending}, facts=outcome.facts,
+                reason="putting the pool's own upgradeSettings back")
+
+
+def restore_settings(ctx: StepContext) -> Outcome:
+    """Put back the upgradeSettings the pool had before the run, then end as the run ended."""
+    aks, run = ctx.platform.aks(ctx.cluster), ctx.run
+    pool = aks.get_pool(ctx.cluster, ctx.message.pool)
+    before = UpgradeSettings.from_arm(run.facts["settings_before"])
+    if pool.busy:
+        return Retry(delay_seconds=_poll(ctx), reason=f"pool {pool.name} is {pool.provisioning_state}")
+    ending = ctx.message.args.get("ending") or {}
+    if _settings_applied(pool.upgrade_settings, before):
+        note = "upgradeSettings restored to the pool's own"
+        facts = {"settings_restored": before.to_arm()}
+    elif ctx.message.attempt > MAX_RESTORE_ATTEMPTS:
+        note = (f"upgradeSettings NOT restored after {MAX_RESTORE_ATTEMPTS} attempts: the pool has "
+                f"{pool.upgrade_settings.to_arm()}, it had {before.to_arm()}")
+        facts = {"settings_restored": None}
+    else:
+        aks.begin_put_pool(ctx.cluster, replace(pool, upgrade_settings=before), if_match=pool.etag)
+        return Retry(delay_seconds=_poll(ctx), reason="restoring the pool's own upgradeSettings")
+    text = f"{ending.get('text') or 'run ended'}; {note}"
+    if ending.get("failed", False):
+        return Failed(reason=text, facts=facts, status=ending.get("status", "failed"), alerted=True)
+    return Done(summary=text, facts=facts, status=ending.get("status", "succeeded"))
 
 
 STEPS = {
@@ -292,4 +354,5 @@ STEPS = {
     WAIT_POOL: StepSpec(WAIT_POOL, wait_pool),
     SET_VERSION: StepSpec(SET_VERSION, set_version),
     RECONCILE: StepSpec(RECONCILE, reconcile),
+    RESTORE_SETTINGS: StepSpec(RESTORE_SETTINGS, restore_settings),
 }

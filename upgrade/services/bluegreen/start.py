@@ -3,7 +3,6 @@ custom checks), one active run per pool, then the first step."""
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +15,7 @@ from upgrade.domain.model import AgentPool, ClusterRef, require_allowed_cluster
 from upgrade.domain.pool_names import LOGICAL_TAG, logical_name
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import StepMessage
-from upgrade.domain.versions import version_key
+from upgrade.domain.versions import check_target_version
 from upgrade.errors import Conflict, InvalidInput, NotFound
 from upgrade.ports import Aks, Platform
 from upgrade.services.bluegreen.checks import CUSTOM_CHECKS
@@ -25,28 +24,6 @@ from upgrade.services.bluegreen.flow import (
 )
 from upgrade.services.bluegreen.prepare import plan_green
 from upgrade.services.outbox import create_run
-
-_VERSION = r"^\d+\.\d+(\.\d+)?$"
-
-
-def _check_target_version(aks: Aks, cluster: ClusterRef, pool: AgentPool, target_version: object) -> str:
-    """The exact version to create green at; "1.31" means the newest offered 1.31 patch."""
-    if not isinstance(target_version, str) or not re.match(_VERSION, target_version.strip()):
-        raise InvalidInput("upgrade request", "targetVersion", 'must be a Kubernetes version like "1.31" or "1.31.2"')
-    target = target_version.strip()
-    current = pool.orchestrator_version
-    wanted = version_key(target)
-    if wanted < version_key(current)[: len(wanted)] or wanted == version_key(current):
-        raise InvalidInput("upgrade request", "targetVersion",
-                           f"{target} is not newer than pool {pool.name}'s {current}: AKS cannot downgrade "
-                           "a pool, and blue-green needs a newer version")
-    offered = aks.available_upgrades(cluster, pool.name)
-    matching = [v for v in offered if v == target or v.startswith(target + ".")]
-    if not matching:
-        raise InvalidInput("upgrade request", "targetVersion",
-                           f"{target} is not offered by pool {pool.name}'s upgrade profile "
-                           f"(offered: {', '.join(offered) or 'none'})")
-    return max(matching, key=version_key)
 
 
 def resolve_pool(aks: Aks, cluster: ClusterRef, name: str) -> AgentPool:
@@ -89,7 +66,8 @@ def start_bluegreen_run(platform: Platform, *, cluster: str, pool: str, target_v
         raise InvalidInput("options", "options.validation.customChecks",
                            f"no check registered as {', '.join(unknown)} "
                            f"(registered: {', '.join(sorted(CUSTOM_CHECKS)) or 'none'})")
-    target = _check_target_version(aks, ref, blue, target_version)
+    target = check_target_version(target_version, pool=blue.name, current=blue.orchestrator_version,
+                                  offered=aks.available_upgrades(ref, blue.name))
     green, logical, _ = plan_green(aks, ref, blue, target, naming=parsed.naming, run_id="")  # a free name, or 400
     pool = blue.name
     now = platform.clock.now()
