@@ -246,3 +246,29 @@ def test_unknown_vm_size_warns_instead_of_guessing():
     report = preflight(snapshot(2, seed_pods(), [], vm_size="Custom_Big"), PlannedUpgrade(POOL))
     assert report.extra_vcpus is None
     assert any("Custom_Big" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize(
+    ("target", "offered", "why"),
+    [
+        ("banana", ("1.31.0",), "'banana' is not a Kubernetes version"),
+        ("1.20.0", ("1.31.0",), "1.20.0 is not newer than pool"),
+        ("1.30.0", ("1.31.0",), "1.30.0 is not newer than pool"),
+        ("1.33.0", ("1.31.0",), "1.33.0 is not offered by pool"),
+        ("banana", None, "'banana' is not a Kubernetes version"),  # a bare kubeconfig: form and direction
+        ("1.20.0", None, "1.20.0 is not newer than pool"),
+    ],
+)
+def test_an_impossible_target_ends_refused_with_why_and_nothing_simulated(target, offered, why):
+    cluster = snapshot(2, seed_pods(), [budget("app-a", min_available="1")])
+    report = preflight(cluster, PlannedUpgrade(POOL, target_version=target, offered_versions=offered))
+    assert report.final_state == "Refused"
+    assert why in report.final_message
+    assert (report.surge_node_count, report.nodes_to_upgrade, report.quarantined_nodes) == (0, (), ())
+    assert report.to_public()["finalState"] == "Refused"
+
+
+def test_an_offered_target_is_simulated_as_before():
+    cluster = snapshot(2, seed_pods(), [])
+    report = preflight(cluster, PlannedUpgrade(POOL, target_version="1.31.0", offered_versions=("1.31.0",)))
+    assert report.final_state == "Succeeded"

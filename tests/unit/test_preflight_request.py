@@ -80,3 +80,11 @@ def test_a_bad_request_names_the_field(body, field):
 def test_a_cluster_outside_the_allow_list_is_not_found():
     with pytest.raises(NotFound):
         preflight_from_request(platform_for(scenario2_before_upgrade()), request(cluster="aks-elsewhere"))
+
+
+@pytest.mark.parametrize("target", ["banana", "1.20.0", "1.33.0", "1.31.99"])
+def test_a_target_the_pools_upgrade_profile_does_not_offer_is_refused(target):
+    report = preflight_from_request(platform_for(scenario2_before_upgrade()), request(targetVersion=target))
+    assert report["finalState"] == "Refused"
+    assert "offered for pool nodepool1: 1.31.7" in report["finalMessage"]
+    assert report["quarantinedNodes"] == [] and report["surgeNodeCount"] == 0

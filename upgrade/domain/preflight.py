@@ -15,6 +15,8 @@ blue-green) the prediction follows AKS's documented behaviour (see the README's 
   replacement gets one, and when blocked nodes hold every surge node (maxBlockedNodes above
   maxSurge) AKS surges again for the nodes left. It ends Failed if anything was quarantined.
 Blue-green creates a full green pool, cordons every blue node and drains it onto green.
+A target ARM would refuse outright (not a version, not newer than the pool, not offered by its
+upgrade profile) ends ``Refused`` with why, before anything is simulated.
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ from upgrade.domain.surge import (
     upgrade_batch_size,
     validate_upgrade_settings,
 )
-from upgrade.domain.versions import normalize_version
+from upgrade.domain.versions import check_target_version, normalize_version
 from upgrade.errors import InvalidInput
 
 ROLLING = "rolling"
 BLUE_GREEN = "blue-green"
+REFUSED = "Refused"
 CORDONED_NODES_EXHAUSTED_SURGE = (
     "Cordoned nodes have used all surge nodes but there are more nodes to be upgraded. "
     "Please fix your PDBs blocking node drain and kindly retry upgrade operation."
@@ -84,6 +87,9 @@ class PlannedUpgrade:
     strategy: str = ROLLING
     target_version: str | None = None
     settings: UpgradeSettings = field(default_factory=UpgradeSettings)
+    # The versions the pool's upgrade profile offers; None when unknown (a bare kubeconfig): then
+    # only the version's form and direction are checked.
+    offered_versions: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ class PreflightReport:
     max_blocked_nodes: int
     blocked_nodes_exhausted: bool
     unsatisfiable_pdbs: tuple[str, ...]
-    final_state: str  # Succeeded | Failed | Canceled
+    final_state: str  # Succeeded | Failed | Canceled, or Refused: AKS would not start it at all
     final_message: str | None
     warnings: tuple[str, ...] = ()
 
@@ -255,6 +261,32 @@ def _nodes_to_upgrade(pool_nodes: list[Node], target_version: str | None) -> lis
     ]
 
 
+def _target_refusal(pool: AgentPool, plan: PlannedUpgrade) -> str | None:
+    """Why ARM would refuse the plan's target version outright (None: it would take it)."""
+    if plan.target_version is None:
+        return None
+    offered = list(plan.offered_versions) if plan.offered_versions is not None else None
+    try:
+        check_target_version(plan.target_version, pool=pool.name, current=pool.orchestrator_version,
+                             offered=offered if offered is not None else [plan.target_version])
+    except InvalidInput as exc:
+        return exc.problem
+    return None
+
+
+def _refused(snapshot: ClusterSnapshot, pool: AgentPool, plan: PlannedUpgrade, settings: UpgradeSettings,
+             pool_nodes: list[Node], reason: str) -> PreflightReport:
+    """The report of an upgrade that would never start: nothing drained, nothing surged."""
+    return PreflightReport(
+        cluster=snapshot.cluster.arm_id, pool=pool.name, strategy=plan.strategy, target_version=plan.target_version,
+        settings=settings, pool_node_count=len(pool_nodes), nodes_to_upgrade=(), batch_size=0, surge_node_count=0,
+        vm_size=pool.vm_size, vcpus_per_node=vcpus_per_vm(pool.vm_size), extra_vcpus=0, blocked_now=(),
+        undrainable_nodes=(), quarantined_nodes=(), failed_nodes=(), upgraded_nodes=(), untouched_nodes=(),
+        permanent_surge_nodes=0, resulting_node_count=len(pool_nodes), max_blocked_nodes=0,
+        blocked_nodes_exhausted=False, unsatisfiable_pdbs=(), final_state=REFUSED, final_message=reason,
+    )
+
+
 def preflight(snapshot: ClusterSnapshot, plan: PlannedUpgrade) -> PreflightReport:
     """Predict the outcome of ``plan`` on the cluster in ``snapshot``."""
     pool = snapshot.pool(plan.pool)
@@ -265,6 +297,9 @@ def preflight(snapshot: ClusterSnapshot, plan: PlannedUpgrade) -> PreflightRepor
         raise InvalidInput("preflight", "strategy", f"{plan.strategy!r} is not {ROLLING} or {BLUE_GREEN}")
     settings = pool.upgrade_settings.with_overrides(plan.settings)
     pool_nodes = sorted((n for n in snapshot.nodes if n.pool == pool.name), key=lambda n: n.name)
+    refusal = _target_refusal(pool, plan)
+    if refusal:
+        return _refused(snapshot, pool, plan, settings, pool_nodes, refusal)
     if plan.strategy == ROLLING:
         # ARM checks the settings of the PUT against the pool's count, as here.
         validate_upgrade_settings(settings, mode=pool.mode, pool_size=pool.count)

@@ -137,7 +137,8 @@ def on_new_version(event: ev.NewKubernetesVersionAvailable, platform: Platform) 
     for pool in sorted(aks.list_pools(cluster), key=lambda p: p.name):
         pool_policy = policy.for_pool(cluster, pool.name)
         then = planned_reaction(event, pool_policy)["then"]
-        target = choose_target_version(aks.available_upgrades(cluster, pool.name), event.latest_stable_kubernetes_version)
+        offered = aks.available_upgrades(cluster, pool.name)
+        target = choose_target_version(offered, event.latest_stable_kubernetes_version)
         if target is None:
             notes.append(f"{pool.name}: no upgrade offered up to {event.latest_stable_kubernetes_version}")
             continue
@@ -148,7 +149,7 @@ def on_new_version(event: ev.NewKubernetesVersionAvailable, platform: Platform) 
         snapshot = snapshot or take_snapshot(platform, cluster)
         strategy = "blue-green" if then == THEN_START_BLUE_GREEN else pool_policy.strategy
         report = preflight(snapshot, PlannedUpgrade(
-            pool=pool.name, strategy=strategy, target_version=target,
+            pool=pool.name, strategy=strategy, target_version=target, offered_versions=tuple(offered),
             settings=pool_policy.rolling.to_upgrade_settings() if strategy == "rolling" else pool.upgrade_settings,
         ))
         if then == THEN_REPORT:

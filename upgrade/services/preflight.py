@@ -6,7 +6,8 @@ strategy, options): a rolling prediction uses the settings the app's run would a
 own upgradeSettings, the pool policy's rolling settings over them, the request's
 ``options.upgradeSettings`` over those). One snapshot through the ports, then the pure prediction
 of upgrade.domain.preflight. ``aksDefaults`` names every setting still unset, with the value AKS
-uses for it; ``maintenanceWindows``, per action the pool policy gates, whether its window is open
+uses for it. A target the pool's upgrade profile does not offer (or not newer than the pool)
+ends ``Refused``, with why and what is offered; ``maintenanceWindows``, per action the pool policy gates, whether its window is open
 and its next windows.
 """
 
@@ -68,8 +69,13 @@ def preflight_from_request(platform: Platform, body: object) -> dict[str, Any]:
         raise InvalidInput(WHAT, "strategy", f"{strategy!r} is not one of {ROLLING}, {BLUE_GREEN}")
     requested = _settings(body.get("options") or {})
     policy_settings = platform.policy.for_pool(cluster, pool).rolling.to_upgrade_settings()
-    plan = PlannedUpgrade(pool=pool, strategy=strategy, target_version=_text(body, "targetVersion", required=False),
-                          settings=policy_settings.with_overrides(requested))
-    report = preflight(take_snapshot(platform, cluster), plan)
+    target = _text(body, "targetVersion", required=False)
+    snapshot = take_snapshot(platform, cluster)
+    offered = None
+    if target is not None and snapshot.pool(pool) is not None:
+        offered = tuple(platform.aks(cluster).available_upgrades(cluster, pool))
+    plan = PlannedUpgrade(pool=pool, strategy=strategy, target_version=target,
+                          settings=policy_settings.with_overrides(requested), offered_versions=offered)
+    report = preflight(snapshot, plan)
     return {**report.to_public(), "aksDefaults": aks_defaults_applied(report.settings),
             "maintenanceWindows": windows_report(platform, cluster, pool, platform.clock.now())}

@@ -99,7 +99,9 @@ def start_rolling_run(
     options["upgradeSettings"] = {k: (str(v) if k in ("maxSurge", "maxUnavailable", "maxBlockedNodes") and v is not None
                                       else v) for k, v in settings.items()}
     try:
-        validate_upgrade_settings(UpgradeSettings.from_arm(options["upgradeSettings"]), mode="User")
+        # As ARM will check them: the pool's own settings under the run's, against the pool's size.
+        merged = current.upgrade_settings.with_overrides(UpgradeSettings.from_arm(options["upgradeSettings"]))
+        validate_upgrade_settings(merged, mode=current.mode, pool_size=current.count)
     except InvalidInput as exc:
         raise InvalidInput("rolling options", f"options.upgradeSettings.{exc.field}", exc.problem) from exc
     options.setdefault("pollSeconds", policy.poll_seconds)
