@@ -51,27 +51,34 @@ def test_restore_only_what_the_run_wrote(case, lease, current, action):
     assert restore_action(lease, current) is action
 
 
+RELAXED_2 = {"selector": SELECTOR, "maxUnavailable": 2}
+OWNERS_SELECTOR = {"selector": {"matchLabels": {"app": "b"}}, "minAvailable": 1}
+
+
 @pytest.mark.parametrize(
-    ("case", "lease", "current", "wanted", "write", "original", "relaxed_generation"),
+    ("case", "lease", "current", "max_unavailable", "write", "original", "relaxed", "relaxed_generation"),
     [
-        ("first relax: write, expecting the next generation", RECORDED, at(ORIGINAL, 3), RELAXED, True,
-         ORIGINAL, 4),
-        ("already relaxed by this lease (a redelivery): no write", RELAXING, at(RELAXED, 4), RELAXED, False,
-         ORIGINAL, 4),
+        ("first relax: write, expecting the next generation", RECORDED, at(ORIGINAL, 3), 1, True,
+         ORIGINAL, RELAXED, 4),
+        ("already relaxed by this lease (a redelivery): no write", RELAXING, at(RELAXED, 4), 1, False,
+         ORIGINAL, RELAXED, 4),
         # A lease taken over from a run that ended relaxed keeps its original, never the relaxed spec.
-        ("taken over, relaxed further: the original is kept", RELAXING, at(RELAXED, 4),
-         {"selector": SELECTOR, "maxUnavailable": 2}, True, ORIGINAL, 5),
-        ("an earlier write was refused (409): write again", RELAXING, at(ORIGINAL, 3), RELAXED, True, ORIGINAL, 4),
-        # The owners changed the PDB after the record and before any relax: theirs is the original.
-        ("edited before the relax: adopted as the original", RECORDED, at(OWNERS, 4), RELAXED, True, OWNERS, 5),
+        ("taken over, relaxed further: the original is kept", RELAXING, at(RELAXED, 4), 2, True,
+         ORIGINAL, RELAXED_2, 5),
+        ("an earlier write was refused (409): write again", RELAXING, at(ORIGINAL, 3), 1, True,
+         ORIGINAL, RELAXED, 4),
+        # The owners changed the PDB after the record and before any relax: theirs is the original,
+        # and the relax keeps their selector.
+        ("edited before the relax: adopted as the original", RECORDED, at(OWNERS_SELECTOR, 4), 1, True,
+         OWNERS_SELECTOR, {"selector": {"matchLabels": {"app": "b"}}, "maxUnavailable": 1}, 5),
     ],
 )
-def test_plan_relax(case, lease, current, wanted, write, original, relaxed_generation):
-    plan = plan_relax(lease, current, wanted)
+def test_plan_relax(case, lease, current, max_unavailable, write, original, relaxed, relaxed_generation):
+    plan = plan_relax(lease, current, max_unavailable)
     assert plan.write is write
     assert (plan.lease.original, plan.lease.relaxed, plan.lease.relaxed_generation) == (
-        original, wanted, relaxed_generation)
-    assert plan.adopted_edit is (original is OWNERS)
+        original, relaxed, relaxed_generation)
+    assert plan.adopted_edit is (original is OWNERS_SELECTOR)
 
 
 def test_a_lease_round_trips_through_storage_and_keys_fit_table_storage():

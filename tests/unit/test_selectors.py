@@ -92,7 +92,7 @@ def test_match_labels_and_the_equivalent_string_are_one_selector():
     assert LabelSelector.match_labels({"app": "web", "tier": "db"}) == LabelSelector.parse("tier=db,app=web")
     assert LabelSelector.from_api({}) == EVERYTHING
     assert LabelSelector.from_api(None) == NOTHING
-    assert EVERYTHING.empty and not NOTHING.empty
+    assert EVERYTHING.matches({}) and not NOTHING.matches({})
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ No I/O: the drain engine in upgrade.services.drain executes plans.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from upgrade.domain.model import Pdb, Pod
@@ -38,6 +38,8 @@ class DrainOptions:
     pod_selector: str | None = None
     timeout_seconds: float = 0.0
     max_concurrent_evictions: int = 32  # bounded: every pod of a node in flight, without a thread per pod
+    # The pods the drain looks at (kubectl --pod-selector), parsed from pod_selector; none: every pod.
+    selector: LabelSelector = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.grace_seconds < -1:
@@ -46,12 +48,10 @@ class DrainOptions:
             raise InvalidInput("drain options", "timeout_seconds", "must be >= 0 (0 = no timeout)")
         if self.max_concurrent_evictions < 1:
             raise InvalidInput("drain options", "max_concurrent_evictions", "must be >= 1")
-        self.selector  # noqa: B018 - a selector Kubernetes would refuse is refused here, naming the field
-
-    @property
-    def selector(self) -> LabelSelector:
-        """The pods the drain looks at (kubectl --pod-selector); no selector: every pod."""
-        return LabelSelector.parse(self.pod_selector or "", what="drain options", field="pod_selector")
+        # A selector Kubernetes would refuse is refused here, naming the field.
+        object.__setattr__(
+            self, "selector", LabelSelector.parse(self.pod_selector or "", what="drain options", field="pod_selector")
+        )
 
     @property
     def eviction_grace_seconds(self) -> int | None:

@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from upgrade.domain.model import ClusterRef, PdbManifest
+from upgrade.domain.quarantine import relaxed_spec
 
 BUDGET_FIELDS = ("minAvailable", "maxUnavailable")
 
@@ -108,15 +109,17 @@ class RelaxPlan:
     adopted_edit: bool = False  # someone changed the PDB since it was recorded: their spec is the original
 
 
-def plan_relax(lease: PdbLease, current: PdbManifest, wanted: dict[str, Any]) -> RelaxPlan:
-    """The lease (with the original kept, or another's edit adopted as the new original) and the
-    expected generation of the run's write, conditional on ``current.resource_version``."""
+def plan_relax(lease: PdbLease, current: PdbManifest, max_unavailable: int) -> RelaxPlan:
+    """The lease (with the original kept, or another's edit adopted as the new original), the spec
+    to write (the original relaxed to ``max_unavailable``) and the generation of the run's write,
+    conditional on ``current.resource_version``."""
     adopted = False
     if not lease.holds_relaxed(current) and not same_spec(current.spec, lease.original):
         # Neither the original nor the holder's relax: the owners changed it. That is the original now.
         lease = replace(lease, original=dict(current.spec), original_generation=current.generation,
                         relaxed=None, relaxed_generation=None)
         adopted = True
+    wanted = relaxed_spec(lease.original, max_unavailable)
     if same_spec(current.spec, wanted):
         return RelaxPlan(replace(lease, relaxed=dict(wanted), relaxed_generation=current.generation), False,
                          adopted)

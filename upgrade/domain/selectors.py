@@ -26,7 +26,7 @@ Pure: no I/O. Adapters hand over the API's JSON names only; ``from_api`` refuses
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -129,19 +129,10 @@ class LabelSelector:
     requirements: tuple[Requirement, ...] = ()
     null: bool = False
 
-    @property
-    def empty(self) -> bool:
-        """Whether it matches everything (no requirement, and not null)."""
-        return not self.null and not self.requirements
-
     def matches(self, labels: Mapping[str, str]) -> bool:
         if self.null:
             return False
         return all(r.matches(labels) for r in self.requirements)
-
-    def matches_pairs(self, labels: Iterable[tuple[str, str]]) -> bool:
-        """``matches`` for labels held as (key, value) pairs, as the domain's snapshots keep them."""
-        return self.matches(dict(labels))
 
     def __str__(self) -> str:
         if self.null:

@@ -46,7 +46,7 @@ from upgrade.domain.pdb_lease import (
     plan_relax,
 )
 from upgrade.domain.policy import REMEDIATION_KINDS
-from upgrade.domain.quarantine import PoolUpgradeFacts, is_application_pod, relaxed_spec
+from upgrade.domain.quarantine import PoolUpgradeFacts, is_application_pod
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
 from upgrade.domain.versions import same_version
@@ -326,7 +326,9 @@ def relax_pdb(ctx: StepContext) -> Outcome:
             current = kube.get_pdb_manifest(namespace, name)
         except NotFound:
             continue
-        plan = plan_relax(lease, current, relaxed_spec(lease.original, ctx.run.facts["relax_to"].get(key, 1)))
+        plan = plan_relax(lease, current, ctx.run.facts["relax_to"].get(key, 1))
+        if plan.adopted_edit:
+            log.warning("PDB %s was changed after run %s recorded it: relaxing from the new spec", key, ctx.run.run_id)
         if plan.lease != lease:
             state.put(lease_partition(ctx.cluster), lease_key(key), plan.lease.to_storage(), etag=etag)
         if plan.write:
