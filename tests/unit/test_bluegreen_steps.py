@@ -474,6 +474,10 @@ def test_abort_ends_the_run_where_it_is_and_alerts():
         driver.run(run_id=run.run_id, max_deliveries=1)
     aborted = decide(platform, run.run_id, "abort", "erin", "wrong cluster")
     assert aborted.status == "aborted" and platform.alerts.kinds() == ["run.aborted"]
+    # the alert names what the run created and leaves behind, and nothing else
+    left = platform.alerts.published[0].details["leftToCleanUp"]
+    assert any(f"green pool {GREEN}, created by this run" in item for item in left), left
+    assert all(GREEN in item or "blue nodes cordoned by this run" in item for item in left), left
     driver.run(run_id=run.run_id, until_status=())
     assert platform.runs.get(run.run_id).status == "aborted"
     with pytest.raises(Conflict, match="is aborted"):

@@ -13,6 +13,7 @@ from upgrade.domain.bluegreen import (
     STATE_STATUS,
     GuardContext,
     TransitionNotAllowed,
+    cleanup_left,
     decisions_allowed,
     next_state,
 )
@@ -113,10 +114,13 @@ def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: s
         platform.runs.append_history(HistoryEntry(run.run_id, now, run.state, run.attempt,
                                                   "override" if overriding else "decision", changes["reason"], actor))
         if decision == "abort":
+            left = cleanup_left(state, run.facts, run.pool or "")  # only what this run created or cordoned
             platform.alerts.publish(Alert(
                 kind="run.aborted", severity="warning", cluster=run.cluster, pool=run.pool, run_id=run.run_id,
-                summary=f"blue-green upgrade of {run.pool} aborted by {actor} in {state}; pools left as they are",
-                details={"greenPool": run.facts.get("greenPool"), "state": state}, dedup_key=f"{run.run_id}:aborted",
+                summary=f"blue-green upgrade of {run.pool} aborted by {actor} in {state}; pools left as they are"
+                        + ("; left to clean up: " + "; ".join(left) if left else ""),
+                details={"greenPool": run.facts.get("greenPool"), "state": state, "leftToCleanUp": list(left)},
+                dedup_key=f"{run.run_id}:aborted",
             ))
         return updated
     raise Conflict(f"run {run_id} kept changing; try the decision again")
