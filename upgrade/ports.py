@@ -159,6 +159,12 @@ class Aks(Protocol):
     def available_upgrades(self, cluster: ClusterRef, pool: str) -> list[str]:
         """Kubernetes versions the pool's upgrade profile offers."""
 
+    def latest_node_image_version(self, cluster: ClusterRef, pool: str) -> str | None:
+        """The node image the pool's upgrade profile offers (latestNodeImageVersion)."""
+
+    def begin_upgrade_node_image(self, cluster: ClusterRef, pool: str) -> None:
+        """AKS's node-image-only upgrade of the pool (upgradeNodeImageVersion), without waiting."""
+
     def list_maintenance_configurations(self, cluster: ClusterRef) -> list[MaintenanceConfig]:
         """The cluster's maintenanceConfigurations (default, aksManagedAutoUpgradeSchedule, …)."""
 

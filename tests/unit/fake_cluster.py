@@ -32,6 +32,7 @@ from typing import Any
 
 from upgrade.domain.model import (
     AGENTPOOL_LABEL,
+    NODE_IMAGE_LABEL,
     QUARANTINE_LABEL,
     QUARANTINE_VALUE,
     AgentPool,
@@ -438,6 +439,23 @@ class FakeCluster:
             if name in self.nodes:
                 self._remove_node(name)
         self.pools[pool] = replace(self.pools[pool], count=len(self._pool_nodes(pool)), provisioning_state="Succeeded")
+
+    latest_image = "AKSUbuntu-2204gen2containerd-202612.05.0"
+
+    def latest_node_image_version(self, cluster: ClusterRef, pool: str) -> str | None:
+        return self.latest_image
+
+    def begin_upgrade_node_image(self, cluster: ClusterRef, pool: str) -> None:
+        """Every node of the pool on the latest image, its pods moved as a surge upgrade moves them."""
+        self.calls["begin_upgrade_node_image"] += 1
+        for name in self._pool_nodes(pool):
+            node = self.nodes[name]
+            if not node.quarantined and node.label(NODE_IMAGE_LABEL) != self.latest_image:
+                for pod in [p for p in self.pods.values() if p.node == name]:
+                    self._replace_pod(pod)
+                labels = {**dict(node.labels), NODE_IMAGE_LABEL: self.latest_image}
+                self.nodes[name] = replace(node, labels=tuple(labels.items()), unschedulable=False)
+        self.pools[pool] = replace(self.pools[pool], node_image_version=self.latest_image)
 
     def available_upgrades(self, cluster: ClusterRef, pool: str) -> list[str]:
         version = self.pools[pool].orchestrator_version

@@ -349,6 +349,20 @@ class ContainerServiceAks:
             polling=False,
         )
 
+    def latest_node_image_version(self, cluster: ClusterRef, pool: str) -> str | None:
+        profile = self._call(
+            f"get upgrade profile of pool {pool} of {cluster.name}",
+            self.client.agent_pools.get_upgrade_profile, cluster.resource_group, cluster.name, pool,
+        )
+        return (profile.properties.latest_node_image_version or None) if profile.properties else None
+
+    def begin_upgrade_node_image(self, cluster: ClusterRef, pool: str) -> None:
+        self._call(
+            f"upgrade the node image of pool {pool} of {cluster.name}",
+            self.client.agent_pools.begin_upgrade_node_image_version, cluster.resource_group, cluster.name, pool,
+            polling=False,
+        )
+
     def available_upgrades(self, cluster: ClusterRef, pool: str) -> list[str]:
         profile = self._call(
             f"get upgrade profile of pool {pool} of {cluster.name}",

@@ -18,6 +18,7 @@ from upgrade.errors import InvalidInput, NotAllowed
 QUARANTINE_LABEL = "kubernetes.azure.com/upgrade-status"
 QUARANTINE_VALUE = "Quarantined"
 AGENTPOOL_LABEL = "kubernetes.azure.com/agentpool"
+NODE_IMAGE_LABEL = "kubernetes.azure.com/node-image-version"
 
 _ARM_ID = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"

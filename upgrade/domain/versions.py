@@ -53,3 +53,17 @@ def check_target_version(target: object, *, pool: str, current: str, offered: li
         raise InvalidInput("upgrade request", "targetVersion",
                            f"{target} is not offered by pool {pool}'s upgrade profile ({listed})")
     return max(matching, key=version_key)
+
+
+# The target of a node-image-only upgrade (AKS's upgradeNodeImageVersion): the latest node image of
+# the pool's OS at the same Kubernetes version. A run's ``target_version`` holds it for a rolling run.
+NODE_IMAGE = "nodeImage"
+
+
+def is_node_image(target: str | None) -> bool:
+    return (target or "").strip() == NODE_IMAGE
+
+
+def kubernetes_target(target: str | None) -> str | None:
+    """The Kubernetes version a target asks for; None for a node image upgrade (no version change)."""
+    return None if is_node_image(target) else target

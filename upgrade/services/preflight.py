@@ -7,7 +7,9 @@ own upgradeSettings, the pool policy's rolling settings over them, the request's
 ``options.upgradeSettings`` over those). One snapshot through the ports, then the pure prediction
 of upgrade.domain.preflight. ``aksDefaults`` names every setting still unset, with the value AKS
 uses for it. A target the pool's upgrade profile does not offer (or not newer than the pool)
-ends ``Refused``, with why and what is offered; ``maintenanceWindows``, per action the pool policy gates, whether its window is open
+ends ``Refused``, with why and what is offered; ``nodeImage`` (a node image upgrade: targetVersion
+``nodeImage`` or none) compares the pool's image and its nodes' with the latest its upgrade profile
+offers; ``maintenanceWindows``, per action the pool policy gates, whether its window is open
 and its next windows.
 """
 
@@ -16,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from upgrade.domain.model import UpgradeSettings
+from upgrade.domain.model import NODE_IMAGE_LABEL, ClusterRef, ClusterSnapshot, UpgradeSettings
 from upgrade.domain.preflight import BLUE_GREEN, ROLLING, PlannedUpgrade, preflight
 from upgrade.domain.surge import aks_defaults_applied
+from upgrade.domain.versions import NODE_IMAGE, kubernetes_target
 from upgrade.errors import InvalidInput
 from upgrade.ports import Platform
 from upgrade.services.quarantine_scan import resolve_cluster
@@ -70,12 +73,24 @@ def preflight_from_request(platform: Platform, body: object) -> dict[str, Any]:
     requested = _settings(body.get("options") or {})
     policy_settings = platform.policy.for_pool(cluster, pool).rolling.to_upgrade_settings()
     target = _text(body, "targetVersion", required=False)
+    version = kubernetes_target(target)
     snapshot = take_snapshot(platform, cluster)
     offered = None
-    if target is not None and snapshot.pool(pool) is not None:
+    if version is not None and snapshot.pool(pool) is not None:
         offered = tuple(platform.aks(cluster).available_upgrades(cluster, pool))
-    plan = PlannedUpgrade(pool=pool, strategy=strategy, target_version=target,
+    plan = PlannedUpgrade(pool=pool, strategy=strategy, target_version=version,
                           settings=policy_settings.with_overrides(requested), offered_versions=offered)
     report = preflight(snapshot, plan)
-    return {**report.to_public(), "aksDefaults": aks_defaults_applied(report.settings),
-            "maintenanceWindows": windows_report(platform, cluster, pool, platform.clock.now())}
+    answer = {**report.to_public(), "aksDefaults": aks_defaults_applied(report.settings),
+              "maintenanceWindows": windows_report(platform, cluster, pool, platform.clock.now())}
+    if version is None:  # a node image upgrade: the pool's image against the latest
+        answer.update(targetVersion=NODE_IMAGE, nodeImage=_node_images(platform, cluster, snapshot, pool))
+    return answer
+
+
+def _node_images(platform: Platform, cluster: ClusterRef, snapshot: ClusterSnapshot, pool: str) -> dict[str, Any]:
+    latest = platform.aks(cluster).latest_node_image_version(cluster, pool)
+    current = getattr(snapshot.pool(pool), "node_image_version", None)
+    behind = sorted(n.name for n in snapshot.nodes if n.pool == pool and n.label(NODE_IMAGE_LABEL) != latest)
+    return {"current": current, "latest": latest, "upToDate": bool(latest) and current == latest and not behind,
+            "nodesBehind": behind}

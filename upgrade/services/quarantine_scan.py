@@ -27,6 +27,7 @@ from upgrade.domain.quarantine import (
     resolved_alert,
 )
 from upgrade.domain.steps import Done, Outcome, StepMessage
+from upgrade.domain.versions import kubernetes_target
 from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError
 from upgrade.ports import Kube, Platform
 from upgrade.services.pdb_leases import sweep_stale_leases
@@ -103,7 +104,9 @@ def rolling_upgrade_facts(platform: Platform, cluster: ClusterRef) -> dict[str, 
             continue
         count = run.facts.get("pre_upgrade_count")
         facts[run.pool] = PoolUpgradeFacts(
-            pre_upgrade_count=count if isinstance(count, int) else None, target_version=run.target_version
+            pre_upgrade_count=count if isinstance(count, int) else None,
+            # a node image run keeps the pool's version: a quarantined node is judged as after a version run
+            target_version=kubernetes_target(run.target_version) or run.facts.get("version_before"),
         )
     return facts
 

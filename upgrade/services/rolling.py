@@ -19,6 +19,7 @@ from typing import Any
 
 from upgrade.domain.alerts import Alert
 from upgrade.domain.model import (
+    NODE_IMAGE_LABEL,
     AgentPool,
     ClusterRef,
     Node,
@@ -30,7 +31,13 @@ from upgrade.domain.quarantine import PoolUpgradeFacts
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
 from upgrade.domain.surge import QUOTA_ERROR_CODES, surge_node_count, validate_upgrade_settings
-from upgrade.domain.versions import check_target_version, same_version
+from upgrade.domain.versions import (
+    NODE_IMAGE,
+    check_target_version,
+    is_node_image,
+    kubernetes_target,
+    same_version,
+)
 from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError
 from upgrade.ports import Platform
 from upgrade.services.outbox import create_run
@@ -92,8 +99,8 @@ def start_rolling_run(
         current = aks.get_pool(ref, pool)
     except NotFound as exc:
         raise NotFound(f"pool {pool} not found in cluster {ref.name}") from exc
-    target = check_target_version(target_version, pool=pool, current=current.orchestrator_version,
-                                  offered=aks.available_upgrades(ref, pool))
+    target = NODE_IMAGE if is_node_image(target_version) else check_target_version(
+        target_version, pool=pool, current=current.orchestrator_version, offered=aks.available_upgrades(ref, pool))
     policy = platform.policy.for_pool(ref, pool)
     settings = {**policy.rolling.upgrade_settings_arm(), **(options.get("upgradeSettings") or {})}
     options["upgradeSettings"] = {k: (str(v) if k in ("maxSurge", "maxUnavailable", "maxBlockedNodes") and v is not None
@@ -121,6 +128,7 @@ def pool_snapshot(pool: AgentPool) -> dict[str, Any]:
     return {
         "pre_upgrade_count": pool.count,
         "version_before": pool.orchestrator_version,
+        "node_image_before": pool.node_image_version,
         "settings_before": pool.upgrade_settings.to_arm(),
     }
 
@@ -184,8 +192,33 @@ def surge_unavailable_alert(cluster: ClusterRef, pool: AgentPool, run_id: str | 
     )
 
 
+def set_node_image(ctx: StepContext) -> Outcome:
+    """``set_version`` of a node image run: AKS's upgradeNodeImageVersion to the latest image the
+    pool's upgrade profile offers (recorded as ``target_node_image`` the first time)."""
+    aks, run = ctx.platform.aks(ctx.cluster), ctx.run
+    pool = aks.get_pool(ctx.cluster, ctx.message.pool)
+    latest = run.facts.get("target_node_image") or aks.latest_node_image_version(ctx.cluster, pool.name)
+    facts = {"target_node_image": latest}
+    if pool.busy:
+        return Retry(delay_seconds=_poll(ctx), reason=f"pool {pool.name} is {pool.provisioning_state}", facts=facts)
+    if not latest or pool.node_image_version == latest:
+        return Next(RECONCILE, reason=f"pool {pool.name} already on node image {pool.node_image_version}", facts=facts)
+    try:
+        aks.begin_upgrade_node_image(ctx.cluster, pool.name)
+    except PermanentError as exc:
+        if is_quota_error(exc):
+            ctx.platform.alerts.publish(surge_unavailable_alert(ctx.cluster, pool, run.run_id, str(exc), latest))
+            return Failed(reason=f"surge nodes unavailable: {exc}", facts={**facts, "surge_unavailable": str(exc)},
+                          alerted=True)
+        raise
+    return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": RECONCILE},
+                reason=f"upgrading pool {pool.name} to node image {latest}", facts={**facts, "version_set": True})
+
+
 def set_version(ctx: StepContext) -> Outcome:
     aks, run = ctx.platform.aks(ctx.cluster), ctx.run
+    if is_node_image(run.target_version):
+        return set_node_image(ctx)
     pool = aks.get_pool(ctx.cluster, ctx.message.pool)
     if pool.busy:
         if same_version(pool.orchestrator_version, run.target_version):
@@ -244,9 +277,12 @@ def reconcile_pool(platform: Platform, cluster: ClusterRef, pool_name: str, run:
     problems: list[str] = []
     if pool.provisioning_state not in ("Succeeded",):
         problems.append(f"the pool's last operation ended {pool.provisioning_state}: {pool.error or 'AKS recorded no provisioningError on the pool'}")
-    lagging = [n.name for n in nodes if run.target_version and not same_version(n.kubernetes_version, run.target_version)]
+    image = run.facts.get("target_node_image") if is_node_image(run.target_version) else None
+    version = kubernetes_target(run.target_version)
+    lagging = [n.name for n in nodes if (version and not same_version(n.kubernetes_version, version))
+               or (image and n.label(NODE_IMAGE_LABEL) != image)]
     if lagging:
-        problems.append(f"node(s) not at {run.target_version}: {', '.join(lagging)}")
+        problems.append(f"node(s) not at {image or version}: {', '.join(lagging)}")
     if quarantined:
         problems.append(f"quarantined node(s): {', '.join(quarantined)}")
     if cordoned:
@@ -264,8 +300,10 @@ def reconcile_pool(platform: Platform, cluster: ClusterRef, pool_name: str, run:
             "provisioningState": pool.provisioning_state,
             "poolVersion": pool.orchestrator_version,
             "count": pool.count,
-            "nodes": [{"name": n.name, "version": n.kubernetes_version, "cordoned": n.unschedulable,
-                       "quarantined": n.quarantined} for n in sorted(nodes, key=lambda n: n.name)],
+            "nodeImage": pool.node_image_version,
+            "nodes": [{"name": n.name, "version": n.kubernetes_version, "nodeImage": n.label(NODE_IMAGE_LABEL),
+                       "cordoned": n.unschedulable, "quarantined": n.quarantined}
+                      for n in sorted(nodes, key=lambda n: n.name)],
         },
         "arm_error": pool.error,
         "quarantined_nodes": quarantined,
@@ -285,9 +323,10 @@ def reconcile(ctx: StepContext) -> Outcome:
     run = ctx.run
     facts, problems = reconcile_pool(ctx.platform, ctx.cluster, ctx.message.pool, run)
     if not problems:
-        return _ending(ctx, Done(summary=f"pool {ctx.message.pool} upgraded: every node at "
-                                         f"{facts['final']['poolVersion']}, {facts['final']['count']} node(s), "
-                                         "none cordoned", facts=facts))
+        at = (f"node image {run.facts.get('target_node_image')}" if is_node_image(run.target_version)
+              else facts["final"]["poolVersion"])
+        return _ending(ctx, Done(summary=f"pool {ctx.message.pool} upgraded: every node at {at}, "
+                                         f"{facts['final']['count']} node(s), none cordoned", facts=facts))
     reason = "; ".join(problems)
     if facts["arm_error"] and any(code in facts["arm_error"] for code in QUOTA_ERROR_CODES):
         pool = ctx.platform.aks(ctx.cluster).get_pool(ctx.cluster, ctx.message.pool)

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-from upgrade.domain.model import AgentPool, ClusterRef, ClusterSnapshot, Node
+from upgrade.domain.model import NODE_IMAGE_LABEL, AgentPool, ClusterRef, ClusterSnapshot, Node
 from upgrade.domain.versions import version_key
 from upgrade.ports import Aks, Kube, Platform
 
 MODE_LABEL = "kubernetes.azure.com/mode"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
-NODE_IMAGE_LABEL = "kubernetes.azure.com/node-image-version"
 
 
 def take_snapshot(platform: Platform, cluster: ClusterRef) -> ClusterSnapshot:

@@ -50,10 +50,13 @@ def preflight(ctx: StepContext) -> Outcome:
     if blue is None:
         return advance(ctx, "refused", reason=f"pool {blue_of(ctx)} not found in {cluster.name}")
     target = run.target_version
-    if version_key(blue.orchestrator_version) >= version_key(target):
+    image = run.facts.get("nodeImage")  # a node image run: green at blue's version, on the latest image
+    if image and version_key(blue.orchestrator_version) != version_key(target):
+        return advance(ctx, "refused", reason=f"pool {blue.name} runs {blue.orchestrator_version}, no longer {target}")
+    if not image and version_key(blue.orchestrator_version) >= version_key(target):
         return advance(ctx, "refused", reason=f"pool {blue.name} runs {blue.orchestrator_version}, "
                                                f"not lower than the target {target}")
-    offered = aks.available_upgrades(cluster, blue.name)
+    offered = [target] if image else aks.available_upgrades(cluster, blue.name)
     if target not in offered:
         return advance(ctx, "refused", reason=f"{target} is not offered by pool {blue.name}'s upgrade profile "
                                                f"(offered: {', '.join(offered) or 'none'})")

@@ -15,7 +15,7 @@ from upgrade.domain.model import AgentPool, ClusterRef, require_allowed_cluster
 from upgrade.domain.pool_names import LOGICAL_TAG, logical_name
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import StepMessage
-from upgrade.domain.versions import check_target_version
+from upgrade.domain.versions import check_target_version, is_node_image
 from upgrade.errors import Conflict, InvalidInput, NotFound
 from upgrade.ports import Aks, Platform
 from upgrade.services.bluegreen.checks import CUSTOM_CHECKS
@@ -24,6 +24,16 @@ from upgrade.services.bluegreen.flow import (
 )
 from upgrade.services.bluegreen.prepare import plan_green
 from upgrade.services.outbox import create_run
+
+
+def _node_image_target(aks: Aks, cluster: ClusterRef, pool: AgentPool) -> tuple[str, dict[str, Any]]:
+    """A node image run: green at blue's version with the latest image (a new pool gets it)."""
+    latest = aks.latest_node_image_version(cluster, pool.name)
+    if not latest or latest == pool.node_image_version:
+        raise InvalidInput("upgrade request", "targetVersion",
+                           f"pool {pool.name} is already on the latest node image ({pool.node_image_version})")
+    return pool.orchestrator_version, {"nodeImage": {"from": pool.node_image_version, "to": latest}}
+
 
 
 def resolve_pool(aks: Aks, cluster: ClusterRef, name: str) -> AgentPool:
@@ -66,19 +76,24 @@ def start_bluegreen_run(platform: Platform, *, cluster: str, pool: str, target_v
         raise InvalidInput("options", "options.validation.customChecks",
                            f"no check registered as {', '.join(unknown)} "
                            f"(registered: {', '.join(sorted(CUSTOM_CHECKS)) or 'none'})")
-    target = check_target_version(target_version, pool=blue.name, current=blue.orchestrator_version,
-                                  offered=aks.available_upgrades(ref, blue.name))
+    facts: dict[str, Any] = {}
+    if is_node_image(target_version):
+        target, facts = _node_image_target(aks, ref, blue)
+    else:
+        target = check_target_version(target_version, pool=blue.name, current=blue.orchestrator_version,
+                                      offered=aks.available_upgrades(ref, blue.name))
     green, logical, _ = plan_green(aks, ref, blue, target, naming=parsed.naming, run_id="")  # a free name, or 400
     pool = blue.name
     now = platform.clock.now()
     run = RunRecord(
         run_id=f"bg-{now:%Y%m%d%H%M%S}-{secrets.token_hex(3)}", kind=KIND, cluster=ref.arm_id, pool=pool,
         state=STEP_PREFIX + "preflight", status="running", created_at=now, updated_at=now,
-        target_version=target, options=parsed.for_storage(), reason=f"started by {actor}",
+        target_version=target, options=parsed.for_storage(), facts=facts, reason=f"started by {actor}",
     )
     first = StepMessage(v=1, run_id=run.run_id, step=run.state, cluster=ref.arm_id, pool=pool, attempt=1, actor=actor)
     run = create_run(platform, run, first, source=KIND)  # the store's conditional insert: one active run per pool
     platform.runs.append_history(HistoryEntry(run.run_id, now, run.state, 0, "started",
                                               f"blue-green {pool} {blue.orchestrator_version} -> {target} "
+                                              + (f"node image {facts['nodeImage']['to']} " if facts else "") +
                                               f"(green {green}, pool {logical} across generations)", actor))
     return run
