@@ -137,7 +137,20 @@ def test_seed_scenarios_read_the_same_through_both_paths(emulator, tmp_path, sce
     # THEN (asserted inside) both agree, and the variety did reach the snapshot
     assert any(p.deleting for p in snapshot.pods) and any(n.unschedulable for n in snapshot.nodes)
     assert any(p.empty_dir and p.grace_seconds == 90 for p in snapshot.pods)
-    assert {"front-or-back", "not-api", "everything", "nothing"} <= {b.name for b in snapshot.pdbs}
+    # AND each selector shape selects what Kubernetes would: matchExpressions In, NotIn and Exists
+    # with matchLabels, an empty selector every pod of the namespace, an absent one none
+    pdbs = {b.name: b for b in snapshot.pdbs}
+    shop = [p for p in snapshot.pods if p.namespace == "shop"]
+
+    def apps_selected(name: str) -> list[str]:
+        return sorted(dict(p.labels)["app"] for p in shop if pdbs[name].selects(p))
+
+    every_app = sorted(dict(p.labels)["app"] for p in shop)
+    assert every_app == ["api", "api", "web", "web", "web"]
+    assert apps_selected("front-or-back") == every_app
+    assert apps_selected("not-api") == ["api", "api"]
+    assert apps_selected("everything") == every_app
+    assert apps_selected("nothing") == []
 
 
 def test_a_generated_thousand_node_cluster_reads_the_same_through_both_paths(emulator, tmp_path):
