@@ -111,11 +111,12 @@ class ClusterBuilder:
         return self
 
     def pdb(self, namespace: str, name: str, *, app: str, min_available: int | str | None = None,
-            max_unavailable: int | str | None = None) -> ClusterBuilder:
-        """A PodDisruptionBudget selecting the pods labelled app=<app>."""
+            max_unavailable: int | str | None = None, selector: dict | None = None) -> ClusterBuilder:
+        """A PodDisruptionBudget selecting the pods labelled app=<app>, or by ``selector`` (a
+        LabelSelector object) when given."""
         self._pdbs.append((namespace, name, {
-            "selector": {"matchLabels": {"app": app}}, "min_available": min_available,
-            "max_unavailable": max_unavailable,
+            "selector": selector if selector is not None else {"matchLabels": {"app": app}},
+            "min_available": min_available, "max_unavailable": max_unavailable,
         }))
         return self
 

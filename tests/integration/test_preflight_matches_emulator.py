@@ -145,6 +145,16 @@ BUDGETS = st.one_of(
 )
 
 
+# Each a selector of exactly the app's pods, spelled in another form.
+SELECTOR_FORMS = st.sampled_from([
+    lambda app: {"matchLabels": {"app": app}},
+    lambda app: {"matchExpressions": [{"key": "app", "operator": "In", "values": [app, "not-an-app"]}]},
+    lambda app: {"matchExpressions": [{"key": "app", "operator": "Exists"},
+                                      {"key": "app", "operator": "NotIn", "values": [f"{app}-other"]},
+                                      {"key": "app", "operator": "In", "values": [app]}]},
+])
+
+
 @st.composite
 def clusters(draw) -> dict:
     nodes = draw(st.integers(1, 4))
@@ -152,7 +162,8 @@ def clusters(draw) -> dict:
     for index in range(draw(st.integers(1, 3))):
         replicas = draw(st.integers(1, 3))
         placement = draw(st.lists(st.integers(0, nodes - 1), min_size=replicas, max_size=replicas))
-        apps.append({"name": f"app-{index}", "replicas": replicas, "place_on": placement, "pdb": draw(BUDGETS)})
+        apps.append({"name": f"app-{index}", "replicas": replicas, "place_on": placement, "pdb": draw(BUDGETS),
+                     "selector": draw(SELECTOR_FORMS)})
     max_unavailable = draw(st.sampled_from([None, "1", "50%"]))
     surge_choices = ["1", "2", "50%", "100%"] + (["0"] if max_unavailable else [])
     behaviour = draw(st.sampled_from(["Cordon", "Schedule"]))
@@ -196,7 +207,9 @@ def build(spec: dict, name: str):
         builder.deployment("default", app["name"], replicas=app["replicas"], pool="work",
                            place_on=[("work", i) for i in app["place_on"]])
         if app["pdb"] is not None:
-            builder.pdb("default", f"{app['name']}-pdb", app=app["name"], **app["pdb"])
+            selector = app.get("selector")
+            builder.pdb("default", f"{app['name']}-pdb", app=app["name"], **app["pdb"],
+                        selector=selector(app["name"]) if selector else None)
     return builder
 
 
