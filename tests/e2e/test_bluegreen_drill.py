@@ -109,3 +109,6 @@ def test_every_step_survives_duplicates_and_crashes_and_the_run_ends_as_a_clean_
     # AND one green pool was created, and one pool deleted once
     arm = emu.faults.counts("arm")
     assert (arm.get(f"PUT {POOL_ROUTE}", 0), arm.get(f"DELETE {POOL_ROUTE}", 0)) == (1, 1), arm
+    # AND a throttled transition was the step's own retry: no delivery failed to the host
+    failed = [i for i in host.invocations("run_step") if not i["succeeded"]]
+    assert failed == [], failed

@@ -295,11 +295,12 @@ def test_a_cluster_outside_the_allow_list_fails_the_run_without_running_the_step
     # WHEN a step for the refused cluster arrives
     run_step_message(message.to_json(), platform, message_id="m1")
 
-    # THEN the step does not run and the run is failed with the reason
+    # THEN the step does not run and the run is failed with the reason, and alerted on
     assert work.calls == []
     run = platform.runs.get("run-1")
     assert run.status == "failed"
     assert "ALLOWED_CLUSTERS" in run.reason
+    assert [(a.kind, a.run_id) for a in platform.alerts.published] == [("run.failed", "run-1")]
 
 
 @pytest.mark.parametrize(

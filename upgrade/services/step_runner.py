@@ -302,15 +302,19 @@ def _send_follow_up(platform: Platform, message: StepMessage, outcome: Outcome) 
 
 
 def _fail_run_if_any(platform: Platform, message: StepMessage, reason: str) -> None:
+    """Fail the message's run, if active, and alert; no cleanup hook runs (it would act on the cluster)."""
     try:
         run = platform.runs.get(message.run_id)
     except NotFound:
         return
     if run.active:
         try:
-            platform.runs.update(run.evolve(now=platform.clock.now(), status="failed", reason=reason, claim=None))
+            failed = platform.runs.update(run.evolve(now=platform.clock.now(), status="failed", reason=reason,
+                                                     claim=None))
         except Conflict:
             log.warning("run %s changed while being failed; left as is", run.run_id)
+            return
+        _alert_failed(platform, failed, message, reason)
 
 
 def _reason(outcome: Outcome) -> str:
