@@ -96,10 +96,9 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     connection = connect(args)
     # The one operator command that acts on a cluster itself: say so, it is not in the app's audit.
-    console.print(f"note: draining {args.node} directly with your own credentials "
+    Console(stderr=True).print(f"note: draining {args.node} directly with your own credentials "
                   f"({'kubeconfig ' + args.kubeconfig if args.kubeconfig else 'cluster ' + args.cluster}), "
-                  "not through the app: no run record, no audit trail", markup=False, highlight=False,
-                  stderr=True)
+                  "not through the app: no run record, no audit trail", markup=False, highlight=False)
     try:
         with Live(console=console, refresh_per_second=8, transient=False) as live:
             result = drain_node(
