@@ -789,3 +789,14 @@ def test_two_alternating_upgrades_bring_the_original_name_back_and_the_logical_n
     assert (second.pool, second.facts["greenPool"]) == (twin, "blue")
     assert set(cluster.pools) == {"system", "blue"}
     assert cluster.placement() == {"blue": ("a", "b", "c", "d")}
+
+
+def test_a_run_cannot_start_on_the_green_pool_another_run_is_building():
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform, {"approval": {"required": True}})
+    Driver(platform).run(run_id=run.run_id)
+    assert GREEN in cluster.pools
+    with pytest.raises(Conflict) as caught:
+        start(platform, pool=GREEN, version="1.32.0")
+    assert caught.value.code == run.run_id

@@ -5,7 +5,7 @@ absent) and ``wait_green_ready``."""
 from __future__ import annotations
 
 from upgrade.domain.bluegreen import quota_estimate
-from upgrade.domain.model import AgentPool
+from upgrade.domain.model import AgentPool, ClusterRef
 from upgrade.domain.pdb import eviction_blockers
 from upgrade.domain.pool_clone import clone_differences, green_properties, pool_arm_properties
 from upgrade.domain.pool_names import choose_green_name, green_tags, logical_name
@@ -28,16 +28,21 @@ from upgrade.services.bluegreen.flow import (
 from upgrade.services.step_runner import StepContext
 
 
-def plan_green(aks: Aks, cluster, blue: AgentPool, target: str, *, naming: str, run_id: str) -> tuple[str, str, dict]:
+def green_clone(blue: AgentPool, target: str, *, run_id: str, logical: str) -> dict:
+    """Green's ARM properties: blue's whole object at ``target``, tagged with the run."""
+    return green_properties(pool_arm_properties(blue), count=blue.count, target_version=target,
+                            tags=green_tags(blue.tag_map(), run_id, logical))
+
+
+def plan_green(aks: Aks, cluster: ClusterRef, blue: AgentPool, target: str, *, naming: str,
+               run_id: str) -> tuple[str, str, dict]:
     """(green name, logical name, green's ARM properties) for blue at ``target``: the name checked
     against every pool of the cluster; InvalidInput when no free, valid name exists."""
     logical = logical_name(blue.name, blue.tag_map())
     taken = {p.name for p in aks.list_pools(cluster)}
     green = choose_green_name(cluster.arm_id, blue.name, target, os_type=blue.os_type, naming=naming,
                               logical=logical, taken=taken)
-    properties = green_properties(pool_arm_properties(blue), count=blue.count, target_version=target,
-                                  tags=green_tags(blue.tag_map(), run_id, logical))
-    return green, logical, properties
+    return green, logical, green_clone(blue, target, run_id=run_id, logical=logical)
 
 
 def preflight(ctx: StepContext) -> Outcome:
@@ -97,9 +102,7 @@ def create_green(ctx: StepContext) -> Outcome:
     if existing is None:
         blue = aks.get_pool(cluster, blue_of(ctx))
         logical = run.facts.get("logicalPool") or logical_name(blue.name, blue.tag_map())
-        properties = green_properties(pool_arm_properties(blue), count=blue.count,
-                                      target_version=run.target_version,
-                                      tags=green_tags(blue.tag_map(), run.run_id, logical))
+        properties = green_clone(blue, run.target_version, run_id=run.run_id, logical=logical)
         try:
             aks.begin_create_pool(cluster, green, properties)  # only if absent (If-None-Match: *)
         except Conflict:
