@@ -32,6 +32,11 @@ def same_version(a: str | None, b: str | None) -> bool:
 _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
 
+def is_version(text: str) -> bool:
+    """"1.31" or "1.31.2" (after normalize_version): a minor or a full Kubernetes version."""
+    return bool(_VERSION.match(text.strip()))
+
+
 def check_target_version(target: object, *, pool: str, current: str, offered: list[str]) -> str:
     """The exact version to upgrade pool ``pool`` (at ``current``) to: ``target`` must be a version
     ("1.31" means the newest offered 1.31 patch), newer than the pool, and offered by the pool's
