@@ -141,6 +141,8 @@ def print_report(report: dict[str, Any], output: str | None = None) -> None:
     extra = [f"Evictions refused right now: {', '.join(b['pod'] for b in report['blockedNow'])}"
              if report["blockedNow"] else ""]
     extra += [f"UnsatisfiablePDB: {problem}" for problem in report["unsatisfiablePdbs"]]
-    extra += [f"AKS will report: {report['finalMessage']}"] if report.get("finalMessage") else []
+    if report.get("finalMessage"):
+        refused = report["finalState"] == "Refused"
+        extra.append(f"{'AKS would refuse it' if refused else 'AKS will report'}: {report['finalMessage']}")
     extra += [f"warning: {warning}" for warning in report.get("warnings") or ()]
     print_lines(line for line in extra if line)
