@@ -204,6 +204,25 @@ def label_selector_requirements(selector: dict | None) -> list[LabelRequirement]
     return requirements
 
 
+def aks_node_labels(name: str, *, pool: str, mode: str, vm_size: str, node_image_version: str,
+                    zone: str | None = None) -> dict[str, str]:
+    """The labels AKS puts on a node of an agent pool (also used for the real control plane's nodes)."""
+    return {
+        "agentpool": pool,
+        AGENTPOOL_LABEL: pool,
+        "kubernetes.azure.com/mode": mode.lower(),
+        "kubernetes.azure.com/node-image-version": node_image_version,
+        "kubernetes.azure.com/os-sku": "Ubuntu",
+        "kubernetes.azure.com/role": "agent",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/role": "agent",
+        "node.kubernetes.io/instance-type": vm_size,
+        "topology.kubernetes.io/zone": zone if zone else "0",
+    }
+
+
 def labels_match(requirements: list[LabelRequirement], labels: dict[str, str] | None) -> bool:
     labels = labels or {}
     return all(requirement.matches(labels) for requirement in requirements)
@@ -414,20 +433,8 @@ class KubeCluster:
             index = next(self._node_counter)
             cores = int(match.group(1)) if (match := _VM_CORES.match(vm_size)) else 2
             version = "v" + kubernetes_version.lstrip("v")
-            node_labels = {
-                "agentpool": pool,
-                AGENTPOOL_LABEL: pool,
-                "kubernetes.azure.com/mode": mode.lower(),
-                "kubernetes.azure.com/node-image-version": node_image_version,
-                "kubernetes.azure.com/os-sku": "Ubuntu",
-                "kubernetes.azure.com/role": "agent",
-                "kubernetes.io/arch": "amd64",
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/role": "agent",
-                "node.kubernetes.io/instance-type": vm_size,
-                "topology.kubernetes.io/zone": zone if zone else "0",
-            }
+            node_labels = aks_node_labels(name, pool=pool, mode=mode, vm_size=vm_size,
+                                          node_image_version=node_image_version, zone=zone)
             node_labels.update(labels or {})
             validate_labels("Node", name, node_labels)
             host_ip = f"10.224.{(index + 4) // 256}.{(index + 4) % 256}"

@@ -1,0 +1,1 @@
+"""A real Kubernetes control plane on loopback, as a test backend (see ``sandbox.k8s.controlplane``)."""

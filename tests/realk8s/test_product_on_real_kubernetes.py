@@ -1,0 +1,255 @@
+"""The product's Kubernetes code against a real API server, real controllers and real PDBs.
+
+Every product call goes through ``KubernetesKube`` as the app identity (bound only to the infra
+ClusterRole): the adapter's selectors and patches, the drain engine, PDB analysis, quarantine
+diagnosis, remediation's relax-and-restore and pod deletion, and the preflight snapshot.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.realk8s.conftest import RealCluster, wait_for
+from upgrade.domain.drain import DrainOptions, DrainStatus
+from upgrade.domain.model import ClusterRef
+from upgrade.domain.preflight import PlannedUpgrade, preflight
+from upgrade.domain.quarantine import budget_matches, diagnose_node, relaxed_spec
+from upgrade.errors import Conflict, NotFound, TemporaryError
+from upgrade.services.drain import drain_node, drain_node_step
+from upgrade.services.snapshot import read_snapshot
+
+pytestmark = pytest.mark.realk8s
+
+IGNORE_DS = DrainOptions(ignore_daemonsets=True)
+CLUSTER = ClusterRef("00000000-0000-0000-0000-000000000001", "rg", "aks-real")
+QUARANTINE_LABEL = "kubernetes.azure.com/upgrade-status"
+
+
+def _pod_names(pods) -> set[str]:
+    return {p.name for p in pods}
+
+
+def test_nodes_are_read_with_real_label_and_field_selectors(real_cluster: RealCluster, app_kube):
+    # GIVEN a two-node pool of AKS-like nodes next to the session's tainted system pool
+    names = real_cluster.add_nodes(2)
+    # WHEN the adapter lists by the pool label and by a metadata.name field selector
+    by_pool = app_kube.list_nodes(label_selector=f"kubernetes.azure.com/agentpool={real_cluster.pool}")
+    by_name = app_kube.list_nodes(field_selector=f"metadata.name={names[1]}")
+    system = app_kube.list_nodes(label_selector="kubernetes.azure.com/mode=system")
+    # THEN the API server selected exactly those, and the adapter read pool, version and readiness
+    assert sorted(n.name for n in by_pool) == names
+    assert [n.name for n in by_name] == [names[1]]
+    assert all(n.pool == real_cluster.pool and n.ready and n.kubernetes_version == "1.34.4" for n in by_pool)
+    assert system and all("CriticalAddonsOnly=true:NoSchedule" in n.taints for n in system)
+
+
+def test_pods_are_listed_by_node_field_selector_and_label_selector(real_cluster: RealCluster, app_kube):
+    real_cluster.add_nodes(1)
+    real_cluster.deployment("web", 2)
+    real_cluster.deployment("db", 1)
+    node = real_cluster.nodes[0]
+    on_node = app_kube.list_pods(node=node)
+    web = app_kube.list_pods(namespace=real_cluster.namespace, label_selector="app=web")
+    set_based = app_kube.list_pods(namespace=real_cluster.namespace, label_selector="app in (db),app notin (web)")
+    assert {p.node for p in on_node} == {node} and len(on_node) == 3
+    assert len(web) == 2 and all(p.owner_kind == "ReplicaSet" and p.phase == "Running" and p.ready for p in web)
+    assert [p.label_map()["app"] for p in set_based] == ["db"]
+
+
+def test_cordon_and_labels_are_real_patches_and_repeating_them_changes_nothing(real_cluster: RealCluster, app_kube):
+    (node,) = real_cluster.add_nodes(1)
+    # WHEN the node is cordoned (strategic-merge patch) and labelled (merge patch), twice each
+    assert app_kube.set_unschedulable(node, True) is True
+    assert app_kube.set_unschedulable(node, True) is False
+    assert app_kube.set_node_label(node, QUARANTINE_LABEL, "Quarantined") is True
+    assert app_kube.set_node_label(node, QUARANTINE_LABEL, "Quarantined") is False
+    raw = real_cluster.get(f"/api/v1/nodes/{node}")
+    # THEN the API server stored them, and the node lifecycle controller added the cordon taint
+    assert raw["spec"]["unschedulable"] is True
+    assert raw["metadata"]["labels"][QUARANTINE_LABEL] == "Quarantined"
+    cordoned = wait_for(lambda: (n := app_kube.get_node(node)).cordoned_at and n, "the unschedulable taint")
+    assert cordoned.unschedulable and cordoned.quarantined
+    # WHEN the label is removed (a null in the merge patch) and the node uncordoned
+    assert app_kube.set_node_label(node, QUARANTINE_LABEL, None) is True
+    assert app_kube.set_unschedulable(node, False) is True
+    raw = real_cluster.get(f"/api/v1/nodes/{node}")
+    assert QUARANTINE_LABEL not in raw["metadata"]["labels"] and not raw["spec"].get("unschedulable")
+
+
+def test_a_pdb_refusal_is_a_real_429_with_the_budget_named(real_cluster: RealCluster, app_kube):
+    # GIVEN one db pod protected by minAvailable 1
+    real_cluster.add_nodes(1)
+    real_cluster.deployment("db", 1)
+    real_cluster.pdb("db-pdb", {"matchLabels": {"app": "db"}}, min_available=1, expected_allowed=0)
+    (pod,) = real_cluster.pods("app=db")
+    name = pod["metadata"]["name"]
+    # WHEN it is evicted, raw as the admin and through the adapter as the app
+    status, body = real_cluster.cp.request(
+        "POST", f"/api/v1/namespaces/{real_cluster.namespace}/pods/{name}/eviction",
+        {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": real_cluster.namespace}})
+    with pytest.raises(TemporaryError) as refused:
+        app_kube.evict(real_cluster.namespace, name)
+    # THEN the API server answers 429 TooManyRequests with a DisruptionBudget cause naming the PDB
+    assert status == 429, body
+    assert (body["reason"], body["code"], body["message"]) == (
+        "TooManyRequests", 429, "Cannot evict pod as it would violate the pod's disruption budget.")
+    assert body["details"]["causes"] == [{"reason": "DisruptionBudget",
+                                          "message": "The disruption budget db-pdb needs 1 healthy pods and has 1 currently"}]
+    # AND the product reads it as a temporary refusal that quotes Kubernetes' words
+    assert refused.value.status == 429
+    assert "disruption budget db-pdb needs 1 healthy pods" in str(refused.value)
+
+
+def test_eviction_of_a_missing_pod_is_not_found(real_cluster: RealCluster, app_kube):
+    with pytest.raises(NotFound, match="404"):
+        app_kube.evict(real_cluster.namespace, "no-such-pod")
+    with pytest.raises(NotFound, match='pods "no-such-pod" not found'):
+        app_kube.get_pod(real_cluster.namespace, "no-such-pod")
+
+
+@pytest.mark.xfail(reason="the product reads only a PDB's matchLabels (its selector matching is being fixed): "
+                          "the preflight and the diagnosis miss this pod", strict=False)
+def test_a_match_expressions_pdb_blocks_a_real_eviction_and_preflight_and_diagnosis_name_the_pod(
+        real_cluster: RealCluster, app_kube):
+    # GIVEN a pod whose only PDB selects it by matchExpressions (no matchLabels at all)
+    real_cluster.add_nodes(1)
+    real_cluster.deployment("ledger", 1, labels={"tier": "critical"})
+    real_cluster.pdb("critical", {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["critical"]}]},
+                     min_available=1, expected_allowed=0)
+    (pod,) = real_cluster.pods("app=ledger")
+    name, node = pod["metadata"]["name"], pod["spec"]["nodeName"]
+    # WHEN the real API server is asked to evict it THEN the PDB refuses (429)
+    with pytest.raises(TemporaryError, match="disruption budget critical"):
+        app_kube.evict(real_cluster.namespace, name)
+    # AND the preflight of the pool names that pod as undrainable, with its PDB
+    snapshot = read_snapshot(app_kube, None, CLUSTER)
+    report = preflight(snapshot, PlannedUpgrade(pool=real_cluster.pool, target_version="1.35.0"))
+    pod_key, pdb_key = f"{real_cluster.namespace}/{name}", f"{real_cluster.namespace}/critical"
+    assert [(b.pod, b.pdb) for b in report.blocked_now] == [(pod_key, pdb_key)], report.to_public()
+    assert [(n.node, [b.pod for b in n.blockers]) for n in report.undrainable_nodes] == [(node, [pod_key])]
+    # AND the diagnosis of the cordoned node names the pod as the blocker, with the PDB
+    app_kube.set_unschedulable(node, True)
+    finding = diagnose_node(CLUSTER, app_kube.get_node(node), app_kube.list_pods(node=node), app_kube.list_pdbs())
+    assert [(b.pod, b.pdb) for b in finding.blockers] == [(pod_key, pdb_key)], finding
+
+
+def test_drain_is_blocked_by_the_pdb_then_completes_once_relaxed_and_the_budget_is_restored_exactly(
+        real_cluster: RealCluster, app_kube):
+    # GIVEN web (2 pods) and db (1 pod, PDB minAvailable 1) on one node; a second node has room
+    (first,) = real_cluster.add_nodes(1)
+    real_cluster.deployment("web", 2)
+    real_cluster.deployment("db", 1)
+    real_cluster.pdb("db-pdb", {"matchLabels": {"app": "db"}}, min_available=1, expected_allowed=0)
+    real_cluster.add_nodes(1)
+    (db,) = real_cluster.pods("app=db")
+    # WHEN one drain pass runs THEN web is evicted and db is blocked by its PDB
+    progress = drain_node_step(app_kube, first, IGNORE_DS)
+    assert progress.status is DrainStatus.BLOCKED
+    (blocked,) = progress.blocked
+    assert (blocked.name, blocked.pdb) == (db["metadata"]["name"], f"{real_cluster.namespace}/db-pdb")
+    # WHEN the remediation relaxes the PDB (maxUnavailable 1 instead of minAvailable)
+    original = app_kube.get_pdb_manifest(real_cluster.namespace, "db-pdb")
+    app_kube.patch_pdb_spec(real_cluster.namespace, "db-pdb", relaxed_spec(original, 1))
+    real_cluster.wait_pdb("db-pdb", 1)
+    # THEN the drain completes: the node keeps no application pod and db runs on the other node
+    result = drain_node(app_kube, first, IGNORE_DS)
+    assert result.status is DrainStatus.DRAINED, result.summary()
+    assert app_kube.list_pods(node=first) == []
+    (new_db,) = real_cluster.wait_ready("app=db", 1)
+    assert new_db["metadata"]["uid"] != db["metadata"]["uid"] and new_db["spec"]["nodeName"] != first
+    # WHEN the original budget is restored THEN the stored spec is exactly the original again
+    app_kube.patch_pdb_spec(real_cluster.namespace, "db-pdb", original)
+    restored = app_kube.get_pdb_manifest(real_cluster.namespace, "db-pdb")
+    assert budget_matches(restored, original) and "maxUnavailable" not in restored
+    assert real_cluster.wait_pdb("db-pdb", 0)["desiredHealthy"] == 1
+
+
+def test_a_drain_racing_the_disruption_controller_ends_drained_without_breaking_the_budget(
+        real_cluster: RealCluster, app_kube):
+    # GIVEN five replicas on a cordoned node with no room elsewhere yet, under maxUnavailable 1
+    (first,) = real_cluster.add_nodes(1)
+    real_cluster.deployment("api", 5)
+    real_cluster.pdb("api-pdb", {"matchLabels": {"app": "api"}}, max_unavailable=1, expected_allowed=1)
+    app_kube.set_unschedulable(first, True)
+    # WHEN every eviction of the node is sent at once
+    names = [p["metadata"]["name"] for p in real_cluster.pods("app=api")]
+    with ThreadPoolExecutor(len(names)) as pool:
+        outcomes = list(pool.map(lambda n: _evict_status(app_kube, real_cluster.namespace, n), names))
+    # THEN the API server admits one against the status the controller last wrote and refuses the
+    # rest with 429: the replacement cannot run anywhere, so the budget does not recover
+    assert sorted(outcomes) == ["429", "429", "429", "429", "evicted"], outcomes
+    status = real_cluster.wait_pdb("api-pdb", 0)
+    assert (status["currentHealthy"], status["desiredHealthy"]) == (4, 4)
+    # WHEN room appears and the product's drain runs, retrying the 429s as the controller recounts
+    real_cluster.add_nodes(1)
+    result = drain_node(app_kube, first, IGNORE_DS)
+    # THEN the node is drained and all five replicas run on the new node
+    assert result.status is DrainStatus.DRAINED, result.summary()
+    assert {p["spec"]["nodeName"] for p in real_cluster.wait_ready("app=api", 5)} == {real_cluster.nodes[1]}
+
+
+def _evict_status(kube, namespace: str, name: str) -> str:
+    try:
+        kube.evict(namespace, name)
+        return "evicted"
+    except TemporaryError as error:
+        return str(error.status)
+
+
+def test_delete_pod_remediation_removes_the_pod_and_its_replicaset_replaces_it(real_cluster: RealCluster, app_kube):
+    real_cluster.add_nodes(1)
+    real_cluster.deployment("db", 1)
+    (pod,) = app_kube.list_pods(namespace=real_cluster.namespace, label_selector="app=db")
+    app_kube.delete_pod(pod.namespace, pod.name, grace_seconds=0)
+    wait_for(lambda: pod.name not in _pod_names(app_kube.list_pods(namespace=real_cluster.namespace)),
+             "the deleted pod to go")
+    (replacement,) = real_cluster.wait_ready("app=db", 1)
+    assert replacement["metadata"]["uid"] != pod.uid
+
+
+def test_a_stale_resource_version_is_a_conflict(real_cluster: RealCluster):
+    from kubernetes.client.exceptions import ApiException
+
+    from upgrade.adapters.kube import api_client_from_kubeconfig, translate_api_error
+
+    real_cluster.pdb("db-pdb", {"matchLabels": {"app": "db"}}, min_available=1)
+    path = f"/apis/policy/v1/namespaces/{real_cluster.namespace}/poddisruptionbudgets/db-pdb"
+    stale = real_cluster.get(path)
+    real_cluster.cp.request("PATCH", path, {"metadata": {"labels": {"touched": "yes"}}},
+                            content_type="application/merge-patch+json")
+    status, body = real_cluster.cp.request("PUT", path, stale)
+    assert status == 409 and body["reason"] == "Conflict", body
+    assert "the object has been modified" in body["message"]
+    # The product maps the same answer, through the kubernetes client, to its Conflict error.
+    from kubernetes import client as k8s
+
+    api = api_client_from_kubeconfig(str(real_cluster.cp.kubeconfigs["admin"]))
+    try:
+        with pytest.raises(ApiException) as raised:
+            k8s.PolicyV1Api(api).replace_namespaced_pod_disruption_budget("db-pdb", real_cluster.namespace, stale)
+    finally:
+        api.close()
+    assert isinstance(translate_api_error("replace PDB", raised.value), Conflict)
+
+
+def test_a_json_patch_with_a_failing_test_op_is_refused(real_cluster: RealCluster):
+    (node,) = real_cluster.add_nodes(1)
+    path = f"/api/v1/nodes/{node}"
+    ops = [{"op": "test", "path": "/spec/unschedulable", "value": True},
+           {"op": "replace", "path": "/spec/unschedulable", "value": False}]
+    status, body = real_cluster.cp.request("PATCH", path, ops, content_type="application/json-patch+json")
+    assert status == 422 and body["reason"] == "Invalid", body
+    ops = [{"op": "add", "path": "/metadata/labels/patched", "value": "json"}]
+    status, body = real_cluster.cp.request("PATCH", path, ops, content_type="application/json-patch+json")
+    assert status == 200 and body["metadata"]["labels"]["patched"] == "json"
+
+
+def test_workloads_and_events_are_read(real_cluster: RealCluster, app_kube):
+    real_cluster.add_nodes(1)
+    real_cluster.deployment("web", 2)
+    workloads = app_kube.list_workloads(namespace=real_cluster.namespace)
+    assert [(w.kind, w.name, w.desired, w.ready) for w in workloads] == [("Deployment", "web", 2, 2)]
+    events = app_kube.list_events(reasons=("ScalingReplicaSet",))
+    assert any(e["object"]["name"] == "web" and e["object"]["namespace"] == real_cluster.namespace for e in events)
