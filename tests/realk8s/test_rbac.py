@@ -104,7 +104,15 @@ def rbac_cluster(control_plane: ControlPlane) -> Iterator[RbacCluster]:
                             "spec": {"nodeSelector": {"kubernetes.azure.com/agentpool": POOL},
                                      "terminationGracePeriodSeconds": 0,
                                      "containers": [{"name": "app", "image": "registry.invalid/app:1"}]}}}})
+    # daemonset_exists looks for kube-system/kube-proxy (kept to this pool, away from other tests)
+    cluster.create({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "kube-proxy", "namespace": "kube-system"},
+                    "spec": {"selector": {"matchLabels": {"app": "kube-proxy"}}, "template": {
+                        "metadata": {"labels": {"app": "kube-proxy"}},
+                        "spec": {"nodeSelector": {"kubernetes.azure.com/agentpool": POOL},
+                                 "tolerations": [{"operator": "Exists"}],
+                                 "containers": [{"name": "kube-proxy", "image": "registry.invalid/kube-proxy:1"}]}}}})
     yield cluster
+    control_plane.request("DELETE", "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy")
     control_plane.apply(_cluster_role())
     control_plane.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}")
     for node in cluster.nodes:
