@@ -300,3 +300,12 @@ def test_maintenance_configurations_are_read_through_arm(seed_pdb, aks_client):
         client.maintenance_configurations.create_or_update(
             cluster.resource_group, cluster.name, "nightly",
             sdk.MaintenanceConfiguration(properties=sdk.MaintenanceConfigurationProperties(maintenance_window=window)))
+
+
+def test_tags_that_are_not_strings_are_refused_with_the_arm_code(seed_pdb):
+    _, cluster, aks = seed_pdb
+    with pytest.raises(PermanentError) as caught:
+        aks.begin_create_pool(cluster, "clone2", {"count": 1, "vmSize": "Standard_D4s_v5", "tags": {"owner": 7}})
+    assert caught.value.code == "InvalidParameter" and "tags" in str(caught.value)
+    with pytest.raises(NotFound):
+        aks.get_pool(cluster, "clone2")
