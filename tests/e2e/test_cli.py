@@ -86,7 +86,7 @@ def test_start_status_pause_resume_and_approve_through_the_cli(cli):
     again = upgrade("bluegreen", "pause", run_id)
     resumed = upgrade("bluegreen", "resume", run_id, "--actor", "oscar")
     assert paused.returncode == 0 and "status paused" in paused.stdout, paused.stderr
-    assert again.returncode == 1 and again.stderr.startswith("error:") and "'pause' is not allowed" in again.stderr
+    assert again.returncode == 1 and again.stderr.startswith("error:") and "pause does not apply now; you may: rollback, resume, abort" in again.stderr
     assert resumed.returncode == 0 and "paused" not in resumed.stdout.splitlines()[1], resumed.stdout
     # WHEN it waits for the decision and the operator approves
     waiting = wait_status(host, run_id, ("awaiting-decision", "succeeded", "failed", "rolled-back", "aborted"))
