@@ -11,6 +11,8 @@ the domain exactly as the API server sent them.
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from kubernetes import client as k8s
 
@@ -174,3 +176,37 @@ def test_a_generated_thousand_node_cluster_reads_the_same_through_both_paths(emu
     # THEN (asserted inside) both agree, over several pages of nodes and pods
     assert len(snapshot.nodes) == 1000 and len(snapshot.pods) > 3000 and len(snapshot.pdbs) == 64
     assert any(p.crash_looping for p in snapshot.pods)
+
+
+def test_the_collector_is_paused_only_while_pods_are_read(emulator, tmp_path):
+    # GIVEN a cluster, and a kube whose pod pages report whether the collector runs meanwhile
+    emu = emulator(SCENARIOS["seed-rolling"]())
+    (emulated,) = emu.clusters()
+    path = tmp_path / "kubeconfig"
+    emu.write_kubeconfig(emulated.arm_id, path)
+    kube = KubernetesKube(api_client_from_kubeconfig(str(path)), page_size=2)
+    seen = []
+    pages = kube._pages
+
+    def watched(*args, **kwargs):
+        for page in pages(*args, **kwargs):
+            seen.append(gc.isenabled())
+            yield page
+
+    kube._pages = watched
+    try:
+        # WHEN pods are read with the collector on, then with it off
+        assert gc.isenabled()
+        kube.list_pods()
+        after_on = gc.isenabled()
+        gc.disable()
+        try:
+            kube.list_pods()
+            after_off = gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        kube.close()
+    # THEN it was paused during the reads only, and left as it was found
+    assert seen and not any(seen)
+    assert after_on is True and after_off is False
