@@ -26,7 +26,16 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from upgrade.domain.model import AGENTPOOL_LABEL, ClusterRef, Node, Pdb, PdbManifest, Pod, Workload
+from upgrade.domain.model import (
+    AGENTPOOL_LABEL,
+    ClusterRef,
+    Node,
+    Pdb,
+    PdbManifest,
+    Pod,
+    Workload,
+    product_annotations,
+)
 from upgrade.domain.pdb import MULTIPLE_PDBS
 from upgrade.domain.selectors import NOTHING, LabelSelector
 from upgrade.domain.versions import normalize_version
@@ -178,6 +187,7 @@ def node_from_json(raw: dict[str, Any]) -> Node:
         created_at=_parse_time(meta.get("creationTimestamp")),
         cordoned_at=_parse_time(cordon_taint.get("timeAdded")) if cordon_taint else None,
         allocatable_cpu_millis=_cpu_millis((status.get("allocatable") or {}).get("cpu")),
+        annotations=product_annotations(meta.get("annotations")),
     )
 
 
@@ -310,6 +320,7 @@ def pod_from_json(raw: PodJson) -> Pod:
             for c in container_statuses
         ),
         grace_seconds=grace,
+        annotations=product_annotations(meta.annotations) if meta.annotations else (),
     )
 
 

@@ -18,6 +18,13 @@ from upgrade.errors import InvalidInput, NotAllowed
 QUARANTINE_LABEL = "kubernetes.azure.com/upgrade-status"
 QUARANTINE_VALUE = "Quarantined"
 AGENTPOOL_LABEL = "kubernetes.azure.com/agentpool"
+# The prefix of every label and annotation the product defines (aksupgrade.io/bluegreen-run, …/hold).
+PRODUCT_PREFIX = "aksupgrade.io/"
+
+
+def product_annotations(annotations: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """The product's own annotations of an object, sorted; every other annotation is not kept."""
+    return tuple(sorted((k, v) for k, v in (annotations or {}).items() if k.startswith(PRODUCT_PREFIX)))
 NODE_IMAGE_LABEL = "kubernetes.azure.com/node-image-version"
 
 _ARM_ID = re.compile(
@@ -172,6 +179,7 @@ class Node:
     created_at: datetime | None = None
     cordoned_at: datetime | None = None  # when the unschedulable taint was added, if known
     allocatable_cpu_millis: int = 0
+    annotations: tuple[tuple[str, str], ...] = ()  # only the product's own (PRODUCT_PREFIX…): holds
 
     def label(self, key: str) -> str | None:
         return dict(self.labels).get(key)
@@ -198,6 +206,7 @@ class Pod:
     restart_count: int = 0
     crash_looping: bool = False
     grace_seconds: int | None = None
+    annotations: tuple[tuple[str, str], ...] = ()  # only the product's own (PRODUCT_PREFIX…): holds
 
     @property
     def key(self) -> str:

@@ -143,6 +143,29 @@ class MaintenancePolicy(_Strict):
         return self.actions.get(action, self.default)
 
 
+class HoldPolicy(_Strict):
+    """Application holds (docs/holds.md): how long a drain waits for a held node, what happens then,
+    and the kured-style blocking-pod selectors (a pod they select on a node holds it)."""
+
+    max_hold_minutes: int = Field(240, alias="maxHoldMinutes", ge=1)
+    on_expiry: Literal["wait", "proceed"] = Field("wait", alias="onExpiry")
+    blocking_pod_selectors: list[str] = Field(default_factory=list, alias="blockingPodSelectors")
+
+    @field_validator("blocking_pod_selectors")
+    @classmethod
+    def _selectors_parse(cls, value: list[str]) -> list[str]:
+        from upgrade.domain.selectors import LabelSelector
+
+        for index, text in enumerate(value):
+            LabelSelector.parse(text, what="setting", field=str(index))
+        return value
+
+    def selectors(self) -> list[Any]:
+        from upgrade.domain.selectors import LabelSelector
+
+        return [LabelSelector.parse(text) for text in self.blocking_pod_selectors]
+
+
 class PoolPolicy(_Strict):
     """The effective policy of one cluster/pool."""
 
@@ -153,6 +176,7 @@ class PoolPolicy(_Strict):
     alerts: AlertThresholds = Field(default_factory=AlertThresholds)
     blue_green: dict[str, Any] = Field(default_factory=dict, alias="blueGreen")
     maintenance: MaintenancePolicy = Field(default_factory=MaintenancePolicy)
+    holds: HoldPolicy = Field(default_factory=HoldPolicy)
     # How often a rolling or remediation run looks at a pool operation in progress.
     poll_seconds: float = Field(30.0, alias="pollSeconds", ge=0.5, le=600)
 
@@ -174,7 +198,7 @@ def validate_blue_green_options(options: Mapping[str, Any]) -> None:
     BlueGreenOptions.parse(options)
 
 
-_SECTIONS = ("rolling", "remediation", "alerts", "blueGreen", "maintenance")
+_SECTIONS = ("rolling", "remediation", "alerts", "blueGreen", "maintenance", "holds")
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

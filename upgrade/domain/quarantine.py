@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from upgrade.domain.alerts import Alert
+from upgrade.domain.holds import Hold, holds_on
 from upgrade.domain.model import QUARANTINE_LABEL, ClusterRef, Node, Pdb, Pod
 from upgrade.domain.pdb import EvictionBlocker, eviction_blockers
 from upgrade.domain.policy import AlertThresholds, RemediationPolicy
@@ -89,6 +90,7 @@ class NodeFinding:
     blockers: tuple[EvictionBlocker, ...]
     unmanaged_pods: tuple[str, ...]
     options: tuple[RemediationOption, ...]
+    holds: tuple[Hold, ...] = ()  # applications' holds on the node (upgrade.domain.holds)
 
     @property
     def condition(self) -> str:
@@ -110,6 +112,7 @@ class NodeFinding:
             "blockers": [b.to_public() for b in self.blockers],
             "unmanagedPods": list(self.unmanaged_pods),
             "options": [o.to_public() for o in self.options],
+            "holds": [h.to_public() for h in self.holds],
         }
 
 
@@ -285,6 +288,7 @@ def diagnose_node(
             cluster, node.name, node.pool, blockers, unmanaged, pdbs,
             pool_version=pool_version, pre_upgrade_count=pre_upgrade_count,
         ),
+        holds=tuple(holds_on(node, app_pods)),
     )
 
 
@@ -418,6 +422,8 @@ def finding_alert(finding: NodeFinding, decision: AlertDecision, now: datetime, 
                          for b in finding.blockers)
     else:
         held = "no PDB blocks its pods now"
+    if finding.holds:
+        held += "; held by its applications: " + "; ".join(f"{h.by} ({h.reason})" for h in finding.holds)
     what = (
         f"Node {finding.node} of pool {finding.pool} is quarantined by AKS ({QUARANTINE_LABEL}=Quarantined), "
         f"cordoned at {finding.kubernetes_version}"
@@ -441,6 +447,7 @@ def finding_alert(finding: NodeFinding, decision: AlertDecision, now: datetime, 
             "ageMinutes": age_minutes,
             "pods": list(finding.pods),
             "unmanagedPods": list(finding.unmanaged_pods),
+            "holds": [h.to_public() for h in finding.holds],
             "alertReason": decision.reason,
             "alertCount": decision.state.alert_count,
         },

@@ -24,6 +24,7 @@ from upgrade.domain.surge import aks_defaults_applied
 from upgrade.domain.versions import NODE_IMAGE, kubernetes_target
 from upgrade.errors import InvalidInput
 from upgrade.ports import Platform
+from upgrade.services.holds import pool_holds
 from upgrade.services.quarantine_scan import resolve_cluster
 from upgrade.services.snapshot import take_snapshot
 from upgrade.services.windows import windows_report
@@ -82,7 +83,8 @@ def preflight_from_request(platform: Platform, body: object) -> dict[str, Any]:
                           settings=policy_settings.with_overrides(requested), offered_versions=offered)
     report = preflight(snapshot, plan)
     answer = {**report.to_public(), "aksDefaults": aks_defaults_applied(report.settings),
-              "maintenanceWindows": windows_report(platform, cluster, pool, platform.clock.now())}
+              "maintenanceWindows": windows_report(platform, cluster, pool, platform.clock.now()),
+              "holds": pool_holds(platform, cluster, pool)}
     if version is None:  # a node image upgrade: the pool's image against the latest
         answer.update(targetVersion=NODE_IMAGE, nodeImage=_node_images(platform, cluster, snapshot, pool))
     return answer

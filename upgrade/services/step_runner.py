@@ -48,6 +48,7 @@ from upgrade.domain.steps import (
 )
 from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError, TemporaryError
 from upgrade.ports import Platform
+from upgrade.services.holds import hold_gate
 from upgrade.services.outbox import outbox_for, send_outbox
 from upgrade.services.registry import StepSpec, step_registry
 from upgrade.services.windows import gate
@@ -172,7 +173,8 @@ def _run_bound_step(
         break
 
     ctx = StepContext(message, platform, run)
-    outcome = gate(ctx, lambda: _execute(spec, ctx))  # a cluster-changing step waits for its window
+    # a cluster-changing step waits for its maintenance window, a drain for the nodes' holds
+    outcome = gate(ctx, lambda: hold_gate(ctx, lambda: _execute(spec, ctx)))
     try:
         transitioned = _write_transition(platform, run, message, outcome)
     except TemporaryError:
