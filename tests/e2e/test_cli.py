@@ -142,3 +142,16 @@ def test_abort_and_bad_input_through_the_cli(cli):
         assert (done.returncode, text in done.stderr) == (code, True), (arguments, done.stderr)
     no_api = upgrade("status", api=False)
     assert no_api.returncode == 2 and API_URL_ENV in no_api.stderr
+
+
+@pytest.mark.parametrize("target", ["banana", "1.20.0", "1.33.0"])
+def test_preflight_of_an_impossible_target_ends_refused_with_exit_2(cli_sandbox, target):
+    host, _ = cli_sandbox
+    env = {**os.environ, API_URL_ENV: host.url, FUNCTION_KEY_ENV: host.function_key, "COLUMNS": "250"}
+    allowed = host.app_settings["ALLOWED_CLUSTERS"].split(",")[0]  # preflight only reads the cluster
+    done = subprocess.run([sys.executable, "-m", "upgrade", "preflight", "--cluster", allowed, "--pool", "blue",
+                           "--target-version", target], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "final state: Refused" in done.stdout
+    assert "offered for pool blue:" in done.stdout
