@@ -2,7 +2,15 @@
 
 import azure.functions as func
 
-from upgrade.triggers import events, http_preflight, http_quarantine, http_upgrades, steps, timers
+from upgrade.triggers import (
+    events,
+    http_preflight,
+    http_quarantine,
+    http_rollouts,
+    http_upgrades,
+    steps,
+    timers,
+)
 
 app = func.FunctionApp()
 app.register_functions(events.bp)
@@ -11,3 +19,4 @@ app.register_functions(timers.bp)
 app.register_functions(http_upgrades.bp)
 app.register_functions(http_quarantine.bp)
 app.register_functions(http_preflight.bp)
+app.register_functions(http_rollouts.bp)

@@ -38,7 +38,7 @@ FUNCTIONS = {
     "on_aks_event", "run_step", "on_poison_step", "scan_quarantine",
     "start_upgrade", "decide_upgrade", "list_upgrades", "get_upgrade",
     "remediate_quarantined_node", "list_quarantine", "scan_quarantine_now", "preflight_upgrade",
-    "reconcile_runs",
+    "reconcile_runs", "start_rollout", "list_rollouts", "get_rollout", "decide_rollout",
 }
 
 
@@ -75,6 +75,12 @@ def test_the_app_registers_exactly_the_documented_functions():
                                  "authLevel": "FUNCTION"}),
         ("preflight_upgrade", {"type": "httpTrigger", "route": "upgrades/preflight", "methods": ["POST"],
                                "authLevel": "FUNCTION"}),
+        ("start_rollout", {"type": "httpTrigger", "route": "rollouts", "methods": ["POST"], "authLevel": "FUNCTION"}),
+        ("list_rollouts", {"type": "httpTrigger", "route": "rollouts", "methods": ["GET"], "authLevel": "FUNCTION"}),
+        ("get_rollout", {"type": "httpTrigger", "route": "rollouts/{rollout_id}", "methods": ["GET"],
+                         "authLevel": "FUNCTION"}),
+        ("decide_rollout", {"type": "httpTrigger", "route": "rollouts/{rollout_id}/{decision}", "methods": ["POST"],
+                            "authLevel": "FUNCTION"}),
     ],
     ids=lambda v: v if isinstance(v, str) else v["type"],
 )
@@ -85,13 +91,13 @@ def test_each_function_has_its_trigger(function, expected):
     assert {k: trigger.get(k) for k in expected} == expected
 
 
-def test_http_routes_live_under_upgrades_or_quarantine_and_need_a_function_key():
-    # Every HTTP route is an operator action on runs or stuck nodes: never anonymous.
+def test_http_routes_live_under_upgrades_quarantine_or_rollouts_and_need_a_function_key():
+    # Every HTTP route is an operator action on runs, stuck nodes or rollouts: never anonymous.
     http = {name: trigger_of(name) for name, bindings in bindings_by_function().items()
             if any(b["type"] == "httpTrigger" for b in bindings)}
     assert http, "at least GET /api/upgrades/{run_id}"
     for name, trigger in http.items():
-        assert trigger["route"].split("/")[0] in {"upgrades", "quarantine"}, name
+        assert trigger["route"].split("/")[0] in {"upgrades", "quarantine", "rollouts"}, name
         assert trigger["authLevel"] == "FUNCTION", name
 
 

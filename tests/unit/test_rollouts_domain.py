@@ -121,8 +121,11 @@ def test_validation_may_be_left_out_of_the_gate():
     assert gate_failures(plan.stages[0].gate, [ClusterEvidence(A, validation_failed=("web",))]) == []
 
 
-def healthy(*clusters: str) -> dict[str, ClusterEvidence]:
-    return {c: ClusterEvidence(c) for c in clusters}
+def healthy(*clusters: str):
+    def look(asked):
+        assert sorted(asked) == sorted(clusters)  # the gate looks at exactly the stage's ended clusters
+        return {c: ClusterEvidence(c) for c in asked}
+    return look
 
 
 def finish(progress: RolloutProgress, *results: tuple[str, bool]) -> RolloutProgress:
@@ -155,7 +158,9 @@ def test_three_stages_run_in_order_with_soak_and_approval():
 def test_gate_blocks_with_the_finding_named_and_passes_once_it_clears():
     plan = plan_of(stage(A, B), stage(C))
     progress = finish(advance(plan, RolloutProgress.start(plan), now=NOW).progress, (A, True), (B, True))
-    evidence = {**healthy(A), B: ClusterEvidence(B, open_findings=("node aks-n2 quarantined: pdb web-pdb",))}
+    def evidence(asked):
+        return {**healthy(A, B)(asked), B: ClusterEvidence(B, open_findings=("node aks-n2 quarantined: pdb web-pdb",))}
+
     step = advance(plan, progress, now=NOW, evidence=evidence)
     assert step.progress.status == "gate-blocked" and not step.start
     assert "aks-n2" in step.progress.reason and B in step.progress.reason

@@ -7,8 +7,9 @@ stage has ended and passed, in this order:
 
 1. every cluster's upgrade ended (done, failed within the stage's failure threshold, or skipped);
 2. the soak (``soakSeconds``) has passed since the last one ended;
-3. the health gate holds for every cluster that is done: no open quarantine finding, workload
-   validation passed, no open alert at or above the gate's severity;
+3. the health gate holds for every cluster that ended (done, or failed within the threshold): no
+   open quarantine finding, workload validation passed, no open alert at or above the gate's
+   severity;
 4. an operator approved, when the stage asks for ``approval``.
 
 A stage whose failed clusters reach its ``failureThreshold`` (a count, or a percent of its
@@ -21,7 +22,7 @@ evidence the service collected; the service carries it out as queue steps.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -286,6 +287,7 @@ class Step:
     progress: RolloutProgress
     start: tuple[str, ...] = ()
     look_again_at: datetime | None = None
+    gate_passed: int | None = None  # the stage whose health gate passed in this move
 
 
 def gate_failures(gate: HealthGate, evidence: Iterable[ClusterEvidence]) -> list[str]:
@@ -304,10 +306,13 @@ def gate_failures(gate: HealthGate, evidence: Iterable[ClusterEvidence]) -> list
     return reasons
 
 
-def advance(plan: RolloutPlan, progress: RolloutProgress, *, now: datetime,
-            evidence: Mapping[str, ClusterEvidence] | None = None) -> Step:
+Evidence = Callable[[Sequence[str]], Mapping[str, ClusterEvidence]]
+
+
+def advance(plan: RolloutPlan, progress: RolloutProgress, *, now: datetime, evidence: Evidence | None = None) -> Step:
     """The rollout's next move while it is polled (running, soaking, gate-blocked); any other
-    status is returned unchanged. ``evidence`` is needed once the stage's upgrades have ended."""
+    status is returned unchanged. ``evidence`` (the gate's look at the clusters named) is asked
+    only once the stage's upgrades have ended and its soak is over."""
     if progress.status not in POLLED_STATUSES:
         return Step(progress)
     stage = plan.stages[progress.stage]
@@ -332,20 +337,22 @@ def advance(plan: RolloutPlan, progress: RolloutProgress, *, now: datetime,
                                 reason=f"stage {stage.name}: soaking until {until.isoformat()}"), look_again_at=until)
         if progress.soak_until is not None and now < progress.soak_until:
             return Step(replace(progress, status="soaking"), look_again_at=progress.soak_until)
-    done = progress.of("done", plan)
-    found = evidence or {}
-    missing = [c for c in done if c not in found]
+    # tolerated failures (below the threshold) are gated too: they must not leave findings behind
+    ended = [c for c in stage.clusters if progress.clusters[c] in ("done", "failed")]
+    found = evidence(ended) if evidence is not None and ended else {}
+    missing = [c for c in ended if c not in found]
     if missing:
         raise ValueError(f"no gate evidence for {', '.join(missing)}")
-    reasons = gate_failures(stage.gate, (found[c] for c in done))
+    reasons = gate_failures(stage.gate, (found[c] for c in ended))
     if reasons:
         return Step(replace(progress, status="gate-blocked",
                             reason=f"stage {stage.name}: health gate blocked: " + "; ".join(reasons)))
     passed = replace(progress, soak_until=None, gate_passed_at=now)
     if stage.approval:
         return Step(replace(passed, status="awaiting-approval",
-                            reason=f"stage {stage.name}: health gate passed; waiting for approval"))
-    return _next_stage(plan, passed, now)
+                            reason=f"stage {stage.name}: health gate passed; waiting for approval"),
+                    gate_passed=progress.stage)
+    return replace(_next_stage(plan, passed, now), gate_passed=progress.stage)
 
 
 def _next_stage(plan: RolloutPlan, progress: RolloutProgress, now: datetime) -> Step:

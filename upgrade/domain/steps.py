@@ -112,12 +112,14 @@ class Next:
 
 @dataclass(frozen=True)
 class Retry:
-    """Run this same step again after ``delay_seconds`` (attempt + 1)."""
+    """Run this same step again after ``delay_seconds`` (attempt + 1). ``status`` (None: unchanged)
+    lets a polling workflow park its run ("paused") until an operator's decision sends it again."""
 
     delay_seconds: float
     reason: str
     args: dict[str, Any] | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    status: str | None = None
 
 
 @dataclass(frozen=True)

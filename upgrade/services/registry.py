@@ -30,9 +30,9 @@ class StepSpec:
 
 
 def _workflow_modules() -> list:
-    from upgrade.services import bluegreen, ping, quarantine_scan, remediation, rolling
+    from upgrade.services import bluegreen, ping, quarantine_scan, remediation, rolling, rollouts
 
-    return [ping, bluegreen, rolling, quarantine_scan, remediation]
+    return [ping, bluegreen, rolling, quarantine_scan, remediation, rollouts]
 
 
 @cache

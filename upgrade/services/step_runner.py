@@ -276,7 +276,7 @@ def _write_transition(platform: Platform, run: RunRecord, message: StepMessage, 
     if isinstance(outcome, Next):
         changes.update(status=outcome.status, reason=outcome.reason or run.reason)
     elif isinstance(outcome, Retry):
-        changes.update(reason=outcome.reason)
+        changes.update(reason=outcome.reason, status=outcome.status or run.status)
     elif isinstance(outcome, Done):
         changes.update(status=outcome.status, reason=outcome.summary)
     elif isinstance(outcome, Failed):

@@ -1,0 +1,157 @@
+"""Rollouts on the step executor over fake clusters: every cluster's pools upgraded by ordinary runs,
+stage after stage; duplicate deliveries and crashes between a step's effects and its write change
+nothing; the health gate names a quarantined node; the threshold halts; skip and resume finish."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.fakes import FakePlatform
+from tests.unit.fake_cluster import POOL, FakeCluster, deliver_all
+from upgrade.domain.model import ClusterRef
+from upgrade.domain.policy import parse_policy
+from upgrade.errors import Conflict, InvalidInput, PermanentError
+from upgrade.services import rollouts
+from upgrade.services.quarantine_scan import scan_cluster
+from upgrade.services.step_runner import run_step_message
+
+pytestmark = pytest.mark.usefixtures("production_steps")
+
+REFS = [ClusterRef(f"00000000-0000-0000-0000-00000000000{i}", "rg", f"aks-{i}") for i in range(1, 5)]
+IDS = [r.arm_id for r in REFS]
+
+
+def clusters(quarantined: int | None = None, upgrades: dict | None = None) -> dict[str, FakeCluster]:
+    fakes = {}
+    for index, ref in enumerate(REFS):
+        fake = FakeCluster(ref, upgrades=upgrades)
+        fake.add_pool(POOL, 2, "1.30.0")
+        fake.add_node(f"aks-{POOL}-{index}-1", POOL, "1.30.0", quarantined=index == quarantined)
+        fake.add_node(f"aks-{POOL}-{index}-2", POOL, "1.30.0")
+        fakes[ref.arm_id] = fake
+    return fakes
+
+
+def platform_for(fakes: dict[str, FakeCluster]) -> FakePlatform:
+    policy = {"defaults": {"pollSeconds": 1}}
+    return FakePlatform(kubes=fakes, aks_by_subscription={ClusterRef.parse(c).subscription_id: f for c, f in fakes.items()},
+                        policy=parse_policy(json.dumps(policy)))
+
+
+def deliver_until(platform: FakePlatform, run_id: str, status: str, *, rounds: int = 300) -> dict:
+    """Deliver queued messages (advancing the clock by their delays) until the rollout is ``status``:
+    a gate-blocked rollout keeps polling, so the queue never drains by itself."""
+    for _ in range(rounds):
+        view = rollouts.rollout_view(platform, run_id)
+        if view["status"] == status:
+            return view
+        batch = platform.queue.take()
+        assert batch, f"the queue drained with the rollout {view['status']}: {view['reason']}"
+        for sent in batch:
+            platform.clock.advance(sent.delay_seconds)
+            run_step_message(sent.message.to_json(), platform, message_id=str(uuid.uuid4()))
+    raise AssertionError(f"rollout not {status} after {rounds} rounds")
+
+
+def three_stages(**second: object) -> dict:
+    return {"name": "fleet", "stages": [
+        {"name": "dev", "groups": [{"clusters": [IDS[0]]}]},
+        {"name": "staging", "groups": [{"clusters": [IDS[1], IDS[2]]}], **second},
+        {"name": "prod", "groups": [{"clusters": [IDS[3]]}]},
+    ]}
+
+
+@pytest.mark.parametrize(("duplicate", "crash"), [(False, False), (True, False), (False, True)])
+def test_a_three_stage_rollout_ends_with_every_cluster_on_one_version(duplicate, crash):
+    fakes = clusters()
+    platform = platform_for(fakes)
+    run = rollouts.start_rollout(platform, three_stages(), actor="alice")
+    assert run.target_version == "1.31.7"
+    deliver_all(platform, duplicate=duplicate, crash_after_effect=crash)
+    view = rollouts.rollout_view(platform, run.run_id)
+    assert view["status"] == "done" and view["runStatus"] == "succeeded", view["reason"]
+    assert {f.pools[POOL].orchestrator_version for f in fakes.values()} == {"1.31.7"}
+    pool_runs = [r for r in platform.runs.list_runs(limit=100) if r.kind == "rolling"]
+    assert len(pool_runs) == 4 and {r.status for r in pool_runs} == {"succeeded"}  # one run per pool, never two
+    # stages ran in order: each stage's first run started after the previous gate passed
+    assert [s["stage"] for s in view["stageStarts"]] == [0, 1, 2]
+    assert [g["stage"] for g in view["gates"]] == [0, 1, 2]
+    assert all(g["passedAt"] <= s["at"] for g, s in zip(view["gates"], view["stageStarts"][1:], strict=False))
+    assert rollouts.list_rollouts(platform, limit=None)["rollouts"][0]["id"] == run.run_id
+
+
+def test_bad_plans_are_refused_with_the_field_and_nothing_is_recorded():
+    platform = platform_for(clusters(upgrades={"1.30.0": ["1.31.7"]}))
+    with pytest.raises(InvalidInput) as caught:
+        rollouts.start_rollout(platform, {**three_stages(), "targetVersion": "1.32"}, actor="alice")
+    assert caught.value.field == "targetVersion" and "not offered by every cluster" in str(caught.value)
+    with pytest.raises(InvalidInput) as caught:
+        rollouts.start_rollout(platform, {"stages": [{"groups": [{"clusters": [IDS[0], IDS[0]]}]}]}, actor="a")
+    assert caught.value.field == "stages[0].groups[0].clusters[1]"
+    assert platform.runs.list_runs() == [] and platform.queue.take() == []
+
+
+def test_a_quarantined_node_stops_the_stage_at_its_gate_with_the_node_named():
+    fakes = clusters(quarantined=1)
+    platform = platform_for(fakes)
+    run = rollouts.start_rollout(platform, three_stages(failureThreshold=2), actor="alice")
+    view = deliver_until(platform, run.run_id, "gate-blocked")
+    assert "aks-nodepool1-1-1" in view["reason"] and IDS[1] in view["reason"]
+    assert view["stage"] == 1 and view["runStatus"] == "running"  # the gate is looked at again each poll
+    for _ in range(5):
+        platform.clock.advance(1)
+        deliver_until(platform, run.run_id, "gate-blocked")
+        for sent in platform.queue.take():
+            run_step_message(sent.message.to_json(), platform, message_id=str(uuid.uuid4()))
+    assert fakes[IDS[3]].pools[POOL].orchestrator_version == "1.30.0"  # prod never started
+    assert [a.kind for a in platform.alerts.published if a.kind.startswith("rollout.")] == ["rollout.gate-blocked"]
+    # WHEN the node is gone (an operator replaced it) the gate still waits for its open alert...
+    fakes[IDS[1]].nodes.pop("aks-nodepool1-1-1")
+    view = deliver_until(platform, run.run_id, "gate-blocked")
+    platform.clock.advance(1)
+    for sent in platform.queue.take():
+        run_step_message(sent.message.to_json(), platform, message_id=str(uuid.uuid4()))
+    view = rollouts.rollout_view(platform, run.run_id)
+    assert view["status"] == "gate-blocked" and "open alerts" in view["reason"] and "open quarantine findings" not in view["reason"]
+    # ...which the quarantine scan resolves; the next look passes the gate and prod runs
+    scan_cluster(platform, REFS[1])
+    deliver_all(platform)
+    assert rollouts.rollout_view(platform, run.run_id)["status"] == "done"
+    assert fakes[IDS[3]].pools[POOL].orchestrator_version == "1.31.7"
+
+
+def test_a_threshold_of_one_halts_then_skip_and_resume_finish():
+    fakes = clusters()
+    fakes[IDS[2]].put_error = PermanentError("refused by ARM")
+    platform = platform_for(fakes)
+    run = rollouts.start_rollout(platform, three_stages(), actor="alice")
+    deliver_all(platform)
+    view = rollouts.rollout_view(platform, run.run_id)
+    assert view["status"] == "halted" and view["runStatus"] == "paused", view["reason"]
+    assert IDS[2] in view["reason"]
+    with pytest.raises(Conflict):
+        rollouts.decide_rollout(platform, run.run_id, "approve", {}, actor="bob")
+    rollouts.decide_rollout(platform, run.run_id, "skip", {"cluster": IDS[2], "reason": "broken"}, actor="bob")
+    assert rollouts.rollout_view(platform, run.run_id)["status"] == "halted"
+    rollouts.decide_rollout(platform, run.run_id, "resume", {}, actor="bob")
+    deliver_all(platform)
+    view = rollouts.rollout_view(platform, run.run_id)
+    assert view["status"] == "done", view["reason"]
+    statuses = {c["cluster"]: c["status"] for s in view["stages"] for g in s["groups"] for c in g["clusters"]}
+    assert statuses == {IDS[0]: "done", IDS[1]: "done", IDS[2]: "skipped", IDS[3]: "done"}
+    assert [(d["decision"], d["actor"]) for d in view["decisions"]] == [("skip", "bob"), ("resume", "bob")]
+    assert [t["outcome"] for t in view["timeline"]].count("decision") == 2
+
+
+def test_approval_parks_the_rollout_until_approved():
+    platform = platform_for(clusters())
+    run = rollouts.start_rollout(platform, three_stages(approval=True), actor="alice")
+    deliver_all(platform)
+    view = rollouts.rollout_view(platform, run.run_id)
+    assert (view["status"], view["runStatus"], view["stage"]) == ("awaiting-approval", "paused", 1)
+    rollouts.decide_rollout(platform, run.run_id, "approve", {}, actor="carol")
+    deliver_all(platform)
+    assert rollouts.rollout_view(platform, run.run_id)["status"] == "done"
