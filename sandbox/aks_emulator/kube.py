@@ -210,6 +210,8 @@ def aks_node_labels(name: str, *, pool: str, mode: str, vm_size: str, node_image
     return {
         "agentpool": pool,
         AGENTPOOL_LABEL: pool,
+        "beta.kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
         "kubernetes.azure.com/mode": mode.lower(),
         "kubernetes.azure.com/node-image-version": node_image_version,
         "kubernetes.azure.com/os-sku": "Ubuntu",

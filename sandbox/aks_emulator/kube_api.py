@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from werkzeug.wrappers import Request, Response
 
+from sandbox.aks_emulator import openapi
 from sandbox.aks_emulator.kube import (
     EVICTION_BLOCKED_MESSAGE,
     Conflict,
@@ -53,6 +54,7 @@ from sandbox.aks_emulator.kube import (
 from sandbox.serving import LoopbackServer
 
 JSON = "application/json"
+REJECTED_PATCH = "the server rejected our request due to an error in our request"
 SNAPSHOTS_KEPT = 32
 # Stored objects (a change always bumps resourceVersion) whose JSON is kept between list requests,
 # so that serving a 100,000-pod list costs the emulator a join, not a json.dumps of every pod.
@@ -217,8 +219,7 @@ def parse_field_selector(text: str, supported: frozenset[str]) -> list[FieldRequ
             raise ApiError(400, "BadRequest", f'invalid selector: \'{text}\'; can\'t understand \'{term}\'')
         path = path.strip()
         if path not in supported:
-            raise ApiError(400, "BadRequest", f'"{path}" is not a known field selector: only '
-                           f'"{", ".join(sorted(supported))}"')
+            raise ApiError(400, "BadRequest", f"field label not supported: {path}")
         requirements.append(FieldRequirement(path, value.strip(), operator == "!="))
     return requirements
 
@@ -501,8 +502,12 @@ def json_patch(document: dict, operations: list) -> dict:
             op, operation = "add", dict(operation, value=json.loads(json.dumps(value)))
         parent, key = _resolve_parent(document, parts)
         if op == "test":
-            if _get_child(parent, key, operation) != operation.get("value"):
-                raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: "
+            try:
+                current = _get_child(parent, key, operation)
+            except ApiError as error:  # the API server names no path for a test of a missing one
+                raise ApiError(422, "Invalid", REJECTED_PATCH) from error
+            if current != operation.get("value"):
+                raise ApiError(422, "Invalid", f"{REJECTED_PATCH}: "
                                f"testing value {operation.get('path')} failed")
         elif op == "remove":
             _get_child(parent, key, operation)
@@ -590,6 +595,8 @@ class KubeApi:
             return self.json(self.version())
         if parts in (["healthz"], ["livez"], ["readyz"]):
             return Response("ok", content_type="text/plain")
+        if parts and parts[0] == "openapi":
+            return self.openapi(request, parts[1:])
         if parts and parts[0] == "api":
             if len(parts) == 1:
                 return self.json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
@@ -651,10 +658,25 @@ class KubeApi:
     def version(self) -> dict:
         version = self.cluster.kubernetes_version
         major, minor, _ = version.split(".", 2)
-        return {"major": major, "minor": minor, "gitVersion": f"v{version}",
+        return {"major": major, "minor": minor, "emulationMajor": major, "emulationMinor": minor,
+                "minCompatibilityMajor": major, "minCompatibilityMinor": str(int(minor) - 1),
+                "gitVersion": f"v{version}",
                 "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
                 "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.22.2", "compiler": "gc",
                 "platform": "linux/amd64"}
+
+    def openapi(self, request: Request, rest: list[str]) -> Response:
+        """The real API server's OpenAPI documents, trimmed to what is served (``openapi.py``)."""
+        if rest == ["v2"]:
+            if not _accepts_json(request):
+                raise ApiError(406, "NotAcceptable", "only application/json is served for /openapi/v2 here")
+            return Response(openapi.v2_document(), content_type=JSON)
+        if rest == ["v3"]:
+            return self.json(openapi.v3_index())
+        document = openapi.v3_document("/".join(rest[1:])) if rest[:1] == ["v3"] else None
+        if document is None:
+            raise self.not_found()
+        return Response(document, content_type=JSON)
 
     @staticmethod
     def api_group(group: str) -> dict:
@@ -735,7 +757,9 @@ class KubeApi:
         page = items[offset:offset + limit] if limit > 0 else items[offset:]
         if limit > 0 and offset + limit < len(items):
             metadata["continue"] = self.remember(items, resource_version, offset + limit)
-            metadata["remainingItemCount"] = len(items) - offset - limit
+            if not (request.args.get("labelSelector") or request.args.get("fieldSelector")):
+                # As the API server: a filtered list cannot know how many items remain.
+                metadata["remainingItemCount"] = len(items) - offset - limit
         if self.wants_table(request):
             return self.json(self.table(request, resource, page, metadata))
         head = json.dumps({"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
@@ -894,6 +918,7 @@ class KubeApi:
             raise ApiError(400, "BadRequest", "the namespace of the provided object does not match the namespace "
                            "sent on the request")
         metadata["namespace"] = namespace
+        strict_field_errors(request, "apis/policy/v1", "PodDisruptionBudget", pdb)
         try:
             created = self.cluster.create_pdb(dict(pdb, metadata=metadata))
         except Conflict as error:
@@ -906,7 +931,7 @@ class KubeApi:
     @staticmethod
     def invalid(error: Invalid, resource: Resource, name: str | None) -> ApiError:
         return ApiError(422, "Invalid", error.message, {
-            "name": name, "kind": resource.name, **({"group": resource.group} if resource.group else {}),
+            "name": name, "kind": resource.kind, **({"group": resource.group} if resource.group else {}),
             "causes": [{"reason": "FieldValueInvalid", "message": message, "field": path}
                        for path, message in error.causes]})
 
@@ -929,6 +954,8 @@ class KubeApi:
             elif content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
                 if not isinstance(body, dict):
                     raise ApiError(400, "BadRequest", "a merge patch must be a JSON object")
+                group_version = f"apis/{resource.group}/{resource.version}" if resource.group else "api/v1"
+                strict_patch_errors(request, group_version, resource.kind, body)
                 updated = merge_patch(current, body, strategic=content_type.startswith("application/strategic"))
                 expected = (body.get("metadata") or {}).get("resourceVersion")
             else:
@@ -941,7 +968,9 @@ class KubeApi:
                 else:
                     stored = self.cluster.replace_pdb(namespace, name, updated, expected_resource_version=expected)
             except Conflict as error:
-                raise ApiError(409, "Conflict", str(error), {"name": name, "kind": resource.name}) from error
+                raise ApiError(409, "Conflict", str(error), {
+                    "name": name, **({"group": resource.group} if resource.group else {}), "kind": resource.name,
+                }) from error
             except Invalid as error:
                 raise self.invalid(error, resource, name) from error
         return self.respond_object(request, resource, stored)
@@ -975,6 +1004,50 @@ class KubeApi:
         return self.json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                           "details": {"name": name, "kind": resource.name, "uid": current["metadata"]["uid"],
                                       **({"group": resource.group} if resource.group else {})}})
+
+
+def _accepts_json(request: Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return not accept or any(t.split(";")[0].strip() in (JSON, "*/*", "application/*") for t in accept.split(","))
+
+
+def strict_field_errors(request: Request, group_version: str, kind: str, obj: object) -> None:
+    """``?fieldValidation=Strict``: refuse fields the kind's schema does not declare, as the API
+    server's strict decoding does (the default, Warn/Ignore, drops them silently here)."""
+    if request.args.get("fieldValidation") != "Strict":
+        return
+    unknown = openapi.unknown_fields(group_version, kind, obj)
+    if unknown:
+        version = group_version.rsplit("/", 1)[-1]
+        fields = ", ".join(f'unknown field "{name}"' for name in unknown)
+        raise ApiError(400, "BadRequest", f'{kind} in version "{version}" cannot be handled as a {kind}: '
+                       f"strict decoding error: {fields}")
+
+
+def _go_value(value: object) -> str:
+    """A decoded JSON value as Go's %v prints it (the API server quotes patches that way)."""
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_value(v)}" for k, v in sorted(value.items())) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_value(v) for v in value) + "]"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def strict_patch_errors(request: Request, group_version: str, kind: str, patch: object) -> None:
+    """``?fieldValidation=Strict`` on a merge or strategic-merge patch: unknown fields in the patch
+    are a 422 naming the patch, as the API server answers them."""
+    if request.args.get("fieldValidation") != "Strict":
+        return
+    unknown = openapi.unknown_fields(group_version, kind, patch)
+    if unknown:
+        fields = ", ".join(f'unknown field "{name}"' for name in unknown)
+        message = f'Invalid value: "{_go_value(patch)}": strict decoding error: {fields}'
+        raise ApiError(422, "Invalid", f' "" is invalid: patch: {message}',
+                       {"causes": [{"reason": "FieldValueInvalid", "message": message, "field": "patch"}]})
 
 
 def make_kube_app(cluster: KubeCluster, token: str) -> KubeApi:

@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from sandbox.aks_emulator.kube import DEFAULT_NODE_IMAGE, aks_node_labels
+from sandbox.aks_emulator.kube import DEFAULT_NODE_IMAGE, RESERVED_CPU_MILLIS, aks_node_labels
 from sandbox.k8s import pki
 from sandbox.k8s.binaries import REPO_ROOT, Binaries, binaries
 from sandbox.serving import stop_process_group
@@ -87,7 +87,6 @@ def aks_node(pool: Pool, name: str) -> dict[str, Any]:
     labels = {
         **aks_node_labels(name, pool=pool.name, mode=pool.mode, vm_size=pool.vm_size,
                           node_image_version=DEFAULT_NODE_IMAGE),
-        "type": "kwok",
         **pool.labels,
     }
     capacity = {"cpu": str(cores), "memory": f"{cores * 4}Gi", "pods": "110", "ephemeral-storage": "128Gi"}
@@ -101,7 +100,7 @@ def aks_node(pool: Pool, name: str) -> dict[str, Any]:
         "spec": {"taints": taints} if taints else {},
         "status": {
             "capacity": capacity,
-            "allocatable": dict(capacity, cpu=f"{cores * 1000 - 180}m"),
+            "allocatable": dict(capacity, cpu=f"{cores * 1000 - RESERVED_CPU_MILLIS}m"),
             "nodeInfo": {"kubeletVersion": f"v{pool.kubernetes_version}", "architecture": "amd64",
                          "operatingSystem": "linux"},
         },

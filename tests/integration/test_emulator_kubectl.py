@@ -229,3 +229,21 @@ def test_standalone_emulator_writes_a_kubeconfig_kubectl_uses(tmp_path):
         assert process.wait(timeout=30) == 0
         process.stdout.close()
         process.stderr.close()
+
+
+def test_create_and_apply_validate_against_the_served_openapi(kubectl, tmp_path):
+    # GIVEN a PDB manifest, and kubectl's default --validate=strict (no --validate=false)
+    manifest = tmp_path / "pdb.yaml"
+    manifest.write_text("apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web\n"
+                        "spec:\n  maxUnavailable: 1\n  selector:\n    matchLabels: {app: b}\n")
+    # WHEN it is created, then applied THEN both succeed, validated with the server's OpenAPI
+    created = kubectl("create", "-f", str(manifest))
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == "poddisruptionbudget.policy/web created"
+    applied = kubectl("apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+    # AND a field the schema does not know is refused, as the real API server refuses it
+    manifest.write_text(manifest.read_text().replace("  maxUnavailable: 1", "  maxUnavailable: 1\n  maxUnavaliable: 2"))
+    typo = kubectl("apply", "-f", str(manifest))
+    assert typo.returncode != 0
+    assert 'unknown field "spec.maxUnavaliable"' in typo.stderr
