@@ -1,11 +1,12 @@
 """A stateful property test of the run machinery over the in-memory fakes (hypothesis
 ``RuleBasedStateMachine``): rolling runs on sibling pools of one cluster, next to a foreign pool no
-run owns; operator decisions at random moments; every message delivered, duplicated, delayed,
+run owns; operator decisions and AKS's Succeeded/Failed events (some redelivered) at random moments; every message delivered, duplicated, delayed,
 reordered or lost; workers dying between a step's side effect and its state write; storage
 faults (throttled run writes and queue sends); the reconciler's timer. After every rule:
 
 - no pool without an active run of its own is ever written to (the foreign pool never);
 - no application pod is lost (every workload keeps its replicas);
+- an AKS event redelivered creates no second run;
 - every active run either has its live message queued, is held by a live claim, is parked
   (paused, stuck), or is found by the reconciler's query once it is due: and after the reconciler
   has run past a run's due time, every active run has a live message queued or is stuck.
@@ -23,11 +24,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from tests.fakes import FakePlatform, SentMessage, SimulatedCrash
 from tests.unit.fake_cluster import CLUSTER, FakeCluster
+from upgrade.domain.events import parse_events
 from upgrade.domain.policy import parse_policy
 from upgrade.domain.runs import PARKED_STATUSES
 from upgrade.errors import Conflict, TemporaryError
 from upgrade.services import registry, rolling
 from upgrade.services.decisions import decide
+from upgrade.services.event_reactions import react_to_events
 from upgrade.services.reconciler import reconcile_runs
 from upgrade.services.step_runner import run_step_message
 
@@ -137,6 +140,20 @@ class RunMachine(RuleBasedStateMachine):
     def throttle_storage(self, updates: int, sends: int) -> None:
         self.throttle_updates, self.throttle_sends = updates, sends
 
+    @rule(pool=st.sampled_from(SIBLINGS), outcome=st.sampled_from(["Succeeded", "Failed"]),
+          event=st.integers(1, 3))
+    def aks_reports_the_pool_finished(self, pool: str, outcome: str, event: int) -> None:
+        """AKS's NodePoolRolling<outcome>, with a few ids so that Event Grid redelivers some."""
+        [parsed] = parse_events({
+            "id": f"{pool}-{outcome}-{event}", "topic": CLUSTER.arm_id, "subject": CLUSTER.name,
+            "eventType": f"Microsoft.ContainerService.NodePoolRolling{outcome}",
+            "eventTime": self.platform.clock.now().isoformat(), "dataVersion": "1", "data": {"nodePoolName": pool}})
+        try:
+            react_to_events([parsed], self.platform)
+        except (TemporaryError, SimulatedCrash):
+            pass  # Event Grid delivers it again later
+        self._collect()
+
     @rule(pool=st.sampled_from(SIBLINGS), decision=st.sampled_from(["pause", "resume", "abort"]))
     def operator_decides(self, pool: str, decision: str) -> None:
         run = self.platform.runs.find_active(CLUSTER.arm_id, pool)
@@ -202,6 +219,12 @@ class RunMachine(RuleBasedStateMachine):
             if run.status in PARKED_STATUSES:
                 continue
             assert (run.run_id, run.state, run.attempt) in live or run.run_id in findable, run
+
+    @invariant()
+    def each_aks_event_is_reacted_to_once(self) -> None:
+        events = Counter(r.facts.get("finished_event") for r in self.platform.runs.list_runs(limit=10_000)
+                         if r.facts.get("finished_by_event"))
+        assert all(count == 1 for event, count in events.items() if event), events
 
     @invariant()
     def at_most_one_active_run_per_pool(self) -> None:
