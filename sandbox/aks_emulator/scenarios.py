@@ -13,10 +13,13 @@ node holds "daemonsets only".
   PDB `app-a-pdb` (minAvailable 1) on the single replica of app-a.
 - `seed-bluegreen` (Scenario 3): pool `blue`, 2 nodes at 1.30, apps without a pool nodeSelector so
   they can move to a green pool the operator (or the product) creates.
+- `fleet(n)`: n small clusters named `aks-fleet-<i>` for staged rollouts, each shaped as
+  seed-rolling, or as seed-pdb for the indexes asked for.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sandbox.aks_emulator.arm import DEFAULT_VM_SIZE, EmulatedCluster
@@ -175,14 +178,14 @@ def _seed_apps(builder: ClusterBuilder, pool: str, *, pin_to_pool: bool) -> Clus
     return builder
 
 
-def seed_rolling() -> ClusterBuilder:
+def seed_rolling(name: str = "aks-seed-rolling") -> ClusterBuilder:
     """Scenario 1: rolling upgrade with surge (maxSurge 1)."""
-    return _seed_apps(_seed_cluster("aks-seed-rolling", "nodepool1", max_surge="1"), "nodepool1", pin_to_pool=True)
+    return _seed_apps(_seed_cluster(name, "nodepool1", max_surge="1"), "nodepool1", pin_to_pool=True)
 
 
-def seed_pdb() -> ClusterBuilder:
+def seed_pdb(name: str = "aks-seed-pdb") -> ClusterBuilder:
     """Scenario 2: a PDB blocks pod A; undrainableNodeBehavior Cordon, maxSurge 2."""
-    builder = _seed_cluster("aks-seed-pdb", "nodepool1", max_surge="2", undrainable_node_behavior="Cordon")
+    builder = _seed_cluster(name, "nodepool1", max_surge="2", undrainable_node_behavior="Cordon")
     return _seed_apps(builder, "nodepool1", pin_to_pool=True).pdb(APP_NAMESPACE, "app-a-pdb", app="app-a",
                                                                   min_available=1)
 
@@ -190,6 +193,13 @@ def seed_pdb() -> ClusterBuilder:
 def seed_bluegreen() -> ClusterBuilder:
     """Scenario 3: a blue pool at 1.30 whose workloads a green pool will take over."""
     return _seed_apps(_seed_cluster("aks-seed-bluegreen", "blue", max_surge="1"), "blue", pin_to_pool=False)
+
+
+def fleet(count: int, *, prefix: str = "aks-fleet", pdb_blocked: Iterable[int] = ()) -> list[ClusterBuilder]:
+    """Several small clusters for a staged rollout: ``<prefix>-<i>`` (1-based) shaped as Scenario 1,
+    or as Scenario 2 (a PDB that quarantines a node on upgrade) for the indexes in ``pdb_blocked``."""
+    blocked = set(pdb_blocked)
+    return [seed_pdb(f"{prefix}-{i}") if i in blocked else seed_rolling(f"{prefix}-{i}") for i in range(1, count + 1)]
 
 
 SCENARIOS = {
