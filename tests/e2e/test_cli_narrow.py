@@ -1,7 +1,7 @@
 """Every operator command through the app's API on a 60-column terminal and through a pipe.
 
 Against function_app on the dev host with the AKS emulator (per mode, a quarantined seed-pdb
-cluster and a seed-bluegreen cluster), the CLI gets only the app's URL and a credential in its environment: no
+cluster, a seed-bluegreen cluster and a seed-rolling one), the CLI gets only the app's URL and a credential in its environment: no
 ARM endpoint or token, no kubeconfigs, no storage connection, no policy, no local.settings.json.
 Each subcommand runs with COLUMNS=60, piped and as a terminal (rich's TTY_COMPATIBLE), and every id,
 node and pod name it prints must appear whole (never cut to "rollin…").
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from sandbox.aks_emulator.scenarios import seed_bluegreen, seed_pdb
+from sandbox.aks_emulator.scenarios import seed_bluegreen, seed_pdb, seed_rolling
 from sandbox.devhost_config import REPO_ROOT
 from tests.e2e.rolling_support import POOL, Sandbox, policy_json, upgrade_outside_the_product
 from tests.e2e.test_bluegreen import FAST
@@ -38,6 +38,7 @@ class Stage:
     pdb: Sandbox  # a seed-pdb cluster after an upgrade outside the product: node 1 quarantined
     bluegreen: object  # a seed-bluegreen EmulatedCluster
     node1: str
+    rolling: object  # a seed-rolling EmulatedCluster, whose run looks at AKS every 30 s: time to decide
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +50,14 @@ def stages(start_devhost):
 
     with Emulator(time_scale=FAST_TIME_SCALE) as emu:
         for mode in MODES:
-            for seed, kind in ((seed_pdb, "pdb"), (seed_bluegreen, "bg")):
+            for seed, kind in ((seed_pdb, "pdb"), (seed_bluegreen, "bg"), (seed_rolling, "roll")):
                 builder = seed()
                 builder.name = f"aks-{kind}-{mode}"
                 builder.build(emu)
         clusters = {c.name: c for c in emu.clusters()}
-        host = start_devhost(emulator=emu, UPGRADE_POLICY=policy_json(remediation={"relax-pdb": "approval-required"}))
+        policy = json.loads(policy_json(remediation={"relax-pdb": "approval-required"}))
+        policy["clusters"] = {clusters[f"aks-roll-{mode}"].arm_id: {"pollSeconds": 30} for mode in MODES}
+        host = start_devhost(emulator=emu, UPGRADE_POLICY=json.dumps(policy))
         credential = StaticTokenCredential(emu.token)
         any_cluster = next(iter(clusters.values()))
         aks = ContainerServiceClient(credential, any_cluster.subscription_id, base_url=emu.arm_url,
@@ -66,7 +69,7 @@ def stages(start_devhost):
             pdb = Sandbox(host, emu, clusters[f"aks-pdb-{mode}"], None)
             assert upgrade_outside_the_product(pdb, aks) == "UpgradeFailed"
             [node1] = pdb.quarantined()
-            stages[mode] = Stage(host, pdb, clusters[f"aks-bg-{mode}"], node1)
+            stages[mode] = Stage(host, pdb, clusters[f"aks-bg-{mode}"], node1, clusters[f"aks-roll-{mode}"])
         try:
             yield stages
         finally:
@@ -122,6 +125,16 @@ def test_every_subcommand_prints_whole_ids_on_a_narrow_terminal(stage, cli):
     assert shows_whole(cli("runs", "resume", run_id), run_id)
     aborted = cli("runs", "abort", run_id, "--reason", "wrong window")
     assert shows_whole(aborted, run_id) and "status aborted" in aborted
+
+    # runs decisions on a rolling run too
+    status, rolling = stage.host.request("POST", "/api/upgrades", body={
+        "cluster": stage.rolling.arm_id, "pool": POOL, "targetVersion": "1.31", "strategy": "rolling"})
+    assert status == 202, rolling
+    paused = cli("runs", "pause", rolling["id"], "--reason", "change freeze")
+    assert shows_whole(paused, rolling["id"]) and "status paused" in paused
+    assert "status running" in cli("runs", "resume", rolling["id"])
+    aborted = cli("runs", "abort", rolling["id"])
+    assert shows_whole(aborted, rolling["id"]) and "status aborted" in aborted
 
     # quarantine scan, list (node, pods and PDBs whole), remediate
     pdb_name = stage.pdb.cluster.name
