@@ -165,6 +165,9 @@ class AgentPool:
     current_orchestrator_version: str
     node_image_version: str
     vmss_id: str
+    # the newest node image AKS offers this pool (its upgrade profile's latestNodeImageVersion);
+    # ArmModel.release_node_image moves it, as AKS's weekly image releases do per pool OS and SKU
+    latest_node_image_version: str = LATEST_NODE_IMAGE_VERSION
     max_pods: int = 110
     upgrade_settings: dict = field(default_factory=dict)
     node_labels: dict = field(default_factory=dict)
@@ -436,7 +439,7 @@ class ArmModel:
                 "kubernetesVersion": pool.current_orchestrator_version,
                 "osType": "Linux",
                 "upgrades": _upgrade_items(pool.current_orchestrator_version),
-                "latestNodeImageVersion": LATEST_NODE_IMAGE_VERSION,
+                "latestNodeImageVersion": pool.latest_node_image_version,
             },
         }
 
@@ -541,7 +544,7 @@ class ArmModel:
             pool.tags = _validated_tags(properties["tags"])
         if upgrade:
             pool.provisioning_state = "Upgrading"
-            target_image = LATEST_NODE_IMAGE_VERSION
+            target_image = pool.latest_node_image_version
             previous = pool.current_orchestrator_version
 
             def run_upgrade(ctx: upgrader.PoolContext) -> upgrader.Outcome:
@@ -600,7 +603,8 @@ class ArmModel:
             self._refuse_if_busy(pool)
             settings = upgrader.UpgradeSettings.from_arm(pool.upgrade_settings)
             nodes = cluster.kube.nodes(name)
-            stale = [n for n in nodes if upgrader.node_image(n) != LATEST_NODE_IMAGE_VERSION]
+            latest = pool.latest_node_image_version
+            stale = [n for n in nodes if upgrader.node_image(n) != latest]
             self._check_quota(cluster, vcpus_of(pool.vm_size)
                               * upgrader.surge_node_count(settings.max_surge, len(nodes), len(stale)))
             pool.provisioning_state = "UpgradingNodeImageVersion"
@@ -608,13 +612,18 @@ class ArmModel:
 
             def run_node_image_upgrade(ctx: upgrader.PoolContext) -> upgrader.Outcome:
                 outcome = upgrader.upgrade_pool(ctx, settings, kubernetes_version=version,
-                                                node_image_version=LATEST_NODE_IMAGE_VERSION)
+                                                node_image_version=latest)
                 if outcome.status == "Succeeded":
                     with self.lock:
-                        pool.node_image_version = LATEST_NODE_IMAGE_VERSION
+                        pool.node_image_version = latest
                 return outcome
 
             return pool, self._start(cluster, pool, "upgradeNodeImageVersion", run_node_image_upgrade, rolling=True)
+
+    def release_node_image(self, cluster: EmulatedCluster, name: str, image: str) -> None:
+        """A newer node image for one pool (scenario setup, not an ARM call)."""
+        with self.lock:
+            self.get_pool(cluster, name).latest_node_image_version = image
 
     def abort(self, cluster: EmulatedCluster, name: str) -> Operation | None:
         """Stop the pool's running operation; it ends Canceled and the pool with it."""

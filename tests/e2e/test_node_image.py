@@ -15,6 +15,8 @@ from upgrade.domain.model import NODE_IMAGE_LABEL
 
 pytestmark = pytest.mark.e2e
 
+NEWER = "AKSUbuntu-2204gen2containerd-202701.09.0"
+
 
 def images(cluster, pool: str) -> dict[str, str]:
     return {n["metadata"]["name"]: n["metadata"]["labels"].get(NODE_IMAGE_LABEL) for n in cluster.kube.nodes(pool)}
@@ -29,22 +31,24 @@ def test_a_node_image_rolling_run_ends_done_with_every_node_on_the_new_image(emu
                             subscribe=False)
     cluster = sandbox.cluster
     assert set(images(cluster, POOL).values()) == {DEFAULT_NODE_IMAGE_VERSION}
+    # AKS released a newer image for this pool than the emulator's default latest
+    sandbox.emulator.arm.release_node_image(cluster, POOL, NEWER)
     version_before = versions(cluster, POOL)
     # the preflight compares the pool's image with the latest
     status, report = sandbox.host.request("POST", "/api/upgrades/preflight", body={
         "cluster": cluster.arm_id, "pool": POOL, "targetVersion": "nodeImage", "strategy": "rolling"})
     assert status == 200, report
     assert (report["nodeImage"]["current"], report["nodeImage"]["latest"], report["nodeImage"]["upToDate"]) == (
-        DEFAULT_NODE_IMAGE_VERSION, LATEST_NODE_IMAGE_VERSION, False)
+        DEFAULT_NODE_IMAGE_VERSION, NEWER, False)
     status, body = sandbox.host.request("POST", "/api/upgrades", body={
         "cluster": cluster.arm_id, "pool": POOL, "targetVersion": "nodeImage", "strategy": "rolling", "actor": "e2e"})
     assert status == 202, body
     run = sandbox.wait_run(body["id"], timeout=120)
     assert run["status"] == "succeeded", run["reason"]
-    assert run["facts"]["target_node_image"] == LATEST_NODE_IMAGE_VERSION
-    assert set(images(cluster, POOL).values()) == {LATEST_NODE_IMAGE_VERSION}
+    assert run["facts"]["target_node_image"] == NEWER
+    assert set(images(cluster, POOL).values()) == {NEWER}
     assert versions(cluster, POOL) == version_before
-    assert all(n["nodeImage"] == LATEST_NODE_IMAGE_VERSION for n in run["facts"]["final"]["nodes"])
+    assert all(n["nodeImage"] == NEWER for n in run["facts"]["final"]["nodes"])
     pods = sandbox.app_pods()
     assert all(len(p) == 1 and p[0][1] for p in pods.values())
 

@@ -276,6 +276,27 @@ def test_node_image_upgrade_reimages_every_node(emulator, aks_client, kube_clien
     assert pool.properties.node_image_version == latest
 
 
+def test_node_images_are_offered_per_pool(emulator, aks_client, kube_client):
+    # GIVEN a newer image released for the user pool only
+    emu = emulator("seed-rolling")
+    cluster = emu.clusters()[0]
+    aks = aks_client(emu)
+    core = kube_client(aks, cluster)
+    newer = "AKSUbuntu-2204gen2containerd-202701.09.0"
+    emu.arm.release_node_image(cluster, "nodepool1", newer)
+    profile = aks.agent_pools.get_upgrade_profile
+    offered = {pool: profile(cluster.resource_group, cluster.name, pool).properties.latest_node_image_version
+               for pool in ("system", "nodepool1")}
+    assert offered["nodepool1"] == newer and offered["system"] != newer
+    # WHEN the user pool's node image is upgraded
+    aks.agent_pools.begin_upgrade_node_image_version(cluster.resource_group, cluster.name, "nodepool1").result()
+    # THEN its nodes run its own latest image; the system pool is untouched
+    assert {n.metadata.labels["kubernetes.azure.com/node-image-version"]
+            for n in pool_nodes(core, "nodepool1").values()} == {newer}
+    assert {n.metadata.labels["kubernetes.azure.com/node-image-version"]
+            for n in pool_nodes(core, "system").values()} != {newer}
+
+
 def test_rolling_events_reach_a_webhook_in_both_schemas(emulator, aks_client, event_receiver):
     # GIVEN webhook subscriptions in the Event Grid and CloudEvents schemas
     emu = emulator("seed-rolling")

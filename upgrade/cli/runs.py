@@ -1,4 +1,4 @@
-"""``python -m upgrade runs approve|rollback|pause|resume|abort ID``: an operator's decision on a run.
+"""``python -m upgrade runs approve|rollback|pause|resume|abort|override-window ID``: an operator's decision on a run.
 
 For every kind of run (rolling and blue-green), through the app's HTTP API
 (``POST /api/upgrades/{id}/{decision}``): the app records who decided, when and why, and answers
@@ -18,6 +18,7 @@ DECISIONS = {
     "abort": "end the run where it is, cleaning nothing up",
     "approve": "blue-green: commit now, deleting the blue pool (from the decision wait, or to end the final soak early)",
     "rollback": "blue-green: roll back to blue, deleting the green pool (any time before commit)",
+    "override-window": "let the run go on outside its maintenance windows (needs --reason; recorded)",
 }
 
 

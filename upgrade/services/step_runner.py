@@ -173,8 +173,7 @@ def _run_bound_step(
         break
 
     ctx = StepContext(message, platform, run)
-    # a cluster-changing step waits for its maintenance window, a drain for the nodes' holds
-    outcome = gate(ctx, lambda: hold_gate(ctx, lambda: _execute(spec, ctx)))
+    outcome = _execute(spec, ctx, gated=True)
     try:
         transitioned = _write_transition(platform, run, message, outcome)
     except TemporaryError:
@@ -239,8 +238,12 @@ def _alert_failed(platform: Platform, run: RunRecord, message: StepMessage, reas
     )
 
 
-def _execute(spec: StepSpec, ctx: StepContext) -> Outcome:
+def _execute(spec: StepSpec, ctx: StepContext, *, gated: bool = False) -> Outcome:
+    """The step's outcome; ``gated``: a cluster-changing step waits for its maintenance window and a
+    drain for its nodes' holds first (a read those checks make fails like the step's own)."""
     try:
+        if gated:
+            return gate(ctx, lambda: hold_gate(ctx, lambda: spec.handler(ctx)))
         return spec.handler(ctx)
     except TemporaryError as exc:
         return Retry(delay_seconds=max(MIN_RETRY_SECONDS, exc.delay_seconds), reason=str(exc))
