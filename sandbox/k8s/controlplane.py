@@ -42,7 +42,7 @@ import yaml
 
 from sandbox.aks_emulator.kube import DEFAULT_NODE_IMAGE, RESERVED_CPU_MILLIS, aks_node_labels
 from sandbox.k8s import pki
-from sandbox.k8s.binaries import REPO_ROOT, Binaries, binaries
+from sandbox.k8s.binaries import REPO_ROOT, Binaries, binaries, kubernetes_version
 from sandbox.serving import stop_process_group
 
 INFRA_RBAC = REPO_ROOT / "infra" / "k8s" / "upgrade-operator-rbac.yaml"
@@ -68,7 +68,7 @@ class Pool:
     count: int
     first: int = 0
     mode: str = "User"
-    kubernetes_version: str = "1.34.4"
+    kubernetes_version: str = field(default_factory=lambda: kubernetes_version().removeprefix("v"))
     vm_size: str = "Standard_D4s_v5"
     taints: tuple[dict[str, str], ...] = ()
     labels: dict[str, str] = field(default_factory=dict)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from sandbox.k8s.binaries import kubernetes_version
 from tests.integration.test_emulator_kubectl import QUARANTINE_LABEL, kubectl_runner, table
 from tests.realk8s.conftest import RealCluster, wait_for
 
@@ -51,7 +52,7 @@ def test_the_kubectl_session_of_the_emulator_runs_against_the_real_api_server(
     # get nodes: the printer columns the server's Table sends
     rows = table(kubectl("get", "nodes", "-l", f"agentpool={real_cluster.pool}").stdout)
     assert rows[0] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
-    assert [r[0] for r in rows[1:]] == three_nodes and all(r[1] == "Ready" and r[4] == "v1.34.4" for r in rows[1:])
+    assert [r[0] for r in rows[1:]] == three_nodes and all(r[1] == "Ready" and r[4] == kubernetes_version() for r in rows[1:])
     # get pods -o wide names the node of each pod
     header, *pods = table(kubectl("get", "pods", "-o", "wide").stdout)
     assert header[:2] == ["NAME", "READY"] and "NODE" in header

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from sandbox.k8s.binaries import kubernetes_version
 from tests.realk8s.conftest import RealCluster, wait_for
 from upgrade.domain.drain import DrainOptions, DrainStatus
 from upgrade.domain.model import ClusterRef
@@ -41,7 +42,8 @@ def test_nodes_are_read_with_real_label_and_field_selectors(real_cluster: RealCl
     # THEN the API server selected exactly those, and the adapter read pool, version and readiness
     assert sorted(n.name for n in by_pool) == names
     assert [n.name for n in by_name] == [names[1]]
-    assert all(n.pool == real_cluster.pool and n.ready and n.kubernetes_version == "1.34.4" for n in by_pool)
+    version = kubernetes_version().removeprefix("v")  # the kubelet version kwok reports: the pinned release
+    assert all(n.pool == real_cluster.pool and n.ready and n.kubernetes_version == version for n in by_pool)
     assert system and all("CriticalAddonsOnly=true:NoSchedule" in n.taints for n in system)
 
 
