@@ -36,7 +36,7 @@ test: lint k8s
 demo: venv
 	$(PY) -m sandbox.demo
 
-BENCHMARKS := cold_import drain_vs_kubectl preflight_scale bluegreen scan_scale
+BENCHMARKS := cold_import drain_vs_kubectl preflight_scale bluegreen scan_scale rollout
 
 # Benchmarks print figures (never asserted in tests); each starts and stops what it needs.
 bench: venv

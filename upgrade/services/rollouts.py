@@ -24,6 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from upgrade.domain.alerts import SEVERITIES, Alert
@@ -219,20 +220,28 @@ def tick(ctx: Any) -> Outcome:
         if result is not None:
             progress = run_ended(progress, cluster, result)
             ended.append(f"{cluster}: {'done' if result else 'failed'}: {clusters[cluster]['reason']}")
-    step = advance(plan, progress, now=now, evidence=lambda asked: gate_evidence(platform, run, asked))
+    checked: list = []
+
+    def evidence(asked: Sequence[str]) -> dict[str, ClusterEvidence]:
+        found = gate_evidence(platform, run, asked)
+        checked.append(platform.clock.now())  # the gate's verdict is known from here
+        return found
+
+    step = advance(plan, progress, now=now, evidence=evidence)
+    gate_at = checked[-1] if checked else now
     for cluster in step.start:
         clusters[cluster], result = _cluster_step(platform, cluster, {}, run.target_version, ctx.message.actor)
         if result is not None:  # nothing to upgrade, or its first run refused: ended at once
             step = replace(step, progress=run_ended(step.progress, cluster, result), look_again_at=now)
-    return _outcome(platform, run, step, clusters, ended)
+    return _outcome(platform, run, step, clusters, ended, gate_at)
 
 
-def _outcome(platform: Platform, run: RunRecord, step: Step, clusters: dict[str, Any], ended: list[str]) -> Outcome:
+def _outcome(platform: Platform, run: RunRecord, step: Step, clusters: dict[str, Any], ended: list[str],
+             gate_at: datetime) -> Outcome:
     progress = step.progress
     facts = {"progress": progress.to_public(), "clusters": clusters}
     if step.gate_passed is not None:
-        facts["gates"] = [*run.facts.get("gates", []), {"stage": step.gate_passed,
-                                                         "passedAt": platform.clock.now().isoformat()}]
+        facts["gates"] = [*run.facts.get("gates", []), {"stage": step.gate_passed, "passedAt": gate_at.isoformat()}]
     if step.start:
         facts["stageStarts"] = [*run.facts.get("stageStarts", []), {"stage": progress.stage, "clusters": len(step.start),
                                                                      "at": platform.clock.now().isoformat()}]
