@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 PIP_FLAGS := --disable-pip-version-check --quiet
 
-.PHONY: venv test lint demo bench clean k8s
+.PHONY: venv test lint demo bench clean k8s screenshots
 
 venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed
 
@@ -35,6 +35,11 @@ test: lint k8s
 
 demo: venv
 	$(PY) -m sandbox.demo
+
+# The README's two console screenshots, from the real console on the sandbox (needs Chromium).
+screenshots: venv
+	$(PY) -m pytest tests/e2e/test_console.py -q
+	cp test-artifacts/console/console-run.png test-artifacts/console/console-finding.png docs/
 
 BENCHMARKS := cold_import drain_vs_kubectl preflight_scale bluegreen scan_scale rollout
 

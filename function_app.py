@@ -4,6 +4,7 @@ import azure.functions as func
 
 from upgrade.triggers import (
     events,
+    http_console,
     http_preflight,
     http_quarantine,
     http_rollouts,
@@ -20,3 +21,4 @@ app.register_functions(http_upgrades.bp)
 app.register_functions(http_quarantine.bp)
 app.register_functions(http_preflight.bp)
 app.register_functions(http_rollouts.bp)
+app.register_functions(http_console.bp)

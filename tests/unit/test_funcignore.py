@@ -66,7 +66,8 @@ def test_sandbox_tests_bench_and_local_settings_are_not_deployed(funcignore, pat
 
 @pytest.mark.parametrize(
     "path",
-    ["function_app.py", "host.json", "requirements.txt", "upgrade/triggers/steps.py", "upgrade/domain/model.py"],
+    ["function_app.py", "host.json", "requirements.txt", "upgrade/triggers/steps.py", "upgrade/domain/model.py",
+     "upgrade/console/index.html", "upgrade/console/console.js", "upgrade/console/console.css"],
 )
 def test_the_app_itself_is_deployed(funcignore, path):
     # GIVEN the repo's .funcignore WHEN the package is assembled THEN the app's own files are kept

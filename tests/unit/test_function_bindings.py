@@ -39,6 +39,7 @@ FUNCTIONS = {
     "start_upgrade", "decide_upgrade", "list_upgrades", "get_upgrade",
     "remediate_quarantined_node", "list_quarantine", "scan_quarantine_now", "preflight_upgrade",
     "reconcile_runs", "start_rollout", "list_rollouts", "get_rollout", "decide_rollout",
+    "get_upgrade_nodes", "get_me", "console_files",
 }
 
 
@@ -73,6 +74,11 @@ def test_the_app_registers_exactly_the_documented_functions():
                                         "methods": ["POST"], "authLevel": "FUNCTION"}),
         ("scan_quarantine_now", {"type": "httpTrigger", "route": "quarantine/scan", "methods": ["POST"],
                                  "authLevel": "FUNCTION"}),
+        ("get_upgrade_nodes", {"type": "httpTrigger", "route": "upgrades/{run_id}/nodes", "methods": ["GET"],
+                               "authLevel": "FUNCTION"}),
+        ("get_me", {"type": "httpTrigger", "route": "me", "methods": ["GET"], "authLevel": "FUNCTION"}),
+        ("console_files", {"type": "httpTrigger", "route": "console/{file?}", "methods": ["GET"],
+                           "authLevel": "ANONYMOUS"}),
         ("preflight_upgrade", {"type": "httpTrigger", "route": "upgrades/preflight", "methods": ["POST"],
                                "authLevel": "FUNCTION"}),
         ("start_rollout", {"type": "httpTrigger", "route": "rollouts", "methods": ["POST"], "authLevel": "FUNCTION"}),
@@ -91,13 +97,14 @@ def test_each_function_has_its_trigger(function, expected):
     assert {k: trigger.get(k) for k in expected} == expected
 
 
-def test_http_routes_live_under_upgrades_quarantine_or_rollouts_and_need_a_function_key():
-    # Every HTTP route is an operator action on runs, stuck nodes or rollouts: never anonymous.
+def test_http_routes_live_under_upgrades_quarantine_rollouts_or_me_and_need_a_function_key():
+    # Every HTTP route with data is an operator action on runs, stuck nodes or rollouts, or who the
+    # caller is: never anonymous. The one exception is the console's static files, which hold no data.
     http = {name: trigger_of(name) for name, bindings in bindings_by_function().items()
-            if any(b["type"] == "httpTrigger" for b in bindings)}
+            if any(b["type"] == "httpTrigger" for b in bindings) and name != "console_files"}
     assert http, "at least GET /api/upgrades/{run_id}"
     for name, trigger in http.items():
-        assert trigger["route"].split("/")[0] in {"upgrades", "quarantine", "rollouts"}, name
+        assert trigger["route"].split("/")[0] in {"upgrades", "quarantine", "rollouts", "me"}, name
         assert trigger["authLevel"] == "FUNCTION", name
 
 

@@ -60,3 +60,13 @@ def list_upgrades(req: func.HttpRequest) -> func.HttpResponse:
 
     return json_response(list_runs_from_query(platform(), cluster=req.params.get("cluster"),
                                               limit=req.params.get("limit")))
+
+
+@bp.function_name("get_upgrade_nodes")
+@bp.route(route="upgrades/{run_id}/nodes", methods=["GET"])
+@answers_errors
+def get_upgrade_nodes(req: func.HttpRequest) -> func.HttpResponse:
+    from upgrade.services.run_nodes import run_nodes
+    from upgrade.wiring import platform
+
+    return json_response(run_nodes(req.route_params["run_id"], platform()))
