@@ -28,7 +28,8 @@ from upgrade.domain.steps import StepMessage
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from upgrade.services import bluegreen, registry
 from upgrade.services.bluegreen import STEP_PREFIX, decide, start_bluegreen_run
-from upgrade.services.step_runner import record_poisoned_step, run_step_message
+from upgrade.services.run_failures import record_poisoned_step
+from upgrade.services.step_runner import run_step_message
 
 CLUSTER = ClusterRef("sub-1", "rg", "aks1")
 VERSIONS = {"1.30.0": ["1.30.5", "1.31.0", "1.31.2"], "1.31.2": ["1.32.0"]}

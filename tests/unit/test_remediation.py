@@ -25,7 +25,8 @@ from upgrade.domain.steps import StepMessage
 from upgrade.errors import Conflict, NotAllowed
 from upgrade.services.quarantine_scan import scan_cluster
 from upgrade.services.remediation import request_remediation
-from upgrade.services.step_runner import record_poisoned_step, run_step_message
+from upgrade.services.run_failures import record_poisoned_step
+from upgrade.services.step_runner import run_step_message
 
 NODE1 = "aks-nodepool1-1"
 ORIGINAL = {"selector": {"matchLabels": {"app": "a"}}, "minAvailable": 1}

@@ -10,7 +10,7 @@ from tests.fakes import FakePlatform, SimulatedCrash
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
 from upgrade.errors import TemporaryError
-from upgrade.services import step_runner
+from upgrade.services import run_failures, step_runner
 from upgrade.services.registry import StepSpec
 from upgrade.services.step_runner import StepContext, run_step_message
 
@@ -40,6 +40,7 @@ def platform() -> FakePlatform:
 def install(monkeypatch: pytest.MonkeyPatch, **handlers: RecordingStep) -> None:
     registry = {name: StepSpec(name, handler) for name, handler in handlers.items()}
     monkeypatch.setattr(step_runner, "step_registry", lambda: registry)
+    monkeypatch.setattr(run_failures, "step_registry", lambda: registry)
 
 
 def start_run(platform: FakePlatform, step: str = "work", run_id: str = "run-1", pool: str = "user1") -> StepMessage:
@@ -347,7 +348,7 @@ def test_the_poison_handler_fails_the_run_records_it_and_alerts(platform):
     message = start_run(platform, step="ping")
 
     # WHEN the poison queue delivers it
-    run = step_runner.record_poisoned_step(message.to_json(), platform)
+    run = run_failures.record_poisoned_step(message.to_json(), platform)
 
     # THEN the run is failed, its history says poison, and an alert names the run
     assert run is not None and run.status == "failed"
@@ -374,16 +375,16 @@ class PoisonCleanup:
 def test_the_poison_handler_runs_the_workflows_cleanup_with_the_failed_run(monkeypatch, platform):
     # GIVEN a step whose workflow has a cleanup for poisoned steps
     cleanup = PoisonCleanup()
-    monkeypatch.setattr(step_runner, "step_registry",
+    monkeypatch.setattr(run_failures, "step_registry",
                         lambda: {"work": StepSpec("work", RecordingStep(Done("x")), on_poison=cleanup)})
     message = start_run(platform)
     # WHEN the poison queue delivers its message
-    step_runner.record_poisoned_step(message.to_json(), platform)
+    run_failures.record_poisoned_step(message.to_json(), platform)
     # THEN the cleanup ran once, on the run already recorded as failed, and its result is in the history
     [(run, given)] = cleanup.calls
     assert (run.run_id, run.status) == ("run-1", "failed") and given is platform
     assert [(h.outcome, h.reason) for h in platform.runs.history("run-1")][-1] == (
-        "poison-cleanup", "undid the half-done change")
+        "cleanup", "undid the half-done change")
     [alert] = platform.alerts.published
     assert (alert.kind, alert.details["cleanup"]) == ("run.failed", "undid the half-done change")
 
@@ -391,14 +392,14 @@ def test_the_poison_handler_runs_the_workflows_cleanup_with_the_failed_run(monke
 def test_a_failing_poison_cleanup_is_logged_and_alerted_and_the_poison_record_stays(monkeypatch, platform, caplog):
     # GIVEN a cleanup that fails
     cleanup = PoisonCleanup(RuntimeError("API server unreachable"))
-    monkeypatch.setattr(step_runner, "step_registry",
+    monkeypatch.setattr(run_failures, "step_registry",
                         lambda: {"work": StepSpec("work", RecordingStep(Done("x")), on_poison=cleanup)})
     message = start_run(platform)
     # WHEN the poison queue delivers the message
-    run = step_runner.record_poisoned_step(message.to_json(), platform)
+    run = run_failures.record_poisoned_step(message.to_json(), platform)
     # THEN the run is failed with its poison history, and the failed cleanup is logged and alerted
     assert run is not None and platform.runs.get("run-1").status == "failed"
-    assert [h.outcome for h in platform.runs.history("run-1")] == ["poison", "poison-cleanup-failed"]
+    assert [h.outcome for h in platform.runs.history("run-1")] == ["poison", "cleanup-failed"]
     assert "API server unreachable" in caplog.text
     assert sorted((a.kind, a.severity) for a in platform.alerts.published) == [
         ("run.cleanup-failed", "critical"), ("run.failed", "error")]

@@ -24,7 +24,7 @@ from upgrade.domain.steps import StepMessage
 from upgrade.errors import Conflict, InvalidInput
 from upgrade.ports import Platform
 from upgrade.services.outbox import live_message, outbox_for, send_after_write
-from upgrade.services.registry import step_registry
+from upgrade.services.run_failures import run_cleanup
 
 log = logging.getLogger("upgrade.decisions")
 
@@ -97,16 +97,7 @@ def decisions_now(run: RunRecord) -> tuple[str, ...]:
 
 
 def _aborted(platform: Platform, run: RunRecord, state: str, actor: str) -> None:
-    spec = step_registry().get(state)
-    cleanup = "nothing to undo"
-    if spec is not None and spec.on_poison is not None:
-        try:
-            cleanup = spec.on_poison(run, platform)
-        except Exception as exc:  # the abort stands; a person must know what was left
-            log.exception("cleanup of aborted run %s failed", run.run_id)
-            cleanup = f"cleanup failed: {exc}"
-    platform.runs.append_history(HistoryEntry(run.run_id, platform.clock.now(), state, run.attempt, "abort-cleanup",
-                                              cleanup, actor))
+    cleanup = run_cleanup(platform, run, state, attempt=run.attempt, actor=actor) or "nothing to undo"
     platform.alerts.publish(Alert(
         kind="run.aborted", severity="warning", cluster=run.cluster, pool=run.pool, run_id=run.run_id,
         summary=f"{run.kind} run {run.run_id} on pool {run.pool or '(cluster)'} aborted by {actor} in {state}: "

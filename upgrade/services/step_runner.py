@@ -12,7 +12,8 @@ Protocol for a step bound to a run (``StepSpec.needs_run``):
 3. The handler runs and returns an Outcome; expected failures come back as errors translated
    to Retry (TemporaryError) or Failed (PermanentError). An unexpected exception is left to the
    host: the message is redelivered and after maxDequeueCount lands in the poison queue, which
-   ``on_poison_step`` watches: it fails the run, then runs the workflow's ``on_poison`` cleanup.
+   ``on_poison_step`` watches (``services.run_failures``): it fails the run, then runs the
+   workflow's ``on_poison`` cleanup.
 4. The transition (next state, attempt, facts, status, outbox) is one conditional write; then the
    next message is sent; then a history row records the attempt. A run that ends Failed raises
    a ``run.failed`` alert unless its workflow raised its own (``Failed.alerted``).
@@ -51,6 +52,7 @@ from upgrade.ports import Platform
 from upgrade.services.holds import hold_gate
 from upgrade.services.outbox import outbox_for, send_outbox
 from upgrade.services.registry import StepSpec, step_registry
+from upgrade.services.run_failures import alert_failed, fail_run, fail_run_if_active
 from upgrade.services.windows import gate
 
 log = logging.getLogger("upgrade.steps")
@@ -110,7 +112,7 @@ def run_step_message(
     if not is_allowed_cluster(message.cluster, platform.allowed_clusters):
         reason = f"cluster {message.cluster} is not in ALLOWED_CLUSTERS: refusing to act on it"
         log.error("step %s of run %s refused: %s", message.step, message.run_id, reason)
-        _fail_run_if_any(platform, message, reason)
+        fail_run_if_active(platform, message, reason)
         return StepReport(message.step, message.run_id, "refused", detail=reason)
     try:
         if not spec.needs_run:
@@ -213,7 +215,7 @@ def _run_bound_step(
         log.error("history of run %s not written (%s): %s#%d %s %s", run.run_id, exc, entry.step,
                   entry.attempt, entry.outcome, entry.reason)
     if isinstance(outcome, Failed) and not outcome.alerted:
-        _alert_failed(platform, transitioned, message, outcome.reason)
+        alert_failed(platform, transitioned, message, outcome.reason)
     _log_outcome(message, outcome, dequeue_count)
     if unsent is not None:
         return _put_back(platform, message, unsent)
@@ -225,17 +227,6 @@ def _release_claim(platform: Platform, run: RunRecord) -> None:
         platform.runs.update(run.evolve(now=platform.clock.now(), claim=None))
     except (TemporaryError, Conflict) as exc:
         log.warning("claim of run %s not released (%s): a later copy waits for it to expire", run.run_id, exc)
-
-
-def _alert_failed(platform: Platform, run: RunRecord, message: StepMessage, reason: str) -> None:
-    from upgrade.domain.alerts import Alert
-
-    platform.alerts.publish(
-        Alert(kind="run.failed", severity="error", cluster=run.cluster, pool=run.pool, run_id=run.run_id,
-              summary=f"{run.kind} run {run.run_id} on pool {run.pool or '(cluster)'} failed at "
-                      f"{message.step}: {reason}",
-              details={"step": message.step, "kind": run.kind}, dedup_key=f"{run.run_id}:run.failed")
-    )
 
 
 def _execute(spec: StepSpec, ctx: StepContext, *, gated: bool = False) -> Outcome:
@@ -306,22 +297,6 @@ def _send_follow_up(platform: Platform, message: StepMessage, outcome: Outcome) 
         platform.queue.send(follow_up, delay_seconds=_delay(outcome))
 
 
-def _fail_run_if_any(platform: Platform, message: StepMessage, reason: str) -> None:
-    """Fail the message's run, if active, and alert; no cleanup hook runs (it would act on the cluster)."""
-    try:
-        run = platform.runs.get(message.run_id)
-    except NotFound:
-        return
-    if run.active:
-        try:
-            failed = platform.runs.update(run.evolve(now=platform.clock.now(), status="failed", reason=reason,
-                                                     claim=None))
-        except Conflict:
-            log.warning("run %s changed while being failed; left as is", run.run_id)
-            return
-        _alert_failed(platform, failed, message, reason)
-
-
 def _reason(outcome: Outcome) -> str:
     if isinstance(outcome, Done):
         return outcome.summary
@@ -335,89 +310,3 @@ def _log_outcome(message: StepMessage, outcome: Outcome, dequeue_count: int) -> 
         extra={"run_id": message.run_id, "step": message.step, "outcome": outcome_label(outcome),
                "dequeue_count": dequeue_count},
     )
-
-
-def record_poisoned_step(body: str, platform: Platform) -> RunRecord | None:
-    """The poison queue's handler: mark the step's run failed, record it, run the workflow's poison
-    cleanup (``StepSpec.on_poison``), and raise an alert. The failure is recorded before the cleanup
-    runs, and a cleanup that fails is logged and alerted on its own: it never loses that record."""
-    from upgrade.domain.alerts import Alert
-
-    try:
-        message = parse_step_message(body)
-    except InvalidInput as exc:
-        log.error("poison queue: unreadable step message (%s); body=%.500s", exc, body)
-        platform.alerts.publish(
-            Alert(kind="step.poisoned", severity="error", cluster="(unknown)",
-                  summary=f"An unreadable step message was moved to the poison queue: {exc}",
-                  details={"body": body[:2000]})
-        )
-        return None
-    return fail_run(platform, message, (
-        f"step {message.step}#{message.attempt} could not be completed after the host's "
-        "maxDequeueCount deliveries and was moved to the poison queue"
-    ))
-
-
-def fail_run(platform: Platform, message: StepMessage, reason: str, *, outcome: str = "poison") -> RunRecord | None:
-    """Fail the message's run for ``reason`` (a small write), record it (history ``outcome``), run
-    the step's cleanup hook, and raise the run.failed alert."""
-    from upgrade.domain.alerts import Alert
-
-    run: RunRecord | None = None
-    try:
-        run = platform.runs.get(message.run_id)
-    except NotFound:
-        pass
-    while run is not None and run.active:
-        try:
-            run = platform.runs.update(
-                run.evolve(now=platform.clock.now(), status="failed", reason=reason, claim=None)
-            )
-        except Conflict:
-            run = platform.runs.get(message.run_id)
-    if run is not None:
-        _append_history(platform, run, message, outcome, reason)
-    log.error("%s: %s (run %s on %s)", outcome, reason, message.run_id, message.cluster)
-    details = {"step": message.step}
-    if run is not None:
-        cleanup = _poison_cleanup(platform, message, run)
-        if cleanup:
-            details["cleanup"] = cleanup
-    platform.alerts.publish(
-        Alert(kind="run.failed", severity="error", cluster=message.cluster, pool=message.pool,
-              run_id=message.run_id, summary=reason, details=details)
-    )
-    return run
-
-
-def _poison_cleanup(platform: Platform, message: StepMessage, run: RunRecord) -> str | None:
-    """Run the poisoned step's workflow cleanup; returns what it did, None when there is none."""
-    from upgrade.domain.alerts import Alert
-
-    spec = step_registry().get(message.step)
-    if spec is None or spec.on_poison is None:
-        return None
-    try:
-        done = spec.on_poison(run, platform)
-    except Exception as exc:  # whatever it is, the poison record above must stand and a person must know
-        log.exception("poison cleanup of run %s after step %s failed", run.run_id, message.step)
-        _append_history(platform, run, message, "poison-cleanup-failed", f"{type(exc).__name__}: {exc}")
-        platform.alerts.publish(
-            Alert(kind="run.cleanup-failed", severity="critical", cluster=message.cluster, pool=message.pool,
-                  run_id=run.run_id,
-                  summary=f"Run {run.run_id} failed at step {message.step} and its cleanup failed too: {exc}. "
-                          "Check what the step may have left half-done.",
-                  details={"step": message.step, "error": str(exc)})
-        )
-        return f"cleanup failed: {exc}"
-    _append_history(platform, run, message, "poison-cleanup", done)
-    return done
-
-
-def _append_history(platform: Platform, run: RunRecord, message: StepMessage, outcome: str, reason: str) -> None:
-    platform.runs.append_history(
-        HistoryEntry(run_id=run.run_id, at=platform.clock.now(), step=message.step, attempt=message.attempt,
-                     outcome=outcome, reason=reason, actor="system")
-    )
-

@@ -27,7 +27,7 @@ def run_step(msg: func.QueueMessage) -> None:
 @bp.function_name("on_poison_step")
 @bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection=STORAGE_CONNECTION)
 def on_poison_step(msg: func.QueueMessage) -> None:
-    from upgrade.services.step_runner import record_poisoned_step
+    from upgrade.services.run_failures import record_poisoned_step
     from upgrade.wiring import platform
 
     record_poisoned_step(msg.get_body().decode("utf-8", "replace"), platform())

@@ -1,0 +1,127 @@
+"""How a run ends when its step cannot: the poison queue's handler, a transition the store
+refuses, a cluster outside the allow-list, and the ``run.failed`` alert every failed run raises.
+
+The failure is recorded (a small write, a history row) before the workflow's cleanup hook
+(``StepSpec.on_poison``) runs; a hook that fails is logged and alerted on its own, and never loses
+that record. An operator's abort runs the same hook (``run_cleanup``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from upgrade.domain.alerts import Alert
+from upgrade.domain.runs import HistoryEntry, RunRecord
+from upgrade.domain.steps import StepMessage, parse_step_message
+from upgrade.errors import Conflict, InvalidInput, NotFound
+from upgrade.ports import Platform
+from upgrade.services.registry import step_registry
+
+log = logging.getLogger("upgrade.steps")
+
+
+def alert_failed(platform: Platform, run: RunRecord, message: StepMessage, reason: str) -> None:
+    """The run.failed alert of a run that ended failed at ``message``'s step."""
+    platform.alerts.publish(
+        Alert(kind="run.failed", severity="error", cluster=run.cluster, pool=run.pool, run_id=run.run_id,
+              summary=f"{run.kind} run {run.run_id} on pool {run.pool or '(cluster)'} failed at "
+                      f"{message.step}: {reason}",
+              details={"step": message.step, "kind": run.kind}, dedup_key=f"{run.run_id}:run.failed")
+    )
+
+
+def fail_run_if_active(platform: Platform, message: StepMessage, reason: str) -> None:
+    """Fail the message's run, if active, and alert; no cleanup hook runs (it would act on the cluster)."""
+    try:
+        run = platform.runs.get(message.run_id)
+    except NotFound:
+        return
+    if run.active:
+        try:
+            failed = platform.runs.update(run.evolve(now=platform.clock.now(), status="failed", reason=reason,
+                                                     claim=None))
+        except Conflict:
+            log.warning("run %s changed while being failed; left as is", run.run_id)
+            return
+        alert_failed(platform, failed, message, reason)
+
+
+def record_poisoned_step(body: str, platform: Platform) -> RunRecord | None:
+    """The poison queue's handler: mark the step's run failed, record it, run the workflow's poison
+    cleanup (``StepSpec.on_poison``), and raise an alert. The failure is recorded before the cleanup
+    runs, and a cleanup that fails is logged and alerted on its own: it never loses that record."""
+    try:
+        message = parse_step_message(body)
+    except InvalidInput as exc:
+        log.error("poison queue: unreadable step message (%s); body=%.500s", exc, body)
+        platform.alerts.publish(
+            Alert(kind="step.poisoned", severity="error", cluster="(unknown)",
+                  summary=f"An unreadable step message was moved to the poison queue: {exc}",
+                  details={"body": body[:2000]})
+        )
+        return None
+    return fail_run(platform, message, (
+        f"step {message.step}#{message.attempt} could not be completed after the host's "
+        "maxDequeueCount deliveries and was moved to the poison queue"
+    ))
+
+
+def fail_run(platform: Platform, message: StepMessage, reason: str, *, outcome: str = "poison") -> RunRecord | None:
+    """Fail the message's run for ``reason`` (a small write), record it (history ``outcome``), run
+    the step's cleanup hook, and raise the run.failed alert."""
+    run: RunRecord | None = None
+    try:
+        run = platform.runs.get(message.run_id)
+    except NotFound:
+        pass
+    while run is not None and run.active:
+        try:
+            run = platform.runs.update(
+                run.evolve(now=platform.clock.now(), status="failed", reason=reason, claim=None)
+            )
+        except Conflict:
+            run = platform.runs.get(message.run_id)
+    if run is not None:
+        _append_history(platform, run, message.step, message.attempt, outcome, reason)
+    log.error("%s: %s (run %s on %s)", outcome, reason, message.run_id, message.cluster)
+    details = {"step": message.step}
+    if run is not None:
+        cleanup = run_cleanup(platform, run, message.step, attempt=message.attempt)
+        if cleanup:
+            details["cleanup"] = cleanup
+    platform.alerts.publish(
+        Alert(kind="run.failed", severity="error", cluster=message.cluster, pool=message.pool,
+              run_id=message.run_id, summary=reason, details=details)
+    )
+    return run
+
+
+def run_cleanup(platform: Platform, run: RunRecord, step: str, *, attempt: int, actor: str = "system") -> str | None:
+    """Run the cleanup hook of the workflow ``step`` belongs to on ``run``; returns what it did, None
+    when there is none. A hook that fails is recorded and alerted on (run.cleanup-failed)."""
+    spec = step_registry().get(step)
+    if spec is None or spec.on_poison is None:
+        return None
+    try:
+        done = spec.on_poison(run, platform)
+    except Exception as exc:  # whatever it is, the failure record must stand and a person must know
+        log.exception("cleanup of run %s after step %s failed", run.run_id, step)
+        _append_history(platform, run, step, attempt, "cleanup-failed", f"{type(exc).__name__}: {exc}", actor)
+        platform.alerts.publish(
+            Alert(kind="run.cleanup-failed", severity="critical", cluster=run.cluster, pool=run.pool,
+                  run_id=run.run_id,
+                  summary=f"Run {run.run_id} ended at step {step} and its cleanup failed: {exc}. "
+                          "Check what the step may have left half-done.",
+                  details={"step": step, "error": str(exc)})
+        )
+        return f"cleanup failed: {exc}"
+    _append_history(platform, run, step, attempt, "cleanup", done, actor)
+    return done
+
+
+def _append_history(platform: Platform, run: RunRecord, step: str, attempt: int, outcome: str, reason: str,
+                    actor: str = "system") -> None:
+    platform.runs.append_history(
+        HistoryEntry(run_id=run.run_id, at=platform.clock.now(), step=step, attempt=attempt,
+                     outcome=outcome, reason=reason, actor=actor)
+    )
