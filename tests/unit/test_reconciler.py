@@ -195,3 +195,12 @@ def test_aborting_a_remediation_while_its_pdb_is_relaxed_restores_the_pdb():
     assert fake.pdb_specs["default/a-pdb"] == original
     [alert] = [a for a in platform.alerts.published if a.kind == "run.aborted"]
     assert "restored" in alert.summary.lower()
+
+
+def test_a_rollout_is_decided_on_its_own_route():
+    platform = platform_for(rolling_cluster())
+    now = platform.clock.now()
+    platform.runs.create(RunRecord(run_id="ro-1", kind="rollout", cluster=CLUSTER.arm_id, pool=None, state="rollout.tick",
+                                   status="running", created_at=now, updated_at=now))
+    with pytest.raises(InvalidInput, match="POST /api/rollouts/ro-1/"):
+        decide(platform, "ro-1", "pause", "op")

@@ -1,7 +1,7 @@
 """An operator's decision on any run: ``POST /api/upgrades/{id}/{decision}``.
 
-Blue-green runs decide through their transition table (``services.bluegreen.decisions``). Every
-other kind (rolling, remediation, a run recorded from an AKS event) may be paused, resumed and
+Blue-green runs decide through their transition table (``services.bluegreen.decisions``), a
+rollout through its own route (``services.rollouts``). Every other kind (rolling, remediation, a run recorded from an AKS event) may be paused, resumed and
 aborted here; so may a blue-green run the reconciler marked stuck be resumed. Each decision is
 one conditional write that carries the run's next message in its outbox, then the send:
 
@@ -43,8 +43,12 @@ def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: s
     Conflict (not applicable now: the message lists what is). ``override`` and ``while_paused``
     qualify a blue-green approve."""
     from upgrade.domain.bluegreen import KIND as BLUE_GREEN
+    from upgrade.services.rollouts import KIND as ROLLOUT
 
     run = platform.runs.get(run_id)
+    if run.kind == ROLLOUT:
+        raise InvalidInput("decision", "decision", f"run {run_id} is a rollout: decide it with "
+                                                   f"POST /api/rollouts/{run_id}/{{decision}}")
     if run.kind == BLUE_GREEN and not (run.status == "stuck" and decision == "resume"):
         from upgrade.services.bluegreen.decisions import decide as decide_bluegreen
 
