@@ -244,6 +244,19 @@ def unreachable(url: str, timeout: float) -> int:
     raise OSError(f"{url}: no network in unit tests")
 
 
+@dataclass(frozen=True)
+class FakeClusterSearch:
+    """Resource Graph's tag query over ``FakePlatform.cluster_tags`` (tag names without case)."""
+
+    tags: Mapping[str, Mapping[str, str]]
+
+    def clusters_tagged(self, subscriptions: Sequence[str], tags: Mapping[str, str]) -> list[str]:
+        wanted = {k.lower(): v for k, v in tags.items()}
+        subs = {s.lower() for s in subscriptions}
+        return sorted(c for c, have in self.tags.items() if ClusterRef.parse(c).subscription_id.lower() in subs
+                      and all({k.lower(): v for k, v in have.items()}.get(k) == v for k, v in wanted.items()))
+
+
 @dataclass
 class FakePlatform:
     """A Platform of fakes. ``kubes`` maps a cluster ARM id to its Kube fake, ``aks_by_subscription``
@@ -260,6 +273,7 @@ class FakePlatform:
     allowed_clusters: frozenset[str] | None = None
     policy: UpgradePolicy = field(default_factory=lambda: UpgradePolicy(defaults=PoolPolicy()))
     http_status: Callable[[str, float], int] = unreachable
+    cluster_tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # ARM id -> tags (Resource Graph)
 
     def __post_init__(self) -> None:
         if self.allowed_clusters is None:
@@ -270,6 +284,9 @@ class FakePlatform:
             if arm_id.lower() == cluster.arm_id.lower():
                 return kube
         raise KeyError(f"no fake Kube for {cluster.arm_id}")
+
+    def cluster_search(self) -> FakeClusterSearch:
+        return FakeClusterSearch(self.cluster_tags)
 
     def aks(self, cluster: ClusterRef) -> Aks:
         for subscription, aks in self.aks_by_subscription.items():

@@ -169,6 +169,12 @@ class Aks(Protocol):
         """The cluster's maintenanceConfigurations (default, aksManagedAutoUpgradeSchedule, …)."""
 
 
+class ClusterSearch(Protocol):
+    def clusters_tagged(self, subscriptions: Sequence[str], tags: Mapping[str, str]) -> list[str]:
+        """ARM ids of the managed clusters in ``subscriptions`` carrying every tag of ``tags``
+        (Azure Resource Graph)."""
+
+
 class Platform(Protocol):
     """What the services get from the wiring: ports, built lazily once per worker, and the two
     settings every service consults (the allow-list and the upgrade policy)."""
@@ -190,6 +196,8 @@ class Platform(Protocol):
     def kube(self, cluster: ClusterRef) -> Kube: ...
 
     def aks(self, cluster: ClusterRef) -> Aks: ...
+
+    def cluster_search(self) -> ClusterSearch: ...
 
     def http_status(self, url: str, timeout: float) -> int:
         """GET ``url`` and return its HTTP status (a blue-green validation probe). Raises OSError

@@ -17,7 +17,7 @@ from upgrade.domain.policy import UpgradePolicy
 from upgrade.settings import Settings, current_settings
 
 if TYPE_CHECKING:
-    from upgrade.ports import Aks, AlertSink, Kube, RunStore, StateStore, StepQueue
+    from upgrade.ports import Aks, AlertSink, ClusterSearch, Kube, RunStore, StateStore, StepQueue
 
 
 class SystemClock:
@@ -34,6 +34,7 @@ class AzurePlatform:
         self._lock = threading.Lock()
         self._kube: dict[str, Kube] = {}
         self._aks: dict[str, Aks] = {}
+        self._search: ClusterSearch | None = None
 
     @property
     def allowed_clusters(self) -> frozenset[str]:
@@ -80,6 +81,14 @@ class AzurePlatform:
         from upgrade.adapters.http_probe import http_status
 
         return http_status(url, timeout)
+
+    def cluster_search(self) -> ClusterSearch:
+        with self._lock:
+            if self._search is None:
+                from upgrade.adapters.resource_graph import search_from_settings
+
+                self._search = search_from_settings(self.settings)
+            return self._search
 
     def aks(self, cluster: ClusterRef) -> Aks:
         key = cluster.subscription_id.lower()

@@ -206,6 +206,7 @@ class EmulatedCluster:
     vcpu_quota: int | None = None
     # maintenanceConfigurations by name: their ``properties`` as ARM stores them
     maintenance_configurations: dict[str, dict] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # the cluster's ARM tags (Resource Graph selects by them)
 
     @property
     def arm_id(self) -> str:
@@ -238,10 +239,11 @@ class ArmModel:
 
     # ---- clusters -------------------------------------------------------------------------------
     def add_cluster(self, subscription_id: str, resource_group: str, name: str, *, kubernetes_version: str,
-                    location: str = "eastus", vcpu_quota: int | None = None) -> EmulatedCluster:
+                    location: str = "eastus", vcpu_quota: int | None = None,
+                    tags: dict[str, str] | None = None) -> EmulatedCluster:
         kube = KubeCluster(self.clock, name)
         cluster = EmulatedCluster(subscription_id, resource_group, name, location, kubernetes_version, kube,
-                                  vcpu_quota=vcpu_quota)
+                                  vcpu_quota=vcpu_quota, tags=dict(tags or {}))
         with self.lock:
             if cluster.arm_id.lower() in self.clusters:
                 raise ValueError(f"cluster {cluster.arm_id} already exists")

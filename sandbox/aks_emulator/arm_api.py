@@ -41,6 +41,15 @@ _POOL = rf"{_CLUSTER}/agentPools/{_SEGMENT}"
 _MAINTENANCE = rf"{_CLUSTER}/maintenanceConfigurations"
 _LOCATION = rf"{_SUBSCRIPTION}/providers/{PROVIDER}/locations/{_SEGMENT}"
 
+_RESOURCE_GRAPH = "/providers/Microsoft.ResourceGraph/resources"
+# What azure-mgmt-resourcegraph 8.0.1 speaks.
+RESOURCE_GRAPH_API_VERSIONS = ("2021-03-01",)
+# The one query shape the product sends (upgrade.adapters.resource_graph.tagged_clusters_query).
+_GRAPH_QUERY = re.compile(
+    r"^resources \| where type =~ 'microsoft\.containerservice/managedclusters'"
+    r"(?P<wheres>( \| where tags\['(?:[^'\\]|\\.)*'\] == '(?:[^'\\]|\\.)*')*) \| project id$")
+_GRAPH_TAG = re.compile(r"tags\['((?:[^'\\]|\\.)*)'\] == '((?:[^'\\]|\\.)*)'")
+
 Handler = Callable[..., Response]
 
 
@@ -76,6 +85,7 @@ class ArmApp:
         self._route("GET", rf"{_SUBSCRIPTION}/resourceGroups/{_SEGMENT}/providers/{PROVIDER}/managedClusters",
                     self.list_clusters_in_group)
         self._route("GET", _CLUSTER, self.get_cluster)
+        self._route("POST", _RESOURCE_GRAPH, self.resource_graph_query)
         self._route("GET", rf"{_CLUSTER}/upgradeProfiles/default", self.get_cluster_upgrade_profile)
         self._route("POST", rf"{_CLUSTER}/listClusterUserCredential", self.list_user_credentials)
         self._route("GET", _MAINTENANCE, self.list_maintenance_configurations)
@@ -109,8 +119,9 @@ class ArmApp:
         unauthorized = self._check_token(request)
         if unauthorized is not None:
             return unauthorized
+        graph = request.path.lower().startswith(_RESOURCE_GRAPH.lower())
         try:
-            _check_api_version(request, self.model.api_versions)
+            _check_api_version(request, RESOURCE_GRAPH_API_VERSIONS if graph else self.model.api_versions)
         except ArmError as error:
             return _error(error)
         path_matched = False
@@ -198,6 +209,32 @@ class ArmApp:
         return _json(body, status, all_headers)
 
     # ---- managed clusters -----------------------------------------------------------------------
+    def resource_graph_query(self, request: Request) -> Response:
+        """Azure Resource Graph's POST /providers/Microsoft.ResourceGraph/resources for the one query
+        shape the product sends: managed clusters of the subscriptions asked whose tags match
+        (names without case, values exactly), ``project id``; paged by ``$top``/``$skipToken``."""
+        body = self._json_body(request)
+        query = body.get("query", "")
+        match = _GRAPH_QUERY.match(query) if isinstance(query, str) else None
+        if match is None:
+            raise ArmError(400, "BadRequest", f"The emulator serves one Resource Graph query shape; got {query!r}.")
+        unescape = lambda text: re.sub(r"\\(.)", r"\1", text)  # noqa: E731
+        wanted = {unescape(k).lower(): unescape(v) for k, v in _GRAPH_TAG.findall(match["wheres"])}
+        subscriptions = {s.lower() for s in body.get("subscriptions") or []}
+        with self.model.lock:
+            rows = sorted(c.arm_id for c in self.model.clusters.values()
+                          if c.subscription_id.lower() in subscriptions
+                          and all({k.lower(): v for k, v in c.tags.items()}.get(k) == v for k, v in wanted.items()))
+        options = body.get("options") or {}
+        start = int(options.get("$skipToken") or 0)
+        top = int(options.get("$top") or 1000)
+        page = rows[start:start + top]
+        answer = {"totalRecords": len(rows), "count": len(page), "resultTruncated": "false",
+                  "data": [{"id": arm_id} for arm_id in page], "facets": []}
+        if start + top < len(rows):
+            answer["$skipToken"] = str(start + top)
+        return _json(answer)
+
     def list_clusters(self, request: Request, subscription_id: str) -> Response:
         clusters = self.model.list_clusters(subscription_id)
         return _json({"value": [self._cluster_to_arm(request, c) for c in clusters]})

@@ -69,6 +69,7 @@ class ClusterBuilder:
     kubernetes_version: str = "1.30.0"
     location: str = "eastus"
     vcpu_quota: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)  # the cluster's ARM tags
     _pools: list[_PoolSpec] = field(default_factory=list)
     _daemonsets: list[tuple[str, str]] = field(default_factory=list)
     _deployments: list[_DeploymentSpec] = field(default_factory=list)
@@ -134,7 +135,7 @@ class ClusterBuilder:
     def build(self, emulator: Emulator) -> EmulatedCluster:
         cluster = emulator.add_cluster(self.subscription_id, self.resource_group, self.name,
                                        kubernetes_version=self.kubernetes_version, location=self.location,
-                                       vcpu_quota=self.vcpu_quota)
+                                       vcpu_quota=self.vcpu_quota, tags=self.tags)
         for spec in self._pools:
             emulator.add_pool(cluster, spec.name, count=spec.count, **spec.settings)
         kube = cluster.kube

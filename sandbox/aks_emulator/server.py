@@ -91,10 +91,10 @@ class Emulator:
     # ---- clusters -------------------------------------------------------------------------------
     def add_cluster(self, subscription_id: str, resource_group: str, name: str, *,
                     kubernetes_version: str = "1.30.0", location: str = "eastus",
-                    vcpu_quota: int | None = None) -> EmulatedCluster:
+                    vcpu_quota: int | None = None, tags: dict[str, str] | None = None) -> EmulatedCluster:
         """A managed cluster with no pools yet (add them with `add_pool` or a `ClusterBuilder`)."""
         cluster = self.arm.add_cluster(subscription_id, resource_group, name, kubernetes_version=kubernetes_version,
-                                       location=location, vcpu_quota=vcpu_quota)
+                                       location=location, vcpu_quota=vcpu_quota, tags=tags)
         if self._arm_server is not None:
             self._serve_kube(cluster)
         return cluster

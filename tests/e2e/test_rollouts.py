@@ -15,8 +15,11 @@ from tests.e2e.rolling_support import policy_json
 pytestmark = pytest.mark.e2e
 
 
-def start(emulator, start_devhost, count: int, pdb_blocked=()):
-    emu = emulator(*fleet(count, pdb_blocked=pdb_blocked))
+def start(emulator, start_devhost, count: int, pdb_blocked=(), tags: dict[int, dict] | None = None):
+    builders = fleet(count, pdb_blocked=pdb_blocked)
+    for index, cluster_tags in (tags or {}).items():
+        builders[index - 1].tags = cluster_tags
+    emu = emulator(*builders)
     ids = [c.arm_id for c in emu.clusters()]
     host = start_devhost(emulator=emu, UPGRADE_POLICY=policy_json())
     return emu, host, ids
@@ -55,8 +58,12 @@ def cluster_status(view: dict) -> dict[str, str]:
 
 
 def test_a_three_stage_rollout_ends_with_every_cluster_on_one_version(emulator, start_devhost):
-    emu, host, ids = start(emulator, start_devhost, 4)
-    started = post(host, "/api/rollouts", {"name": "fleet", "stages": stages(ids)})
+    # GIVEN 4 clusters, the last one tagged ring=prod: the prod stage selects it through Resource Graph
+    emu, host, ids = start(emulator, start_devhost, 4, tags={4: {"ring": "prod"}})
+    plan = stages(ids)
+    plan[2]["groups"] = [{"name": "prod", "tags": {"ring": "prod"}}]
+    started = post(host, "/api/rollouts", {"name": "fleet", "stages": plan})
+    assert [c["cluster"] for c in started["stages"][2]["groups"][0]["clusters"]] == [ids[3]]
     target = started["targetVersion"]
     assert target.startswith("1.31.") and started["statusUrl"] == f"/api/rollouts/{started['id']}"
     view = wait_status(host, started["id"], "done")

@@ -15,6 +15,8 @@ from upgrade.domain.rollouts import (
     parse_plan,
     resolve_target,
     run_ended,
+    tag_selections,
+    with_selected_clusters,
 )
 from upgrade.errors import Conflict, InvalidInput
 
@@ -244,3 +246,31 @@ def test_progress_round_trips_through_its_public_form():
     progress = finish(advance(plan, RolloutProgress.start(plan), now=NOW).progress, (A, True))
     progress = advance(plan, progress, now=NOW).progress
     assert RolloutProgress.from_public(progress.to_public()) == progress
+
+
+@pytest.mark.parametrize(("group", "field", "words"), [
+    ({"tags": {}}, "stages[0].groups[0].tags", "tag names to values"),
+    ({"tags": {"env": 1}}, "stages[0].groups[0].tags", "tag names to values"),
+    ({"tags": ["env"]}, "stages[0].groups[0].tags", "tag names to values"),
+    ({"tags": {"env": "prod"}, "clusters": [A]}, "stages[0].groups[0].tags", "not both"),
+])
+def test_bad_tag_selections_are_refused_naming_the_field(group, field, words):
+    with pytest.raises(InvalidInput) as caught:
+        tag_selections({"stages": [{"groups": [group]}]})
+    assert caught.value.field == field and words in str(caught.value)
+
+
+def test_tag_selected_groups_become_their_allowed_clusters():
+    body = {"stages": [stage(A), {"groups": [{"name": "prod", "tags": {"env": "prod"}}]}]}
+    assert tag_selections(body) == {(1, 0): {"env": "prod"}}
+    other = f"{SUB}/managedClusters/not-allowed"
+    resolved = with_selected_clusters(body, {(1, 0): [D, other, C]}, ALLOWED)
+    plan = parse_plan(resolved, ALLOWED)
+    assert plan.stages[1].groups[0].clusters == (C, D) and plan.stages[1].groups[0].name == "prod"
+    assert body["stages"][1]["groups"][0] == {"name": "prod", "tags": {"env": "prod"}}  # the body is not changed
+    with pytest.raises(InvalidInput) as caught:
+        with_selected_clusters(body, {(1, 0): [other]}, ALLOWED)
+    assert caught.value.field == "stages[1].groups[0].tags" and "selects no cluster" in str(caught.value)
+    with pytest.raises(InvalidInput) as caught:  # a tag-selected cluster named elsewhere too is a duplicate
+        parse_plan(with_selected_clusters(body, {(1, 0): [A]}, ALLOWED), ALLOWED)
+    assert caught.value.field == "stages[1].groups[0].clusters[0]" and "duplicate" in str(caught.value)

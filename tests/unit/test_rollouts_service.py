@@ -83,6 +83,17 @@ def test_a_three_stage_rollout_ends_with_every_cluster_on_one_version(duplicate,
     assert rollouts.list_rollouts(platform, limit=None)["rollouts"][0]["id"] == run.run_id
 
 
+def test_a_stage_selected_by_tag_takes_the_allowed_clusters_carrying_it():
+    platform = platform_for(clusters())
+    platform.cluster_tags = {IDS[2]: {"Env": "prod"}, IDS[3]: {"env": "prod"}, IDS[1]: {"env": "dev"}}
+    body = {"stages": [{"groups": [{"clusters": [IDS[0]]}]}, {"groups": [{"tags": {"env": "prod"}}]}]}
+    run = rollouts.start_rollout(platform, body, actor="alice")
+    view = rollouts.rollout_view(platform, run.run_id)
+    assert [c["cluster"] for c in view["stages"][1]["groups"][0]["clusters"]] == [IDS[2], IDS[3]]
+    deliver_all(platform)
+    assert rollouts.rollout_view(platform, run.run_id)["status"] == "done"
+
+
 def test_bad_plans_are_refused_with_the_field_and_nothing_is_recorded():
     platform = platform_for(clusters(upgrades={"1.30.0": ["1.31.7"]}))
     with pytest.raises(InvalidInput) as caught:

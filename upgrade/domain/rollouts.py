@@ -36,7 +36,7 @@ from upgrade.errors import Conflict, InvalidInput
 WHAT = "rollout plan"
 PLAN_FIELDS = frozenset({"name", "stages", "targetVersion", "actor"})
 STAGE_FIELDS = frozenset({"name", "groups", "soakSeconds", "gate", "approval", "failureThreshold"})
-GROUP_FIELDS = frozenset({"name", "clusters"})
+GROUP_FIELDS = frozenset({"name", "clusters", "tags"})
 GATE_FIELDS = frozenset({"alertSeverity", "requireValidation"})
 MAX_SOAK_SECONDS = 7 * 24 * 3600
 
@@ -152,6 +152,8 @@ def _stage(value: object, where: str, index: int, allowed: frozenset[str], seen:
     for g, group_value in enumerate(groups_value):
         group_where = f"{where}.groups[{g}]"
         group = _object(group_value, group_where, GROUP_FIELDS)
+        if "tags" in group:
+            raise InvalidInput(WHAT, f"{group_where}.tags", "tag selection is resolved by the service before parsing")
         clusters_value = group.get("clusters")
         if not isinstance(clusters_value, list) or not clusters_value:
             raise InvalidInput(WHAT, f"{group_where}.clusters", "an empty group: list at least one cluster ARM id")
@@ -183,6 +185,45 @@ def _stage(value: object, where: str, index: int, allowed: frozenset[str], seen:
     return Stage(name=_name(body.get("name"), f"{where}.name", f"stage-{index + 1}"), groups=tuple(groups),
                  soak_seconds=soak, gate=_gate(body.get("gate"), f"{where}.gate"), approval=approval,
                  failure_threshold=threshold)
+
+
+def tag_selections(body: object) -> dict[tuple[int, int], dict[str, str]]:
+    """The groups of a plan body that choose their clusters by tag (``"tags": {name: value}``,
+    every tag must match), keyed by (stage index, group index); InvalidInput naming the field."""
+    selections: dict[tuple[int, int], dict[str, str]] = {}
+    stages = body.get("stages") if isinstance(body, Mapping) else None
+    for i, stage in enumerate(stages if isinstance(stages, list) else []):
+        groups = stage.get("groups") if isinstance(stage, Mapping) else None
+        for g, group in enumerate(groups if isinstance(groups, list) else []):
+            if not isinstance(group, Mapping) or "tags" not in group:
+                continue
+            where = f"stages[{i}].groups[{g}].tags"
+            tags = group["tags"]
+            if (not isinstance(tags, Mapping) or not tags
+                    or not all(isinstance(k, str) and k and isinstance(v, str) for k, v in tags.items())):
+                raise InvalidInput(WHAT, where, 'must be an object of tag names to values, e.g. {"env": "prod"}')
+            if "clusters" in group:
+                raise InvalidInput(WHAT, where, "a group names its clusters or selects them by tags, not both")
+            selections[(i, g)] = dict(tags)
+    return selections
+
+
+def with_selected_clusters(body: Mapping[str, Any], selected: Mapping[tuple[int, int], Sequence[str]],
+                           allowed_clusters: Iterable[str]) -> dict[str, Any]:
+    """The plan body with each tag-selected group's ``tags`` replaced by the allowed clusters they
+    selected (sorted); InvalidInput when a selection holds no allowed cluster."""
+    allowed = frozenset(allowed_clusters)
+    stages = [dict(stage) for stage in body["stages"]]
+    for (i, g), found in selected.items():
+        clusters = sorted({c for c in found if is_allowed_cluster(c, allowed)}, key=cluster_key)
+        if not clusters:
+            tags = body["stages"][i]["groups"][g]["tags"]
+            raise InvalidInput(WHAT, f"stages[{i}].groups[{g}].tags",
+                               f"{tags} selects no cluster in ALLOWED_CLUSTERS ({len(found)} found in all)")
+        groups = [dict(group) for group in stages[i]["groups"]]
+        groups[g] = {k: v for k, v in groups[g].items() if k != "tags"} | {"clusters": clusters}
+        stages[i] = {**stages[i], "groups": groups}
+    return {**body, "stages": stages}
 
 
 def parse_plan(body: object, allowed_clusters: Iterable[str]) -> RolloutPlan:

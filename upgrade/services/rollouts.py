@@ -41,6 +41,8 @@ from upgrade.domain.rollouts import (
     parse_plan,
     resolve_target,
     run_ended,
+    tag_selections,
+    with_selected_clusters,
 )
 from upgrade.domain.runs import FINAL_STATUSES, HistoryEntry, RunRecord
 from upgrade.domain.steps import Done, Outcome, Retry, StepMessage
@@ -94,6 +96,9 @@ def _offered(platform: Platform, cluster: str) -> tuple[list[str], dict[str, str
 def start_rollout(platform: Platform, body: object, *, actor: str) -> RunRecord:
     """``POST /api/rollouts``: validate the plan against the allow-list and every cluster's offered
     versions, resolve the one target, record the rollout and send its first tick."""
+    selections = tag_selections(body)
+    if selections:
+        body = _select_by_tags(platform, body, selections)
     plan = parse_plan(body, platform.allowed_clusters)
     offered: dict[str, list[str]] = {}
     for cluster in plan.clusters:
@@ -118,6 +123,16 @@ def start_rollout(platform: Platform, body: object, *, actor: str) -> RunRecord:
     platform.state.put(INDEX_PARTITION, run_id, {"created_at": now.isoformat(), "name": plan.name}, etag=None)
     platform.runs.append_history(HistoryEntry(run_id, now, TICK, 0, "started", run.reason, actor))
     return run
+
+
+def _select_by_tags(platform: Platform, body: Mapping[str, Any],
+                    selections: Mapping[tuple[int, int], Mapping[str, str]]) -> dict[str, Any]:
+    """Each tag-selected group's clusters, found through Azure Resource Graph in the subscriptions
+    of the allow-list and kept only when allowed (resolved once, at the start)."""
+    subscriptions = sorted({ClusterRef.parse(c).subscription_id for c in platform.allowed_clusters})
+    search = platform.cluster_search()
+    found = {where: search.clusters_tagged(subscriptions, tags) for where, tags in selections.items()}
+    return with_selected_clusters(body, found, platform.allowed_clusters)
 
 
 def _lock_name(run_id: str) -> str:
