@@ -207,3 +207,43 @@ def _api(host, path: str) -> dict:
     status, body = host.request("GET", path)
     assert status == 200, body
     return body
+
+
+def test_a_rollout_blocked_at_its_gate_shows_stages_cards_and_the_verdict_and_is_aborted_in_the_console(
+        emulator, start_devhost, browser):
+    from sandbox.aks_emulator.scenarios import fleet
+    from tests.e2e.rolling_support import policy_json
+    from tests.e2e.test_rollouts import stages
+
+    # GIVEN a 3-stage rollout of 4 clusters whose second cluster's upgrade quarantines a node
+    emu = emulator(*fleet(4, pdb_blocked=[2]))
+    ids = [c.arm_id for c in emu.clusters()]
+    host = start_devhost(emulator=emu, UPGRADE_POLICY=policy_json())
+    status, started = host.request("POST", "/api/rollouts", body={"name": "fleet", "stages": stages(ids, threshold=2)})
+    assert status == 202, started
+    # WHEN the operator opens it in the console and it stops at the staging gate
+    page = browser(OPERATOR)
+    page.goto(console_url(host, f"#/rollout/{started['id']}"))
+    page.locator("[data-testid=rollout-status]", has_text="gate-blocked").wait_for(timeout=240_000)
+    # THEN the stages are columns, the clusters cards, and the blocked gate's verdict names the node
+    assert page.locator("ol.stages > li").evaluate_all("els => els.map(e => e.dataset.stage)") == [
+        "dev", "staging", "prod"]
+    assert page.locator("li.card").count() == 4
+    assert page.locator("li.stage[data-stage=dev] .gate.passed").count() == 1
+    verdict = page.locator("li.stage[data-stage=staging] .gate.blocked").inner_text()
+    quarantined = [n["metadata"]["name"] for n in emu.clusters()[1].kube.nodes("nodepool1")
+                   if n.get("spec", {}).get("unschedulable")]
+    assert quarantined and all(node in verdict for node in quarantined)
+    shot(page, "console-rollout")
+    # AND a Reader sees it without any action button
+    reader = browser(READER)
+    reader.goto(console_url(host, f"#/rollout/{started['id']}"))
+    reader.get_by_text("allow no actions on a rollout").wait_for()
+    assert action_buttons(reader) == []
+    # WHEN the operator aborts it in the console, and confirms
+    page.get_by_role("button", name="Abort").click()
+    page.locator("dialog#confirm").get_by_role("button", name="Confirm").click()
+    # THEN the console shows it aborted
+    page.locator("[data-testid=rollout-status]", has_text="aborted").wait_for()
+    status, body = host.request("GET", f"/api/rollouts/{started['id']}")
+    assert body["status"] == "aborted" and [d["decision"] for d in body["decisions"]] == ["abort"]

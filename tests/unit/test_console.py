@@ -108,9 +108,9 @@ def principal(roles, name="ana") -> str:
 @pytest.mark.parametrize(("headers", "allowed"), [
     ({"X-MS-CLIENT-PRINCIPAL": principal([READ])}, set()),
     ({"x-ms-client-principal": principal([READ, OPERATE])}, {"pause", "resume", "abort", "remediate"}),
-    ({"x-ms-client-principal": principal([APPROVE])}, {"approve", "rollback"}),
+    ({"x-ms-client-principal": principal([APPROVE])}, {"approve", "rollback", "rolloutApprove"}),
     ({"x-ms-client-principal": "not base64 json"}, set()),
-    ({}, {"approve", "rollback", "pause", "resume", "abort", "remediate"}),
+    ({}, {"approve", "rollback", "pause", "resume", "abort", "remediate", "rolloutApprove"}),
 ], ids=["reader", "operator", "approver", "unreadable", "function-key"])
 def test_me_tells_the_page_which_actions_the_roles_allow(headers, allowed):
     view = caller_view(headers)

@@ -17,7 +17,7 @@ MIMETYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css",
 READ, OPERATE, APPROVE = "Upgrade.Read", "Upgrade.Operate", "Upgrade.Approve"
 # The role each console action needs, as the API checks it.
 ACTION_ROLES = {"approve": APPROVE, "rollback": APPROVE, "pause": OPERATE, "resume": OPERATE,
-                "abort": OPERATE, "remediate": OPERATE}
+                "abort": OPERATE, "remediate": OPERATE, "rolloutApprove": APPROVE}
 PRINCIPAL_HEADER = "x-ms-client-principal"
 ROLE_CLAIMS = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
 

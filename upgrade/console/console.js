@@ -126,7 +126,7 @@ async function runView(view, id) {
       h("dt", {}, "Target"), h("dd", {}, run.targetVersion || "—"),
       h("dt", {}, "Reason"), h("dd", {}, run.reason || "—")),
     countdowns(run),
-    actions(run),
+    actions("run", "/api/upgrades", run, DECISIONS),
     timeline(run),
     nodeGrid(nodes));
 }
@@ -141,20 +141,22 @@ function countdowns(run) {
       h("li", {}, `${label} in `, h("strong", {"data-until": at}, duration((Date.parse(at) - Date.now()) / 1000)), " (", time(at), ")"))));
 }
 
-function actions(run) {
-  const allowed = DECISIONS.filter(d => me.actions[d.name]);
+// The decisions the caller's roles allow, as buttons enabled in the statuses where they apply;
+// ``what`` is "run" or "rollout", ``base`` the API path of the thing decided on.
+function actions(what, base, subject, decisions) {
+  const allowed = decisions.filter(d => me.actions[d.may || d.name]);
   const section = h("section", {"aria-labelledby": "actions-h"}, h("h3", {id: "actions-h"}, "Actions"));
   if (!allowed.length) {
-    section.append(h("p", {class: "muted"}, `Your roles (${me.roles.join(", ") || "none"}) allow no actions on a run.`));
+    section.append(h("p", {class: "muted"}, `Your roles (${me.roles.join(", ") || "none"}) allow no actions on a ${what}.`));
     return section;
   }
   section.append(h("div", {class: "actions"}, allowed.map(d => h("button", {
-    type: "button", class: d.confirm ? "danger" : null, disabled: !d.when(run.status),
+    type: "button", class: d.confirm ? "danger" : null, disabled: !d.when(subject.status),
     onclick: async () => {
-      if (d.confirm && !await confirmFirst(`${d.confirm} Run ${run.id}.`)) return;
+      if (d.confirm && !await confirmFirst(`${d.confirm} ${what} ${subject.id}.`)) return;
       try {
-        const after = await api(`/api/upgrades/${encodeURIComponent(run.id)}/${d.name}`, {method: "POST", body: "{}"});
-        notice(`${d.name}: run ${run.id} is now ${after.status}.`);
+        const after = await api(`${base}/${encodeURIComponent(subject.id)}/${d.name}`, {method: "POST", body: "{}"});
+        notice(`${d.name}: ${what} ${subject.id} is now ${after.status}.`);
       } catch (e) { notice(`${d.name} refused: ${e.message}`, true); }
       refresh();
     }}, d.name[0].toUpperCase() + d.name.slice(1)))));
@@ -252,6 +254,61 @@ async function remediate(f, option) {
   } catch (e) { notice(`${option.kind} refused: ${e.message}`, true); }
 }
 
+// ---- rollouts: stages as columns, clusters as cards, the gates with their verdicts -------------
+
+const ROLLOUT_FINAL = new Set(["done", "aborted"]);
+const ROLLOUT_DECISIONS = [
+  {name: "approve", may: "rolloutApprove", when: s => s === "awaiting-approval", confirm: "Approve: the next stage starts upgrading its clusters."},
+  {name: "pause", may: "pause", when: s => ["running", "soaking", "gate-blocked"].includes(s)},
+  {name: "resume", may: "resume", when: s => ["paused", "halted", "gate-blocked"].includes(s)},
+  {name: "abort", may: "abort", when: s => !ROLLOUT_FINAL.has(s), confirm: "Abort: no further cluster of this rollout is started."},
+];
+
+async function rolloutsView(view) {
+  const {rollouts} = await api("/api/rollouts?limit=100");
+  fill(view, h("h2", {}, "Rollouts"),
+    rollouts.length ? h("div", {class: "table-wrap"}, h("table", {},
+      h("thead", {}, h("tr", {}, ["Rollout", "Name", "Target", "Stage", "Status", "Updated"].map(t => h("th", {scope: "col"}, t)))),
+      h("tbody", {}, rollouts.map(r => h("tr", {},
+        h("td", {}, h("a", {href: `#/rollout/${encodeURIComponent(r.id)}`}, r.id)), h("td", {}, r.name || "—"),
+        h("td", {}, r.targetVersion || "—"), h("td", {}, `${r.stage + 1} of ${r.stages.length}`),
+        h("td", {}, statusBadge(r.status)), h("td", {}, time(r.updatedAt)))))))
+      : h("p", {}, "No rollout yet."));
+}
+
+function gateVerdict(r, stage) {
+  const passed = (r.gates || []).find(g => g.stage === stage.index);
+  if (passed) return h("p", {class: "gate passed"}, "Gate passed ", time(passed.passedAt));
+  if (stage.index === r.stage && r.status === "gate-blocked") return h("p", {class: "gate blocked"}, `Gate blocked: ${r.reason}`);
+  if (stage.index === r.stage && r.status === "halted") return h("p", {class: "gate blocked"}, `Halted: ${r.reason}`);
+  return h("p", {class: "gate muted"}, `Gate: alerts below ${stage.gate.alertSeverity}` +
+    (stage.gate.requireValidation ? ", validation passed" : "") + (stage.approval ? ", then approval" : ""));
+}
+
+async function rolloutView(view, id) {
+  const r = await api(`/api/rollouts/${encodeURIComponent(id)}`);
+  fill(view,
+    h("p", {}, h("a", {href: "#/rollouts"}, "← All rollouts")),
+    h("h2", {}, `Rollout ${r.name || r.id}`),
+    h("dl", {class: "facts"},
+      h("dt", {}, "Status"), h("dd", {"data-testid": "rollout-status"}, statusBadge(r.status)),
+      h("dt", {}, "Stage"), h("dd", {}, `${r.stage + 1} of ${r.stages.length}`),
+      h("dt", {}, "Target"), h("dd", {}, r.targetVersion || "—"),
+      h("dt", {}, "Reason"), h("dd", {}, r.reason || "—")),
+    actions("rollout", "/api/rollouts", r, ROLLOUT_DECISIONS),
+    h("section", {"aria-labelledby": "stages-h"}, h("h3", {id: "stages-h"}, "Stages"),
+      h("ol", {class: "stages"}, r.stages.map(stage => h("li", {class: stage.index === r.stage ? "stage current" : "stage",
+        "data-stage": stage.name, "aria-current": stage.index === r.stage ? "step" : null},
+        h("h4", {}, `${stage.index + 1}. ${stage.name}`),
+        stage.groups.map(g => h("section", {class: "group", "aria-label": `Group ${g.name}`}, h("h5", {}, g.name),
+          h("ul", {class: "cards"}, g.clusters.map(c => h("li", {class: `card ${c.status}`, "data-cluster": clusterName(c.cluster)},
+            h("strong", {}, clusterName(c.cluster)), " ", statusBadge(c.status || "pending"),
+            Object.keys(c.runs || {}).length ? h("ul", {class: "runs"}, Object.entries(c.runs).map(([pool, runId]) =>
+              h("li", {}, h("a", {href: `#/run/${encodeURIComponent(runId)}`}, `${pool}: ${runId}`)))) : null,
+            c.reason ? h("p", {}, c.reason) : null))))),
+        gateVerdict(r, stage))))));
+}
+
 // ---- routing and polling -----------------------------------------------------------------
 
 async function refresh() {
@@ -263,6 +320,8 @@ async function refresh() {
   try {
     if (hash.startsWith("#/run/")) await runView(view, decodeURIComponent(hash.slice(6)));
     else if (hash.startsWith("#/quarantine")) await quarantineView(view);
+    else if (hash.startsWith("#/rollout/")) await rolloutView(view, decodeURIComponent(hash.slice(10)));
+    else if (hash.startsWith("#/rollouts")) await rolloutsView(view);
     else await runsView(view);
     view.dataset.updated = new Date().toISOString();
   } catch (e) { notice(`Could not load: ${e.message}`, true); }

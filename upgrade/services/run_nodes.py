@@ -38,6 +38,8 @@ def _pool(kube: Kube, name: str, role: str, green: str | None, target: str | Non
 def _node(node: Node, green: str | None, target: str | None, now: datetime, pods: list[Pod]) -> dict[str, Any]:
     moving = pods_to_move(pods) if node.pool != green else []
     cordoned_for = (now - node.cordoned_at).total_seconds() if node.unschedulable and node.cordoned_at else None
+    if cordoned_for is not None and cordoned_for < 0:  # the cluster's clock runs ahead of ours: unknown
+        cordoned_for = None
     return {"name": node.name, "pool": node.pool, "version": node.kubernetes_version,
             "state": node_state(node, green_pool=green, target_version=target, moving=len(moving)),
             "cordonedSeconds": cordoned_for, "podsToMove": [p.key for p in moving]}
