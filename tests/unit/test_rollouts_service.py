@@ -166,3 +166,15 @@ def test_approval_parks_the_rollout_until_approved():
     rollouts.decide_rollout(platform, run.run_id, "approve", {}, actor="carol")
     deliver_all(platform)
     assert rollouts.rollout_view(platform, run.run_id)["status"] == "done"
+
+
+def test_a_poisoned_tick_fails_the_rollout_and_says_so():
+    from upgrade.services.run_failures import record_poisoned_step
+
+    platform = platform_for(clusters())
+    run = rollouts.start_rollout(platform, three_stages(), actor="alice")
+    (sent,) = platform.queue.take()
+    record_poisoned_step(sent.message.to_json(), platform)
+    view = rollouts.rollout_view(platform, run.run_id)
+    assert (view["status"], view["runStatus"]) == ("failed", "failed")
+    assert any(a.kind == "run.failed" and a.run_id == run.run_id for a in platform.alerts.published)

@@ -345,7 +345,10 @@ def public(run: RunRecord) -> dict[str, Any]:
             {"cluster": c, "status": progress.get("clusters", {}).get(c), "runs": (clusters.get(c) or {}).get("runs", {}),
              "reason": (clusters.get(c) or {}).get("reason", "")} for c in g["clusters"]]} for g in stage["groups"]]
         stages.append({**{k: v for k, v in stage.items() if k != "groups"}, "index": index, "groups": groups})
-    return {"id": run.run_id, "kind": run.kind, "name": plan.get("name"), "status": progress.get("status"),
+    status = progress.get("status")
+    if run.status == "failed":  # the run machinery failed the rollout (a poisoned tick): say so
+        status = "failed"
+    return {"id": run.run_id, "kind": run.kind, "name": plan.get("name"), "status": status,
             "runStatus": run.status, "stage": progress.get("stage"), "targetVersion": run.target_version,
             "reason": run.reason, "createdAt": run.created_at.isoformat(), "updatedAt": run.updated_at.isoformat(),
             "startedBy": run.facts.get("started_by"), "stages": stages, "gates": run.facts.get("gates", []),
