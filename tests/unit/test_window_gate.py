@@ -196,3 +196,21 @@ def test_preflight_prints_the_next_windows_of_each_gated_action():
     assert [n["start"] for n in windows["drain-batch"]["next"]] == [
         "2026-01-15T10:00:00+00:00", "2026-01-16T10:00:00+00:00", "2026-01-17T10:00:00+00:00"]
     assert fake.reads == 1
+
+
+def test_the_cli_preflight_prints_the_windows_the_node_image_and_the_holds():
+    from upgrade.cli.preflight import _gates_lines
+
+    lines = _gates_lines({
+        "nodeImage": {"current": "img-1", "latest": "img-2", "upToDate": False, "nodesBehind": ["n1"]},
+        "maintenanceWindows": {"start": {"status": "waiting for window, opens at 2026-01-15T10:00:00Z (night)",
+                                         "next": [{"config": "night", "start": "2026-01-15T10:00:00+00:00",
+                                                   "end": "2026-01-15T10:01:00+00:00"}]}},
+        "holds": [{"node": "n1", "source": "node", "by": "team-x", "reason": "batch"}],
+    })
+    assert lines == [
+        "node image: img-1 -> latest img-2; nodes behind: n1",
+        "window for start: waiting for window, opens at 2026-01-15T10:00:00Z (night); "
+        "next: 2026-01-15T10:00Z-10:01Z (night)",
+        "held: node n1 by team-x (node): batch",
+    ]

@@ -146,3 +146,19 @@ def print_report(report: dict[str, Any], output: str | None = None) -> None:
         extra.append(f"{'AKS would refuse it' if refused else 'AKS will report'}: {report['finalMessage']}")
     extra += [f"warning: {warning}" for warning in report.get("warnings") or ()]
     print_lines(line for line in extra if line)
+    print_lines(_gates_lines(report))
+
+
+def _gates_lines(report: dict[str, Any]) -> list[str]:
+    """The node image comparison, the maintenance windows of each gated action and the holds."""
+    lines = []
+    image = report.get("nodeImage")
+    if image:
+        lines.append(f"node image: {image['current'] or 'unknown'} -> latest {image['latest'] or 'unknown'}"
+                     + (" (up to date)" if image["upToDate"] else
+                        f"; nodes behind: {', '.join(image['nodesBehind']) or 'none'}"))
+    for action, window in (report.get("maintenanceWindows") or {}).items():
+        upcoming = ", ".join(f"{w['start'][:16]}Z-{w['end'][11:16]}Z ({w['config']})" for w in window["next"])
+        lines.append(f"window for {action}: {window['status']}; next: {upcoming or 'none'}")
+    lines += [f"held: node {h['node']} by {h['by']} ({h['source']}): {h['reason']}" for h in report.get("holds") or ()]
+    return lines
