@@ -178,3 +178,18 @@ def test_a_poisoned_tick_fails_the_rollout_and_says_so():
     view = rollouts.rollout_view(platform, run.run_id)
     assert (view["status"], view["runStatus"]) == ("failed", "failed")
     assert any(a.kind == "run.failed" and a.run_id == run.run_id for a in platform.alerts.published)
+
+
+def test_a_rollout_the_reconciler_marked_stuck_resumes_on_its_route_and_finishes():
+    from upgrade.services.reconciler import mark_stuck
+
+    platform = platform_for(clusters())
+    run = rollouts.start_rollout(platform, three_stages(), actor="alice")
+    platform.queue.take()  # its tick is lost
+    mark_stuck(platform, platform.runs.get(run.run_id), platform.clock.now(), "lost")
+    assert rollouts.rollout_view(platform, run.run_id)["runStatus"] == "stuck"
+    with pytest.raises(Conflict):
+        rollouts.decide_rollout(platform, run.run_id, "approve", {}, actor="bob")
+    rollouts.decide_rollout(platform, run.run_id, "resume", {}, actor="bob")
+    deliver_all(platform)
+    assert rollouts.rollout_view(platform, run.run_id)["status"] == "done"

@@ -298,7 +298,13 @@ def decide_rollout(platform: Platform, rollout_id: str, decision: str, body: obj
     for _ in range(5):
         run = _get(platform, rollout_id)
         now = platform.clock.now()
-        step = decide(_plan_of(run), _progress_of(run), decision, now=now, cluster=body.get("cluster"))
+        if run.status == "stuck" and decision == "resume":
+            # the reconciler could not re-send its tick: send it again, the stage machine as it was
+            step = Step(_progress_of(run))
+        elif run.status in FINAL_STATUSES:
+            raise Conflict(f"rollout {rollout_id} is {run.status}: nothing to {decision}")
+        else:
+            step = decide(_plan_of(run), _progress_of(run), decision, now=now, cluster=body.get("cluster"))
         said = f"{decision}" + (f" {body['cluster']}" if body.get("cluster") else "") + f" by {actor}" + (
             f": {reason}" if reason else "")
         record = {"decision": decision, "actor": actor, "at": now.isoformat(), "reason": reason,
