@@ -220,7 +220,9 @@ async function quarantineView(view) {
 }
 
 function finding(f) {
-  const since = f.cordonedAt ? duration((Date.now() - Date.parse(f.cordonedAt)) / 1000) : "unknown";
+  const ago = f.cordonedAt ? (Date.now() - Date.parse(f.cordonedAt)) / 1000 : null;
+  // A cluster clock ahead of the browser's gives no honest duration: the time alone is shown.
+  const since = ago === null ? "unknown" : [ago >= 0 ? `${duration(ago)}, since ` : "since ", time(f.cordonedAt)];
   return h("article", {class: "finding", "data-node": f.node, "aria-label": `Node ${f.node}`},
     h("h3", {}, `Node ${f.node}`),
     h("dl", {class: "facts"},
