@@ -776,6 +776,48 @@ class KubeCluster:
                 self._create_owned_pod(replicaset, node_name)
             self._reconcile()
 
+    def scale(self, resource: str, namespace: str, name: str, replicas: object, *,
+              expected_resource_version: str | None = None) -> dict:
+        """The scale subresource of a Deployment or ReplicaSet: sets ``spec.replicas`` (a Deployment's
+        ReplicaSets follow, as the deployment controller makes them); the ReplicaSet controller then
+        creates the missing pods, which the scheduler places, or deletes the excess, unscheduled and
+        newest first. ``expected_resource_version`` is the Scale's precondition (409 when stale)."""
+        with self.lock:
+            current = self._objects[resource].get((namespace, name))
+            if current is None:
+                raise ObjectNotFound(f'{resource}.apps "{name}" not found')
+            if expected_resource_version and expected_resource_version != current["metadata"]["resourceVersion"]:
+                raise Conflict(f'Operation cannot be fulfilled on {resource}.apps "{name}": the object has been '
+                               "modified; please apply your changes to the latest version and try again")
+            if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+                raise Invalid(f'Scale.autoscaling "{name}" is invalid: spec.replicas: must be greater than or '
+                              "equal to 0", [("spec.replicas", "must be greater than or equal to 0")])
+            stored = self._set_replicas(resource, (namespace, name), current, replicas)
+            if resource == "deployments":
+                uid = current["metadata"]["uid"]
+                for key, replicaset in list(self._objects["replicasets"].items()):
+                    if (_controller_ref(replicaset) or {}).get("uid") == uid:
+                        self._set_replicas("replicasets", key, replicaset, replicas)
+            self._reconcile()
+            return stored
+
+    def _set_replicas(self, resource: str, key, current: dict, replicas: int) -> dict:
+        if current["spec"]["replicas"] == replicas:
+            return current
+        new = _clone(current)
+        new["spec"]["replicas"] = replicas
+        new["metadata"]["generation"] = int(current["metadata"].get("generation") or 1) + 1
+        stored = self._save(resource, key, new, "MODIFIED")
+        if resource == "replicasets":
+            self._dirty_replicasets[key] = None
+            owned = [self._pods[k] for k in self._pods_by_owner.get(new["metadata"]["uid"], {})
+                     if k in self._pods and not self._pods[k]["metadata"].get("deletionTimestamp")]
+            owned.sort(key=lambda p: (bool(p["spec"].get("nodeName")), p["metadata"]["creationTimestamp"],
+                                      p["metadata"]["name"]))
+            for pod in owned[: max(0, len(owned) - replicas)]:
+                self.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
+        return stored
+
     @contextlib.contextmanager
     def _building(self):
         """Pods created (and scheduled) inside run at once: the cluster is being set up, not changed."""

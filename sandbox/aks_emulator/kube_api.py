@@ -3,7 +3,8 @@
 It serves what the `kubernetes` Python client and kubectl (get, describe, cordon, uncordon, drain,
 label, delete) call: discovery (classic documents; clients that ask for aggregated discovery fall
 back to them), nodes, pods (with the policy/v1 Eviction subresource), PodDisruptionBudgets,
-namespaces, events (core/v1 and events.k8s.io/v1), read-only apps/v1 workloads, label and field
+namespaces, events (core/v1 and events.k8s.io/v1), apps/v1 workloads (read-only, but for the
+autoscaling/v1 Scale subresource of Deployments and ReplicaSets), label and field
 selectors, limit/continue paging over consistent snapshots, watches, the meta.k8s.io Table format
 kubectl prints from, and Kubernetes-shaped Status errors. Every request needs the bearer token.
 All state lives in `KubeCluster`; this module only translates HTTP.
@@ -637,6 +638,9 @@ class KubeApi:
         method = request.method
         if subresource == "eviction" and resource.name == "pods" and method == "POST":
             return self.evict(request, namespace, name)
+        if subresource == "scale" and resource.name in ("deployments", "replicasets") and method in (
+                "GET", "PUT", "PATCH"):
+            return self.scale(request, resource, namespace, name)
         if subresource is not None:
             raise self.not_found()
         if name is None and method == "GET":
@@ -974,6 +978,35 @@ class KubeApi:
             except Invalid as error:
                 raise self.invalid(error, resource, name) from error
         return self.respond_object(request, resource, stored)
+
+    def scale(self, request: Request, resource: Resource, namespace: str | None, name: str) -> Response:
+        """The autoscaling/v1 Scale of a Deployment or ReplicaSet: GET, PUT, or a merge patch."""
+        with self.cluster.lock:
+            current = self.get(resource, namespace, name)
+            if request.method != "GET":
+                body = self.body(request)
+                if not isinstance(body, dict):
+                    raise ApiError(400, "BadRequest", "the request body must be a Scale object")
+                replicas = (body.get("spec") or {}).get("replicas", current["spec"]["replicas"])
+                expected = (body.get("metadata") or {}).get("resourceVersion")
+                try:
+                    current = self.cluster.scale(resource.name, namespace or "", name, replicas,
+                                                 expected_resource_version=expected)
+                except Conflict as error:
+                    raise ApiError(409, "Conflict", str(error), {"name": name, "group": "apps",
+                                                                 "kind": resource.name}) from error
+                except Invalid as error:
+                    raise self.invalid(error, resource, name) from error
+            meta = current["metadata"]
+            selector = ",".join(f"{k}={v}" for k, v in sorted(current["spec"]["selector"]["matchLabels"].items()))
+            return self.json({
+                "kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+                             "resourceVersion": meta["resourceVersion"],
+                             "creationTimestamp": meta["creationTimestamp"]},
+                "spec": {"replicas": current["spec"]["replicas"]},
+                "status": {"replicas": (current.get("status") or {}).get("replicas", 0), "selector": selector},
+            })
 
     def delete(self, request: Request, resource: Resource, namespace: str | None, name: str) -> Response:
         options = self.body(request) or {}

@@ -371,3 +371,40 @@ def test_watch_streams_current_pods_then_changes(core: client.CoreV1Api, cluster
     cluster.delete_pod("tools", "debug", grace_seconds=0)
     second = next(stream)
     assert (second["type"], second["object"].metadata.name) == ("DELETED", "debug")
+
+
+# ---------------------------------------------------------------------------------------------- scale subresource
+
+
+def test_the_scale_subresource_adds_scheduled_pods_refuses_a_stale_version_and_scales_back(
+        api: client.ApiClient, core: client.CoreV1Api):
+    apps = client.AppsV1Api(api)
+    # GIVEN deployment b at 2 replicas, read through its Scale
+    scale = apps.read_namespaced_deployment_scale("b", "default")
+    assert (scale.spec.replicas, scale.status.selector) == (2, "app=b")
+    # WHEN it is raised to 3 with the version it was read at
+    raised = apps.replace_namespaced_deployment_scale("b", "default", client.V1Scale(
+        metadata=client.V1ObjectMeta(name="b", namespace="default", resource_version=scale.metadata.resource_version),
+        spec=client.V1ScaleSpec(replicas=3)))
+    assert raised.spec.replicas == 3
+    # THEN the deployment and its ReplicaSet say 3, and a third pod is created and scheduled
+    assert apps.read_namespaced_deployment("b", "default").spec.replicas == 3
+    [replicaset] = [rs for rs in apps.list_namespaced_replica_set("default").items if rs.metadata.name.startswith("b-")]
+    assert replicaset.spec.replicas == 3
+    pods = app_pods(core, "b")
+    assert len(pods) == 3 and all(p.spec.node_name for p in pods)
+    # AND a write at the version read before the raise is refused: it would overwrite it
+    with pytest.raises(ApiException) as stale:
+        apps.replace_namespaced_deployment_scale("b", "default", client.V1Scale(
+            metadata=client.V1ObjectMeta(name="b", namespace="default",
+                                         resource_version=scale.metadata.resource_version),
+            spec=client.V1ScaleSpec(replicas=2)))
+    assert stale.value.status == 409
+    # AND a merge patch back to 2 removes one pod
+    apps.patch_namespaced_deployment_scale("b", "default", {"spec": {"replicas": 2}})
+    live = [p for p in app_pods(core, "b") if p.metadata.deletion_timestamp is None]
+    assert apps.read_namespaced_deployment_scale("b", "default").spec.replicas == 2 and len(live) == 2
+    # AND a negative count is refused with 422
+    with pytest.raises(ApiException) as invalid:
+        apps.patch_namespaced_deployment_scale("b", "default", {"spec": {"replicas": -1}})
+    assert invalid.value.status == 422
