@@ -166,6 +166,15 @@ def test_a_blue_green_run_started_from_the_cli_is_watched_and_approved_in_the_co
     assert run["status"] == "succeeded", run["reason"]
     assert any(OPERATOR["name"] in row["actor"] for row in run["timeline"]), "the approval names the operator"
     shot(page, "console-run-committed")
+    # AND the runs list finds it by cluster, pool and status, and not under another status
+    page.goto(console_url(host, "#/runs"))
+    page.get_by_label("Cluster").select_option(cluster.name)
+    page.get_by_label("Pool").fill("blue")
+    page.get_by_label("Pool").press("Enter")
+    page.get_by_label("Status").select_option("succeeded")
+    page.get_by_role("link", name=run_id).wait_for()
+    page.get_by_label("Status").select_option("failed")
+    page.get_by_text("0 of 1 runs").wait_for()
 
 
 def test_scenario_2s_finding_is_remediated_from_the_console_and_a_reader_has_no_buttons(

@@ -340,9 +340,9 @@ async function start() {
   } catch (e) { notice(`Not signed in: ${e.message}`, true); }
   window.addEventListener("hashchange", () => { notice(""); refresh(); });
   await refresh();
-  // A poll never redraws under an open dialog or a filter being edited.
+  // A poll never redraws under an open dialog or a filter being typed.
   setInterval(() => {
-    if (!document.getElementById("confirm").open && !document.activeElement.closest("form.filters")) refresh();
+    if (!document.getElementById("confirm").open && !document.activeElement.matches("form.filters input")) refresh();
   }, POLL_MS);
   setInterval(tick, 1000);
 }
