@@ -62,14 +62,20 @@ def test_a_three_stage_rollout_ends_with_every_cluster_on_one_version(emulator, 
     emu, host, ids = start(emulator, start_devhost, 4, tags={4: {"ring": "prod"}})
     plan = stages(ids)
     plan[2]["groups"] = [{"name": "prod", "tags": {"ring": "prod"}}]
+    plan[1]["approval"] = True
     started = post(host, "/api/rollouts", {"name": "fleet", "stages": plan})
     assert [c["cluster"] for c in started["stages"][2]["groups"][0]["clusters"]] == [ids[3]]
+    # staging waits for approval once its gate passed; prod has not started
+    waiting = wait_status(host, started["id"], "awaiting-approval")
+    assert waiting["stage"] == 1 and cluster_status(waiting)[ids[3]] == "pending"
+    post(host, f"/api/rollouts/{started['id']}/approve", {"reason": "staging looks good"})
     target = started["targetVersion"]
     assert target.startswith("1.31.") and started["statusUrl"] == f"/api/rollouts/{started['id']}"
     view = wait_status(host, started["id"], "done")
     assert set(cluster_status(view).values()) == {"done"}
     assert pool_versions(emu) == {target}
     assert [g["stage"] for g in view["gates"]] == [0, 1, 2]
+    assert [(d["decision"], d["reason"]) for d in view["decisions"]] == [("approve", "staging looks good")]
     # every pool of every cluster upgraded by an ordinary rolling run, one per pool
     status, body = host.request("GET", "/api/upgrades?limit=100")
     runs = [r for r in body["runs"] if r["kind"] == "rolling"]
