@@ -43,6 +43,9 @@ param privateClusterDnsZoneIds array = []
 @description('QUARANTINE_SCAN_SCHEDULE app setting: NCRONTAB (six fields) of the quarantine scan.')
 param quarantineScanSchedule string = '0 */5 * * * *'
 
+@description('Application (client) id of the operator API app registration with the app roles Upgrade.Read, Upgrade.Operate and Upgrade.Approve; the preprovision hook creates it (infra/hooks/operator-app.sh).')
+param operatorAppClientId string
+
 @minValue(40)
 @maxValue(1000)
 @description('Flex Consumption: most instances the app may scale out to.')
@@ -202,6 +205,7 @@ module functionApp 'modules/function-app.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     subnetId: useVnet ? network.outputs.subnetId : ''
+    operatorAppClientId: operatorAppClientId
   }
 }
 
@@ -247,3 +251,5 @@ output APP_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output ALERTS_TOPIC_ID string = alertsTopic.outputs.id
 output ALERTS_TOPIC_ENDPOINT string = alertsTopic.outputs.endpoint
 output TARGET_CLUSTER_IDS array = targetClusterIds
+// The CLI's --api-scope (AKS_UPGRADE_API_SCOPE).
+output AKS_UPGRADE_API_SCOPE string = 'api://${operatorAppClientId}/.default'

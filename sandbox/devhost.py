@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sandbox.devhost_config import REPO_ROOT, HostConfig, parse_overrides
+from sandbox.easy_auth import SandboxIssuer
+from upgrade.triggers.http_common import AUTH_ENABLED_SETTING
 
 if TYPE_CHECKING:
     from sandbox.serving import LoopbackServer
@@ -101,6 +103,7 @@ class DevHost:
         host_json: Path = REPO_ROOT / "host.json",
         queue_overrides: Mapping[str, object] | None = None,
         function_key: str | None = None,
+        identity_key: str | None = None,
         bind: str = "127.0.0.1",
         port: int = 0,
         timers: bool = True,
@@ -109,6 +112,7 @@ class DevHost:
         self.app_ref = app_ref
         self.config = HostConfig.load(host_json, queue_overrides)
         self.function_key = function_key or secrets.token_urlsafe(24)
+        self.issuer = SandboxIssuer(identity_key)  # App Service authentication's stand-in (easy_auth)
         self.bind = bind
         self.port = port
         self.run_timers = timers
@@ -131,6 +135,7 @@ class DevHost:
         from sandbox.serving import LoopbackServer
 
         os.environ.update(self.app_settings)  # before the import, like the real host
+        os.environ[AUTH_ENABLED_SETTING] = "True"  # as App Service sets it with authentication on
         self.functions = load_functions(self.app_ref)
         for entry in self.functions.values():
             if entry.trigger_type == "queueTrigger":
@@ -280,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stopping.set())
     host.start()
     print(json.dumps({"devhost": "ready", "url": host.url, "functionKey": host.function_key,
+                      "identityKey": host.issuer.key,
                       "functions": sorted(host.functions)}), flush=True)
     while not stopping.wait(0.5):
         pass

@@ -2,6 +2,8 @@
 
 - ``/<routePrefix>/<route>``: HTTP-triggered functions, route parameters, methods, and
   function-key auth (``x-functions-key`` header or ``code`` query) for authLevel function/admin;
+  in front of them App Service authentication as ``sandbox.easy_auth`` emulates it (a bearer
+  token from the sandbox issuer becomes ``X-MS-CLIENT-PRINCIPAL``; without one, 401);
 - ``POST /runtime/webhooks/EventGrid?functionName=<fn>``: the Event Grid webhook, with the
   SubscriptionValidation handshake, EventGridSchema arrays and CloudEvents 1.0 (single or batch),
   plus the CloudEvents OPTIONS abuse-protection handshake;
@@ -97,13 +99,16 @@ class DevHostHttp:
     # ---- HTTP functions -----------------------------------------------------------------------
 
     def http_function(self, request: Request, entry: FunctionEntry, params: dict[str, str]) -> Response:
+        headers = self.host.issuer.principal_headers(dict(request.headers), request.path)
+        if headers is None:  # Easy Auth's Return401, before the Functions host sees the request
+            return Response(status=401, headers={"WWW-Authenticate": 'Bearer realm="sandbox"'})
         auth_level = str(entry.trigger.get("authLevel") or "function").lower()
         if auth_level != "anonymous" and not self.has_key(request):
             return self.unauthorized()
         http_request = func.HttpRequest(
             method=request.method,
             url=request.url,
-            headers=dict(request.headers),
+            headers=headers,
             params={k: v for k, v in request.args.items()},
             route_params={k: str(v) for k, v in params.items()},
             body=request.get_data(),

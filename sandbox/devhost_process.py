@@ -19,6 +19,7 @@ from typing import Any
 from urllib.request import Request, urlopen
 
 from sandbox.devhost_config import REPO_ROOT
+from sandbox.easy_auth import ADMIN, Identity, SandboxIssuer
 from sandbox.serving import stop_process_group
 
 
@@ -47,6 +48,7 @@ class DevHostProcess:
         self.startup_timeout = startup_timeout
         self.url = ""
         self.function_key = ""
+        self.issuer: SandboxIssuer | None = None
         self.functions: list[str] = []
         self._logs: list[str] = []
         self._logs_changed = threading.Condition()
@@ -81,6 +83,7 @@ class DevHostProcess:
             if line.startswith('{"devhost": "ready"'):
                 info = json.loads(line)
                 self.url, self.function_key, self.functions = info["url"], info["functionKey"], info["functions"]
+                self.issuer = SandboxIssuer(info["identityKey"])
                 ready.set()
                 continue
             with self._logs_changed:
@@ -110,13 +113,21 @@ class DevHostProcess:
                     raise TimeoutError(f"no log line matched {pattern!r} in {timeout}s; last lines:\n{tail}")
                 self._logs_changed.wait(remaining)
 
+    def token(self, identity: Identity = ADMIN) -> str:
+        """A bearer token from the host's sandbox issuer (see sandbox.easy_auth) for ``identity``."""
+        assert self.issuer is not None, "the host is not started"
+        return self.issuer.mint(identity)
+
     def request(self, method: str, path: str, *, body: Any = None, headers: Mapping[str, str] | None = None,
-                with_key: bool = True) -> tuple[int, Any]:
-        """Call the host; returns (status, parsed JSON or text)."""
+                with_key: bool = True, identity: Identity | None = ADMIN) -> tuple[int, Any]:
+        """Call the host as ``identity`` (a bearer token; None: no token); returns (status, parsed
+        JSON or text). ``with_key`` adds the function key (the webhook and admin API need it)."""
         from urllib.error import HTTPError
 
         data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
         all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if identity is not None:
+            all_headers["Authorization"] = f"Bearer {self.token(identity)}"
         if with_key:
             all_headers["x-functions-key"] = self.function_key
         try:

@@ -32,6 +32,7 @@ from sandbox.alerts_receiver import AlertsReceiver
 from sandbox.app_settings import sandbox_app_settings
 from sandbox.azurite import Azurite
 from sandbox.devhost_process import DevHostProcess
+from sandbox.easy_auth import IDENTITIES
 from upgrade.errors import InvalidInput
 from upgrade.settings import check_policy
 
@@ -137,6 +138,9 @@ class Sandbox:
         return {
             "functionsUrl": self.host.url,
             "functionKey": self.host.function_key,
+            # Bearer tokens from the dev host's stand-in for Entra ID, one per sandbox operator
+            # (sandbox.easy_auth): e.g. AKS_UPGRADE_ACCESS_TOKEN for the CLI.
+            "apiTokens": {role: self.host.token(identity) for role, identity in IDENTITIES.items()},
             "eventGridWebhook": self.event_grid_webhook,
             "kubeconfig": self.kubeconfigs[cluster_ids[0]] if cluster_ids else None,
             "kubeconfigs": self.kubeconfigs,

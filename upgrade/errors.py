@@ -45,6 +45,11 @@ class NotAllowed(PermanentError):
     """A safety rail refused the action (allow-list, last system pool, a pool the run did not create)."""
 
 
+class NotSignedIn(PermanentError):
+    """No caller identity the app can trust (HTTP 401): no validated principal, or the platform's
+    authentication that would vouch for one is off."""
+
+
 class TemporaryError(UpgradeError):
     """Try again later; ``delay_seconds`` is the earliest sensible retry."""
 

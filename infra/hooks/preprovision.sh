@@ -1,10 +1,13 @@
 #!/bin/sh
-# azd preprovision hook: the app's UPGRADE_POLICY from the file UPGRADE_POLICY_FILE names
+# azd preprovision hook. First the operator API app registration and its app roles
+# (operator-app.sh; sets OPERATOR_APP_CLIENT_ID). Then the app's UPGRADE_POLICY from the file UPGRADE_POLICY_FILE names
 # (azd env set UPGRADE_POLICY_FILE policy.json), checked with the app's own validation
 # (python -m upgrade policy check) against TARGET_CLUSTER_IDS before anything is deployed, then
 # stored as UPGRADE_POLICY in the azd environment for main.parameters.json. Without a file the
 # policy is {} (the defaults). Python is $PYTHON, else .venv/bin/python, else python3.
 set -eu
+
+sh "$(dirname "$0")/operator-app.sh"
 
 policy_file=${UPGRADE_POLICY_FILE:-}
 if [ -z "$policy_file" ]; then

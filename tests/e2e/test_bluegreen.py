@@ -6,7 +6,9 @@ Soaks and polls are seconds here; the emulator's time scale only shortens AKS-si
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from urllib.parse import quote
 
 import pytest
 
@@ -14,6 +16,7 @@ from sandbox.aks_emulator.arm import available_upgrades
 from sandbox.aks_emulator.kube import pod_ready
 from sandbox.aks_emulator.scenarios import APP_NAMESPACE, seed_bluegreen
 from sandbox.alerts_receiver import AlertsReceiver
+from sandbox.easy_auth import ADMIN, APPROVER, OPERATOR, READER
 from tests.e2e.conftest import wait_until
 from tests.integration.conftest_emulator import FAST_TIME_SCALE
 from upgrade.domain.pool_names import green_name_candidates
@@ -150,7 +153,7 @@ def test_operator_rollback_after_validation_reaches_seed_5b(scenario3):
     green = waiting["facts"]["greenPool"]
     assert app_pods(cluster) == {app: ((green, True),) for app in APPS}
     # WHEN the operator rolls back
-    status, body = host.request("POST", f"/api/upgrades/{run_id}/rollback", body={"actor": "bob", "reason": "p99"})
+    status, body = host.request("POST", f"/api/upgrades/{run_id}/rollback", body={"actor": "bob", "reason": "p99"})  # the body's actor is ignored
     assert status == 200, body
     run = wait_status(host, run_id)
     # THEN (5B) the pods are back on blue, blue is schedulable, green is gone, and the decision is recorded
@@ -160,7 +163,37 @@ def test_operator_rollback_after_validation_reaches_seed_5b(scenario3):
     assert not any(n["spec"].get("unschedulable") for n in cluster.kube.nodes("blue"))
     decisions = [t for t in run["timeline"] if t["outcome"] == "decision"]
     assert [(d["actor"], d["reason"]) for d in decisions] == [
-        ("api on behalf of bob", "rollback by api on behalf of bob: p99")]
+        (ADMIN.actor, f"rollback by {ADMIN.actor}: p99")]
+
+
+def test_each_role_may_do_its_own_actions_only(scenario3):
+    host, cluster, _ = scenario3
+    body = {"cluster": cluster.arm_id, "pool": "blue", "targetVersion": "1.31", "strategy": "blue-green",
+            "options": {**FAST, "approval": {"required": True, "timeoutMinutes": 30}}, "actor": "mallory"}
+    # GIVEN a Reader WHEN it asks to start a run THEN 403 names the missing role, and nothing starts
+    status, refused = host.request("POST", "/api/upgrades", body=body, identity=READER)
+    assert (status, refused["missingRole"]) == (403, "Upgrade.Operate"), refused
+    assert "Upgrade.Operate" in refused["message"]
+    assert host.request("GET", f"/api/upgrades?cluster={quote(cluster.arm_id)}", identity=READER)[1]["runs"] == []
+    # GIVEN an Operator (whose body claims to be mallory) WHEN it starts the run THEN it starts, as the operator
+    status, run = host.request("POST", "/api/upgrades", body=body, identity=OPERATOR)
+    assert status == 202, run
+    waiting = wait_status(host, run["id"], ("awaiting-decision", *FINAL))
+    assert waiting["status"] == "awaiting-decision", waiting["reason"]
+    # WHEN the Operator asks to commit (approve) THEN 403 names Upgrade.Approve and the run still waits
+    status, refused = host.request("POST", f"/api/upgrades/{run['id']}/approve", body={"actor": "mallory"},
+                                   identity=OPERATOR)
+    assert (status, refused["missingRole"]) == (403, "Upgrade.Approve"), refused
+    # WHEN the Approver approves (its body also claims to be mallory) THEN the run commits
+    status, decided = host.request("POST", f"/api/upgrades/{run['id']}/approve",
+                                   body={"actor": "mallory", "reason": "ok"}, identity=APPROVER)
+    assert status == 200, decided
+    done = wait_status(host, run["id"])
+    assert done["status"] == "succeeded", done["reason"]
+    # AND the history names the operator who started and the approver who committed, never mallory
+    actors = [(t["outcome"], t["actor"]) for t in done["timeline"] if t["outcome"] in ("started", "decision")]
+    assert actors == [("started", OPERATOR.actor), ("decision", APPROVER.actor)]
+    assert "mallory" not in json.dumps(done)
 
 
 def test_crash_looping_workload_on_green_rolls_back_fails_and_alerts(scenario3, alerts):

@@ -18,9 +18,11 @@ import pytest
 
 from sandbox.aks_emulator.scenarios import seed_bluegreen
 from sandbox.devhost_config import REPO_ROOT
+from sandbox.easy_auth import ADMIN
 from tests.e2e.test_bluegreen import APPS, FAST, app_pods, pools, wait_status
 from tests.integration.conftest_emulator import FAST_TIME_SCALE
-from upgrade.cli.status import API_URL_ENV, FUNCTION_KEY_ENV
+from upgrade.cli.common import ACCESS_TOKEN_ENV
+from upgrade.cli.status import API_URL_ENV
 
 pytestmark = pytest.mark.e2e
 
@@ -48,10 +50,10 @@ def cli_sandbox(start_devhost):
 def cli(cli_sandbox):
     """(run the CLI -> CompletedProcess, the host, a fresh Scenario 3 cluster)."""
     host, fresh = cli_sandbox
-    env = {**os.environ, API_URL_ENV: host.url, FUNCTION_KEY_ENV: host.function_key, "COLUMNS": "250"}
+    env = {**os.environ, API_URL_ENV: host.url, ACCESS_TOKEN_ENV: host.token(ADMIN), "COLUMNS": "250"}
 
     def upgrade(*args: str, api: bool = True) -> subprocess.CompletedProcess:
-        environ = env if api else {k: v for k, v in env.items() if k not in (API_URL_ENV, FUNCTION_KEY_ENV)}
+        environ = env if api else {k: v for k, v in env.items() if k not in (API_URL_ENV, ACCESS_TOKEN_ENV)}
         return subprocess.run([sys.executable, "-m", "upgrade", *args], cwd=REPO_ROOT, env=environ,
                               capture_output=True, text=True, timeout=60)
 
@@ -60,7 +62,7 @@ def cli(cli_sandbox):
 
 def _start(upgrade, cluster, *extra: str) -> str:
     done = upgrade("bluegreen", "start", "--cluster", cluster.arm_id, "--pool", "blue", "--target-version", "1.31",
-                   "--batch-size", "1", "--options", json.dumps(FAST), "--actor", "oscar", *extra)
+                   "--batch-size", "1", "--options", json.dumps(FAST), *extra)
     assert done.returncode == 0, done.stderr
     started = STARTED.search(done.stdout)
     assert started and started.group(2).startswith("1.31.") and started.group(3) == "running", done.stdout
@@ -79,28 +81,28 @@ def test_start_status_pause_resume_and_approve_through_the_cli(cli):
     # THEN the list names it, the timeline starts with the operator's start, and --json is the API's record
     assert listed.returncode == 0 and run_id in listed.stdout, listed.stderr
     assert shown.returncode == 0 and "timeline" in shown.stdout and "started" in shown.stdout
-    assert "api on behalf of oscar" in shown.stdout
+    assert ADMIN.actor in shown.stdout and f"acting as {ADMIN.name} (oid {ADMIN.object_id}" in shown.stderr
     assert as_json.returncode == 0 and json.loads(as_json.stdout)["id"] == run_id
     # WHEN paused, paused again (refused), then resumed
-    paused = upgrade("bluegreen", "pause", run_id, "--reason", "change freeze", "--actor", "oscar")
+    paused = upgrade("bluegreen", "pause", run_id, "--reason", "change freeze")
     again = upgrade("bluegreen", "pause", run_id)
-    resumed = upgrade("bluegreen", "resume", run_id, "--actor", "oscar")
+    resumed = upgrade("bluegreen", "resume", run_id)
     assert paused.returncode == 0 and "status paused" in paused.stdout, paused.stderr
-    assert again.returncode == 1 and again.stderr.startswith("error:") and "pause does not apply now; you may: rollback, resume, abort" in again.stderr
+    assert again.returncode == 1 and again.stderr.splitlines()[-1].startswith("error:") and "pause does not apply now; you may: rollback, resume, abort" in again.stderr
     assert resumed.returncode == 0 and "paused" not in resumed.stdout.splitlines()[1], resumed.stdout
     # WHEN it waits for the decision and the operator approves
     waiting = wait_status(host, run_id, ("awaiting-decision", "succeeded", "failed", "rolled-back", "aborted"))
     assert waiting["status"] == "awaiting-decision", waiting["reason"]
-    approved = upgrade("bluegreen", "approve", run_id, "--reason", "metrics fine", "--actor", "oscar")
+    approved = upgrade("bluegreen", "approve", run_id, "--reason", "metrics fine")
     assert approved.returncode == 0, approved.stderr
     # THEN the run commits (5A) and the timeline shows every decision
     run = wait_status(host, run_id)
     assert run["status"] == "succeeded", run["reason"]
     assert pools(cluster) == {"system", run["facts"]["greenPool"]}
     decisions = [(d["decision"], d["actor"]) for d in run["facts"]["decisions"]]
-    assert decisions == [(d, "api on behalf of oscar") for d in ("pause", "resume", "approve")]
+    assert decisions == [(d, ADMIN.actor) for d in ("pause", "resume", "approve")]
     final = upgrade("status", run_id)
-    assert final.returncode == 0 and "succeeded" in final.stdout and "approve by api on behalf of oscar" in final.stdout
+    assert final.returncode == 0 and "succeeded" in final.stdout and f"approve by {ADMIN.actor}" in final.stdout
 
 
 def test_rollback_through_the_cli_puts_the_pods_back_on_blue(cli):
@@ -147,7 +149,7 @@ def test_abort_and_bad_input_through_the_cli(cli):
 @pytest.mark.parametrize("target", ["banana", "1.20.0", "1.33.0"])
 def test_preflight_of_an_impossible_target_ends_refused_with_exit_2(cli_sandbox, target):
     host, _ = cli_sandbox
-    env = {**os.environ, API_URL_ENV: host.url, FUNCTION_KEY_ENV: host.function_key, "COLUMNS": "250"}
+    env = {**os.environ, API_URL_ENV: host.url, ACCESS_TOKEN_ENV: host.token(ADMIN), "COLUMNS": "250"}
     allowed = host.app_settings["ALLOWED_CLUSTERS"].split(",")[0]  # preflight only reads the cluster
     done = subprocess.run([sys.executable, "-m", "upgrade", "preflight", "--cluster", allowed, "--pool", "blue",
                            "--target-version", target], cwd=REPO_ROOT, env=env, capture_output=True, text=True,

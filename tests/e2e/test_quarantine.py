@@ -13,6 +13,7 @@ import re
 import pytest
 
 from sandbox.aks_emulator.scenarios import ClusterBuilder, seed_pdb
+from sandbox.easy_auth import OPERATOR
 from tests.e2e.conftest import wait_until
 from tests.e2e.rolling_support import (
     POOL,
@@ -111,11 +112,14 @@ def test_relax_pdb_restores_the_original_pdb_when_eviction_fails_after_the_relax
     [node1] = scenario2.quarantined()
     # GIVEN every eviction fails (the API answers 500) once the PDB is relaxed
     scenario2.emulator.faults.add("kube", "POST /api/v1/namespaces/{namespace}/pods/{name}/eviction", rate_500=1.0)
+    # (asked by an operator whose body claims to be someone else: the claim is ignored)
     status, body = scenario2.host.request("POST", f"/api/quarantine/{scenario2.cluster.name}/{node1}/remediate",
-                                          body={"kind": "relax-pdb"})
+                                          body={"kind": "relax-pdb", "requestedBy": "mallory"}, identity=OPERATOR)
     assert status == 202, body
+    assert body["options"]["requestedBy"] == OPERATOR.actor
     # WHEN the run gives up on the eviction
     run = scenario2.wait_run(body["id"], timeout=120)
+    assert {t["actor"] for t in run["timeline"]} == {OPERATOR.actor}
     # THEN it failed saying so, and the PDB is exactly the original again
     assert run["status"] == "failed" and "original PDB was restored" in run["reason"]
     assert run["facts"]["pdb_relaxed"] is True

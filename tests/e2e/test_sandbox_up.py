@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = Path(sys.executable).parent / "kubectl"
-ENDPOINTS = ("functionsUrl", "functionKey", "kubeconfig", "armUrl", "clusterIds", "storageConnection", "token",
+ENDPOINTS = ("functionsUrl", "functionKey", "apiTokens", "kubeconfig", "armUrl", "clusterIds", "storageConnection", "token",
              "alertsUrl")
 
 
@@ -97,9 +97,9 @@ def test_sandbox_up_prints_every_endpoint_serves_them_and_stops_on_sigterm(sandb
     assert nodes.returncode == 0, nodes.stderr
     assert len(nodes.stdout.split()) == 3  # the system node and nodepool1's two
 
-    # AND the Functions host answers an operator's call with the printed key
+    # AND the Functions host answers an operator's call with the printed reader token
     request = Request(f"{endpoints['functionsUrl']}/api/upgrades",
-                      headers={"x-functions-key": endpoints["functionKey"]})
+                      headers={"Authorization": f"Bearer {endpoints['apiTokens']['reader']}"})
     with urlopen(request, timeout=30) as response:
         assert response.status == 200
 

@@ -11,9 +11,11 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from sandbox.app_settings import PLACEHOLDER_CLUSTER
+from sandbox.easy_auth import READER
 from tests.e2e.conftest import wait_until
 from upgrade.adapters.queue import AzureStepQueue
 from upgrade.adapters.tables import TableRunStore
+from upgrade.domain.identity import encode_client_principal
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import StepMessage
 from upgrade.settings import load_settings
@@ -122,25 +124,28 @@ def test_a_message_that_is_not_base64_goes_to_poison_without_a_run(devhost):
 
 
 @pytest.mark.parametrize(
-    ("path", "with_key", "status"),
+    ("path", "identity", "headers", "status"),
     [
-        ("/api/upgrades/{run_id}", True, 200),
-        ("/api/upgrades/{run_id}", False, 401),
-        ("/api/upgrades/{run_id}?code={key}", False, 200),
-        ("/api/upgrades/no-such-run", True, 404),
+        ("/api/upgrades/{run_id}", READER, {}, 200),
+        ("/api/upgrades/{run_id}", None, {}, 401),  # the function key alone opens nothing here
+        ("/api/upgrades/{run_id}?code={key}", None, {}, 401),
+        # a client's own principal header is dropped, as App Service authentication drops it
+        ("/api/upgrades/{run_id}", None, {"X-MS-CLIENT-PRINCIPAL": encode_client_principal(
+            "mallory", "m-1", ["Upgrade.Read"])}, 401),
+        ("/api/upgrades/no-such-run", READER, {}, 404),
     ],
-    ids=["with-key-header", "without-key", "with-code-query", "unknown-run"],
+    ids=["reader-token", "key-only", "key-in-query", "forged-principal-header", "unknown-run"],
 )
-def test_get_upgrade_needs_the_function_key(devhost, storage, path, with_key, status):
+def test_get_upgrade_needs_a_signed_in_reader(devhost, storage, path, identity, headers, status):
     # GIVEN a finished run
     message = start_ping_run(storage)
     wait_until(lambda: run_status(devhost, message.run_id)["status"] == "succeeded", what="the run to finish")
 
-    # WHEN the status route is called
+    # WHEN the status route is called with the function key and perhaps a token
     got, body = devhost.request("GET", path.format(run_id=message.run_id, key=devhost.function_key),
-                                with_key=with_key)
+                                identity=identity, headers=headers)
 
-    # THEN only a caller with the key gets the timeline
+    # THEN only a signed-in caller with Upgrade.Read gets the timeline
     assert got == status
     if status == 200:
         assert body["id"] == message.run_id

@@ -250,6 +250,59 @@ def test_agent_pool_operator_role_holds_only_named_aks_actions(bicep):
     assert len(actions) == len(set(actions))
 
 
+# --- operator authentication ---------------------------------------------------------------------
+
+FUNCTION_APP_BICEP = INFRA_DIR / "modules" / "function-app.bicep"
+APP_ROLES_JSON = INFRA_DIR / "operator-app-roles.json"
+
+
+def _auth_settings(bicep: BicepParse) -> dict:
+    resources = _template(bicep, FUNCTION_APP_BICEP)["resources"].values()
+    [auth] = [r["config"]["properties"] for r in resources
+              if r["type"] == "Microsoft.Web/sites/config" and r["config"]["name"] == "authsettingsV2"]
+    return auth
+
+
+def _http_paths(registered_functions) -> list[str]:
+    """Each HTTP route of the app as a concrete path (route parameters filled in)."""
+    import re
+
+    routes = [b.route for fn in registered_functions for b in fn.get_bindings() if b.type == "httpTrigger"]
+    return ["/api/" + re.sub(r"\{[^}]+\}", "x", route) for route in routes]
+
+
+def test_app_service_authentication_requires_entra_id_for_every_operator_route(bicep, registered_functions):
+    # GIVEN the Function App's authsettingsV2
+    auth = _auth_settings(bicep)
+    validation = auth["globalValidation"]
+    aad = auth["identityProviders"]["azureActiveDirectory"]
+    # THEN authentication is on, required, answers 401 (an API, not a login redirect), with Entra ID
+    assert auth["platform"]["enabled"] is True
+    assert (validation["requireAuthentication"], validation["unauthenticatedClientAction"]) == (True, "Return401")
+    assert aad["enabled"] is True and aad["registration"]["clientId"] == "operatorAppClientId"
+    assert aad["validation"]["allowedAudiences"] == ["api://${operatorAppClientId}"]
+    # AND no excluded path opens /api/upgrades* or /api/quarantine*, nor any route the app registers
+    from sandbox.easy_auth import is_excluded
+
+    excluded = validation["excludedPaths"]
+    paths = ["/api/upgrades", "/api/upgrades/x", "/api/upgrades/x/approve", "/api/quarantine",
+             "/api/quarantine/x/x/remediate", *_http_paths(registered_functions)]
+    assert [p for p in paths if is_excluded(p, excluded)] == []
+    # AND only the paths Azure calls with keys are excluded, the same the dev host's stand-in excludes
+    assert is_excluded("/runtime/webhooks/EventGrid", excluded) and is_excluded("/admin/host/status", excluded)
+    from sandbox.easy_auth import EXCLUDED_PATHS
+
+    assert tuple(excluded) == EXCLUDED_PATHS
+
+
+def test_the_app_registration_defines_exactly_the_roles_the_app_checks():
+    from upgrade.domain.identity import ROLES
+
+    roles = json.loads(APP_ROLES_JSON.read_text())
+    assert sorted(r["value"] for r in roles) == sorted(ROLES)
+    assert len({r["id"] for r in roles}) == len(roles) and all(r["isEnabled"] for r in roles)
+
+
 # --- postdeploy hook (second stage) ------------------------------------------------------------
 
 _FAKE_AZ = """#!/bin/sh

@@ -41,7 +41,7 @@ def app_answers(monkeypatch):
 
 def status_args(run_id: str | None = None) -> argparse.Namespace:
     return argparse.Namespace(run_id=run_id, cluster=None, limit=20, output=None, api_url="http://app.test",
-                              function_key="")
+                              api_scope="")
 
 
 def test_a_run_shown_as_a_timeline_prints_markup_in_remote_text_literally(app_answers, capsys):

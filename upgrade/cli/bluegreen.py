@@ -8,7 +8,6 @@ why) and the alerts are the app's, whichever way an operator acted.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 
 from upgrade.cli.runs import add_approve_flags, approve_flags
@@ -45,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--rollback-on-drain-timeout", action="store_true",
                        help="roll back (instead of failing) when a batch cannot drain in time")
     start.add_argument("--options", metavar="JSON", help="further options as JSON (the API's options object)")
-    _actor_arguments(start)
+    add_api_arguments(start)
     start.set_defaults(handler=run_start)
 
     for decision, text in DECISION_HELP.items():
@@ -54,13 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         command.add_argument("--reason", default="", help="why (recorded with the decision)")
         if decision == "approve":
             add_approve_flags(command)
-        _actor_arguments(command)
+        add_api_arguments(command)
         command.set_defaults(handler=run_decision, decision=decision)
-
-
-def _actor_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--actor", default=None, help="who acts (default: your user name)")
-    add_api_arguments(parser)
 
 
 def start_options(args: argparse.Namespace) -> dict:
@@ -94,18 +88,9 @@ def start_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _actor(args: argparse.Namespace) -> str:
-    if args.actor:
-        return args.actor
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
-
-
 def run_start(args: argparse.Namespace) -> int:
     body = {"cluster": args.cluster, "pool": args.pool, "targetVersion": args.target_version,
-            "strategy": "blue-green", "options": start_options(args), "actor": _actor(args)}
+            "strategy": "blue-green", "options": start_options(args)}
     run = UpgradeApi.from_args(args).call("POST", "/api/upgrades", body)
     print(f"started {run['id']}: {args.pool} -> {run['targetVersion']} ({run['status']})")
     print(f"follow it with: python -m upgrade status {run['id']}")
@@ -114,7 +99,7 @@ def run_start(args: argparse.Namespace) -> int:
 
 def run_decision(args: argparse.Namespace) -> int:
     api = UpgradeApi.from_args(args)
-    body = {"actor": _actor(args), "reason": args.reason, **approve_flags(args)}
+    body = {"reason": args.reason, **approve_flags(args)}
     api.call("POST", f"/api/upgrades/{args.run_id}/{args.decision}", body)
     print_timeline(api.run(args.run_id))
     return 0

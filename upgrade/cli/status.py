@@ -1,8 +1,8 @@
 """``python -m upgrade status [ID]``: upgrade runs as the app records them, a run as a timeline.
 
 The CLI talks to the app's HTTP API (one source of truth: the same run records, decisions and
-audit trail as every other caller), never to storage directly. The API's base URL and function key
-come from ``--api-url``/``--function-key`` or AKS_UPGRADE_API_URL/AKS_UPGRADE_FUNCTION_KEY.
+audit trail as every other caller), never to storage directly. The API's base URL comes from
+``--api-url`` or AKS_UPGRADE_API_URL; the CLI signs in as the operator (upgrade.cli.common.ApiCredential).
 """
 
 from __future__ import annotations
@@ -10,47 +10,60 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import urllib.error
 import urllib.request
 from typing import Any
 
+from upgrade.cli.common import ACCESS_TOKEN_ENV, API_SCOPE_ENV, ApiCredential
 from upgrade.cli.output import Column, add_output_argument, print_data, print_lines, print_table
-from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, UpgradeError
+from upgrade.errors import (
+    Conflict,
+    InvalidInput,
+    NotAllowed,
+    NotFound,
+    NotSignedIn,
+    PermanentError,
+    UpgradeError,
+)
 
 API_URL_ENV = "AKS_UPGRADE_API_URL"
-FUNCTION_KEY_ENV = "AKS_UPGRADE_FUNCTION_KEY"
 API_HELP = (
     "Talks to the app's HTTP API (the single source of truth for runs): --api-url or "
-    f"{API_URL_ENV} (e.g. https://<app>.azurewebsites.net), --function-key or {FUNCTION_KEY_ENV}."
+    f"{API_URL_ENV} (e.g. https://<app>.azurewebsites.net), signed in with Entra ID for --api-scope "
+    f"or {API_SCOPE_ENV} (or the token in {ACCESS_TOKEN_ENV})."
 )
 
 
 def add_api_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("app API")
     group.add_argument("--api-url", default=os.environ.get(API_URL_ENV, ""), help=f"the app's base URL (${API_URL_ENV})")
-    group.add_argument("--function-key", default=os.environ.get(FUNCTION_KEY_ENV, ""),
-                       help=f"a function key of the app (${FUNCTION_KEY_ENV})")
+    group.add_argument("--api-scope", default="",
+                       help=f"the app registration's scope, api://<client id>/.default (${API_SCOPE_ENV})")
 
 
 class UpgradeApi:
-    """A thin client of /api/upgrades; the app's error answers come back as the project's errors."""
+    """A thin client of /api/upgrades; the app's error answers come back as the project's errors.
+    The first call says on stderr who the CLI acts as."""
 
-    def __init__(self, base_url: str, function_key: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, credential: ApiCredential, *, timeout: float = 30.0) -> None:
         if not base_url:
             raise InvalidInput("command line", "--api-url", f"give the app's URL (or set {API_URL_ENV})")
         self.base_url = base_url.rstrip("/")
-        self.function_key = function_key
+        self.credential = credential
         self.timeout = timeout
+        self._introduced = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> UpgradeApi:
-        return cls(args.api_url, args.function_key)
+        return cls(args.api_url, ApiCredential(args.api_scope))
 
     def call(self, method: str, path: str, body: object = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"}
-        if self.function_key:
-            headers["x-functions-key"] = self.function_key
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.credential.token()}"}
+        if not self._introduced:
+            self._introduced = True
+            print(f"acting as {self.credential.acting_as()}", file=sys.stderr)
         request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -77,9 +90,10 @@ def _api_error(status: int, raw: bytes) -> UpgradeError:
     if status == 400:
         return InvalidInput("request", body.get("field") or "(body)", message.split(": ", 2)[-1])
     if status == 401:
-        return NotAllowed(f"the app refused the function key (HTTP 401); give --function-key or ${FUNCTION_KEY_ENV}")
+        return NotSignedIn(f"the app did not accept the sign-in (HTTP 401): {message}; check --api-scope "
+                           f"(${API_SCOPE_ENV}) or ${ACCESS_TOKEN_ENV}")
     if status == 403:
-        return NotAllowed(message)
+        return NotAllowed(message, code=body.get("missingRole"))
     if status == 404:
         return NotFound(message)
     if status == 409:

@@ -130,10 +130,11 @@ def request_remediation(
 
 
 def remediation_request_from_http(
-    platform: Platform, segment: str, node: str, body: object, *, principal: str | None
+    platform: Platform, segment: str, node: str, body: object, *, actor: str
 ) -> RunRecord:
     """The POST /api/quarantine/{cluster}/{node}/remediate body: {kind, force?, clusterId?, requestedBy?}
-    (an empty body is an empty object). The actor is the signed-in principal, else ``requestedBy``."""
+    (an empty body is an empty object). ``actor`` is the signed-in caller; ``requestedBy`` (alerts'
+    request bodies carry it) is accepted and ignored: a body never names who acted."""
     body = {} if body is None else body
     if not isinstance(body, dict):
         raise InvalidInput("remediation request", "(body)", "must be a JSON object")
@@ -149,7 +150,6 @@ def remediation_request_from_http(
     if cluster_id is not None and not isinstance(cluster_id, str):
         raise InvalidInput("remediation request", "clusterId", "must be the cluster's ARM id")
     cluster = resolve_cluster(platform, segment, cluster_id)
-    actor = principal or str(body.get("requestedBy") or "http:function-key")[:200]
     return request_remediation(platform, cluster, unquote(node), kind, actor, force=force)
 
 

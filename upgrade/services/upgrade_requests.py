@@ -1,5 +1,5 @@
 """The HTTP API's upgrade requests: ``POST /api/upgrades`` (start a blue-green or rolling run) and
-``POST /api/upgrades/{id}/{decision}``, with their bodies validated and the audit actor chosen."""
+``POST /api/upgrades/{id}/{decision}``, with their bodies validated. The actor is always the signed-in caller the HTTP trigger passes in."""
 
 from __future__ import annotations
 
@@ -13,18 +13,9 @@ START_FIELDS = frozenset({"cluster", "pool", "targetVersion", "strategy", "optio
 STRATEGIES = ("blue-green", "rolling")
 
 
-def audit_actor(caller: str, claimed: object = None) -> str:
-    """Who the audit trail names: the authenticated caller (App Service authentication's principal,
-    else the function key's holder). Anyone holding the key can write any name in a body, so a
-    claimed ``actor`` is kept only as "on behalf of", never as who acted."""
-    caller = (caller or "anonymous").strip()
-    claimed = claimed.strip() if isinstance(claimed, str) else ""
-    return (caller if not claimed or claimed == caller else f"{caller} on behalf of {claimed}")[:200]
-
-
 def start_upgrade(platform: Platform, body: object, *, actor: str) -> RunRecord:
     """``POST /api/upgrades``: validate the body and start a blue-green or rolling run. ``actor``
-    is the authenticated caller; the body's ``actor`` is recorded as "on behalf of" (audit_actor)."""
+    is the signed-in caller; a body ``actor`` (older clients send one) is ignored, never recorded."""
     if not isinstance(body, Mapping):
         raise InvalidInput("upgrade request", "(body)", "must be a JSON object")
     unknown = sorted(set(body) - START_FIELDS)
@@ -43,7 +34,7 @@ def start_upgrade(platform: Platform, body: object, *, actor: str) -> RunRecord:
         raise InvalidInput("upgrade request", "actor", "must be a string")
     arguments = {"cluster": body["cluster"].strip(), "pool": body["pool"].strip(),
                  "target_version": body["targetVersion"].strip(), "options": dict(options),
-                 "actor": audit_actor(actor, body.get("actor"))}
+                 "actor": actor}
     if strategy == "rolling":
         from upgrade.services.rolling import start_rolling_run
 
@@ -54,9 +45,9 @@ def start_upgrade(platform: Platform, body: object, *, actor: str) -> RunRecord:
 
 
 def decide_from_request(platform: Platform, run_id: str, decision: str, body: object, *, actor: str) -> RunRecord:
-    """``POST /api/upgrades/{id}/{decision}`` with body ``{actor?, reason?, override?, whilePaused?}``;
-    ``actor`` is the authenticated caller, the body's ``actor`` only "on behalf of" (audit_actor);
-    ``override`` and ``whilePaused`` (approve only) say the operator means it (see bluegreen.decisions)."""
+    """``POST /api/upgrades/{id}/{decision}`` with body ``{reason?, override?, whilePaused?}``;
+    ``actor`` is the signed-in caller (a body ``actor`` is ignored, never recorded); ``override``
+    and ``whilePaused`` (approve only) say the operator means it (see bluegreen.decisions)."""
     body = body if body is not None else {}
     if not isinstance(body, Mapping):
         raise InvalidInput("decision request", "(body)", "must be a JSON object")
@@ -76,5 +67,5 @@ def decide_from_request(platform: Platform, run_id: str, decision: str, body: ob
         return override_window(platform, run_id, audit_actor(actor, body.get("actor")), body.get("reason") or "")
     from upgrade.services.decisions import decide
 
-    return decide(platform, run_id, decision, audit_actor(actor, body.get("actor")), body.get("reason") or "",
+    return decide(platform, run_id, decision, actor, body.get("reason") or "",
                   override=bool(body.get("override")), while_paused=bool(body.get("whilePaused")))

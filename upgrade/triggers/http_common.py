@@ -2,20 +2,39 @@
 
 Handlers stay ``parse -> service -> answer``: ``answers_errors`` turns the project's errors into
 one-line JSON answers (never a traceback), so no handler repeats the try/except.
+
+The caller is the principal App Service authentication (Easy Auth) validated and passed in the
+``X-MS-CLIENT-PRINCIPAL`` header; the platform drops that header from what clients send, so it
+cannot be forged through the front door. A request without it is refused (401), and so is every
+operator request in Azure while the platform says authentication is off (``WEBSITE_AUTH_ENABLED``):
+the app fails closed rather than believe a header nobody vouched for. Function keys name no one
+and grant nothing on these routes.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 
 import azure.functions as func
 
-from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, UpgradeError
+from upgrade.domain.identity import Principal, parse_client_principal
+from upgrade.errors import (
+    Conflict,
+    InvalidInput,
+    NotAllowed,
+    NotFound,
+    NotSignedIn,
+    PermanentError,
+    UpgradeError,
+)
 
-# Function keys name no person: App Service authentication's header does, when enabled.
-PRINCIPAL_HEADER = "x-ms-client-principal-name"
+PRINCIPAL_HEADER = "x-ms-client-principal"
+# Set by App Service on every instance in Azure; and whether its authentication is on.
+IN_AZURE_SETTING = "WEBSITE_INSTANCE_ID"
+AUTH_ENABLED_SETTING = "WEBSITE_AUTH_ENABLED"
 
 HttpHandler = Callable[[func.HttpRequest], func.HttpResponse]
 
@@ -34,8 +53,12 @@ def error_response(exc: UpgradeError) -> func.HttpResponse:
         body["field"] = exc.field
     elif isinstance(exc, NotFound):
         status = 404
+    elif isinstance(exc, NotSignedIn):
+        status = 401
     elif isinstance(exc, NotAllowed):
         status = 403
+        if exc.code:
+            body["missingRole"] = exc.code
     elif isinstance(exc, Conflict):
         status = 409
         if exc.code:
@@ -74,8 +97,19 @@ def json_body(req: func.HttpRequest) -> object:
         raise InvalidInput("request", "(body)", f"not JSON: {exc}") from exc
 
 
-def principal(req: func.HttpRequest) -> str | None:
-    """The signed-in caller's name, when App Service authentication is on (it sets this header and
-    drops one a client sends). The Python worker is not told which function key matched, so with
-    key auth alone nothing names the caller: the route records its generic actor instead."""
-    return req.headers.get(PRINCIPAL_HEADER) or None
+def caller(req: func.HttpRequest, role: str) -> Principal:
+    """The signed-in principal holding ``role``: NotSignedIn (401) without a trustworthy principal,
+    NotAllowed (403, naming the role) when it lacks the role."""
+    in_azure = bool(os.environ.get(IN_AZURE_SETTING))
+    if in_azure and os.environ.get(AUTH_ENABLED_SETTING, "").strip().lower() != "true":
+        raise NotSignedIn("App Service authentication is off on this app: operator routes stay closed "
+                          "until it is on (infra/modules/operator-auth.bicep)")
+    header = req.headers.get(PRINCIPAL_HEADER)
+    if not header:
+        raise NotSignedIn("no signed-in caller: send an Entra ID access token for the app "
+                          "(Authorization: Bearer ...); App Service authentication validates it")
+    try:
+        principal = parse_client_principal(header)
+    except InvalidInput as exc:
+        raise NotSignedIn(f"the client principal cannot be read: {exc.problem}") from exc
+    return principal.require(role)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from upgrade.triggers.http_common import answers_errors, json_body, json_response
+from upgrade.domain.identity import READ
+from upgrade.triggers.http_common import answers_errors, caller, json_body, json_response
 
-bp = func.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
+bp = func.Blueprint()
 
 
 @bp.function_name("preflight_upgrade")
-@bp.route(route="upgrades/preflight", methods=["POST"])
+@bp.route(route="upgrades/preflight", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)  # Upgrade.Read
 @answers_errors
 def preflight_upgrade(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.preflight import preflight_from_request
     from upgrade.wiring import platform
 
+    caller(req, READ)  # a what-if: it reads the cluster and changes nothing
     return json_response(preflight_from_request(platform(), json_body(req)))

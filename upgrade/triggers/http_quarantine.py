@@ -1,5 +1,6 @@
-"""HTTP routes under /api/quarantine (function-key auth): list findings, request a remediation,
-scan now (the timer's scan, on demand).
+"""HTTP routes under /api/quarantine (Entra ID through App Service authentication; Upgrade.Read to
+list, Upgrade.Operate to remediate or scan): list findings, request a remediation, scan now (the
+timer's scan, on demand).
 
 ``{cluster}`` is the cluster's name when exactly one allowed cluster has it (what an operator
 types); a body ``clusterId`` (the ARM id, which every quarantine alert's request carries) settles
@@ -11,44 +12,49 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from upgrade.domain.identity import OPERATE, READ
 from upgrade.triggers.http_common import (
     accepted_run_response,
     answers_errors,
+    caller,
     json_body,
     json_response,
-    principal,
 )
 
-bp = func.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
+bp = func.Blueprint()
+ANONYMOUS = func.AuthLevel.ANONYMOUS  # see http_upgrades: no function key
 
 
 @bp.function_name("remediate_quarantined_node")
-@bp.route(route="quarantine/{cluster}/{node}/remediate", methods=["POST"])
+@bp.route(route="quarantine/{cluster}/{node}/remediate", methods=["POST"], auth_level=ANONYMOUS)
 @answers_errors
 def remediate_quarantined_node(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.remediation import remediation_request_from_http
     from upgrade.wiring import platform
 
+    actor = caller(req, OPERATE).actor
     run = remediation_request_from_http(platform(), req.route_params["cluster"], req.route_params["node"],
-                                        json_body(req), principal=principal(req))
+                                        json_body(req), actor=actor)
     return accepted_run_response(run.to_public())
 
 
 @bp.function_name("list_quarantine")
-@bp.route(route="quarantine", methods=["GET"])
+@bp.route(route="quarantine", methods=["GET"], auth_level=ANONYMOUS)
 @answers_errors
 def list_quarantine(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.quarantine_scan import findings_from_query
     from upgrade.wiring import platform
 
+    caller(req, READ)
     return json_response({"findings": findings_from_query(platform(), req.params.get("cluster"))})
 
 
 @bp.function_name("scan_quarantine_now")
-@bp.route(route="quarantine/scan", methods=["POST"])
+@bp.route(route="quarantine/scan", methods=["POST"], auth_level=ANONYMOUS)
 @answers_errors
 def scan_quarantine_now(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.quarantine_scan import scans_from_request
     from upgrade.wiring import platform
 
-    return json_response(scans_from_request(platform(), req.params.get("cluster"), actor=principal(req) or "api"), 202)
+    actor = caller(req, OPERATE).actor
+    return json_response(scans_from_request(platform(), req.params.get("cluster"), actor=actor), 202)

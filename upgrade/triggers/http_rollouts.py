@@ -1,53 +1,60 @@
-"""HTTP routes under /api/rollouts (function-key auth): start, inspect and decide staged rollouts."""
+"""HTTP routes under /api/rollouts (Entra ID through App Service authentication; Upgrade.Read to
+inspect, Upgrade.Operate to start, pause, resume and abort, Upgrade.Approve to approve and skip):
+start, inspect and decide staged rollouts."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
-from upgrade.triggers.http_common import answers_errors, json_body, json_response, principal
-from upgrade.triggers.http_upgrades import API_ACTOR
+from upgrade.domain.identity import OPERATE, READ, ROLLOUT_DECISION_ROLES, role_for_decision
+from upgrade.triggers.http_common import answers_errors, caller, json_body, json_response
 
-bp = func.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
+bp = func.Blueprint()
+ANONYMOUS = func.AuthLevel.ANONYMOUS  # see http_upgrades: no function key
 
 
 @bp.function_name("start_rollout")
-@bp.route(route="rollouts", methods=["POST"])
+@bp.route(route="rollouts", methods=["POST"], auth_level=ANONYMOUS)
 @answers_errors
 def start_rollout(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.rollouts import public, start_rollout
     from upgrade.wiring import platform
 
-    run = start_rollout(platform(), json_body(req), actor=principal(req) or API_ACTOR)
+    actor = caller(req, OPERATE).actor
+    run = start_rollout(platform(), json_body(req), actor=actor)
     return json_response({**public(run), "statusUrl": f"/api/rollouts/{run.run_id}"}, 202)
 
 
 @bp.function_name("list_rollouts")
-@bp.route(route="rollouts", methods=["GET"])
+@bp.route(route="rollouts", methods=["GET"], auth_level=ANONYMOUS)
 @answers_errors
 def list_rollouts(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.rollouts import list_rollouts
     from upgrade.wiring import platform
 
+    caller(req, READ)
     return json_response(list_rollouts(platform(), limit=req.params.get("limit")))
 
 
 @bp.function_name("get_rollout")
-@bp.route(route="rollouts/{rollout_id}", methods=["GET"])
+@bp.route(route="rollouts/{rollout_id}", methods=["GET"], auth_level=ANONYMOUS)
 @answers_errors
 def get_rollout(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.rollouts import rollout_view
     from upgrade.wiring import platform
 
+    caller(req, READ)
     return json_response(rollout_view(platform(), req.route_params["rollout_id"]))
 
 
 @bp.function_name("decide_rollout")
-@bp.route(route="rollouts/{rollout_id}/{decision}", methods=["POST"])
+@bp.route(route="rollouts/{rollout_id}/{decision}", methods=["POST"], auth_level=ANONYMOUS)
 @answers_errors
 def decide_rollout(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.rollouts import decide_rollout, public
     from upgrade.wiring import platform
 
-    run = decide_rollout(platform(), req.route_params["rollout_id"], req.route_params["decision"], json_body(req),
-                         actor=principal(req) or API_ACTOR)
+    decision = req.route_params["decision"]
+    actor = caller(req, role_for_decision(decision, ROLLOUT_DECISION_ROLES)).actor
+    run = decide_rollout(platform(), req.route_params["rollout_id"], decision, json_body(req), actor=actor)
     return json_response(public(run))
