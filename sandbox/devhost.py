@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sandbox import ping_step
 from sandbox.devhost_config import REPO_ROOT, HostConfig, parse_overrides
 from sandbox.easy_auth import SandboxIssuer
 from upgrade.triggers.http_common import AUTH_ENABLED_SETTING
@@ -137,6 +138,7 @@ class DevHost:
         os.environ.update(self.app_settings)  # before the import, like the real host
         os.environ[AUTH_ENABLED_SETTING] = "True"  # as App Service sets it with authentication on
         self.functions = load_functions(self.app_ref)
+        ping_step.register()  # the sandbox's test step: the app's own registry has no such step
         for entry in self.functions.values():
             if entry.trigger_type == "queueTrigger":
                 connection_setting = entry.trigger.get("connection") or "AzureWebJobsStorage"

@@ -108,7 +108,7 @@ def test_sandbox_up_prints_every_endpoint_serves_them_and_stops_on_sigterm(sandb
     node = nodes.stdout.split()[-1].removeprefix("node/")
     remediate = Request(f"{endpoints['functionsUrl']}/api/quarantine/aks-seed-pdb/{node}/remediate",
                         data=json.dumps({"kind": "relax-pdb"}).encode(), method="POST",
-                        headers={"x-functions-key": endpoints["functionKey"]})
+                        headers={"Authorization": f"Bearer {endpoints['apiTokens']['operator']}"})
     with pytest.raises(HTTPError) as refused:
         urlopen(remediate, timeout=30)
     assert refused.value.code == 409 and "not cordoned" in json.loads(refused.value.read())["message"]

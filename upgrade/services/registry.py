@@ -30,9 +30,21 @@ class StepSpec:
 
 
 def _workflow_modules() -> list:
-    from upgrade.services import bluegreen, ping, quarantine_scan, remediation, rolling, rollouts
+    from upgrade.services import bluegreen, quarantine_scan, remediation, rolling, rollouts
 
-    return [ping, bluegreen, rolling, quarantine_scan, remediation, rollouts]
+    return [bluegreen, rolling, quarantine_scan, remediation, rollouts, *_added_workflows]
+
+
+# Workflows beyond the app's own, added by a host before it serves: only the sandbox's test step
+# (sandbox/ping_step.py). The app itself never adds one.
+_added_workflows: list = []
+
+
+def add_workflow(module: object) -> None:
+    """Register a further module's ``STEPS`` in this process (the registry is rebuilt)."""
+    if module not in _added_workflows:
+        _added_workflows.append(module)
+    step_registry.cache_clear()
 
 
 @cache

@@ -1,12 +1,17 @@
-"""The ``ping`` step: a harmless step that proves the queue loop end to end.
+"""The sandbox's ``ping`` step: a harmless step that proves the queue loop end to end.
 
 ``args.hops`` > 0 chains ``ping`` again (after ``args.delay`` seconds) so delays and chaining are
-exercised too; a run with ``args.fail`` set ends Failed, to exercise that path.
+exercised too; ``args.fail`` ends the run Failed and ``args.crash`` raises, to exercise those paths.
+It is test equipment: the dev host registers it (``register``), the app never does
+(tests/unit/test_step_registry.py checks the production registry).
 """
 
 from __future__ import annotations
 
+import sys
+
 from upgrade.domain.steps import Done, Failed, Next, Outcome
+from upgrade.services import registry
 from upgrade.services.registry import StepSpec
 from upgrade.services.step_runner import StepContext
 
@@ -30,3 +35,8 @@ def ping(ctx: StepContext) -> Outcome:
 
 
 STEPS = {"ping": StepSpec("ping", ping)}
+
+
+def register() -> None:
+    """Add ``ping`` to this process's step registry (the dev host does, before serving)."""
+    registry.add_workflow(sys.modules[__name__])
