@@ -38,6 +38,7 @@ def test_alerts_reach_the_topic_as_cloudevents_and_are_logged(caplog):
         "com.aksupgrade.node.quarantined", CLUSTER, "pools/np/nodes/n1", "error")
     assert event["data"]["blockers"] == [{"pod": "apps/a", "pdb": "apps/a-pdb"}]
     assert event["data"]["runId"] == "r1"
+    assert event["id"] == ALERT.event_id  # derived, so a re-published copy carries the same id
     [line] = [r.getMessage() for r in caplog.records if r.name == "upgrade.alerts"]
     assert '"type": "com.aksupgrade.node.quarantined"' in line
 

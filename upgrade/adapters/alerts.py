@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +27,7 @@ EVENT_SOURCE = "/aks-upgrade-functions"
 
 def alert_log_record(alert: Alert) -> dict[str, Any]:
     """The structured form of an alert: the CloudEvent's type plus its data."""
-    return {"type": alert.event_type, "dedupKey": alert.dedup_key, **alert.to_event_data()}
+    return {"type": alert.event_type, "id": alert.event_id, "dedupKey": alert.dedup_key, **alert.to_event_data()}
 
 
 def log_alert(alert: Alert) -> None:
@@ -57,7 +56,7 @@ def alert_to_cloud_event(alert: Alert) -> Any:
         type=alert.event_type,
         data=alert.to_event_data(),
         subject=subject or None,
-        id=str(uuid.uuid4()),
+        id=alert.event_id,
         extensions={"severity": alert.severity},
     )
 

@@ -24,7 +24,7 @@ def alert_failed(platform: Platform, run: RunRecord, message: StepMessage, reaso
     """The run.failed alert of a run that ended failed at ``message``'s step."""
     platform.alerts.publish(
         Alert(kind="run.failed", severity="error", cluster=run.cluster, pool=run.pool, run_id=run.run_id,
-              summary=f"{run.kind} run {run.run_id} on pool {run.pool or '(cluster)'} failed at "
+              step=message.step, attempt=message.attempt, summary=f"{run.kind} run {run.run_id} on pool {run.pool or '(cluster)'} failed at "
                       f"{message.step}: {reason}",
               details={"step": message.step, "kind": run.kind}, dedup_key=f"{run.run_id}:run.failed")
     )
@@ -91,7 +91,7 @@ def fail_run(platform: Platform, message: StepMessage, reason: str, *, outcome: 
             details["cleanup"] = cleanup
     platform.alerts.publish(
         Alert(kind="run.failed", severity="error", cluster=message.cluster, pool=message.pool,
-              run_id=message.run_id, summary=reason, details=details)
+              run_id=message.run_id, step=message.step, attempt=message.attempt, summary=reason, details=details)
     )
     return run
 

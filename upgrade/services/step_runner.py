@@ -32,8 +32,9 @@ is wrong and moved straight to the poison queue.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from upgrade.domain.model import ClusterRef, is_allowed_cluster
 from upgrade.domain.runs import FINAL_STATUSES, PARKED_STATUSES, HistoryEntry, RunRecord
@@ -54,6 +55,9 @@ from upgrade.services.outbox import outbox_for, send_outbox
 from upgrade.services.registry import StepSpec, step_registry
 from upgrade.services.run_failures import alert_failed, fail_run, fail_run_if_active
 from upgrade.services.windows import gate
+
+if TYPE_CHECKING:
+    from upgrade.domain.alerts import Alert
 
 log = logging.getLogger("upgrade.steps")
 
@@ -229,9 +233,34 @@ def _release_claim(platform: Platform, run: RunRecord) -> None:
         log.warning("claim of run %s not released (%s): a later copy waits for it to expire", run.run_id, exc)
 
 
+class _StepAlerts:
+    """The alert sink as a step sees it: each alert names the step's run, step and attempt, so a
+    retried or redelivered step publishes the same alert under the same id (Alert.event_id)."""
+
+    def __init__(self, sink: Any, message: StepMessage) -> None:
+        self._sink, self._message = sink, message
+
+    def publish(self, alert: Alert) -> bool:
+        return self._sink.publish(replace(alert, run_id=alert.run_id or self._message.run_id,
+                                          step=alert.step or self._message.step,
+                                          attempt=alert.attempt or self._message.attempt))
+
+
+class _StepPlatform:
+    """The platform with the step's alert sink; everything else is the platform's own."""
+
+    def __init__(self, platform: Platform, message: StepMessage) -> None:
+        self._platform = platform
+        self.alerts = _StepAlerts(platform.alerts, message)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._platform, name)
+
+
 def _execute(spec: StepSpec, ctx: StepContext, *, gated: bool = False) -> Outcome:
     """The step's outcome; ``gated``: a cluster-changing step waits for its maintenance window and a
     drain for its nodes' holds first (a read those checks make fails like the step's own)."""
+    ctx = replace(ctx, platform=_StepPlatform(ctx.platform, ctx.message))
     try:
         if gated:
             return gate(ctx, lambda: hold_gate(ctx, lambda: spec.handler(ctx)))
