@@ -239,7 +239,7 @@ class FakeAlertSink:
         return [a.kind for a in self.published]
 
 
-def unreachable(url: str, timeout: float) -> int:
+def unreachable(url: str, timeout: float, allowed_hosts: tuple[str, ...] = ()) -> int:
     """The default HTTP probe of a unit test: there is no network."""
     raise OSError(f"{url}: no network in unit tests")
 
@@ -272,7 +272,7 @@ class FakePlatform:
     aks_by_subscription: Mapping[str, Aks] = field(default_factory=dict)
     allowed_clusters: frozenset[str] | None = None
     policy: UpgradePolicy = field(default_factory=lambda: UpgradePolicy(defaults=PoolPolicy()))
-    http_status: Callable[[str, float], int] = unreachable
+    http_status: Callable[[str, float, tuple[str, ...]], int] = unreachable
     cluster_tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # ARM id -> tags (Resource Graph)
 
     def __post_init__(self) -> None:

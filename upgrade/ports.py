@@ -199,7 +199,8 @@ class Platform(Protocol):
 
     def cluster_search(self) -> ClusterSearch: ...
 
-    def http_status(self, url: str, timeout: float) -> int:
-        """GET ``url`` and return its HTTP status (a blue-green validation probe). Raises OSError
-        when it cannot be reached, NotAllowed for a URL or redirect that is not http(s), and
-        PermanentError for a malformed URL."""
+    def http_status(self, url: str, timeout: float, allowed_hosts: tuple[str, ...]) -> int:
+        """GET ``url`` and return its HTTP status (a blue-green validation probe), only where
+        upgrade.domain.probes allows with this allow-list. Raises OSError when it cannot be reached,
+        NotAllowed for a URL, redirect or resolved address the rules refuse, and PermanentError for
+        a malformed URL."""

@@ -77,10 +77,10 @@ class AzurePlatform:
                 self._kube[key] = kube_from_settings(self.settings, cluster)
             return self._kube[key]
 
-    def http_status(self, url: str, timeout: float) -> int:
+    def http_status(self, url: str, timeout: float, allowed_hosts: tuple[str, ...]) -> int:
         from upgrade.adapters.http_probe import http_status
 
-        return http_status(url, timeout)
+        return http_status(url, timeout, allowed_hosts)
 
     def cluster_search(self) -> ClusterSearch:
         with self._lock:

@@ -22,6 +22,7 @@ from tests.fakes import FakePlatform, SimulatedCrash
 from tests.unit.fake_cluster import FakeCluster
 from upgrade.domain.bluegreen import STEP_STATES
 from upgrade.domain.model import ClusterRef
+from upgrade.domain.policy import PoolPolicy, UpgradePolicy
 from upgrade.domain.pool_names import LOGICAL_TAG, RUN_TAG, green_name_candidates
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import StepMessage
@@ -197,6 +198,37 @@ def test_approval_then_commit():
     decide(platform, run.run_id, "approve", "carol")
     final = driver.run(run_id=run.run_id, until_status=("succeeded", "failed", "rolled-back"))
     assert final.status == "succeeded" and set(cluster.pools) == {"system", GREEN}
+
+
+ALICE = "alice@contoso.com (oid 0a11ce00-0000-4000-8000-000000000001)"
+
+
+@pytest.mark.parametrize(("four_eyes", "approver", "allowed"), [
+    (False, ALICE, True),  # off by default: the starter may approve
+    (True, "Alice Renamed (oid 0A11CE00-0000-4000-8000-000000000001)", False),  # same object id, new name
+    (True, "bob@contoso.com (oid b0b00000-0000-4000-8000-000000000002)", True),
+])
+def test_four_eyes_policy_keeps_the_starter_from_approving_the_commit(four_eyes, approver, allowed):
+    # GIVEN a run started by alice that waits for approval, on a pool whose policy may ask for four eyes
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    platform.policy = UpgradePolicy(defaults=PoolPolicy(fourEyes=four_eyes))
+    run = start_bluegreen_run(platform, cluster=CLUSTER.arm_id, pool="blue", target_version="1.31.2",
+                              options={**FAST, "approval": {"required": True}}, actor=ALICE)
+    driver = Driver(platform)
+    assert driver.run(run_id=run.run_id).status == "awaiting-decision"
+    # WHEN the approver approves
+    if not allowed:
+        with pytest.raises(NotAllowed, match="four-eyes"):
+            decide(platform, run.run_id, "approve", approver)
+        # THEN the run still waits, nothing decided
+        waiting = platform.runs.get(run.run_id)
+        assert waiting.status == "awaiting-decision" and not waiting.facts.get("decisions")
+        return
+    decide(platform, run.run_id, "approve", approver)
+    # THEN the commit goes ahead
+    final = driver.run(run_id=run.run_id, until_status=("succeeded", "failed", "rolled-back"))
+    assert final.status == "succeeded" and final.facts["decisions"][0]["actor"] == approver
 
 
 def test_failed_validation_rolls_back_automatically_fails_the_run_and_alerts():
@@ -505,16 +537,39 @@ def test_custom_checks_and_http_probes_take_part_in_validation():
     try:
         cluster = scenario3()
         platform = make_platform(cluster)
-        platform.http_status = lambda url, timeout: 200
+        platform.policy = UpgradePolicy(defaults=PoolPolicy(probeHosts=("shop.example",)))
+        platform.http_status = lambda url, timeout, allowed: 200
         run = start(platform, {"validation": {"customChecks": ["orders-flowing"],
-                                              "httpProbes": [{"url": "http://shop.example/health"}]}})
+                                              "httpProbes": [{"url": "https://shop.example/health"}]}})
         final = Driver(platform).run(run_id=run.run_id)
     finally:
         bluegreen.CUSTOM_CHECKS.pop("orders-flowing")
     assert final.status == "failed" and "no orders in 5 minutes" in final.reason
     assert calls and calls[0] == (f"aks-{GREEN}-0", f"aks-{GREEN}-1")
     checks = {c["name"]: c["passed"] for c in final.facts["validation"]["checks"]}
-    assert checks["http http://shop.example/health"] is True and checks["custom orders-flowing"] is False
+    assert checks["http https://shop.example/health"] is True and checks["custom orders-flowing"] is False
+
+
+@pytest.mark.parametrize(("url", "hosts", "words"), [
+    ("http://shop.example/health", ("shop.example",), "plain http only to an in-cluster service name"),
+    ("https://shop.example/health", (), "not on the pool policy's probeHosts allow-list"),
+    ("https://169.254.169.254/latest", ("169.254.169.254",), "cloud metadata or platform address"),
+    ("https://127.0.0.1/", ("127.0.0.1",), "loopback address"),
+    ("http://web.shop.svc.cluster.local/ready", (), "not on the pool policy's probeHosts allow-list"),
+])
+def test_a_probe_url_the_policy_refuses_is_never_fetched(url, hosts, words):
+    # GIVEN a pool policy's probe allow-list and a run whose probe URL it refuses
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    platform.policy = UpgradePolicy(defaults=PoolPolicy(probeHosts=hosts))
+    asked = []
+    platform.http_status = lambda *args: asked.append(args) or 200
+    run = start(platform, {"validation": {"readyTimeoutMinutes": 1, "httpProbes": [{"url": url}]}})
+    # WHEN the run reaches validation THEN the probe fails at once saying why, and nothing was fetched
+    final = Driver(platform).run(run_id=run.run_id)
+    check = next(c for c in final.facts["validation"]["checks"] if c["name"] == f"http {url}")
+    assert (check["passed"], check["pending"]) == (False, False) and words in check["reason"], check
+    assert asked == [] and final.status == "failed"
 
 
 # ---- a permanent error in every state -------------------------------------------------------------
@@ -650,18 +705,20 @@ def _raises(error: Exception):
 
 
 @pytest.mark.parametrize(("probe", "pending", "text"), [
-    (_answers(503), True, "answered 503, expected 200"),
+    (_answers(503), True, "expected 200"),
     (_raises(ConnectionRefusedError(111, "Connection refused")), True, "unreachable: [Errno 111] Connection refused"),
     (_raises(TimeoutError("timed out")), True, "unreachable: timed out"),
-    (_raises(NotAllowed("https://shop.example/health redirects to 'file:///etc/passwd': probes speak http and "
-                        "https only, not file")), False, "refused: https://shop.example/health redirects to"),
-], ids=["wrong-status", "connection-refused", "timeout", "redirect-off-http"])
+    (_raises(NotAllowed("https://shop.example/health redirects elsewhere: probe URL 'http://169.254.169.254/': "
+                        "169.254.169.254 is a cloud metadata or platform address")), False,
+     "refused: https://shop.example/health redirects elsewhere"),
+], ids=["wrong-status", "connection-refused", "timeout", "redirect-to-metadata"])
 def test_a_failing_http_probe_fails_validation_and_rolls_back(probe, pending, text):
     # GIVEN a run whose validation probes the shop's health URL on green, and the probe fails
     cluster = scenario3()
     platform = make_platform(cluster)
+    platform.policy = UpgradePolicy(defaults=PoolPolicy(probeHosts=("*.example",)))
     asked = []
-    platform.http_status = lambda url, timeout: asked.append((url, timeout)) or probe(url, timeout)
+    platform.http_status = lambda url, timeout, allowed: asked.append((url, timeout, allowed)) or probe(url, timeout)
     run = start(platform, {"validation": {"readyTimeoutMinutes": 1,
                                           "httpProbes": [{"url": "https://shop.example/health"}]}})
     # WHEN the run reaches validation
@@ -672,7 +729,8 @@ def test_a_failing_http_probe_fails_validation_and_rolls_back(probe, pending, te
     assert (check["passed"], check["pending"]) == (False, pending) and text in check["reason"]
     assert final.status == "failed" and text in final.reason and "rolled back" in final.reason
     assert set(cluster.pools) == {"system", "blue"} and platform.alerts.kinds() == ["run.failed"]
-    assert all(url == "https://shop.example/health" and timeout <= 10 for url, timeout in asked)
+    assert all(url == "https://shop.example/health" and timeout <= 10 and allowed == ("*.example",)
+               for url, timeout, allowed in asked)
     # waiting is worth it only when the answer may change: a refused probe is asked once
     assert (len(asked) > 1) is pending
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 
 from upgrade.errors import InvalidInput, NotAllowed
@@ -24,8 +25,9 @@ APPROVE = "Upgrade.Approve"
 ROLES = (READ, OPERATE, APPROVE)
 
 # What each decision on a run needs: Approve for the ones that end blue or green for good.
-# ("approve" is the commit: it deletes the blue pool.)
-DECISION_ROLES = {"approve": APPROVE, "rollback": APPROVE,
+# ("approve" is the commit: it deletes the blue pool; "override-window" lets a run act outside
+# its maintenance windows, an acceptance of risk like an approval.)
+DECISION_ROLES = {"approve": APPROVE, "rollback": APPROVE, "override-window": APPROVE,
                   "pause": OPERATE, "resume": OPERATE, "abort": OPERATE}
 
 ROLE_CLAIMS = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
@@ -34,6 +36,7 @@ NAME_CLAIMS = ("name", "preferred_username", "upn",
                "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
                "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn")
 MAX_HEADER_CHARS = 32_000
+_OBJECT_ID_IN_ACTOR = re.compile(r"\(oid ([^)\s]+)\)$")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,19 @@ class Principal:
             held = ", ".join(sorted(self.roles)) or "none"
             raise NotAllowed(f"{self.actor} lacks the app role {role} (holds: {held})", code=role)
         return self
+
+
+# Decisions on a staged rollout: approve lets it past a gate and skip passes a cluster or stage by.
+ROLLOUT_DECISION_ROLES = {"approve": APPROVE, "skip": APPROVE, "pause": OPERATE, "resume": OPERATE, "abort": OPERATE}
+
+
+def same_person(actor: str, other: str) -> bool:
+    """Whether two recorded actors are one caller: by object id when both carry one (names change),
+    else by the whole text (a policy or system actor)."""
+    ids = [_OBJECT_ID_IN_ACTOR.search(a or "") for a in (actor, other)]
+    if ids[0] and ids[1]:
+        return ids[0].group(1).lower() == ids[1].group(1).lower()
+    return (actor or "").strip() == (other or "").strip()
 
 
 def role_for_decision(decision: str, roles: dict[str, str] = DECISION_ROLES) -> str:

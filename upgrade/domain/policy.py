@@ -179,6 +179,11 @@ class PoolPolicy(_Strict):
     holds: HoldPolicy = Field(default_factory=HoldPolicy)
     # How often a rolling or remediation run looks at a pool operation in progress.
     poll_seconds: float = Field(30.0, alias="pollSeconds", ge=0.5, le=600)
+    # Hosts blue-green HTTP probes may reach ("name" or "*.suffix"); empty refuses every probe
+    # (upgrade.domain.probes has the rest of the rules).
+    probe_hosts: tuple[str, ...] = Field((), alias="probeHosts", max_length=100)
+    # Four-eyes: the approver of a blue-green commit must not be the one who started the run.
+    four_eyes: bool = Field(False, alias="fourEyes")
 
     @field_validator("blue_green")
     @classmethod

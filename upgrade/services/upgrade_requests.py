@@ -64,7 +64,7 @@ def decide_from_request(platform: Platform, run_id: str, decision: str, body: ob
     from upgrade.services.windows import OVERRIDE_DECISION, override_window
 
     if decision == OVERRIDE_DECISION:
-        return override_window(platform, run_id, audit_actor(actor, body.get("actor")), body.get("reason") or "")
+        return override_window(platform, run_id, actor, body.get("reason") or "")
     from upgrade.services.decisions import decide
 
     return decide(platform, run_id, decision, actor, body.get("reason") or "",

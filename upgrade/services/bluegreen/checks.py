@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from upgrade.domain.model import ClusterRef
+from upgrade.domain.probes import url_refusal
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.validation import (
     BlueOrigin,
@@ -79,16 +81,24 @@ def run_validation(ctx: StepContext) -> ValidationReport:
 
 
 def _http_probe(ctx: StepContext, url: str, expected: int) -> CheckResult:
+    """Only the status and the time it took are reported, never what the server sent."""
     name = f"http {url}"
+    assert ctx.run is not None
+    allowed = ctx.platform.policy.for_pool(ctx.cluster, ctx.run.pool).probe_hosts
+    why = url_refusal(url, allowed)
+    if why:  # the policy refuses the URL itself: waiting cannot help
+        return CheckResult(name, False, f"refused: {why}")
+    started = time.monotonic()
     try:
-        status = ctx.platform.http_status(url, HTTP_PROBE_TIMEOUT_SECONDS)
+        status = ctx.platform.http_status(url, HTTP_PROBE_TIMEOUT_SECONDS, allowed)
     except OSError as exc:  # refused, timed out, no route: the service may still come up on green
         return CheckResult(name, False, f"unreachable: {exc}", pending=True)
-    except PermanentError as exc:  # a URL or redirect the probe will not follow: waiting cannot help
+    except PermanentError as exc:  # a redirect or address the probe will not follow: waiting cannot help
         return CheckResult(name, False, f"refused: {exc}")
+    took = f"{(time.monotonic() - started) * 1000:.0f} ms"
     if status != expected:
-        return CheckResult(name, False, f"answered {status}, expected {expected}", pending=True)
-    return CheckResult(name, True, f"answered {status}")
+        return CheckResult(name, False, f"answered {status} in {took}, expected {expected}", pending=True)
+    return CheckResult(name, True, f"answered {status} in {took}")
 
 
 def _custom_check(name: str, check_ctx: CheckContext) -> CheckResult:

@@ -17,6 +17,7 @@ from upgrade.domain.bluegreen import (
     decisions_allowed,
     next_state,
 )
+from upgrade.domain.identity import same_person
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import StepMessage
 from upgrade.errors import Conflict, InvalidInput, NotAllowed
@@ -49,6 +50,8 @@ def decide(platform: Platform, run_id: str, decision: str, actor: str, reason: s
         field = "override" if override else "whilePaused"
         raise InvalidInput("decision request", field, f"applies to approve only, not to {decision}")
     actor = (actor or "anonymous")[:200]
+    if decision == "approve":
+        _check_four_eyes(platform, run_id, actor)
     for _ in range(5):  # a step may write the run meanwhile: read again and re-decide
         run = platform.runs.get(run_id)
         if run.kind != KIND:
@@ -137,3 +140,14 @@ def _check_approval(run: RunRecord, *, override: bool, while_paused: bool) -> bo
         raise Conflict(f"run {run.run_id}'s validation failed ({validation.get('summary') or 'see its facts'}): "
                        "approve commits it only with override, recorded as an override")
     return failed
+
+
+def _check_four_eyes(platform: Platform, run_id: str, approver: str) -> None:
+    """With the pool policy's ``fourEyes``, whoever started the run may not approve its commit."""
+    run = platform.runs.get(run_id)
+    if not platform.policy.for_pool(run.cluster, run.pool).four_eyes:
+        return
+    starter = next((h.actor for h in platform.runs.history(run_id) if h.outcome == "started"), "")
+    if same_person(starter, approver):
+        raise NotAllowed(f"four-eyes policy on {run.pool}: {approver} started run {run_id} and may not also "
+                         "approve its commit; another approver must")
