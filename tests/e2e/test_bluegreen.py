@@ -306,8 +306,8 @@ def test_bad_input_gets_a_clear_4xx(scenario3):
     ]:
         got, answer = host.request("POST", path, body=body)
         assert got == status, (path, answer)
-    # the run list shows the run; without the function key the API refuses
+    # the run list shows the run; without a signed-in caller (the function key alone) the API refuses
     got, listed = host.request("GET", "/api/upgrades")
     assert got == 200 and run_id in [r["id"] for r in listed["runs"]]
-    assert host.request("GET", "/api/upgrades", with_key=False)[0] == 401
+    assert host.request("GET", "/api/upgrades", identity=None)[0] == 401
     assert host.request("POST", f"/api/upgrades/{run_id}/abort", body={"actor": "e2e"})[0] == 200
