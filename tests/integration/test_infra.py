@@ -386,6 +386,15 @@ _FAKE_AZD = """#!/bin/sh
 printf '%s\\n' "$*" >> "$FAKE_AZD_LOG"
 """
 
+# Entra ID as the operator-app hook sees it: no app registration yet; creating one answers its id.
+_FAKE_AZ_AD = """#!/bin/sh
+printf '%s\\n' "$*" >> "$FAKE_AZ_LOG"
+case "$*" in
+  "ad app create"*) echo 0a0a0a0a-1111-4222-8333-444444444444 ;;
+esac
+"""
+OPERATOR_APP_ID = "0a0a0a0a-1111-4222-8333-444444444444"
+
 
 def _run_preprovision(tmp_path: Path, policy: str | None) -> tuple[subprocess.CompletedProcess, list[str]]:
     import sys
@@ -395,8 +404,12 @@ def _run_preprovision(tmp_path: Path, policy: str | None) -> tuple[subprocess.Co
     fake_azd = bin_dir / "azd"
     fake_azd.write_text(_FAKE_AZD)
     fake_azd.chmod(fake_azd.stat().st_mode | stat.S_IEXEC)
+    fake_az = bin_dir / "az"
+    fake_az.write_text(_FAKE_AZ_AD)
+    fake_az.chmod(fake_az.stat().st_mode | stat.S_IEXEC)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHON": sys.executable,
-           "FAKE_AZD_LOG": str(tmp_path / "azd.log"), "TARGET_CLUSTER_IDS": json.dumps(CLUSTER_IDS)}
+           "FAKE_AZD_LOG": str(tmp_path / "azd.log"), "FAKE_AZ_LOG": str(tmp_path / "az.log"),
+           "TARGET_CLUSTER_IDS": json.dumps(CLUSTER_IDS), "AZURE_ENV_NAME": "dev"}
     env.pop("UPGRADE_POLICY_FILE", None)
     if policy is not None:
         (tmp_path / "policy.json").write_text(policy)
@@ -419,9 +432,22 @@ def test_preprovision_stores_the_policy_file_in_the_azd_environment(tmp_path, po
     completed, azd_calls = _run_preprovision(tmp_path, policy)
     # THEN the policy is stored, compact, as the UPGRADE_POLICY main.parameters.json reads
     assert completed.returncode == 0, completed.stderr
-    assert azd_calls == [f"env set UPGRADE_POLICY {stored}"]
+    assert azd_calls == [f"env set UPGRADE_POLICY {stored}", f"env set OPERATOR_APP_CLIENT_ID {OPERATOR_APP_ID}"]
     parameters = json.loads((INFRA_DIR / "main.parameters.json").read_text())["parameters"]
     assert parameters["upgradePolicy"]["value"] == "${UPGRADE_POLICY}"
+    assert parameters["operatorAppClientId"]["value"] == "${OPERATOR_APP_CLIENT_ID}"
+
+
+def test_preprovision_registers_the_operator_app_with_its_roles(tmp_path):
+    # GIVEN no app registration yet WHEN the hook runs
+    completed, _ = _run_preprovision(tmp_path, None)
+    assert completed.returncode == 0, completed.stderr
+    az_calls = (tmp_path / "az.log").read_text().splitlines()
+    # THEN it creates one, gives it the api:// identifier, v2 tokens and the roles file, and its service principal
+    assert az_calls[1].startswith("ad app create --display-name aks-upgrade-operators-dev")
+    assert az_calls[2] == (f"ad app update --id {OPERATOR_APP_ID} --identifier-uris api://{OPERATOR_APP_ID} "
+                           f"--app-roles @{APP_ROLES_JSON} --set api.requestedAccessTokenVersion=2")
+    assert az_calls[-1] == f"ad sp create --id {OPERATOR_APP_ID} --output none"
 
 
 @pytest.mark.parametrize(("policy", "error"), [
