@@ -1,4 +1,6 @@
-// Custom role with exactly the AKS control-plane (ARM) actions the app calls, no more.
+// Custom role with exactly the AKS control-plane (ARM) actions the app calls, no more:
+// tests/integration/test_arm_role.py derives them from the adapter's real requests against the
+// emulator and fails when this list and those requests differ either way.
 // Role definitions live at subscription (or management-group) level in Azure RBAC, so this
 // module deploys at subscription scope; the definition grants nothing by itself, and its
 // assignableScopes limit it to the resource groups of the target clusters. The assignments are
@@ -11,7 +13,6 @@ param assignableScopes array
 // The AKS operations the app performs, with the SDK call each one serves.
 var agentPoolOperatorActions = [
   'Microsoft.ContainerService/managedClusters/read' // managed_clusters.get: version, pools, upgrade state
-  'Microsoft.ContainerService/managedClusters/upgradeProfiles/read' // managed_clusters.get_upgrade_profile
   'Microsoft.ContainerService/managedClusters/listClusterUserCredential/action' // kubeconfig (server + CA) for the Kubernetes API
   'Microsoft.ContainerService/managedClusters/maintenanceConfigurations/read' // maintenance_configurations.list_by_managed_cluster: windows
   'Microsoft.ContainerService/managedClusters/agentPools/read' // agent_pools.get / list
@@ -19,8 +20,6 @@ var agentPoolOperatorActions = [
   'Microsoft.ContainerService/managedClusters/agentPools/delete' // agent_pools.begin_delete: blue or green pool at commit / rollback
   'Microsoft.ContainerService/managedClusters/agentPools/upgradeProfiles/read' // agent_pools.get_upgrade_profile
   'Microsoft.ContainerService/managedClusters/agentPools/deleteMachines/action' // agent_pools.begin_delete_machines: quarantined node
-  'Microsoft.ContainerService/managedClusters/agentPools/abort/action' // agent_pools.begin_abort_latest_operation
-  'Microsoft.ContainerService/managedClusters/agentPools/upgradeNodeImageVersion/action' // agent_pools.begin_upgrade_node_image_version
 ]
 
 resource agentPoolOperatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
