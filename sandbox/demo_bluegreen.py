@@ -45,7 +45,7 @@ def play_rollback(ctx: DemoContext) -> None:
     ctx.expect(run["status"] == "awaiting-decision", f"the run did not wait for a decision: {run['status']}")
     ctx.step(f"the operator decides to roll back: POST /api/upgrades/{run['id']}/rollback")
     status, body = ctx.request("POST", f"/api/upgrades/{run['id']}/rollback",
-                               body={"actor": "demo", "reason": "the operator prefers blue after validation"})
+                               body={"reason": "the operator prefers blue after validation"})
     ctx.expect(status in (200, 202), f"rollback refused: HTTP {status} {body}")
     run = ctx.follow_run(run["id"], until=FINAL, tables_at=_with_table)
     ctx.step(f"final (5B): run {run['status']}: {run['reason']}")
@@ -62,7 +62,7 @@ def start(ctx: DemoContext, *, approval: bool) -> dict[str, Any]:
     options = {**DEMO_OPTIONS, **({"approval": {"required": True}} if approval else {})}
     status, run = ctx.request("POST", "/api/upgrades", body={
         "cluster": ctx.cluster_id, "pool": BLUE, "targetVersion": "1.31", "strategy": "blue-green",
-        "options": options, "actor": "demo"})
+        "options": options})
     ctx.expect(status == 202, f"start refused: HTTP {status} {run}")
     ctx.console.print(f"POST /api/upgrades -> 202 {run['id']} ({BLUE} -> {run['targetVersion']}, "
                       f"approval {'required' if approval else 'not required'})")

@@ -90,7 +90,7 @@ def test_every_step_survives_duplicates_and_crashes_and_the_run_ends_as_a_clean_
     # WHEN a blue-green run goes down the commit path, or rolls back at the approval timeout
     status, body = host.request("POST", "/api/upgrades", body={
         "cluster": cluster.arm_id, "pool": "blue", "targetVersion": "1.31", "strategy": "blue-green",
-        "options": {**FAST, **options}, "actor": "drill"})
+        "options": {**FAST, **options}})
     assert status == 202, body
     run_id = body["id"]
     run = wait_status(host, run_id, timeout=90)

@@ -20,10 +20,12 @@ import pytest
 
 from sandbox.aks_emulator.scenarios import seed_bluegreen, seed_pdb, seed_rolling
 from sandbox.devhost_config import REPO_ROOT
+from sandbox.easy_auth import ADMIN
 from tests.e2e.rolling_support import POOL, Sandbox, policy_json, upgrade_outside_the_product
 from tests.e2e.test_bluegreen import FAST
 from tests.integration.conftest_emulator import FAST_TIME_SCALE
-from upgrade.cli.status import API_URL_ENV, FUNCTION_KEY_ENV
+from upgrade.cli.common import ACCESS_TOKEN_ENV
+from upgrade.cli.status import API_URL_ENV
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +93,7 @@ def stage(stages, mode) -> Stage:
 def cli(stage, mode, tmp_path):
     """Run ``python -m upgrade ARGS`` with only the API URL and credential, 60 columns wide."""
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO_ROOT), "HOME": str(tmp_path), "COLUMNS": "60",
-           API_URL_ENV: stage.host.url, FUNCTION_KEY_ENV: stage.host.function_key, **MODES[mode]}
+           API_URL_ENV: stage.host.url, ACCESS_TOKEN_ENV: stage.host.token(ADMIN), **MODES[mode]}
 
     def upgrade(*args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "upgrade", *args], cwd=tmp_path, env=env,
