@@ -31,7 +31,7 @@ FAST = {"drainBatchSize": "1", "batchSoakMinutes": 0, "finalSoakMinutes": 0.02, 
 FINAL = tuple(sorted(FINAL_STATUSES))
 
 
-CLUSTERS = 8  # one fresh seed-bluegreen cluster per test below
+CLUSTERS = 9  # one fresh seed-bluegreen cluster per test below
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,16 @@ class PortCall:
     call: Callable[[ContainerServiceAks, ClusterRef, Any], Any]
 
 
+def _create_green(aks: ContainerServiceAks, cluster: ClusterRef) -> None:
+    """Create a pool the way blue-green creates green: blue's ARM properties, cloned."""
+    from upgrade.domain.bluegreen import pool_arm_properties
+    from upgrade.domain.pool_clone import green_properties
+
+    blue = aks.get_pool(cluster, POOL)
+    aks.begin_create_pool(cluster, GREEN + "c", green_properties(
+        pool_arm_properties(blue), count=1, target_version=blue.orchestrator_version, tags={}))
+
+
 def _machines(emu: Any, cluster: ClusterRef) -> list[str]:
     nodes = emu.cluster(cluster.arm_id).kube.nodes(POOL)
     return [nodes[0]["metadata"]["name"]]
@@ -118,6 +128,7 @@ PORT_CALLS = [
         c, replace(pool := aks.get_pool(c, POOL), count=pool.count + 1), if_match=pool.etag)),
     PortCall("begin_put_pool", lambda aks, c, emu: aks.begin_put_pool(
         c, AgentPool(name=GREEN, mode="User", count=1, orchestrator_version=aks.get_cluster_version(c)))),
+    PortCall("begin_create_pool", lambda aks, c, emu: _create_green(aks, c)),
     PortCall("begin_delete_machines", lambda aks, c, emu: aks.begin_delete_machines(c, POOL, _machines(emu, c))),
     PortCall("begin_delete_pool", lambda aks, c, emu: aks.begin_delete_pool(c, GREEN)),
 ]
