@@ -65,7 +65,8 @@ def test_the_encoded_principal_reads_back():
 
 
 @pytest.mark.parametrize(("decision", "role"), [
-    ("approve", APPROVE), ("rollback", APPROVE), ("pause", OPERATE), ("resume", OPERATE), ("abort", OPERATE)])
+    ("approve", APPROVE), ("rollback", APPROVE), ("override-window", APPROVE), ("pause", OPERATE),
+    ("resume", OPERATE), ("abort", OPERATE)])
 def test_each_decision_needs_its_role(decision, role):
     assert role_for_decision(decision) == role
     others = parse_client_principal(encode_client_principal("d", "oid-d", [r for r in (READ, OPERATE, APPROVE)
