@@ -106,8 +106,7 @@ class PortCall:
 
 def _create_green(aks: ContainerServiceAks, cluster: ClusterRef) -> None:
     """Create a pool the way blue-green creates green: blue's ARM properties, cloned."""
-    from upgrade.domain.bluegreen import pool_arm_properties
-    from upgrade.domain.pool_clone import green_properties
+    from upgrade.domain.pool_clone import green_properties, pool_arm_properties
 
     blue = aks.get_pool(cluster, POOL)
     aks.begin_create_pool(cluster, GREEN + "c", green_properties(
@@ -122,6 +121,7 @@ def _machines(emu: Any, cluster: ClusterRef) -> list[str]:
 PORT_CALLS = [
     PortCall("get_cluster_version", lambda aks, c, emu: aks.get_cluster_version(c)),
     PortCall("list_pools", lambda aks, c, emu: aks.list_pools(c)),
+    PortCall("list_maintenance_configurations", lambda aks, c, emu: aks.list_maintenance_configurations(c)),
     PortCall("get_pool", lambda aks, c, emu: aks.get_pool(c, POOL)),
     PortCall("available_upgrades", lambda aks, c, emu: aks.available_upgrades(c, POOL)),
     PortCall("begin_put_pool", lambda aks, c, emu: aks.begin_put_pool(
