@@ -20,6 +20,7 @@ var agentPoolOperatorActions = [
   'Microsoft.ContainerService/managedClusters/agentPools/delete' // agent_pools.begin_delete: blue or green pool at commit / rollback
   'Microsoft.ContainerService/managedClusters/agentPools/upgradeProfiles/read' // agent_pools.get_upgrade_profile
   'Microsoft.ContainerService/managedClusters/agentPools/deleteMachines/action' // agent_pools.begin_delete_machines: quarantined node
+  'Microsoft.ContainerService/managedClusters/agentPools/upgradeNodeImageVersion/action' // agent_pools.begin_upgrade_node_image_version: node-image-only upgrade
 ]
 
 resource agentPoolOperatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {

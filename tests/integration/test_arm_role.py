@@ -124,6 +124,8 @@ PORT_CALLS = [
     PortCall("list_maintenance_configurations", lambda aks, c, emu: aks.list_maintenance_configurations(c)),
     PortCall("get_pool", lambda aks, c, emu: aks.get_pool(c, POOL)),
     PortCall("available_upgrades", lambda aks, c, emu: aks.available_upgrades(c, POOL)),
+    PortCall("latest_node_image_version", lambda aks, c, emu: aks.latest_node_image_version(c, POOL)),
+    PortCall("begin_upgrade_node_image", lambda aks, c, emu: aks.begin_upgrade_node_image(c, POOL)),
     PortCall("begin_put_pool", lambda aks, c, emu: aks.begin_put_pool(
         c, replace(pool := aks.get_pool(c, POOL), count=pool.count + 1), if_match=pool.etag)),
     PortCall("begin_put_pool", lambda aks, c, emu: aks.begin_put_pool(
