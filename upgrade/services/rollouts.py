@@ -291,9 +291,7 @@ def decide_rollout(platform: Platform, rollout_id: str, decision: str, body: obj
     for key in ("reason", "cluster", "actor"):
         if key in body and not isinstance(body[key], str):
             raise InvalidInput("rollout decision", key, "must be a string")
-    from upgrade.services.upgrade_requests import audit_actor
-
-    actor = audit_actor(actor, body.get("actor"))
+    # ``actor`` is the signed-in caller; a body ``actor`` is accepted for older clients and ignored
     reason = body.get("reason") or ""
     for _ in range(5):
         run = _get(platform, rollout_id)
