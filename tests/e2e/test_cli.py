@@ -26,7 +26,7 @@ from upgrade.cli.status import API_URL_ENV
 
 pytestmark = pytest.mark.e2e
 
-CLUSTERS = 3
+CLUSTERS = 4  # one per test that takes a fresh cluster, and one the preflight tests only read
 STARTED = re.compile(r"^started (\S+): blue -> (\S+) \((\w[\w-]*)\)$", re.MULTILINE)
 
 
@@ -150,7 +150,7 @@ def test_abort_and_bad_input_through_the_cli(cli):
 def test_preflight_of_an_impossible_target_ends_refused_with_exit_2(cli_sandbox, target):
     host, _ = cli_sandbox
     env = {**os.environ, API_URL_ENV: host.url, ACCESS_TOKEN_ENV: host.token(ADMIN), "COLUMNS": "250"}
-    allowed = host.app_settings["ALLOWED_CLUSTERS"].split(",")[0]  # preflight only reads the cluster
+    allowed = host.app_settings["ALLOWED_CLUSTERS"].split(",")[-1]  # no test takes the last one: blue is intact
     done = subprocess.run([sys.executable, "-m", "upgrade", "preflight", "--cluster", allowed, "--pool", "blue",
                            "--target-version", target], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=60)
