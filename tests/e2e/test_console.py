@@ -26,12 +26,14 @@ import pytest
 
 from sandbox.aks_emulator.scenarios import seed_bluegreen
 from sandbox.devhost_config import REPO_ROOT
+from sandbox.easy_auth import Identity
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_bluegreen import FAST
 from tests.e2e.test_quarantine import quarantined_scenario2
 from tests.integration.conftest_emulator import FAST_TIME_SCALE
-from upgrade.cli.status import API_URL_ENV, FUNCTION_KEY_ENV
-from upgrade.console import APPROVE, OPERATE, READ
+from upgrade.cli.common import ACCESS_TOKEN_ENV
+from upgrade.cli.status import API_URL_ENV
+from upgrade.domain.identity import APPROVE, OPERATE, READ
 
 pytestmark = pytest.mark.e2e
 
@@ -40,8 +42,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS") or REPO_ROOT / "test-artifacts" / "console")
 STARTED = re.compile(r"^started (\S+): blue -> ", re.MULTILINE)
-OPERATOR = {"name": "olivia operator", "oid": "00000000-0000-0000-0000-00000000000a", "roles": [READ, OPERATE, APPROVE]}
-READER = {"name": "rita reader", "oid": "00000000-0000-0000-0000-00000000000b", "roles": [READ]}
+OPERATOR = Identity("olivia operator", "00000000-0000-0000-0000-00000000000a", (READ, OPERATE, APPROVE))
+READER = Identity("rita reader", "00000000-0000-0000-0000-00000000000b", (READ,))
 UI_TIMEOUT_MS = 60_000
 browser_log = logging.getLogger("browser")  # the page's console, in a failing test's report
 
@@ -50,32 +52,22 @@ if not Path(CHROMIUM).exists() and not os.environ.get("CI"):  # CI installs it (
                 ".ci/run installs it)", allow_module_level=True)
 
 
-def principal_header(who: dict) -> str:
-    """What App Service authentication hands the app for a signed-in caller (X-MS-CLIENT-PRINCIPAL)."""
-    import base64
-
-    claims = [{"typ": "name", "val": who["name"]},
-              {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": who["oid"]}]
-    claims += [{"typ": "roles", "val": role} for role in who["roles"]]
-    body = {"auth_typ": "aad", "name_typ": "name", "role_typ": "roles", "claims": claims}
-    return base64.b64encode(json.dumps(body).encode()).decode()
-
-
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """A factory of signed-in browser windows: ``browser(who)`` -> a Playwright page. Each caller
-    gets its own fresh Chromium profile; every page is closed after the module."""
+    """A factory of signed-in browser windows: ``browser(host, who)`` -> a Playwright page sending
+    ``who``'s bearer token from the dev host's stand-in for Entra ID (App Service authentication
+    turns it into the principal). Each caller gets its own fresh Chromium profile; every page is
+    closed after the module."""
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     contexts = []
     with sync_playwright() as playwright:
-        def open_page(who: dict, width: int = 1280):
+        def open_page(host, who: Identity, width: int = 1280):
             context = playwright.chromium.launch_persistent_context(
                 str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
                 args=CHROMIUM_ARGS, viewport={"width": width, "height": 900},
-                extra_http_headers={"x-ms-client-principal": principal_header(who),
-                                    "x-ms-client-principal-name": who["name"]})
+                extra_http_headers={"Authorization": f"Bearer {host.token(who)}"})
             context.set_default_timeout(UI_TIMEOUT_MS)
             contexts.append(context)
             page = context.new_page()
@@ -97,7 +89,7 @@ def shot(page, name: str) -> None:
 
 
 def run_cli(host, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, API_URL_ENV: host.url, FUNCTION_KEY_ENV: host.function_key, "COLUMNS": "250"}
+    env = {**os.environ, API_URL_ENV: host.url, ACCESS_TOKEN_ENV: host.token(OPERATOR), "COLUMNS": "250"}
     return subprocess.run([sys.executable, "-m", "upgrade", *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
@@ -128,7 +120,7 @@ def test_a_blue_green_run_started_from_the_cli_is_watched_and_approved_in_the_co
     assert done.returncode == 0, done.stderr
     run_id = STARTED.search(done.stdout).group(1)
     # WHEN the operator opens it in the console and watches until it asks for a decision
-    page = browser(OPERATOR)
+    page = browser(host, OPERATOR)
     page.goto(console_url(host, f"#/run/{run_id}"))
     seen: set[str] = set()
 
@@ -150,7 +142,7 @@ def test_a_blue_green_run_started_from_the_cli_is_watched_and_approved_in_the_co
     assert page.get_by_text("Decision due in").is_visible()
     shot(page, "console-run")
     # AND a Reader looking at the same run has no action button
-    reader = browser(READER)
+    reader = browser(host, READER)
     reader.goto(console_url(host, f"#/run/{run_id}"))
     reader.get_by_text("allow no actions on a run").wait_for()
     assert action_buttons(reader) == []
@@ -164,7 +156,7 @@ def test_a_blue_green_run_started_from_the_cli_is_watched_and_approved_in_the_co
     page.locator("[data-testid=run-status]", has_text="succeeded").wait_for(timeout=120_000)
     run = _api(host, f"/api/upgrades/{run_id}")
     assert run["status"] == "succeeded", run["reason"]
-    assert any(OPERATOR["name"] in row["actor"] for row in run["timeline"]), "the approval names the operator"
+    assert any(row["actor"] == OPERATOR.actor for row in run["timeline"]), "the approval names the operator"
     shot(page, "console-run-committed")
     # AND the runs list finds it by cluster, pool and status, and not under another status
     page.goto(console_url(host, "#/runs"))
@@ -184,7 +176,7 @@ def test_scenario_2s_finding_is_remediated_from_the_console_and_a_reader_has_no_
     [node1] = scenario2.quarantined()
     host = scenario2.host
     # WHEN a Reader opens the quarantine view
-    reader = browser(READER, width=420)  # a narrow window
+    reader = browser(host, READER, width=420)  # a narrow window
     reader.goto(console_url(host, "#/quarantine"))
     finding = reader.locator(f"article.finding[data-node='{node1}']")
     finding.wait_for()
@@ -197,7 +189,7 @@ def test_scenario_2s_finding_is_remediated_from_the_console_and_a_reader_has_no_
     assert "kubectl" in finding.locator("pre").first.inner_text()
     shot(reader, "console-finding-narrow")
     # WHEN the operator opens it and requests relax-pdb, and confirms
-    page = browser(OPERATOR)
+    page = browser(host, OPERATOR)
     page.goto(console_url(host, "#/quarantine"))
     finding = page.locator(f"article.finding[data-node='{node1}']")
     finding.wait_for()
@@ -231,7 +223,7 @@ def test_a_rollout_blocked_at_its_gate_shows_stages_cards_and_the_verdict_and_is
     status, started = host.request("POST", "/api/rollouts", body={"name": "fleet", "stages": stages(ids, threshold=2)})
     assert status == 202, started
     # WHEN the operator opens it in the console and it stops at the staging gate
-    page = browser(OPERATOR)
+    page = browser(host, OPERATOR)
     page.goto(console_url(host, f"#/rollout/{started['id']}"))
     page.locator("[data-testid=rollout-status]", has_text="gate-blocked").wait_for(timeout=240_000)
     # THEN the stages are columns, the clusters cards, and the blocked gate's verdict names the node
@@ -245,7 +237,7 @@ def test_a_rollout_blocked_at_its_gate_shows_stages_cards_and_the_verdict_and_is
     assert quarantined and all(node in verdict for node in quarantined)
     shot(page, "console-rollout")
     # AND a Reader sees it without any action button
-    reader = browser(READER)
+    reader = browser(host, READER)
     reader.goto(console_url(host, f"#/rollout/{started['id']}"))
     reader.get_by_text("allow no actions on a rollout").wait_for()
     assert action_buttons(reader) == []

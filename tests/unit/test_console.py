@@ -10,7 +10,8 @@ import pytest
 
 from tests.fakes import FakePlatform
 from tests.unit.fake_cluster import CLUSTER, FakeCluster
-from upgrade.console import APPROVE, OPERATE, READ, caller_view, console_file
+from upgrade.console import caller_view, console_file
+from upgrade.domain.identity import APPROVE, OPERATE, READ, parse_client_principal
 from upgrade.domain.model import QUARANTINE_LABEL, QUARANTINE_VALUE, Node, Pod
 from upgrade.domain.node_states import at_version, node_state, pods_to_move
 from upgrade.domain.runs import RunRecord
@@ -101,17 +102,27 @@ def test_the_page_references_only_files_the_app_serves():
 
 
 def principal(roles, name="ana") -> str:
-    claims = [{"typ": "name", "val": name}] + [{"typ": "roles", "val": r} for r in roles]
+    claims = [{"typ": "name", "val": name}, {"typ": "oid", "val": "oid-ana"}] + [{"typ": "roles", "val": r} for r in roles]
     return base64.b64encode(json.dumps({"name_typ": "name", "role_typ": "roles", "claims": claims}).encode()).decode()
 
 
-@pytest.mark.parametrize(("headers", "allowed"), [
-    ({"X-MS-CLIENT-PRINCIPAL": principal([READ])}, set()),
-    ({"x-ms-client-principal": principal([READ, OPERATE])}, {"pause", "resume", "abort", "remediate"}),
-    ({"x-ms-client-principal": principal([APPROVE])}, {"approve", "rollback", "rolloutApprove"}),
-    ({"x-ms-client-principal": "not base64 json"}, set()),
-    ({}, {"approve", "rollback", "pause", "resume", "abort", "remediate", "rolloutApprove"}),
-], ids=["reader", "operator", "approver", "unreadable", "function-key"])
-def test_me_tells_the_page_which_actions_the_roles_allow(headers, allowed):
-    view = caller_view(headers)
+@pytest.mark.parametrize(("roles", "allowed"), [
+    ([READ], set()),
+    ([READ, OPERATE], {"pause", "resume", "abort", "remediate"}),
+    ([APPROVE], {"approve", "rollback", "rolloutApprove"}),
+    ([], set()),
+], ids=["reader", "operator", "approver", "no-roles"])
+def test_me_tells_the_page_which_actions_the_roles_allow(roles, allowed):
+    view = caller_view(parse_client_principal(principal(roles)))
     assert {action for action, may in view["actions"].items() if may} == allowed
+    assert (view["name"], view["objectId"], view["roles"]) == ("ana", "oid-ana", sorted(roles))
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-ms-client-principal": "not base64 json"}], ids=["none", "unreadable"])
+def test_me_without_a_readable_principal_is_401(headers):
+    import azure.functions as func
+
+    from upgrade.triggers import http_console
+
+    request = func.HttpRequest(method="GET", url="http://localhost/api/me", headers=headers, body=b"")
+    assert http_console.get_me.build().get_user_function()(request).status_code == 401

@@ -126,9 +126,12 @@ def test_every_http_route_refuses_a_caller_without_the_role_before_doing_anythin
     from upgrade import wiring
 
     monkeypatch.setattr(wiring, "platform", lambda: pytest.fail("the route reached the platform"))
-    routes = list(_http_functions())
+    # (the console's static files hold no data; /api/me answers any signed-in caller, roles or not)
+    routes = [r for r in _http_functions() if r[0] != "console_files"]
     assert len(routes) >= 7
     for name, trigger, handler in routes:
+        if name == "get_me" and principal:
+            continue
         params = {"run_id": "r", "decision": "approve", "cluster": "c", "node": "n"}
         request = func.HttpRequest(method=trigger["methods"][0], url=f"http://localhost/api/{trigger['route']}",
                                    headers={"x-ms-client-principal": principal} if principal else {},

@@ -97,9 +97,9 @@ def json_body(req: func.HttpRequest) -> object:
         raise InvalidInput("request", "(body)", f"not JSON: {exc}") from exc
 
 
-def caller(req: func.HttpRequest, role: str) -> Principal:
-    """The signed-in principal holding ``role``: NotSignedIn (401) without a trustworthy principal,
-    NotAllowed (403, naming the role) when it lacks the role."""
+def caller(req: func.HttpRequest, role: str | None) -> Principal:
+    """The signed-in principal holding ``role`` (None: any signed-in principal): NotSignedIn (401)
+    without a trustworthy principal, NotAllowed (403, naming the role) when it lacks the role."""
     in_azure = bool(os.environ.get(IN_AZURE_SETTING))
     if in_azure and os.environ.get(AUTH_ENABLED_SETTING, "").strip().lower() != "true":
         raise NotSignedIn("App Service authentication is off on this app: operator routes stay closed "
@@ -112,4 +112,4 @@ def caller(req: func.HttpRequest, role: str) -> Principal:
         principal = parse_client_principal(header)
     except InvalidInput as exc:
         raise NotSignedIn(f"the client principal cannot be read: {exc.problem}") from exc
-    return principal.require(role)
+    return principal if role is None else principal.require(role)

@@ -1,15 +1,15 @@
 """The operator's console: its static files (GET /api/console/...) and who the caller is (GET /api/me).
 
 The files hold no data: everything the page shows comes from the API routes, under their own
-authentication. In Azure, App Service authentication guards every path of the app, these too;
-with function keys alone, the page sends the ``code`` it was opened with on to the API.
+authentication and app roles. In Azure, App Service authentication guards every path of the app,
+these too.
 """
 
 from __future__ import annotations
 
 import azure.functions as func
 
-from upgrade.triggers.http_common import answers_errors, json_response
+from upgrade.triggers.http_common import answers_errors, caller, json_response
 
 bp = func.Blueprint()
 
@@ -31,9 +31,9 @@ def console_files(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("get_me")
-@bp.route(route="me", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="me", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)  # any signed-in caller
 @answers_errors
 def get_me(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.console import caller_view
 
-    return json_response(caller_view(dict(req.headers)))
+    return json_response(caller_view(caller(req, None)))

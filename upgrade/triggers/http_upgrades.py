@@ -69,10 +69,11 @@ def list_upgrades(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("get_upgrade_nodes")
-@bp.route(route="upgrades/{run_id}/nodes", methods=["GET"])
+@bp.route(route="upgrades/{run_id}/nodes", methods=["GET"], auth_level=ANONYMOUS)
 @answers_errors
 def get_upgrade_nodes(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.run_nodes import run_nodes
     from upgrade.wiring import platform
 
+    caller(req, READ)
     return json_response(run_nodes(req.route_params["run_id"], platform()))
