@@ -3,7 +3,6 @@
 "use strict";
 
 const params = new URLSearchParams(location.search);
-const KEY = params.get("code"); // function-key deployments only; under Entra ID the session cookie does it
 const POLL_MS = 1000 * Math.max(1, Number(params.get("poll")) || 3);
 const FINAL = new Set(["succeeded", "failed", "rolled-back", "aborted"]);
 const STATUSES = ["running", "awaiting-decision", "paused", "stuck", "succeeded", "failed", "rolled-back", "aborted"];
@@ -40,7 +39,6 @@ function fill(el, ...children) { el.replaceChildren(...h("div", {}, ...children)
 
 async function api(path, options = {}) {
   const headers = {"Accept": "application/json", ...(options.body ? {"Content-Type": "application/json"} : {})};
-  if (KEY) headers["x-functions-key"] = KEY;
   const response = await fetch(path, {...options, headers, credentials: "same-origin"});
   const text = await response.text();
   let body = null;
