@@ -274,6 +274,7 @@ class FakePlatform:
     policy: UpgradePolicy = field(default_factory=lambda: UpgradePolicy(defaults=PoolPolicy()))
     http_status: Callable[[str, float, tuple[str, ...]], int] = unreachable
     cluster_tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # ARM id -> tags (Resource Graph)
+    fleets: Mapping[str, Any] = field(default_factory=dict)  # subscription id -> Fleet fake
 
     def __post_init__(self) -> None:
         if self.allowed_clusters is None:
@@ -287,6 +288,12 @@ class FakePlatform:
 
     def cluster_search(self) -> FakeClusterSearch:
         return FakeClusterSearch(self.cluster_tags)
+
+    def fleet(self, subscription_id: str) -> Any:
+        for subscription, fleet in self.fleets.items():
+            if subscription.lower() == subscription_id.lower():
+                return fleet
+        raise KeyError(f"no fake Fleet for subscription {subscription_id}")
 
     def aks(self, cluster: ClusterRef) -> Aks:
         for subscription, aks in self.aks_by_subscription.items():

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from upgrade.domain.alerts import Alert
+from upgrade.domain.fleet import FleetGate, GateRef, UpdateStage
 from upgrade.domain.model import AgentPool, ClusterRef, Node, Pdb, PdbManifest, Pod, Workload
 from upgrade.domain.policy import UpgradePolicy
 from upgrade.domain.runs import HistoryEntry, RunRecord
@@ -175,6 +176,18 @@ class ClusterSearch(Protocol):
         (Azure Resource Graph)."""
 
 
+class Fleet(Protocol):
+    """Azure Kubernetes Fleet Manager gates of one subscription."""
+
+    def get_gate(self, gate: GateRef) -> FleetGate: ...
+
+    def update_run_stages(self, update_run: str) -> list[UpdateStage]:
+        """The stages of an update run (its ARM id), with each group's member clusters."""
+
+    def complete_gate(self, found: FleetGate) -> None:
+        """Set the gate Completed if it is unchanged since read (Conflict otherwise)."""
+
+
 class Platform(Protocol):
     """What the services get from the wiring: ports, built lazily once per worker, and the two
     settings every service consults (the allow-list and the upgrade policy)."""
@@ -198,6 +211,8 @@ class Platform(Protocol):
     def aks(self, cluster: ClusterRef) -> Aks: ...
 
     def cluster_search(self) -> ClusterSearch: ...
+
+    def fleet(self, subscription_id: str) -> Fleet: ...
 
     def http_status(self, url: str, timeout: float, allowed_hosts: tuple[str, ...]) -> int:
         """GET ``url`` and return its HTTP status (a blue-green validation probe), only where

@@ -17,7 +17,7 @@ from upgrade.domain.policy import UpgradePolicy
 from upgrade.settings import Settings, current_settings
 
 if TYPE_CHECKING:
-    from upgrade.ports import Aks, AlertSink, ClusterSearch, Kube, RunStore, StateStore, StepQueue
+    from upgrade.ports import Aks, AlertSink, ClusterSearch, Fleet, Kube, RunStore, StateStore, StepQueue
 
 
 class SystemClock:
@@ -34,6 +34,7 @@ class AzurePlatform:
         self._lock = threading.Lock()
         self._kube: dict[str, Kube] = {}
         self._aks: dict[str, Aks] = {}
+        self._fleet: dict[str, Fleet] = {}
         self._search: ClusterSearch | None = None
 
     @property
@@ -98,6 +99,15 @@ class AzurePlatform:
 
                 self._aks[key] = aks_from_settings(self.settings, cluster.subscription_id)
             return self._aks[key]
+
+    def fleet(self, subscription_id: str) -> Fleet:
+        key = subscription_id.lower()
+        with self._lock:
+            if key not in self._fleet:
+                from upgrade.adapters.fleet import fleet_from_settings
+
+                self._fleet[key] = fleet_from_settings(self.settings, subscription_id)
+            return self._fleet[key]
 
 
 @cache

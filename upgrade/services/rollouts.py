@@ -27,9 +27,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from upgrade.domain.alerts import SEVERITIES, Alert
+from upgrade.domain.alerts import Alert
 from upgrade.domain.model import ClusterRef
-from upgrade.domain.quarantine import AlertState, alert_state_partition
 from upgrade.domain.rollouts import (
     POLLED_STATUSES,
     ClusterEvidence,
@@ -49,6 +48,7 @@ from upgrade.domain.steps import Done, Outcome, Retry, StepMessage
 from upgrade.domain.versions import normalize_version, same_version
 from upgrade.errors import Conflict, InvalidInput, NotFound
 from upgrade.ports import Platform
+from upgrade.services.health_gate import gate_evidence
 from upgrade.services.outbox import create_run, outbox_for, send_after_write
 from upgrade.services.registry import StepSpec
 
@@ -185,37 +185,6 @@ def _cluster_step(platform: Platform, cluster: str, entry: dict[str, Any], targe
     return entry, True
 
 
-def gate_evidence(platform: Platform, run: RunRecord, clusters: Sequence[str]) -> dict[str, ClusterEvidence]:
-    """What the health gate looks at for each cluster: cordoned or quarantined nodes still there
-    (read live), failed workload validation of the rollout's own runs (a blue-green run's), and the
-    node alerts still open (the quarantine alert states: an entry is removed when resolved)."""
-    from upgrade.services.quarantine_scan import read_cordoned, rolling_upgrade_facts
-
-    found = {}
-    for cluster in clusters:
-        ref = ClusterRef.parse(cluster)
-        reading = read_cordoned(platform.kube(ref), ref, pool_facts=rolling_upgrade_facts(platform, ref))
-        findings = tuple(f"node {f.node} of pool {f.pool} {f.condition}"
-                         + (f" (pod {', '.join(f'{b.pod} held by PDB {b.pdb}' for b in f.blockers)})" if f.blockers else "")
-                         for f in reading.findings)
-        failed_validation = []
-        for pool, run_id in (run.facts.get("clusters", {}).get(cluster, {}).get("runs") or {}).items():
-            validation = platform.runs.get(run_id).facts.get("validation") or {}
-            if validation.get("passed") is False:
-                failed_validation.append(f"pool {pool}: {validation.get('summary', 'failed')}")
-        alerts = []
-        for _, value in platform.state.list(alert_state_partition(ref)):
-            try:
-                state = AlertState.from_storage(value)
-            except (KeyError, ValueError):
-                continue
-            if state.severity in SEVERITIES:
-                alerts.append((state.severity, f"node {state.node} {state.condition}"))
-        found[cluster] = ClusterEvidence(cluster, open_findings=findings, validation_failed=tuple(failed_validation),
-                                         open_alerts=tuple(alerts))
-    return found
-
-
 def _poll_seconds(platform: Platform, run: RunRecord) -> float:
     return platform.policy.for_pool(run.cluster, None).poll_seconds
 
@@ -238,7 +207,7 @@ def tick(ctx: Any) -> Outcome:
     checked: list = []
 
     def evidence(asked: Sequence[str]) -> dict[str, ClusterEvidence]:
-        found = gate_evidence(platform, run, asked)
+        found = gate_evidence(platform, asked, lambda c: clusters.get(c, {}).get("runs") or {})
         checked.append(platform.clock.now())  # the gate's verdict is known from here
         return found
 

@@ -1,4 +1,5 @@
-"""Event Grid trigger: AKS system-topic events (``on_aks_event``)."""
+"""Event Grid trigger (``on_aks_event``): AKS system-topic events, and the Fleet Manager gate events of
+the Azure Resource Notifications AKS Resources system topic."""
 
 from __future__ import annotations
 
@@ -41,15 +42,34 @@ def event_as_dict(event: func.EventGridEvent) -> dict:
 @bp.event_grid_trigger(arg_name="event")
 def on_aks_event(event: func.EventGridEvent) -> None:
     from upgrade.domain.events import parse_events
+    from upgrade.domain.fleet import is_gate_event
     from upgrade.errors import InvalidInput
     from upgrade.services.event_reactions import react_to_events
     from upgrade.wiring import platform
 
+    payload = event_as_dict(event)
+    if is_gate_event(payload):
+        _on_fleet_gate_event(payload)
+        return
     try:
-        events = parse_events(event_as_dict(event))
+        events = parse_events(payload)
     except InvalidInput as exc:
         # Retrying a malformed event cannot help: log what was wrong and drop it.
         log.error("AKS event %s refused: %s", event.id, exc)
         return
     for reaction in react_to_events(events, platform()):
         log.info("AKS event reaction: %s", reaction)
+
+
+def _on_fleet_gate_event(payload: dict) -> None:
+    from upgrade.domain.fleet import parse_gate_event
+    from upgrade.errors import InvalidInput
+    from upgrade.services.fleet_gates import react_to_gate_event
+    from upgrade.wiring import platform
+
+    try:
+        gate_event = parse_gate_event(payload)
+    except InvalidInput as exc:
+        log.error("Fleet gate event %s refused: %s", payload.get("id"), exc)
+        return
+    log.info("Fleet gate event reaction: %s", react_to_gate_event(gate_event, platform()))

@@ -1,0 +1,73 @@
+"""Fleet Manager update-run gates approved by the health gate the rollouts use.
+
+On a gate event the gate is read from ARM (the event is only a signal). A gate that is not
+Pending is left alone, so a redelivered or late event changes nothing. For a Pending gate, the
+member clusters of the update-run stage or group it sits on are found from the update run; each
+must be in ALLOWED_CLUSTERS. The health gate (open quarantine findings or cordoned nodes, failed
+validation of each pool's newest run, open node alerts at or above ``error``) then decides:
+
+- it holds: the gate is set Completed (conditional on the eTag read), and the decision recorded;
+- it does not (or a cluster is not allow-listed, or none is found): the gate stays Pending, since
+  Fleet has no rejected state and no field for a reason, and the reason is recorded and alerted
+  (``fleet.gate-blocked``, deduplicated per gate and reason).
+
+Records: the state table, partition ``fleetgate``, a row per gate (``GateRef.record_key``) with the
+verdict, the reason, the clusters, the event id and when.
+"""
+
+from __future__ import annotations
+
+from upgrade.domain.alerts import Alert
+from upgrade.domain.fleet import GATE_DELETED, PENDING, FleetGate, GateEvent, gate_clusters
+from upgrade.domain.rollouts import HealthGate
+from upgrade.errors import Conflict
+from upgrade.ports import Platform
+from upgrade.services.health_gate import health_gate_failures, latest_runs
+
+RECORD_PARTITION = "fleetgate"
+
+
+def _record(platform: Platform, gate: FleetGate, event: GateEvent, verdict: str, reason: str,
+            clusters: list[str]) -> None:
+    value = {"gate": gate.gate.arm_id, "updateRun": gate.update_run, "stage": gate.stage, "group": gate.group,
+             "verdict": verdict, "reason": reason, "clusters": clusters, "eventId": event.id,
+             "checkedAt": platform.clock.now().isoformat()}
+    existing = platform.state.get(RECORD_PARTITION, gate.gate.record_key)
+    platform.state.put(RECORD_PARTITION, gate.gate.record_key, value, etag=existing[1] if existing else None)
+
+
+def react_to_gate_event(event: GateEvent, platform: Platform) -> str:
+    """Approve the gate when healthy, else leave it Pending with the reason recorded and alerted."""
+    if event.event_type == GATE_DELETED:
+        return f"gate {event.gate.arm_id} deleted with its update run: nothing to do"
+    fleet = platform.fleet(event.gate.subscription_id)
+    gate = fleet.get_gate(event.gate)
+    if gate.state != PENDING:
+        return f"gate {gate.gate.arm_id} is {gate.state}: nothing to do"
+    clusters = gate_clusters(fleet.update_run_stages(gate.update_run), gate.stage, gate.group)
+    allowed = {c.lower() for c in platform.allowed_clusters}
+    not_allowed = [c for c in clusters if c.lower() not in allowed]
+    where = f"stage {gate.stage}" + (f" group {gate.group}" if gate.group else "")
+    if not clusters:
+        reasons = [f"no member cluster found for {where} of {gate.update_run}"]
+    elif not_allowed:
+        reasons = [f"{c}: not in ALLOWED_CLUSTERS" for c in not_allowed]
+    else:
+        reasons = health_gate_failures(platform, HealthGate(), clusters, lambda c: latest_runs(platform, c))
+    if not reasons:
+        try:
+            fleet.complete_gate(gate)
+        except Conflict as exc:  # changed since read (completed or skipped meanwhile): its own event follows
+            return f"gate {gate.gate.arm_id} changed since read, left to its next event: {exc}"
+        reason = f"healthy: {len(clusters)} cluster(s) of {where}"
+        _record(platform, gate, event, "approved", reason, clusters)
+        return f"gate {gate.gate.arm_id} approved: {reason}"
+    reason = "; ".join(reasons)
+    _record(platform, gate, event, "blocked", reason, clusters)
+    platform.alerts.publish(Alert(
+        kind="fleet.gate-blocked", severity="error", cluster=clusters[0] if clusters else gate.update_run,
+        summary=f"Fleet gate {gate.display_name or gate.gate.name} ({where} of {gate.update_run}) left Pending: {reason}",
+        details={"gate": gate.gate.arm_id, "updateRun": gate.update_run, "stage": gate.stage, "group": gate.group,
+                 "clusters": clusters},
+        dedup_key=f"{gate.gate.record_key}:blocked:{reason}"))
+    return f"gate {gate.gate.arm_id} left Pending: {reason}"
