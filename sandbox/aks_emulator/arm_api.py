@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from werkzeug.wrappers import Request, Response
 
 from sandbox.aks_emulator.arm import PROVIDER, ArmError, ArmModel, EmulatedCluster, Operation
+from sandbox.aks_emulator.fleet import FleetModel
 from upgrade.adapters import arm_schema
 
 _SEGMENT = r"([^/]+)"
@@ -40,8 +41,12 @@ _CLUSTER = rf"{_SUBSCRIPTION}/resourceGroups/{_SEGMENT}/providers/{PROVIDER}/man
 _POOL = rf"{_CLUSTER}/agentPools/{_SEGMENT}"
 _MAINTENANCE = rf"{_CLUSTER}/maintenanceConfigurations"
 _LOCATION = rf"{_SUBSCRIPTION}/providers/{PROVIDER}/locations/{_SEGMENT}"
+_FLEET = rf"{_SUBSCRIPTION}/resourceGroups/{_SEGMENT}/providers/{PROVIDER}/fleets/{_SEGMENT}"
+_FLEET_PATH = re.compile(rf"^{_FLEET}(/|$)", re.IGNORECASE)
 
 _RESOURCE_GRAPH = "/providers/Microsoft.ResourceGraph/resources"
+# What azure-mgmt-containerservicefleet speaks (Fleet Manager resources).
+FLEET_API_VERSIONS = (arm_schema.FLEET_API_VERSION,)
 # What azure-mgmt-resourcegraph 8.0.1 speaks.
 RESOURCE_GRAPH_API_VERSIONS = ("2021-03-01",)
 # The one query shape the product sends (upgrade.adapters.resource_graph.tagged_clusters_query).
@@ -77,8 +82,10 @@ def _error(error: ArmError) -> Response:
 class ArmApp:
     """WSGI application serving `ArmModel` over ARM's REST shapes."""
 
-    def __init__(self, model: ArmModel, request_log: list[ArmRequest] | None = None) -> None:
+    def __init__(self, model: ArmModel, request_log: list[ArmRequest] | None = None,
+                 fleet: FleetModel | None = None) -> None:
         self.model = model
+        self.fleet = fleet
         self.request_log = request_log if request_log is not None else []
         self.routes: list[tuple[str, re.Pattern, Handler]] = []
         self._route("GET", rf"{_SUBSCRIPTION}/providers/{PROVIDER}/managedClusters", self.list_clusters)
@@ -101,6 +108,10 @@ class ArmApp:
         self._route("POST", rf"{_POOL}/deleteMachines", self.delete_machines)
         self._route("POST", rf"{_POOL}/upgradeNodeImageVersion", self.upgrade_node_image)
         self._route("GET", rf"{_LOCATION}/operations/{_SEGMENT}", self.get_operation_status)
+        if fleet is not None:
+            self._route("GET", rf"{_FLEET}/gates/{_SEGMENT}", self.get_gate)
+            self._route("PATCH", rf"{_FLEET}/gates/{_SEGMENT}", self.patch_gate)
+            self._route("GET", rf"{_FLEET}/updateRuns/{_SEGMENT}", self.get_update_run)
         self._route("GET", rf"{_LOCATION}/operationresults/{_SEGMENT}", self.get_operation_result)
 
     def _route(self, method: str, pattern: str, handler: Handler) -> None:
@@ -121,7 +132,9 @@ class ArmApp:
             return unauthorized
         graph = request.path.lower().startswith(_RESOURCE_GRAPH.lower())
         try:
-            _check_api_version(request, RESOURCE_GRAPH_API_VERSIONS if graph else self.model.api_versions)
+            offered = (RESOURCE_GRAPH_API_VERSIONS if graph else FLEET_API_VERSIONS if _FLEET_PATH.match(request.path)
+                       else self.model.api_versions)
+            _check_api_version(request, offered)
         except ArmError as error:
             return _error(error)
         path_matched = False
@@ -207,6 +220,30 @@ class ArmApp:
         body = self._pool_to_arm(request, cluster, pool)
         all_headers = {"ETag": f'"{body["properties"]["eTag"]}"', **(headers or {})}
         return _json(body, status, all_headers)
+
+    # ---- Fleet Manager gates and update runs --------------------------------------------------------
+    def _gate_response(self, request: Request, gate: object) -> Response:
+        assert self.fleet is not None
+        body = _as_version(request, arm_schema.GATE, self.fleet.gate_to_arm(gate))
+        return _json(body, 200, {"ETag": body["eTag"]})
+
+    def get_gate(self, request: Request, subscription_id: str, resource_group: str, fleet: str, gate: str) -> Response:
+        assert self.fleet is not None
+        return self._gate_response(request, self.fleet.gate(_fleet_child(request)))
+
+    def patch_gate(self, request: Request, subscription_id: str, resource_group: str, fleet: str, gate: str) -> Response:
+        """PATCH a gate's ``properties.state`` (Fleet answers 200 or 202; this one is done at once),
+        If-Match honoured."""
+        assert self.fleet is not None
+        body = self._body(request, arm_schema.GATE_PATCH)
+        found = self.fleet.patch_gate(_fleet_child(request), body, request.headers.get("If-Match"))
+        return self._gate_response(request, found)
+
+    def get_update_run(self, request: Request, subscription_id: str, resource_group: str, fleet: str,
+                       name: str) -> Response:
+        assert self.fleet is not None
+        run = self.fleet.update_run(_fleet_child(request))
+        return _json(_as_version(request, arm_schema.UPDATE_RUN, self.fleet.update_run_to_arm(run)))
 
     # ---- managed clusters -----------------------------------------------------------------------
     def resource_graph_query(self, request: Request) -> Response:
@@ -386,5 +423,11 @@ def _as_version(request: Request, body_model: str, body: dict) -> dict:
     return body if paths is None else arm_schema.drop_undefined(body, paths)
 
 
-def make_arm_app(model: ArmModel, request_log: list[ArmRequest] | None = None) -> ArmApp:
-    return ArmApp(model, request_log)
+def _fleet_child(request: Request) -> str:
+    """The ARM id of the Fleet resource the request names (its path without a trailing slash)."""
+    return request.path.rstrip("/")
+
+
+def make_arm_app(model: ArmModel, request_log: list[ArmRequest] | None = None,
+                 fleet: FleetModel | None = None) -> ArmApp:
+    return ArmApp(model, request_log, fleet)

@@ -149,10 +149,14 @@ class EventGridPublisher:
         """Queue one AKS event for every subscription; returns it in the Event Grid schema."""
         if not event_type.startswith(EVENT_TYPE_PREFIX):
             event_type = EVENT_TYPE_PREFIX + event_type
+        return self.publish_event(cluster_arm_id, cluster_name, event_type, data)
+
+    def publish_event(self, topic: str, subject: str, event_type: str, data: dict) -> dict:
+        """Queue one event of any system topic (a Fleet gate's too) for every subscription."""
         event = {
             "id": str(uuid.uuid4()),
-            "topic": cluster_arm_id,
-            "subject": cluster_name,
+            "topic": topic,
+            "subject": subject,
             "eventType": event_type,
             "eventTime": self.clock.now().isoformat().replace("+00:00", "Z"),
             "data": dict(data),

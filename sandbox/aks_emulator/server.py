@@ -20,6 +20,7 @@ from sandbox.aks_emulator.arm_api import ArmRequest, make_arm_app
 from sandbox.aks_emulator.clock import ScaledClock
 from sandbox.aks_emulator.eventgrid import EVENT_GRID_SCHEMA, EventGridPublisher, Subscription
 from sandbox.aks_emulator.faults import FaultInjector, FaultRegistry
+from sandbox.aks_emulator.fleet import FleetModel
 from sandbox.aks_emulator.kube_api import POLL_SECONDS, make_kube_app, make_serving_certificate
 from sandbox.serving import LoopbackServer
 
@@ -36,6 +37,8 @@ class Emulator:
         self.faults = FaultRegistry(fault_seed)
         self.events = EventGridPublisher(self.clock)
         self.arm = ArmModel(self.clock, token=self.token, on_rolling_event=self._publish_rolling_event)
+        # A minimal Fleet Manager: update runs, gates and their events (sandbox/aks_emulator/fleet.py).
+        self.fleet = FleetModel(self.clock, on_gate_event=self.events.publish_event)
         self.arm_url: str | None = None
         # Every ARM request received, in order (method, path, api-version, parsed body).
         self.arm_requests: list[ArmRequest] = []
@@ -51,7 +54,7 @@ class Emulator:
         if self._arm_server is not None:
             return self
         # Quiet servers: the emulator's callers count requests through `faults`.
-        arm_app = FaultInjector(make_arm_app(self.arm, self.arm_requests), "arm", self.faults)
+        arm_app = FaultInjector(make_arm_app(self.arm, self.arm_requests, self.fleet), "arm", self.faults)
         self._arm_server = LoopbackServer(arm_app, name="arm-api", host=HOST, poll_interval=POLL_SECONDS).start()
         self.arm_url = self._arm_server.url
         for cluster in self.clusters():

@@ -23,6 +23,8 @@ from typing import Any
 
 from azure.mgmt.containerservice import models as sdk
 from azure.mgmt.containerservice._configuration import ContainerServiceClientConfiguration
+from azure.mgmt.containerservicefleet import models as fleet_sdk
+from azure.mgmt.containerservicefleet._configuration import ContainerServiceFleetMgmtClientConfiguration
 
 # The preview api-version, used only for a pool whose policy sets a field the stable version lacks
 # (maxBlockedNodes): 2026-08-02-preview, the preview after 2026-08-01, which
@@ -93,7 +95,16 @@ PREVIEW_AGENT_POOL_ADDED: Mapping[str, str] = {
 }
 PREVIEW_AGENT_POOL_REMOVED: frozenset[str] = frozenset()
 
-_MODEL_BASE: type = next(k for k in sdk.AgentPool.__mro__ if k.__name__ == "Model")
+_MODEL_BASES: tuple[type, ...] = tuple(next(k for k in m.__mro__ if k.__name__ == "Model")
+                                       for m in (sdk.AgentPool, fleet_sdk.Gate))
+
+# Fleet Manager (azure-mgmt-containerservicefleet) speaks its own api-version; the bodies the
+# product reads or sends there.
+FLEET_API_VERSION = ContainerServiceFleetMgmtClientConfiguration("credential", "subscription").api_version
+GATE = "Gate"
+GATE_PATCH = "GatePatch"
+UPDATE_RUN = "UpdateRun"
+FLEET_MODELS = (GATE, GATE_PATCH, UPDATE_RUN)
 
 
 def _stable_api_version() -> str:
@@ -105,12 +116,13 @@ STABLE_API_VERSION = _stable_api_version()
 
 
 def _is_sdk_model(value: object) -> bool:
-    return isinstance(value, type) and issubclass(value, _MODEL_BASE)
+    return isinstance(value, type) and issubclass(value, _MODEL_BASES)
 
 
 def _rest_fields(model: type) -> Iterator[tuple[str, Any]]:
     """(rest name, type hint) of every rest field of ``model`` and its bases."""
-    hints = typing.get_type_hints(model, globalns={**vars(sdk), "_models": sdk})
+    models = fleet_sdk if model.__module__.startswith(fleet_sdk.__name__.rsplit(".", 1)[0]) else sdk
+    hints = typing.get_type_hints(model, globalns={**vars(models), "_models": models})
     for klass in reversed(model.__mro__):
         for attr, value in vars(klass).items():
             if not attr.startswith("_") and hasattr(value, "_rest_name_input"):
@@ -156,8 +168,16 @@ def stable_paths(body_model: str) -> Mapping[str, str]:
     return dict(_paths(getattr(sdk, body_model), "", ()))
 
 
+@cache
+def fleet_paths(body_model: str) -> Mapping[str, str]:
+    """Every property path the installed Fleet SDK's api-version defines under ``body_model``."""
+    return dict(_paths(getattr(fleet_sdk, body_model), "", ()))
+
+
 def defined_paths(api_version: str, body_model: str) -> Mapping[str, str] | None:
     """The paths ``api_version`` defines under ``body_model``; None for a version not described."""
+    if body_model in FLEET_MODELS:
+        return fleet_paths(body_model) if api_version == FLEET_API_VERSION else None
     if api_version == STABLE_API_VERSION:
         return stable_paths(body_model)
     if api_version == PREVIEW_API_VERSION and body_model in (AGENT_POOL, DELETE_MACHINES):
