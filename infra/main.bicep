@@ -16,6 +16,9 @@ param location string
 @description('ARM ids of the AKS clusters the app may act on (no trailing slash). Each one gets the agent-pool operator role and, after deploy, an Event Grid subscription.')
 param targetClusterIds array
 
+@description('ARM id of an Azure Kubernetes Fleet Manager whose update-run gates the app approves with its health gate; empty: none.')
+param fleetId string = ''
+
 @description('Name of the resource group to create; default rg-<environmentName>.')
 param resourceGroupName string = ''
 
@@ -237,6 +240,25 @@ module clusterAccess 'modules/cluster-access.bicep' = [for (clusterId, index) in
   }
 }]
 
+module fleetGateRole 'modules/fleet-gate-role.bicep' = if (!empty(fleetId)) {
+  name: 'fleet-gate-role-${resourceToken}'
+  params: {
+    roleName: 'AKS node upgrade Fleet gate approver (${environmentName}-${resourceToken})'
+    assignableScopes: empty(fleetId) ? [] : ['/subscriptions/${split(fleetId, '/')[2]}/resourceGroups/${split(fleetId, '/')[4]}']
+  }
+}
+
+module fleetAccess 'modules/fleet-access.bicep' = if (!empty(fleetId)) {
+  name: 'fleet-access-${resourceToken}'
+  scope: resourceGroup(empty(fleetId) ? subscription().subscriptionId : split(fleetId, '/')[2],
+    empty(fleetId) ? appResourceGroup.name : split(fleetId, '/')[4])
+  params: {
+    fleetName: last(split(fleetId, '/'))
+    principalId: identity.outputs.principalId
+    fleetGateRoleGuid: empty(fleetId) ? '' : fleetGateRole.outputs.roleGuid
+  }
+}
+
 output AZURE_LOCATION string = location
 output AZURE_RESOURCE_GROUP string = appResourceGroup.name
 output AZURE_FUNCTION_APP_ID string = functionApp.outputs.id
@@ -251,5 +273,6 @@ output APP_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output ALERTS_TOPIC_ID string = alertsTopic.outputs.id
 output ALERTS_TOPIC_ENDPOINT string = alertsTopic.outputs.endpoint
 output TARGET_CLUSTER_IDS array = targetClusterIds
+output FLEET_ID string = fleetId
 // The CLI's --api-scope (AKS_UPGRADE_API_SCOPE).
 output AKS_UPGRADE_API_SCOPE string = 'api://${operatorAppClientId}/.default'

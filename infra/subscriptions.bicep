@@ -14,6 +14,9 @@ param functionAppId string
 @description('ARM ids of the AKS clusters (main.bicep output TARGET_CLUSTER_IDS).')
 param targetClusterIds array
 
+@description('ARM id of the Fleet Manager whose update-run gates the app approves (main.bicep output FLEET_ID); empty: none.')
+param fleetId string = ''
+
 // The Event Grid trigger in function_app.py; tests/integration/test_infra.py checks the name.
 var eventHandlerFunctionName = 'on_aks_event'
 
@@ -26,6 +29,29 @@ var aksUpgradeEventTypes = [
   'Microsoft.ContainerService.NodePoolRollingSucceeded'
   'Microsoft.ContainerService.NodePoolRollingFailed'
 ]
+
+// The Fleet Manager gate events (Azure Resource Notifications, AKS Resources), to the same function.
+var fleetGateEventTypes = [
+  'Microsoft.ResourceNotifications.AKSResources.FleetGateCreated'
+  'Microsoft.ResourceNotifications.AKSResources.FleetGateUpdated'
+  'Microsoft.ResourceNotifications.AKSResources.FleetGateDeleted'
+]
+
+module fleetEvents 'modules/fleet-events.bicep' = if (!empty(fleetId)) {
+  name: 'fleet-events-${uniqueString(environmentName, fleetId)}'
+  // guarded: a conditional module's scope is still evaluated when fleetId is empty
+  scope: resourceGroup(empty(fleetId) ? subscription().subscriptionId : split(fleetId, '/')[2],
+    empty(fleetId) ? resourceGroup().name : split(fleetId, '/')[4])
+  params: {
+    fleetId: fleetId
+    functionAppId: functionAppId
+    eventHandlerFunctionName: eventHandlerFunctionName
+    eventTypes: fleetGateEventTypes
+    tags: {
+      'azd-env-name': environmentName
+    }
+  }
+}
 
 module clusterEvents 'modules/cluster-events.bicep' = [for (clusterId, index) in targetClusterIds: {
   name: 'cluster-events-${index}-${uniqueString(environmentName, clusterId)}'

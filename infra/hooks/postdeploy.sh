@@ -24,7 +24,8 @@ cat > "$work_dir/subscriptions.parameters.json" <<JSON
   "parameters": {
     "environmentName": { "value": "$AZURE_ENV_NAME" },
     "functionAppId": { "value": "$AZURE_FUNCTION_APP_ID" },
-    "targetClusterIds": { "value": $TARGET_CLUSTER_IDS }
+    "targetClusterIds": { "value": $TARGET_CLUSTER_IDS },
+    "fleetId": { "value": "${FLEET_ID:-}" }
   }
 }
 JSON
