@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from upgrade.domain.alerts import Alert
 from upgrade.domain.fleet import FleetGate, GateRef, UpdateStage
-from upgrade.domain.model import AgentPool, ClusterRef, Node, Pdb, PdbManifest, Pod, Workload
+from upgrade.domain.model import AgentPool, ClusterRef, Node, Pdb, PdbManifest, Pod, Scale, Workload
 from upgrade.domain.policy import UpgradePolicy
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import StepMessage
@@ -128,6 +128,13 @@ class Kube(Protocol):
         as stored by this write."""
 
     def list_workloads(self, *, namespace: str | None = None) -> list[Workload]: ...
+
+    def get_scale(self, kind: str, namespace: str, name: str) -> Scale:
+        """The scale subresource of a Deployment or a ReplicaSet. Raises NotFound."""
+
+    def replace_scale(self, kind: str, namespace: str, name: str, replicas: int, *, resource_version: str) -> Scale:
+        """Set the workload's replicas, only if its scale is still at ``resource_version`` (the API
+        server's precondition: raises Conflict otherwise). Returns the scale as stored."""
 
     def list_events(self, *, reasons: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Recent Kubernetes events (reason, message, object, time) as plain data."""

@@ -23,6 +23,8 @@ var kubernetesDataActions = [
   'Microsoft.ContainerService/managedClusters/apps/deployments/read' // blue-green: workloads and their readiness
   'Microsoft.ContainerService/managedClusters/apps/replicasets/read'
   'Microsoft.ContainerService/managedClusters/apps/statefulsets/read'
+  'Microsoft.ContainerService/managedClusters/apps/deployments/write' // update deployments/scale: remediation scale-out (no finer action exists)
+  'Microsoft.ContainerService/managedClusters/apps/replicasets/write' // update replicasets/scale: remediation scale-out
   'Microsoft.ContainerService/managedClusters/apps/daemonsets/read' // drain: is a DaemonSet pod orphaned
 ]
 

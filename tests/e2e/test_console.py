@@ -180,11 +180,11 @@ def test_scenario_2s_finding_is_remediated_from_the_console_and_a_reader_has_no_
     reader.goto(console_url(host, "#/quarantine"))
     finding = reader.locator(f"article.finding[data-node='{node1}']")
     finding.wait_for()
-    # THEN the finding names pod A, its PDB and budget, the three ways out with commands, and no button to act
+    # THEN the finding names pod A, its PDB and budget, the four ways out with commands, and no button to act
     text = finding.inner_text()
     assert "app-a" in text and "app-a-pdb" in text and "minAvailable 1" in text
     assert finding.locator(".option").evaluate_all("els => els.map(e => e.dataset.kind)") == [
-        "relax-pdb", "delete-pod", "replace-node"]
+        "scale-out", "relax-pdb", "delete-pod", "replace-node"]
     assert finding.get_by_role("button", name=re.compile("^Request")).count() == 0
     assert "kubectl" in finding.locator("pre").first.inner_text()
     shot(reader, "console-finding-narrow")

@@ -1,10 +1,11 @@
 """Scenario 2 end to end: AKS quarantines node 1 (pod A, PDB minAvailable 1); one timer scan
-later the operator has exactly one alert naming node 1, pod A, its PDB and the three ways out with
-complete commands; a second scan sends no duplicate. The scan does it alone when the app saw no
+later the operator has exactly one alert naming node 1, pod A, its PDB and the four ways out with
+complete commands (scale-out first); a second scan sends no duplicate. The scan does it alone when the app saw no
 AKS event, and adds nothing when the post-upgrade reconcile alerted first. Each remediation, requested over HTTP as the alert says, ends
 with every node at 1.31, no quarantine label, the pool back at 2 nodes, pod A running and a
-resolved notice. relax-pdb restores the original PDB even when the eviction fails after the
-relax. At scale, a scan costs 2 + (cordoned nodes) API calls, counted by the emulator."""
+resolved notice; scale-out also leaves pod A's Deployment at its original replica count, and
+leaves a count its owner changed meanwhile as they set it, with an alert. relax-pdb restores the
+original PDB even when the eviction fails after the relax. At scale, a scan costs 2 + (cordoned nodes) API calls, counted by the emulator."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sandbox.aks_emulator.scenarios import ClusterBuilder, seed_pdb
 from sandbox.easy_auth import OPERATOR
 from tests.e2e.conftest import wait_until
 from tests.e2e.rolling_support import (
+    APP_NAMESPACE,
     POOL,
     policy_json,
     start_sandbox,
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 
 
-APPROVAL = {"relax-pdb": "approval-required", "delete-pod": "approval-required", "replace-node": "approval-required"}
+APPROVAL = {"scale-out": "approval-required", "relax-pdb": "approval-required", "delete-pod": "approval-required", "replace-node": "approval-required"}
 
 
 # A placeholder an operator would have to fill in before pasting: "<node>", "<count>".
@@ -52,12 +54,12 @@ def scenario2(emulator, start_devhost, aks_client, alerts_receiver):
     return quarantined_scenario2(emulator, start_devhost, aks_client, alerts_receiver)
 
 
-def assert_names_node1_pod_a_its_pdb_and_three_complete_options(alert: dict, node1: str) -> None:
+def assert_names_node1_pod_a_its_pdb_and_four_complete_options(alert: dict, node1: str) -> None:
     assert alert["node"] == node1 and alert["pool"] == POOL
     [blocker] = alert["blockers"]
     assert blocker["pod"].startswith("apps/app-a") or "app-a" in blocker["pod"]
     assert blocker["pdb"].endswith("/app-a-pdb") and blocker["minAvailable"] == "1"
-    assert [o["kind"] for o in alert["options"]] == ["relax-pdb", "delete-pod", "replace-node"]
+    assert [o["kind"] for o in alert["options"]] == ["scale-out", "relax-pdb", "delete-pod", "replace-node"]
     for option in alert["options"]:
         assert option["command"] and not PLACEHOLDER.search(option["command"]), option
         assert option["request"]["path"].endswith(f"/{node1}/remediate")
@@ -69,7 +71,7 @@ def assert_names_node1_pod_a_its_pdb_and_three_complete_options(alert: dict, nod
     # The post-upgrade reconcile alerted first: the scans add no second alert.
     pytest.param(True, id="after-the-post-upgrade-reconcile"),
 ])
-def test_one_alert_names_node_pod_pdb_and_three_options_and_a_second_scan_adds_none(
+def test_one_alert_names_node_pod_pdb_and_four_options_and_a_second_scan_adds_none(
         emulator, start_devhost, aks_client, alerts_receiver, subscribed):
     # GIVEN Scenario 2 after its upgrade, node 1 quarantined with pod A
     scenario2 = quarantined_scenario2(emulator, start_devhost, aks_client, alerts_receiver, subscribed=subscribed)
@@ -78,17 +80,22 @@ def test_one_alert_names_node_pod_pdb_and_three_options_and_a_second_scan_adds_n
         assert scenario2.runs() == [] and scenario2.alerts() == []  # nothing but the scan can tell
     # WHEN the timer scans once
     scenario2.scan()
-    # THEN exactly one alert names node 1, with pod A, its PDB and the three ways out, ready to paste
+    # THEN exactly one alert names node 1, with pod A, its PDB and the four ways out, ready to paste
     [alert] = scenario2.alerts_of("node.quarantined")
-    assert_names_node1_pod_a_its_pdb_and_three_complete_options(alert, node1)
+    assert_names_node1_pod_a_its_pdb_and_four_complete_options(alert, node1)
     # AND a second scan sends no duplicate
     scenario2.scan()
     assert scenario2.alerts_of("node.quarantined") == [alert]
 
 
-@pytest.mark.parametrize("kind", ["relax-pdb", "delete-pod", "replace-node"])
+def app_a_replicas(sandbox) -> int:
+    return sandbox.cluster.kube.get_object("deployments", APP_NAMESPACE, "app-a")["spec"]["replicas"]
+
+
+@pytest.mark.parametrize("kind", ["scale-out", "relax-pdb", "delete-pod", "replace-node"])
 def test_each_remediation_brings_the_pool_back_to_two_nodes_at_131(scenario2, kind):
     [node1] = scenario2.quarantined()
+    replicas = app_a_replicas(scenario2)
     scenario2.scan()
     [alert] = scenario2.alerts_of("node.quarantined")
     request = next(o["request"] for o in alert["options"] if o["kind"] == kind)
@@ -104,8 +111,32 @@ def test_each_remediation_brings_the_pool_back_to_two_nodes_at_131(scenario2, ki
     wait_until(lambda: [ready for _, ready in scenario2.app_pods().get("app-a", [])] == [True], timeout=20,
                what="pod A running")
     assert scenario2.pdb_spec() == {"minAvailable": 1}
+    # AND pod A's Deployment is at its original replica count (scale-out raised it, then restored it)
+    assert app_a_replicas(scenario2) == replicas == 1
+    if kind == "scale-out":
+        assert run["facts"]["scales"][f"Deployment/{APP_NAMESPACE}/app-a"]["raised_to"] == 2
     # AND the operator got a resolved notice for node 1
     assert len(scenario2.alerts_of("node.resolved", node1)) == 1
+
+
+def test_scale_out_does_not_overwrite_a_replica_count_changed_meanwhile(scenario2):
+    [node1] = scenario2.quarantined()
+    # GIVEN evictions answer 429 for now, so the run holds between its raise and its restore
+    scenario2.emulator.faults.add("kube", "POST /api/v1/namespaces/{namespace}/pods/{name}/eviction", rate_429=1.0)
+    status, body = scenario2.host.request("POST", f"/api/quarantine/{scenario2.cluster.name}/{node1}/remediate",
+                                          body={"kind": "scale-out"})
+    assert status == 202, body
+    wait_until(lambda: app_a_replicas(scenario2) == 2, timeout=60, what="the scale-out's raise")
+    # WHEN the application's owner scales pod A's Deployment to 3 meanwhile, and evictions go through again
+    scenario2.cluster.kube.scale("deployments", APP_NAMESPACE, "app-a", 3)
+    scenario2.emulator.faults.clear()
+    run = scenario2.wait_run(body["id"], timeout=120)
+    # THEN the node is finished, the owner's 3 replicas are left as they are, and an alert says so
+    assert run["status"] == "succeeded", run["reason"]
+    assert scenario2.quarantined() == [] and scenario2.cordoned() == []
+    assert app_a_replicas(scenario2) == 3
+    [alert] = scenario2.alerts_of("remediation.scale-not-restored")
+    assert alert["details"] == {"workload": f"Deployment/{APP_NAMESPACE}/app-a", "original": 1, "raised_to": 2, "current": 3}
 
 
 def test_relax_pdb_restores_the_original_pdb_when_eviction_fails_after_the_relax(scenario2):

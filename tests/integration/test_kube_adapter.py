@@ -184,6 +184,27 @@ def test_workloads_count_desired_and_ready(cluster):
     assert {p.owner_name for p in kube.list_pods(namespace="apps", label_selector="app=web")} == {replica_set}
 
 
+def test_scale_is_read_and_replaced_only_at_the_version_read(cluster):
+    _, _, kube, _ = cluster
+    # GIVEN the web Deployment's scale (3 replicas) and the cpu each of its pods requests
+    scale = kube.get_scale("Deployment", "apps", "web")
+    assert (scale.kind, scale.namespace, scale.name, scale.replicas) == ("Deployment", "apps", "web", 3)
+    assert {p.cpu_request_millis > 0 for p in kube.list_pods(namespace="apps", label_selector="app=web")} == {True}
+    # WHEN it is raised at the version read THEN the scheduler places a fourth pod
+    raised = kube.replace_scale("Deployment", "apps", "web", 4, resource_version=scale.resource_version)
+    assert raised.replicas == 4 and raised.resource_version != scale.resource_version
+    _wait_until(lambda: len(kube.list_pods(namespace="apps", label_selector="app=web")) == 4)
+    # AND a write at the stale version is refused (409), leaving the count as it is
+    with pytest.raises(Conflict) as stale:
+        kube.replace_scale("Deployment", "apps", "web", 3, resource_version=scale.resource_version)
+    assert stale.value.status == 409 and kube.get_scale("Deployment", "apps", "web").replicas == 4
+    # AND a ReplicaSet's scale reads the same way; a missing workload is NotFound
+    (replica_set,) = next(w for w in kube.list_workloads(namespace="apps") if w.name == "web").replica_sets
+    assert kube.get_scale("ReplicaSet", "apps", replica_set).replicas == 4
+    with pytest.raises(NotFound):
+        kube.get_scale("Deployment", "apps", "no-such-deployment")
+
+
 def test_events_are_filtered_by_reason(cluster):
     _, emulated, kube, _ = cluster
     node = _work_nodes(kube)[0]

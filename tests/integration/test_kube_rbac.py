@@ -205,6 +205,16 @@ def _is_list(result: Any) -> bool:
     return isinstance(result, list)
 
 
+def _replica_set(kube: KubernetesKube, deployment: str) -> str:
+    """The ReplicaSet of a Deployment in "apps" (its name has the pod template's hash)."""
+    return next(w for w in kube.list_workloads(namespace="apps") if w.name == deployment).replica_sets[0]
+
+
+def _rescale(kube: KubernetesKube, kind: str, name: str, replicas: int) -> Any:
+    return kube.replace_scale(kind, "apps", name, replicas,
+                              resource_version=kube.get_scale(kind, "apps", name).resource_version)
+
+
 PORT_CALLS = [
     PortCall("list_nodes", "all", lambda k, o: k.list_nodes(), _listed_some),
     PortCall("list_nodes", "by pool label",
@@ -239,6 +249,14 @@ PORT_CALLS = [
              lambda manifest: manifest.spec.get("maxUnavailable") == 1),
     PortCall("list_workloads", "all namespaces", lambda k, o: k.list_workloads(), _listed_some),
     PortCall("list_workloads", "one namespace", lambda k, o: k.list_workloads(namespace="apps"), _listed_some),
+    PortCall("get_scale", "a Deployment's", lambda k, o: k.get_scale("Deployment", "apps", "web"),
+             lambda scale: scale.replicas >= 1),
+    PortCall("replace_scale", "a Deployment's, conditionally",
+             lambda k, o: _rescale(k, "Deployment", "web", 3), lambda scale: scale.replicas == 3),
+    PortCall("get_scale", "a ReplicaSet's", lambda k, o: k.get_scale("ReplicaSet", "apps", _replica_set(k, "db")),
+             lambda scale: scale.replicas >= 1),
+    PortCall("replace_scale", "a ReplicaSet's, conditionally",
+             lambda k, o: _rescale(k, "ReplicaSet", _replica_set(k, "db"), 1), lambda scale: scale.replicas == 1),
     PortCall("list_events", "every reason", lambda k, o: k.list_events(), _is_list),
     PortCall("list_events", "upgrade reasons", lambda k, o: k.list_events(reasons=("Surge", "Drain")), _is_list),
 ]

@@ -41,6 +41,7 @@ from upgrade.domain.model import (
     Pdb,
     PdbManifest,
     Pod,
+    Scale,
     Workload,
 )
 from upgrade.domain.pdb import desired_healthy, disruptions_allowed, is_healthy
@@ -63,6 +64,7 @@ class FakeCluster:
         self._resource_versions = itertools.count(100)
         self.pools: dict[str, AgentPool] = {}
         self.deployments: dict[tuple[str, str], int] = {}  # (namespace, name) -> replicas
+        self.scale_versions: dict[tuple[str, str], int] = {}  # (namespace, name) -> its scale's resourceVersion
         self.crashloop: set[tuple[str, str, str]] = set()  # (namespace, app, pool): its pods crash-loop there
         self.ops: dict[str, str] = {}  # pool -> "create" | "delete", finished at the next look
         self.created: dict[str, dict] = {}  # pool -> the ARM properties begin_create_pool got
@@ -350,6 +352,36 @@ class FakeCluster:
             ready = sum(1 for p in self.pods.values() if p.owner_name == f"{name}-rs" and p.ready)
             workloads.append(Workload(ns, "Deployment", name, replicas, ready, replica_sets=(f"{name}-rs",)))
         return [w for w in workloads if namespace in (None, w.namespace)]
+
+    def get_scale(self, kind: str, namespace: str, name: str) -> Scale:
+        """A Deployment's scale (its pods are the ``<name>-rs`` ReplicaSet's); the resourceVersion
+        changes with every count set."""
+        self.calls["get_scale"] += 1
+        if kind != "Deployment" or (namespace, name) not in self.deployments:
+            raise NotFound(f"{kind} {namespace}/{name} not found", status=404)
+        version = self.scale_versions.setdefault((namespace, name), next(self._resource_versions))
+        return Scale(kind, namespace, name, self.deployments[(namespace, name)], str(version))
+
+    def replace_scale(self, kind: str, namespace: str, name: str, replicas: int, *, resource_version: str) -> Scale:
+        self.calls["replace_scale"] += 1
+        current = self.get_scale(kind, namespace, name)
+        if resource_version != current.resource_version:
+            raise Conflict(f"scale {kind} {namespace}/{name}: 409 the object has been modified", status=409)
+        self.set_replicas(namespace, name, replicas)
+        return self.get_scale(kind, namespace, name)
+
+    def set_replicas(self, namespace: str, name: str, replicas: int) -> None:
+        """Scale a Deployment as its ReplicaSet would (also someone else's ``kubectl scale``): missing
+        pods are scheduled like a recreated pod, excess ones go newest first."""
+        self.deployments[(namespace, name)] = replicas
+        self.scale_versions[(namespace, name)] = next(self._resource_versions)
+        pods = [p for p in self.pods.values() if p.namespace == namespace and p.owner_name == f"{name}-rs"]
+        for pod in pods[replicas:][::-1] if len(pods) > replicas else ():
+            del self.pods[pod.key]
+        for _ in range(replicas - len(pods)):
+            template = replace(pods[0], name=f"{name}-{next(self._ids)}")
+            self.pods[template.key] = template
+            self._replace_pod(template)
 
     def list_events(self, *, reasons: Sequence[str] = ()) -> list[dict[str, Any]]:
         self.calls["list_events"] += 1

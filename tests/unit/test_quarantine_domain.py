@@ -44,7 +44,44 @@ def test_diagnosis_names_the_blocking_pod_its_pdb_and_skips_daemonset_and_mirror
     assert finding.pods == ("default/a-1", "default/b-1")
     assert [(b.pod, b.pdb, b.min_available, b.disruptions_allowed) for b in finding.blockers] == [
         ("default/a-1", "default/a-pdb", "1", 0)]
-    assert [o.applicable for o in finding.options] == [True, True, True]
+    assert [(o.kind, o.applicable) for o in finding.options] == [
+        ("scale-out", True), ("relax-pdb", True), ("delete-pod", True), ("replace-node", True)]
+
+
+@pytest.mark.parametrize(("blocking", "order", "scale_command"), [
+    # A Deployment's pod (its ReplicaSet named after it plus the pod-template-hash): scale-out first.
+    pytest.param(dict(owner="ReplicaSet", owner_name="web-7d9f", labels=(("app", "a"), ("pod-template-hash", "7d9f"))),
+                 ["scale-out", "relax-pdb", "delete-pod", "replace-node"], "kubectl scale deployment web", id="deployment"),
+    pytest.param(dict(owner="StatefulSet", owner_name="db"),
+                 ["relax-pdb", "delete-pod", "replace-node", "scale-out"], None, id="statefulset"),
+    pytest.param(dict(owner="ReplicaSet", owner_name="solo"),
+                 ["scale-out", "relax-pdb", "delete-pod", "replace-node"], "kubectl scale replicaset solo", id="replicaset"),
+    # Nothing to scale: offered last, not applicable, saying why.
+    pytest.param(dict(owner=None, owner_name=None), ["relax-pdb", "delete-pod", "replace-node", "scale-out"], None,
+                 id="unmanaged"),
+    pytest.param(dict(owner="Job", owner_name="nightly"), ["relax-pdb", "delete-pod", "replace-node", "scale-out"], None,
+                 id="a-job"),
+])
+def test_scale_out_is_offered_first_when_the_blocking_pod_has_a_scalable_workload(blocking, order, scale_command):
+    # GIVEN a pod A that the PDB blocks, controlled by ``blocking``
+    fields = dict(blocking)
+    owner, owner_name = fields.pop("owner"), fields.pop("owner_name")
+    labels = fields.pop("labels", (("app", "a"),))
+    a = Pod("default", "a-1", "uid-a-1", "n1", labels=labels, owner_kind=owner, owner_name=owner_name)
+    # WHEN the node is diagnosed
+    finding = diagnose_node(CLUSTER, node(), [a], [PDB_A])
+    # THEN scale-out comes first when it applies, with a conditional raise and restore (kubectl's
+    # --current-replicas), else last with the reason
+    assert [o.kind for o in finding.options] == order
+    scale_out = next(o for o in finding.options if o.kind == "scale-out")
+    text = "\n".join(scale_out.commands)
+    if scale_command is None:
+        assert not scale_out.applicable and "no Deployment or ReplicaSet" in scale_out.caveat
+    else:
+        assert scale_out.applicable
+        assert f'{scale_command} --namespace default --current-replicas="$REPLICAS0" --replicas=$(( REPLICAS0 + 1 ))' in text
+        assert f'{scale_command} --namespace default --current-replicas=$(( REPLICAS0 + 1 )) --replicas="$REPLICAS0"' in text
+        assert text.index("--replicas=$(( REPLICAS0") < text.index("kubectl drain") < text.index('--replicas="$REPLICAS0"')
 
 
 def test_an_unmanaged_blocking_pod_makes_delete_pod_inapplicable_with_the_reason():

@@ -1,4 +1,4 @@
-"""The quarantine scan over seed Scenario 2: one alert per node with the three ways out, no
+"""The quarantine scan over seed Scenario 2: one alert per node with the four ways out, no
 duplicate on the next scan, re-alert and escalation as time passes, a resolved notice when clear,
 a fixed API cost, and automatic remediation where the policy says so."""
 
@@ -44,7 +44,7 @@ def platform_for(fake: FakeCluster, policy: dict | None = None) -> FakePlatform:
                         policy=parse_policy(json.dumps(policy or {"defaults": {"pollSeconds": 1}})))
 
 
-def test_one_alert_names_node_pod_pdb_and_the_three_options():
+def test_one_alert_names_node_pod_pdb_and_the_four_options():
     platform = platform_for(scenario2_after_upgrade(),
                             {"defaults": {"remediation": {"relax-pdb": "approval-required"}}})
     scan_cluster(platform, CLUSTER)
@@ -53,13 +53,14 @@ def test_one_alert_names_node_pod_pdb_and_the_three_options():
     [blocker] = alert.blockers
     assert (blocker["pod"], blocker["pdb"], blocker["minAvailable"], blocker["disruptionsAllowed"],
             blocker["expectedPods"]) == ("default/a-1", "default/a-pdb", "1", 0, 1)
-    assert [o["kind"] for o in alert.options] == ["relax-pdb", "delete-pod", "replace-node"]
+    assert [o["kind"] for o in alert.options] == ["scale-out", "relax-pdb", "delete-pod", "replace-node"]
     commands = "\n".join(o["command"] for o in alert.options)
     assert "kubectl patch pdb a-pdb --namespace default --type merge" in commands
     assert "kubectl delete pod a-1 --namespace default" in commands
     assert f"az aks nodepool delete-machines --subscription {CLUSTER.subscription_id}" in commands
     assert f"kubectl label node {NODE1} kubernetes.azure.com/upgrade-status-" in commands
-    assert alert.options[0]["request"] == {
+    assert alert.options[0]["request"] is None  # scale-out is off in this policy
+    assert alert.options[1]["request"] == {
         "method": "POST", "path": f"/api/quarantine/{CLUSTER.name}/{NODE1}/remediate",
         "body": {"kind": "relax-pdb", "clusterId": CLUSTER.arm_id, "force": False},
     }

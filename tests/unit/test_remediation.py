@@ -188,6 +188,21 @@ def run_until_state(platform, run_id: str, state: str) -> StepMessage:
     raise AssertionError(f"run {run_id} never reached {state}")
 
 
+def poison(platform, message: StepMessage) -> None:
+    """Every delivery of ``message`` dies (the run store fails on each write) until the host moves
+    it to the poison queue after maxDequeueCount deliveries; then the poison handler runs."""
+
+    def storage_unreachable(run) -> None:
+        raise OSError("storage account unreachable")
+
+    platform.runs.before_update = storage_unreachable
+    for delivery in range(1, 6):
+        with pytest.raises(OSError):
+            run_step_message(message.to_json(), platform, message_id=f"m-{message.step}", dequeue_count=delivery)
+    platform.runs.before_update = None
+    record_poisoned_step(message.to_json(), platform)
+
+
 def test_a_run_poisoned_after_the_relax_still_restores_the_original_pdb():
     # GIVEN a relax-pdb run that relaxed the PDB and is about to evict
     fake = scenario2_after_upgrade()
@@ -197,15 +212,7 @@ def test_a_run_poisoned_after_the_relax_still_restores_the_original_pdb():
     assert fake.pdb_specs["default/a-pdb"]["maxUnavailable"] == 1
     # WHEN every delivery of that step dies unexpectedly (here: the run store fails on each write),
     # so the host moves it to the poison queue after maxDequeueCount deliveries
-    def storage_unreachable(run) -> None:
-        raise OSError("storage account unreachable")
-
-    platform.runs.before_update = storage_unreachable
-    for delivery in range(1, 6):
-        with pytest.raises(OSError):
-            run_step_message(evict.to_json(), platform, message_id="m-evict", dequeue_count=delivery)
-    platform.runs.before_update = None
-    record_poisoned_step(evict.to_json(), platform)
+    poison(platform, evict)
     # THEN the run is failed and the PDB is exactly the original again
     assert platform.runs.get(run.run_id).status == "failed"
     assert fake.pdb_specs["default/a-pdb"] == {"selector": {"matchLabels": {"app": "a"}}, "minAvailable": 1}

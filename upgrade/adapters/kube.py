@@ -33,6 +33,7 @@ from upgrade.domain.model import (
     Pdb,
     PdbManifest,
     Pod,
+    Scale,
     Workload,
     product_annotations,
 )
@@ -216,10 +217,19 @@ class _Volume(msgspec.Struct, gc=False):
     emptyDir: Any = msgspec.UNSET
 
 
+class _Resources(msgspec.Struct, gc=False):
+    requests: dict[str, str] | None = None
+
+
+class _Container(msgspec.Struct, gc=False):
+    resources: _Resources | None = None
+
+
 class _PodSpec(msgspec.Struct, gc=False):
     nodeName: str | None = None
     terminationGracePeriodSeconds: int | None = None
     volumes: list[_Volume] | None = None
+    containers: list[_Container] | None = None
 
 
 class _Waiting(msgspec.Struct, gc=False):
@@ -320,6 +330,9 @@ def pod_from_json(raw: PodJson) -> Pod:
             for c in container_statuses
         ),
         grace_seconds=grace,
+        cpu_request_millis=sum(
+            _cpu_millis((c.resources.requests or {}).get("cpu")) for c in spec.containers or () if c.resources
+        ),
         annotations=product_annotations(meta.annotations) if meta.annotations else (),
     )
 
@@ -599,6 +612,35 @@ class KubernetesKube:
                 name, namespace, body, _content_type=MERGE_PATCH, _preload_content=False
             )
             return pdb_manifest_from_json(json.loads(response.data))
+
+    def _scale_calls(self, kind: str) -> tuple[Any, Any]:
+        calls = {
+            "Deployment": (self.apps.read_namespaced_deployment_scale, self.apps.replace_namespaced_deployment_scale),
+            "ReplicaSet": (self.apps.read_namespaced_replica_set_scale, self.apps.replace_namespaced_replica_set_scale),
+        }
+        if kind not in calls:
+            raise InvalidInput("scale", "kind", f"{kind!r}: only a Deployment's or a ReplicaSet's scale is read here")
+        return calls[kind]
+
+    def get_scale(self, kind: str, namespace: str, name: str) -> Scale:
+        read, _ = self._scale_calls(kind)
+        return _scale_from_json(kind, self._get(f"get the scale of {kind} {namespace}/{name}", read, name, namespace))
+
+    def replace_scale(self, kind: str, namespace: str, name: str, replicas: int, *, resource_version: str) -> Scale:
+        _, write = self._scale_calls(kind)
+        body = {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+                "spec": {"replicas": replicas}}
+        with _translated(f"scale {kind} {namespace}/{name} to {replicas}"):
+            response = write(name, namespace, body, _preload_content=False)
+            return _scale_from_json(kind, json.loads(response.data))
+
+
+def _scale_from_json(kind: str, raw: dict[str, Any]) -> Scale:
+    meta = raw.get("metadata") or {}
+    return Scale(kind=kind, namespace=meta.get("namespace", ""), name=meta.get("name", ""),
+                 replicas=int((raw.get("spec") or {}).get("replicas") or 0),
+                 resource_version=str(meta.get("resourceVersion", "")))
 
 
 def tune_configuration(configuration: k8s.Configuration) -> k8s.Configuration:

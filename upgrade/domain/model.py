@@ -207,6 +207,7 @@ class Pod:
     crash_looping: bool = False
     grace_seconds: int | None = None
     annotations: tuple[tuple[str, str], ...] = ()  # only the product's own (PRODUCT_PREFIX…): holds
+    cpu_request_millis: int = 0  # the sum of its containers' cpu requests (what the scheduler packs)
 
     @property
     def key(self) -> str:
@@ -245,6 +246,18 @@ class PdbManifest:
     spec: dict[str, Any]
     resource_version: str
     generation: int
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A workload's autoscaling/v1 Scale subresource: its desired replicas and the resourceVersion
+    a conditional replace must carry."""
+
+    kind: str  # Deployment | ReplicaSet
+    namespace: str
+    name: str
+    replicas: int
+    resource_version: str
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from upgrade.domain.surge import DEFAULT_DRAIN_TIMEOUT_MINUTES, validate_upgrade
 from upgrade.errors import InvalidInput
 
 SETTING = "UPGRADE_POLICY"
-REMEDIATION_KINDS = ("relax-pdb", "delete-pod", "replace-node")
+REMEDIATION_KINDS = ("scale-out", "relax-pdb", "delete-pod", "replace-node")
 RemediationMode = Literal["off", "approval-required", "automatic"]
 
 
@@ -80,6 +80,7 @@ class RemediationPolicy(_Strict):
     """Per remediation kind: off (only the alert), approval-required (an operator's request runs
     it) or automatic (the scan starts it for quarantined nodes)."""
 
+    scale_out: RemediationMode = Field("off", alias="scale-out")
     relax_pdb: RemediationMode = Field("off", alias="relax-pdb")
     delete_pod: RemediationMode = Field("off", alias="delete-pod")
     replace_node: RemediationMode = Field("off", alias="replace-node")

@@ -47,7 +47,7 @@ class RemediationOption:
     ``policy`` is the pool's remediation mode for this kind once known (``under_policy``): when it
     is off the app would refuse the request, so none is offered, only how to enable it."""
 
-    kind: str  # relax-pdb | delete-pod | replace-node
+    kind: str  # scale-out | relax-pdb | delete-pod | replace-node
     description: str
     commands: tuple[str, ...]
     request: Mapping[str, Any]
@@ -182,6 +182,62 @@ def _finish_commands(cluster: ClusterRef, node: str, pool: str, pool_version: st
     ]
 
 
+def _scaled_workload(pod: Pod) -> tuple[str, str] | None:
+    """The kind and name ``kubectl scale`` takes for a pod's controller: a Deployment's ReplicaSet
+    is named after it plus the pods' ``pod-template-hash``."""
+    if pod.owner_kind != "ReplicaSet" or not pod.owner_name:
+        return None
+    suffix = f"-{pod.label_map().get('pod-template-hash', '')}"
+    if len(suffix) > 1 and pod.owner_name.endswith(suffix):
+        return "deployment", pod.owner_name[: -len(suffix)]
+    return "replicaset", pod.owner_name
+
+
+def _scale_out_option(cluster: ClusterRef, node: str, blocking: Sequence[Pod], finish: Sequence[str],
+                      nothing_blocks: str) -> RemediationOption:
+    workloads: dict[tuple[str, str, str], int] = {}
+    unscalable = []
+    for pod in blocking:
+        scaled = _scaled_workload(pod)
+        if scaled is None:
+            unscalable.append(pod.key)
+        else:
+            key = (scaled[0], scaled[1], pod.namespace)
+            workloads[key] = workloads.get(key, 0) + 1
+    raise_, restore = [], []
+    for i, ((kind, name, namespace), add) in enumerate(sorted(workloads.items())):
+        target = f"{kind} {shlex.quote(name)} --namespace {shlex.quote(namespace)}"
+        var = f"REPLICAS{i}"
+        raise_ += [
+            f"{var}=$(kubectl get {target} -o jsonpath='{{.spec.replicas}}')",
+            f'kubectl scale {target} --current-replicas="${var}" --replicas=$(( {var} + {add} ))',
+            f"kubectl rollout status {target}",
+        ]
+        restore.append(f'kubectl scale {target} --current-replicas=$(( {var} + {add} )) --replicas="${var}"')
+    drain = f"kubectl drain {shlex.quote(node)} --ignore-daemonsets --delete-emptydir-data"
+    applicable = bool(workloads) and not unscalable
+    if not blocking:
+        caveat = nothing_blocks
+    elif unscalable:
+        caveat = (f"{', '.join(unscalable)} has no Deployment or ReplicaSet whose replicas could be raised "
+                  "(a StatefulSet's scale-down would leave the new ordinal's volume claims behind)")
+    else:
+        caveat = ("refused when the extra pods' cpu requests do not fit on the schedulable nodes; "
+                  "a count someone else changes meanwhile is left as they set it")
+    return RemediationOption(
+        kind="scale-out",
+        description=(
+            "Add one replica per blocked pod to its workload, wait until the new pods are Ready elsewhere "
+            "and the PDB allows the disruption, drain the node, then restore the replica count exactly "
+            "(nobody's availability drops), unquarantine and finish the node's upgrade."
+        ),
+        commands=(*raise_, drain, *restore, *finish) if applicable else (drain, *finish),
+        request=remediation_request(cluster, node, "scale-out"),
+        applicable=applicable,
+        caveat=caveat,
+    )
+
+
 def remediation_options(
     cluster: ClusterRef,
     node: str,
@@ -192,8 +248,11 @@ def remediation_options(
     *,
     pool_version: str | None = None,
     pre_upgrade_count: int | None = None,
+    pods: Sequence[Pod] = (),
 ) -> tuple[RemediationOption, ...]:
-    """The three ways out from seed Scenario 2, each with exact commands and the product request."""
+    """The four ways out from seed Scenario 2, each with exact commands and the product request.
+    scale-out, the kindest, comes first when it applies (every blocking pod has a workload with a
+    scale subresource), last otherwise."""
     by_key = {p.key: p for p in pdbs}
     finish = _finish_commands(cluster, node, pool, pool_version, pre_upgrade_count)
     blocking_pdbs = [by_key[b.pdb] for b in blockers if b.pdb in by_key]
@@ -221,7 +280,10 @@ def remediation_options(
         f"--name {shlex.quote(pool)} --machine-names {shlex.quote(node)}"
     )
     nothing_blocks = "no PDB blocks this node's pods now: removing the label and re-applying the version is enough"
-    return (
+    by_pod = {p.key: p for p in pods}
+    scale_out = _scale_out_option(cluster, node, [by_pod[k] for k in dict.fromkeys(blocking_pods) if k in by_pod],
+                                  finish, nothing_blocks)
+    others = (
         RemediationOption(
             kind="relax-pdb",
             description=(
@@ -260,6 +322,7 @@ def remediation_options(
             caveat="the node's pods are deleted with it after the drain timeout, whatever their PDB says",
         ),
     )
+    return (scale_out, *others) if scale_out.applicable else (*others, scale_out)
 
 
 def diagnose_node(
@@ -286,7 +349,7 @@ def diagnose_node(
         unmanaged_pods=unmanaged,
         options=remediation_options(
             cluster, node.name, node.pool, blockers, unmanaged, pdbs,
-            pool_version=pool_version, pre_upgrade_count=pre_upgrade_count,
+            pool_version=pool_version, pre_upgrade_count=pre_upgrade_count, pods=app_pods,
         ),
         holds=tuple(holds_on(node, app_pods)),
     )

@@ -287,19 +287,18 @@ def _automatic_remediations(
         if not finding.quarantined or finding.pool in remediating or finding.pool in started_pools:
             continue
         options = {o.kind: o for o in finding.options}
-        kind = next(
-            (k for k in policy.for_pool(cluster, finding.pool).remediation.automatic_kinds() if options[k].applicable),
-            None,
-        )
-        if kind is None:
-            continue
-        try:
-            run = request_remediation(platform, cluster, finding.node, kind, actor="policy:automatic")
-        except PermanentError as exc:
-            notes.append(f"{finding.node}: automatic {kind} not started: {exc}")
-            continue
-        started_pools.add(finding.pool)  # one remediation per pool at a time (one active run per pool)
-        notes.append(f"{finding.node}: automatic {kind} started as run {run.run_id}")
+        # In policy order; a kind refused here (scale-out without room, say) gives way to the next.
+        for kind in policy.for_pool(cluster, finding.pool).remediation.automatic_kinds():
+            if not options[kind].applicable:
+                continue
+            try:
+                run = request_remediation(platform, cluster, finding.node, kind, actor="policy:automatic")
+            except PermanentError as exc:
+                notes.append(f"{finding.node}: automatic {kind} not started: {exc}")
+                continue
+            started_pools.add(finding.pool)  # one remediation per pool at a time (one active run per pool)
+            notes.append(f"{finding.node}: automatic {kind} started as run {run.run_id}")
+            break
     return notes
 
 

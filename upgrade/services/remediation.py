@@ -1,7 +1,15 @@
 """Remediation of a quarantined (or cordoned) node, as idempotent queue steps.
 
-Three ways out, from seed Scenario 2, each a run of kind ``remediation`` on the node's pool:
+Four ways out, from seed Scenario 2, each a run of kind ``remediation`` on the node's pool:
 
+- ``scale-out``: take each blocking PDB's lease as relax-pdb does, record each blocking pod's
+  workload's replicas, raise them by its pods blocked on the node (conditional on the scale's
+  resourceVersion), wait (delayed messages) until the workload's pods are Ready and the PDB
+  allows the disruptions, evict the blocking pods, then restore the replicas exactly, unless
+  someone else changed them meanwhile (left as they set them, with an alert). Refused when a
+  blocking pod has no Deployment or ReplicaSet (a StatefulSet is refused), or when the extra pods' cpu requests
+  do not fit on the schedulable nodes (upgrade.domain.scale_out). Between the raise and the
+  restore, a failure leads to the restore, and the poison handler restores too.
 - ``relax-pdb``: take each blocking PDB's lease (one run at a time per PDB, across runs and
   pools: upgrade.domain.pdb_lease), recording its spec as the original, then relax it to allow
   one disruption, evict the blocking pods, and restore the original exactly, unless someone else
@@ -13,7 +21,7 @@ Three ways out, from seed Scenario 2, each a run of kind ``remediation`` on the 
   since nothing would recreate it.
 - ``replace-node``: delete the machine through ARM (``begin_delete_machines``).
 
-Then, for all three: remove the quarantine label (AKS ignores a quarantined node until it is
+Then, for all four: remove the quarantine label (AKS ignores a quarantined node until it is
 gone), re-apply the pool's version so the node finishes upgrading, scale the pool back to its
 pre-upgrade count so the permanent surge node does not linger, and send the resolved notice.
 Every step checks before acting, so a redelivery or a crash between effect and state write
@@ -48,6 +56,7 @@ from upgrade.domain.pdb_lease import (
 from upgrade.domain.policy import REMEDIATION_KINDS
 from upgrade.domain.quarantine import PoolUpgradeFacts, is_application_pod
 from upgrade.domain.runs import RunRecord
+from upgrade.domain.scale_out import ScaleRestore, room_refusal, scale_restore, scale_targets
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
 from upgrade.domain.versions import same_version
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, TemporaryError
@@ -75,8 +84,13 @@ REAPPLY_VERSION = "remediation.reapply_version"
 WAIT_POOL = "remediation.wait_pool"
 SCALE_BACK = "remediation.scale_back"
 FINISH = "remediation.finish"
-# Between the relax and the restore, anything that ends the attempt leads to the restore.
+RECORD_SCALE = "remediation.record_scale"
+RAISE_REPLICAS = "remediation.raise_replicas"
+WAIT_SCALED_OUT = "remediation.wait_scaled_out"
+RESTORE_SCALE = "remediation.restore_scale"
+# Between the relax (or the raise) and the restore, anything that ends the attempt leads to the restore.
 RELAXED_STEPS = (RELAX_PDB, EVICT)
+SCALED_STEPS = (RAISE_REPLICAS, WAIT_SCALED_OUT, EVICT)
 EVICTION_RETRY_SECONDS = 2.0
 MAX_EVICTION_ERROR_ATTEMPTS = 5
 
@@ -107,6 +121,11 @@ def request_remediation(
         )
     if not target.unschedulable:
         raise Conflict(f"node {node} is not cordoned: nothing to remediate")
+    if kind == "scale-out":
+        pods, blockers = _blocking_pods(platform, ref, node)
+        _, refusal = _scale_out_plan(platform, ref, pods, blockers)
+        if refusal:
+            raise NotAllowed(f"scale-out refused for node {node}: {refusal}")
     if kind == "delete-pod" and not force:
         _, blockers = _blocking_pods(platform, ref, node)
         pods = {p.key: p for p in platform.kube(ref).list_pods(node=node)}
@@ -156,6 +175,20 @@ def remediation_request_from_http(
 # ---- step plumbing -------------------------------------------------------------------------
 
 
+def _scale_out_plan(platform: Platform, cluster: ClusterRef, pods: list, blockers: list) -> tuple[list, str | None]:
+    """The workloads to raise for the blocking pods, or why scale-out cannot help."""
+    kube = platform.kube(cluster)
+    by_key = {p.key: p for p in pods}
+    blocking = [by_key[k] for k in dict.fromkeys(b.pod for b in blockers) if k in by_key]
+    namespaces = sorted({p.namespace for p in blocking})
+    workloads = [w for ns in namespaces for w in kube.list_workloads(namespace=ns)]
+    targets, refusals = scale_targets(blocking, workloads)
+    if refusals:
+        return targets, "; ".join(refusals)
+    room = room_refusal(targets, kube.list_nodes(), kube.list_pods())
+    return targets, room
+
+
 def _failure_alert(ctx: StepContext, reason: str) -> None:
     opts = ctx.run.options
     ctx.platform.alerts.publish(
@@ -177,10 +210,11 @@ def remediation_step(handler: Callable[[StepContext], Outcome]) -> Callable[[Ste
         except TemporaryError:
             raise
         except Exception as exc:
-            if ctx.message.step in RELAXED_STEPS:
-                log.exception("remediation step %s failed after the PDB was relaxed: restoring it", ctx.message.step)
-                return Next(RESTORE_PDB, args={"failure": f"{ctx.message.step}: {exc}"},
-                            reason=f"{ctx.message.step} failed: restoring the PDB first")
+            restore = _restore_step(ctx)
+            if restore is not None:
+                log.exception("remediation step %s failed after the change: restoring first", ctx.message.step)
+                return Next(restore, args={"failure": f"{ctx.message.step}: {exc}"},
+                            reason=f"{ctx.message.step} failed: restoring first")
             if not isinstance(exc, PermanentError):
                 raise
             outcome = Failed(reason=str(exc))
@@ -190,6 +224,16 @@ def remediation_step(handler: Callable[[StepContext], Outcome]) -> Callable[[Ste
         return outcome
 
     return guarded
+
+
+def _restore_step(ctx: StepContext) -> str | None:
+    """The step that undoes this kind's temporary change, when ``ctx``'s step is after it."""
+    kind, step = ctx.run.options.get("kind"), ctx.message.step
+    if kind == "relax-pdb" and step in RELAXED_STEPS:
+        return RESTORE_PDB
+    if kind == "scale-out" and step in SCALED_STEPS:
+        return RESTORE_SCALE
+    return None
 
 
 def _node(ctx: StepContext) -> str:
@@ -247,11 +291,23 @@ def plan(ctx: StepContext) -> Outcome:
     }
     if not blockers and kind != "replace-node":
         return Next(UNQUARANTINE, reason="no PDB blocks the node's pods now", facts=facts)
+    if kind == "scale-out":
+        targets, refusal = _scale_out_plan(ctx.platform, ctx.cluster, pods, blockers)
+        if refusal:
+            return Failed(reason=f"scale-out refused: {refusal}")
+        facts["scale_targets"] = [
+            {"kind": t.kind, "namespace": t.namespace, "name": t.name, "add": t.add} for t in targets
+        ]
     return Next(_first_step(kind), reason=f"{len(blockers)} blocking pod(s); pool to {target} node(s)", facts=facts)
 
 
 def _first_step(kind: str) -> str:
-    return {"relax-pdb": RECORD_PDB, "delete-pod": DELETE_POD, "replace-node": DELETE_MACHINE}[kind]
+    return {"scale-out": RECORD_PDB, "relax-pdb": RECORD_PDB, "delete-pod": DELETE_POD,
+            "replace-node": DELETE_MACHINE}[kind]
+
+
+def _after_leases(ctx: StepContext) -> str:
+    return RECORD_SCALE if ctx.run.options["kind"] == "scale-out" else RELAX_PDB
 
 
 # ---- relax-pdb -----------------------------------------------------------------------------
@@ -263,7 +319,7 @@ def record_pdb(ctx: StepContext) -> Outcome:
     a run that is over is taken over with its original; a lease an active run holds is waited for.
     The relax is a later step, so the record is durable before any PDB changes."""
     if "pdb_leases" in ctx.run.facts:
-        return Next(RELAX_PDB, reason="leases already taken")
+        return Next(_after_leases(ctx), reason="leases already taken")
     kube, state = ctx.platform.kube(ctx.cluster), ctx.platform.state
     partition = lease_partition(ctx.cluster)
     for key in ctx.run.facts["blocking_pdbs"]:
@@ -289,7 +345,7 @@ def record_pdb(ctx: StepContext) -> Outcome:
         # The holder is over (and its restore, if any, did not run): keep its original.
         state.put(partition, lease_key(key), replace(lease, run_id=ctx.run.run_id).to_storage(), etag=etag)
         log.warning("run %s takes over the lease of PDB %s left by run %s", ctx.run.run_id, key, lease.run_id)
-    return Next(RELAX_PDB, reason=f"leases of {', '.join(ctx.run.facts['blocking_pdbs'])} taken",
+    return Next(_after_leases(ctx), reason=f"leases of {', '.join(ctx.run.facts['blocking_pdbs'])} taken",
                 facts={"pdb_leases": list(ctx.run.facts["blocking_pdbs"])})
 
 
@@ -362,16 +418,17 @@ def evict(ctx: StepContext) -> Outcome:
             continue
         except TemporaryError as exc:
             (held if exc.status == 429 else errors).append(f"{pod['pod']}: {exc}")
+    restore = _restore_step(ctx) or RESTORE_PDB
     if not held and not errors:
-        return Next(RESTORE_PDB, reason="blocking pods evicted", facts={"evicted": True})
+        return Next(restore, reason="blocking pods evicted", facts={"evicted": True})
     deadline = ctx.message.args.get("deadline")
     if deadline and ctx.platform.clock.now() >= datetime.fromisoformat(deadline):
-        return Next(RESTORE_PDB, args={"failure": f"eviction still refused at the drain timeout: {'; '.join(held + errors)}"},
-                    reason="eviction timed out: restoring the PDB")
+        return Next(restore, args={"failure": f"eviction still refused at the drain timeout: {'; '.join(held + errors)}"},
+                    reason="eviction timed out: restoring first")
     if errors and ctx.message.attempt >= MAX_EVICTION_ERROR_ATTEMPTS:
-        # The API keeps failing (not a PDB's 429): do not leave the PDB relaxed while it does.
-        return Next(RESTORE_PDB, args={"failure": f"eviction failed {ctx.message.attempt} times: {'; '.join(errors)}"},
-                    reason="eviction keeps failing: restoring the PDB")
+        # The API keeps failing (not a PDB's 429): do not leave the change in place while it does.
+        return Next(restore, args={"failure": f"eviction failed {ctx.message.attempt} times: {'; '.join(errors)}"},
+                    reason="eviction keeps failing: restoring first")
     return Retry(delay_seconds=EVICTION_RETRY_SECONDS, reason="; ".join(held + errors))
 
 
@@ -386,9 +443,21 @@ def restore_pdb(ctx: StepContext) -> Outcome:
     return Next(UNQUARANTINE, reason=note, facts=restored.facts())
 
 
+def restore_after_poison(run: RunRecord, platform: Platform) -> str:
+    """The poison cleanup of every remediation step: a run that dies between the raise and the
+    restore must not leave its replicas raised, nor one between the relax and the restore a PDB
+    relaxed (nor keep its lease)."""
+    notes = []
+    if run.facts.get("scales") and run.facts.get("scale_restored") is None:
+        restored, edited = _restore_scales(platform, ClusterRef.parse(run.cluster), run)
+        notes.append("; ".join(edited) or f"replicas restored: {', '.join(restored) or '(already as recorded)'}")
+    notes.append(restore_pdbs_after_poison(run, platform))
+    return "; ".join(notes)
+
+
 def restore_pdbs_after_poison(run: RunRecord, platform: Platform) -> str:
-    """The poison cleanup of every remediation step: a run that dies between the relax and the
-    restore must not leave a PDB relaxed (nor keep its lease)."""
+    """A run that dies between the relax and the restore must not leave a PDB relaxed (nor keep
+    its lease)."""
     if not run.facts.get("pdb_leases") or run.facts.get("pdb_restored") is not None:
         return "no relaxed PDB to restore"
     restored = restore_leased_pdbs(platform, ClusterRef.parse(run.cluster), run)
@@ -398,6 +467,124 @@ def restore_pdbs_after_poison(run: RunRecord, platform: Platform) -> str:
     if restored.restored:
         return f"original PDB restored: {', '.join(restored.restored)}"
     return f"PDB already as recorded: {', '.join(restored.unchanged) or '(deleted)'}"
+
+
+# ---- scale-out -----------------------------------------------------------------------------
+
+
+def _target_key(target: dict) -> str:
+    return f"{target['kind']}/{target['namespace']}/{target['name']}"
+
+
+def record_scale(ctx: StepContext) -> Outcome:
+    """Record each workload's replicas as the original, and what the raise sets: durable before
+    any replica count changes, so a retry or the restore knows both."""
+    if "scales" in ctx.run.facts:
+        return Next(RAISE_REPLICAS, reason="replicas already recorded")
+    kube, scales = ctx.platform.kube(ctx.cluster), {}
+    for target in ctx.run.facts["scale_targets"]:
+        current = kube.get_scale(target["kind"], target["namespace"], target["name"])
+        scales[_target_key(target)] = {**target, "original": current.replicas,
+                                       "raised_to": current.replicas + target["add"]}
+    return Next(RAISE_REPLICAS, reason="; ".join(f"{k}: {v['original']} replicas" for k, v in scales.items()),
+                facts={"scales": scales})
+
+
+def raise_replicas(ctx: StepContext) -> Outcome:
+    """Set each workload to its recorded raise, conditional on the scale's resourceVersion; one
+    already there (a redelivery, a crash after the write) is left alone."""
+    kube = ctx.platform.kube(ctx.cluster)
+    for key, record in ctx.run.facts["scales"].items():
+        current = kube.get_scale(record["kind"], record["namespace"], record["name"])
+        if current.replicas == record["raised_to"]:
+            continue
+        if current.replicas != record["original"]:
+            return Next(RESTORE_SCALE, reason=f"{key} changed meanwhile",
+                        args={"failure": f"{key} went from {record['original']} to {current.replicas} replicas "
+                                         "before the scale-out: not raised"})
+        try:
+            kube.replace_scale(record["kind"], record["namespace"], record["name"], record["raised_to"],
+                               resource_version=current.resource_version)
+        except Conflict:
+            return Retry(delay_seconds=1.0, reason=f"the scale of {key} changed while being raised: reading it again")
+    deadline = ctx.platform.clock.now() + timedelta(minutes=_drain_timeout(ctx))
+    return Next(WAIT_SCALED_OUT, delay_seconds=_poll(ctx), args={"deadline": deadline.isoformat()},
+                reason="replicas raised: " + ", ".join(f"{k} to {v['raised_to']}"
+                                                       for k, v in ctx.run.facts["scales"].items()))
+
+
+def wait_scaled_out(ctx: StepContext) -> Outcome:
+    """Go on once every raised workload has all its replicas Ready and each blocking PDB allows
+    as many disruptions as it has blocking pods; at the drain timeout, restore instead."""
+    kube = ctx.platform.kube(ctx.cluster)
+    waiting = []
+    scales = ctx.run.facts["scales"]
+    ready = {(w.kind, w.namespace, w.name): w.ready
+             for ns in sorted({r["namespace"] for r in scales.values()}) for w in kube.list_workloads(namespace=ns)}
+    for key, record in scales.items():
+        have = ready.get((record["kind"], record["namespace"], record["name"]), 0)
+        if have < record["raised_to"]:
+            waiting.append(f"{key}: {have}/{record['raised_to']} Ready")
+    blocked_by: dict[str, int] = {}
+    for pod in _pods_still_there(ctx):
+        blocked_by[pod["pdb"]] = blocked_by.get(pod["pdb"], 0) + 1
+    allowed = {p.key: p.disruptions_allowed for p in kube.list_pdbs()}
+    waiting += [f"PDB {key} allows {allowed[key]} of {n} disruption(s)"
+                for key, n in sorted(blocked_by.items()) if key in allowed and allowed[key] < n]
+    if not waiting:
+        return Next(EVICT, reason="extra pods Ready and the PDB allows the disruption",
+                    args={"deadline": ctx.message.args.get("deadline")})
+    deadline = ctx.message.args.get("deadline")
+    if deadline and ctx.platform.clock.now() >= datetime.fromisoformat(deadline):
+        return Next(RESTORE_SCALE, args={"failure": f"not scaled out at the drain timeout: {'; '.join(waiting)}"},
+                    reason="scale-out timed out: restoring the replicas")
+    return Retry(delay_seconds=_poll(ctx), reason="; ".join(waiting))
+
+
+def _restore_scales(platform: Platform, cluster: ClusterRef, run: RunRecord) -> tuple[list[str], list[str]]:
+    """Put each recorded workload back to its original replicas if it is still at the raise
+    (conditional on the resourceVersion read); one someone else changed is left, with an alert."""
+    kube = platform.kube(cluster)
+    restored, edited = [], []
+    for key, record in (run.facts.get("scales") or {}).items():
+        try:
+            current = kube.get_scale(record["kind"], record["namespace"], record["name"])
+        except NotFound:
+            continue
+        action = scale_restore(record, current.replicas)
+        if action is ScaleRestore.RESTORE:
+            try:
+                kube.replace_scale(record["kind"], record["namespace"], record["name"], record["original"],
+                                   resource_version=current.resource_version)
+            except Conflict as exc:
+                raise TemporaryError(f"the scale of {key} changed while being restored: reading it again",
+                                     delay_seconds=1.0) from exc
+            restored.append(key)
+        elif action is ScaleRestore.EDITED:
+            reason = (f"{key} was set to {current.replicas} replicas by someone else while run {run.run_id} had "
+                      f"raised it from {record['original']} to {record['raised_to']}: left as they set it")
+            platform.alerts.publish(Alert(
+                kind="remediation.scale-not-restored", severity="warning", cluster=cluster.arm_id, pool=run.pool,
+                node=run.options.get("node"), run_id=run.run_id, summary=f"{reason}. Check that the count is what you want.",
+                details={"workload": key, "original": record["original"], "raised_to": record["raised_to"],
+                         "current": current.replicas},
+                dedup_key=f"{cluster.arm_id.lower()}|{run.run_id}|{key}|not-restored",
+            ))
+            edited.append(reason)
+    return restored, edited
+
+
+def restore_scale(ctx: StepContext) -> Outcome:
+    """Restore the replicas (conditionally), release the PDB leases, then fail if the attempt had."""
+    restored, edited = _restore_scales(ctx.platform, ctx.cluster, ctx.run)
+    released = restore_leased_pdbs(ctx.platform, ctx.cluster, ctx.run)
+    notes = edited + list(released.edited)
+    note = "; ".join(notes) if notes else f"replicas restored ({', '.join(restored) or 'already as recorded'})"
+    facts = {**released.facts(), "scale_restored": not edited, "scales_not_restored": edited}
+    failure = ctx.message.args.get("failure")
+    if failure:
+        return Failed(reason=f"{failure}; {note}", facts=facts)
+    return Next(UNQUARANTINE, reason=note, facts=facts)
 
 
 # ---- delete-pod ----------------------------------------------------------------------------
@@ -513,7 +700,7 @@ def finish(ctx: StepContext) -> Outcome:
 
 
 def _spec(name: str, handler: Callable[[StepContext], Outcome]) -> StepSpec:
-    return StepSpec(name, remediation_step(handler), on_poison=restore_pdbs_after_poison)
+    return StepSpec(name, remediation_step(handler), on_poison=restore_after_poison)
 
 
 STEPS = {
@@ -523,6 +710,7 @@ STEPS = {
         _spec(RESTORE_PDB, restore_pdb), _spec(DELETE_POD, delete_pod), _spec(WAIT_PODS_GONE, wait_pods_gone),
         _spec(DELETE_MACHINE, delete_machine), _spec(UNQUARANTINE, unquarantine),
         _spec(REAPPLY_VERSION, reapply_version), _spec(WAIT_POOL, wait_pool), _spec(SCALE_BACK, scale_back),
-        _spec(FINISH, finish),
+        _spec(FINISH, finish), _spec(RECORD_SCALE, record_scale), _spec(RAISE_REPLICAS, raise_replicas),
+        _spec(WAIT_SCALED_OUT, wait_scaled_out), _spec(RESTORE_SCALE, restore_scale),
     )
 }

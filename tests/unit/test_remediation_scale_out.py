@@ -1,0 +1,165 @@
+"""The scale-out remediation on seed Scenario 2's final state: pod A's Deployment gets one more
+replica, the PDB then allows pod A's eviction, the node is finished and the Deployment is back at
+its original count; the same under duplicate delivery and a crash between a step's side effect
+and its state write; a count someone else set meanwhile is not overwritten (alert); refused with
+the reason when the extra pod has no room or the pod has no scalable controller."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from tests.fakes import FakePlatform
+from tests.unit.fake_cluster import CLUSTER, deliver_all, scenario2_after_upgrade
+from tests.unit.test_remediation import (
+    DELIVERIES,
+    NODE1,
+    ORIGINAL,
+    assert_remediated,
+    poison,
+    run_until_state,
+)
+from upgrade.domain.pdb_lease import lease_partition
+from upgrade.domain.policy import parse_policy
+from upgrade.errors import NotAllowed
+from upgrade.services.quarantine_scan import scan_cluster
+from upgrade.services.remediation import request_remediation
+
+pytestmark = pytest.mark.usefixtures("production_steps")
+DEPLOYMENT = ("default", "a")
+
+
+def scenario(replicas: int = 1):
+    """Scenario 2 with pod A's ReplicaSet owned by Deployment a (``replicas``, 1 as in the seed)."""
+    fake = scenario2_after_upgrade()
+    fake.deployments[DEPLOYMENT] = replicas
+    platform = FakePlatform(kubes={CLUSTER.arm_id: fake}, aks_by_subscription={CLUSTER.subscription_id: fake},
+                            allowed_clusters=frozenset({CLUSTER.arm_id}))
+    platform.policy = parse_policy(json.dumps({"defaults": {
+        "pollSeconds": 1, "remediation": {"scale-out": "approval-required"}}}))
+    return fake, platform
+
+
+@pytest.mark.parametrize("delivery", DELIVERIES)
+def test_scale_out_finishes_the_node_and_puts_the_replicas_back(delivery):
+    # GIVEN Scenario 2 after the upgrade: pod A (Deployment a, 1 replica) blocked on the quarantined node
+    fake, platform = scenario()
+    raised_when_evicted = []
+    evict = fake.evict
+
+    def recording_evict(namespace, name, **kwargs):
+        raised_when_evicted.append((fake.deployments[DEPLOYMENT], [p.ready for p in fake.pods_of("a")]))
+        return evict(namespace, name, **kwargs)
+
+    fake.evict = recording_evict
+    scan_cluster(platform, CLUSTER)  # the operator got the quarantine alert
+    # WHEN the operator asks for scale-out and the steps run
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    deliver_all(platform, **delivery)
+    # THEN the node is upgraded, unlabelled, uncordoned, the pool back at 2 nodes, the PDB untouched
+    assert_remediated(fake, platform, run.run_id)
+    assert fake.pdb_specs["default/a-pdb"] == ORIGINAL and fake.calls["patch_pdb_spec"] == 0
+    # AND pod A was evicted only once the Deployment had 2 replicas, both Ready
+    assert raised_when_evicted and all(r == (2, [True, True]) for r in raised_when_evicted)
+    # AND the Deployment is back at 1 replica, set exactly twice (raise, restore), and the lease is released
+    assert fake.deployments[DEPLOYMENT] == 1
+    assert fake.calls["replace_scale"] == 2
+    assert platform.state.list(lease_partition(CLUSTER)) == []
+    assert platform.runs.get(run.run_id).facts["scales"] == {
+        "Deployment/default/a": {"kind": "Deployment", "namespace": "default", "name": "a", "add": 1,
+                                 "original": 1, "raised_to": 2}}
+
+
+@pytest.mark.parametrize("step", ["remediation.wait_scaled_out", "remediation.evict", "remediation.restore_scale"])
+def test_a_replica_count_changed_by_someone_else_is_not_overwritten_and_alerted(step):
+    # GIVEN a scale-out run that raised Deployment a from 1 to 2
+    fake, platform = scenario()
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    message = run_until_state(platform, run.run_id, step)
+    assert fake.deployments[DEPLOYMENT] == 2
+    # WHEN its owner scales it to 4 before the run's restore
+    fake.set_replicas(*DEPLOYMENT, 4)
+    platform.queue.send(message)
+    deliver_all(platform)
+    # THEN the run still finishes the node, leaves 4 replicas, and an alert says why it did not restore
+    final = platform.runs.get(run.run_id)
+    assert final.status == "succeeded", final.reason
+    assert fake.deployments[DEPLOYMENT] == 4
+    [alert] = [a for a in platform.alerts.published if a.kind == "remediation.scale-not-restored"]
+    assert alert.details == {"workload": "Deployment/default/a", "original": 1, "raised_to": 2, "current": 4}
+    assert not fake.nodes[NODE1].quarantined
+
+
+def test_a_count_changed_before_the_raise_is_not_raised_and_the_run_fails_with_an_alert():
+    # GIVEN a scale-out run that recorded 1 replica, and the owner scales to 3 before the raise
+    fake, platform = scenario()
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    message = run_until_state(platform, run.run_id, "remediation.raise_replicas")
+    fake.set_replicas(*DEPLOYMENT, 3)
+    platform.queue.send(message)
+    deliver_all(platform)
+    # THEN the run did not write the count, failed saying why, and the node is left quarantined
+    final = platform.runs.get(run.run_id)
+    assert final.status == "failed" and "not raised" in final.reason
+    assert fake.deployments[DEPLOYMENT] == 3 and fake.calls["replace_scale"] == 0
+    assert any(a.kind == "remediation.scale-not-restored" for a in platform.alerts.published)
+    assert fake.nodes[NODE1].quarantined
+
+
+def test_a_run_poisoned_after_the_raise_restores_the_replicas():
+    # GIVEN a scale-out run that raised the replicas and is about to evict
+    fake, platform = scenario()
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    evict = run_until_state(platform, run.run_id, "remediation.evict")
+    assert fake.deployments[DEPLOYMENT] == 2
+    # WHEN every delivery of that step dies and the host moves it to the poison queue
+    poison(platform, evict)
+    # THEN the run is failed, the replicas are back at 1 and the PDB lease is released
+    assert platform.runs.get(run.run_id).status == "failed"
+    assert fake.deployments[DEPLOYMENT] == 1
+    assert platform.state.list(lease_partition(CLUSTER)) == []
+    [failed] = [a for a in platform.alerts.published if a.kind == "run.failed"]
+    assert "replicas restored" in failed.details["cleanup"]
+
+
+def test_scale_out_is_refused_when_the_extra_pod_has_no_room():
+    # GIVEN pod A requests 500m and the schedulable nodes have 400m left at most
+    fake, platform = scenario()
+    fake.pods["default/a-1"] = replace(fake.pods["default/a-1"], cpu_request_millis=500)
+    for name in ("aks-nodepool1-2", "aks-nodepool1-surge1"):
+        fake.nodes[name] = replace(fake.nodes[name], allocatable_cpu_millis=400)
+    # WHEN scale-out is asked for THEN it is refused, saying why, and nothing is scaled
+    with pytest.raises(NotAllowed, match="no room for an extra pod of Deployment/default/a"):
+        request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    assert fake.calls["replace_scale"] == 0
+
+
+def test_scale_out_is_refused_for_a_pod_without_a_scalable_controller():
+    fake, platform = scenario()
+    del fake.pods["default/a-1"]
+    fake.add_pod("default", "a-bare", NODE1, app="a", owner=None)
+    with pytest.raises(NotAllowed, match="controlled by nothing"):
+        request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+
+
+@pytest.mark.parametrize(("room", "started"), [
+    pytest.param(True, "scale-out", id="room-scale-out-first"),
+    pytest.param(False, "relax-pdb", id="no-room-the-next-kind"),
+])
+def test_the_scan_starts_scale_out_first_and_falls_back_when_it_is_refused(room, started):
+    # GIVEN both scale-out and relax-pdb automatic, and room for pod A's extra replica or not
+    fake, platform = scenario()
+    platform.policy = parse_policy(json.dumps({"defaults": {
+        "pollSeconds": 1, "remediation": {"scale-out": "automatic", "relax-pdb": "automatic"}}}))
+    if not room:
+        fake.pods["default/a-1"] = replace(fake.pods["default/a-1"], cpu_request_millis=500)
+        for name in ("aks-nodepool1-2", "aks-nodepool1-surge1"):
+            fake.nodes[name] = replace(fake.nodes[name], allocatable_cpu_millis=400)
+    # WHEN the scan runs
+    notes = scan_cluster(platform, CLUSTER)
+    # THEN it started the first kind the policy allows that is not refused, saying why it skipped one
+    [run] = [r for r in platform.runs.list_runs() if r.kind == "remediation"]
+    assert run.options["kind"] == started
+    assert any("automatic scale-out not started: scale-out refused" in n for n in notes) is (not room)
