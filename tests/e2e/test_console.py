@@ -76,7 +76,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
             return page
 
         yield open_page
-        for context in contexts:
+        for index, context in enumerate(contexts):  # the last thing each window showed, pass or fail
+            for page in context.pages:
+                page.screenshot(path=str(SCREENSHOTS / f"last-window-{index}.png"), full_page=True)
             context.close()
 
 
@@ -128,7 +130,7 @@ def test_a_blue_green_run_started_from_the_cli_is_watched_and_approved_in_the_co
         seen.update(page.locator("table.gantt tbody tr").evaluate_all("rows => rows.map(r => r.dataset.step)"))
         return page.locator("[data-testid=run-status]").inner_text() == "awaiting-decision"
 
-    wait_until(watch, timeout=120, interval=0.2, what="the console to show the run awaiting a decision")
+    wait_until(watch, timeout=300, interval=0.2, what="the console to show the run awaiting a decision")
     page.wait_for_function("n => document.querySelectorAll('table.gantt tbody tr').length >= n",
                            arg=len(_api(host, f"/api/upgrades/{run_id}")["timeline"]))
     seen.update(page.locator("table.gantt tbody tr").evaluate_all("rows => rows.map(r => r.dataset.step)"))
@@ -153,7 +155,7 @@ def test_a_blue_green_run_started_from_the_cli_is_watched_and_approved_in_the_co
     assert "blue pool is deleted" in dialog.inner_text()
     dialog.get_by_role("button", name="Confirm").click()
     # THEN the console shows the run commit
-    page.locator("[data-testid=run-status]", has_text="succeeded").wait_for(timeout=120_000)
+    page.locator("[data-testid=run-status]", has_text="succeeded").wait_for(timeout=300_000)
     run = _api(host, f"/api/upgrades/{run_id}")
     assert run["status"] == "succeeded", run["reason"]
     assert any(row["actor"] == OPERATOR.actor for row in run["timeline"]), "the approval names the operator"
@@ -198,7 +200,7 @@ def test_scenario_2s_finding_is_remediated_from_the_console_and_a_reader_has_no_
     page.locator("dialog#confirm").get_by_role("button", name="Confirm").click()
     # THEN the console follows the remediation run until it succeeds, and node 1 is no longer quarantined
     page.wait_for_url(re.compile(r"#/run/"))
-    page.locator("[data-testid=run-status]", has_text="succeeded").wait_for(timeout=120_000)
+    page.locator("[data-testid=run-status]", has_text="succeeded").wait_for(timeout=300_000)
     wait_until(lambda: scenario2.quarantined() == [], timeout=30, what="no quarantined node")
     page.goto(console_url(host, "#/quarantine"))
     page.get_by_text("No cordoned or quarantined node").wait_for()
