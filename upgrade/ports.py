@@ -13,7 +13,17 @@ from typing import Any, Protocol
 
 from upgrade.domain.alerts import Alert
 from upgrade.domain.fleet import FleetGate, GateRef, UpdateStage
-from upgrade.domain.model import AgentPool, ClusterRef, Node, Pdb, PdbManifest, Pod, Scale, Workload
+from upgrade.domain.model import (
+    AgentPool,
+    Autoscaler,
+    ClusterRef,
+    Node,
+    Pdb,
+    PdbManifest,
+    Pod,
+    Scale,
+    Workload,
+)
 from upgrade.domain.policy import UpgradePolicy
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import StepMessage
@@ -131,6 +141,9 @@ class Kube(Protocol):
 
     def get_scale(self, kind: str, namespace: str, name: str) -> Scale:
         """The scale subresource of a Deployment or a ReplicaSet. Raises NotFound."""
+
+    def list_autoscalers(self, *, namespace: str) -> list[Autoscaler]:
+        """The namespace's HorizontalPodAutoscalers (none when the API does not serve them)."""
 
     def replace_scale(self, kind: str, namespace: str, name: str, replicas: int, *, resource_version: str) -> Scale:
         """Set the workload's replicas, only if its scale is still at ``resource_version`` (the API

@@ -25,6 +25,7 @@ var kubernetesDataActions = [
   'Microsoft.ContainerService/managedClusters/apps/statefulsets/read'
   'Microsoft.ContainerService/managedClusters/apps/deployments/write' // update deployments/scale: remediation scale-out (no finer action exists)
   'Microsoft.ContainerService/managedClusters/apps/replicasets/write' // update replicasets/scale: remediation scale-out
+  'Microsoft.ContainerService/managedClusters/autoscaling/horizontalpodautoscalers/read' // scale-out: is the workload autoscaled
   'Microsoft.ContainerService/managedClusters/apps/daemonsets/read' // drain: is a DaemonSet pod orphaned
 ]
 

@@ -257,6 +257,7 @@ PORT_CALLS = [
              lambda scale: scale.replicas >= 1),
     PortCall("replace_scale", "a ReplicaSet's, conditionally",
              lambda k, o: _rescale(k, "ReplicaSet", _replica_set(k, "db"), 1), lambda scale: scale.replicas == 1),
+    PortCall("list_autoscalers", "one namespace", lambda k, o: k.list_autoscalers(namespace="apps"), _is_list),
     PortCall("list_events", "every reason", lambda k, o: k.list_events(), _is_list),
     PortCall("list_events", "upgrade reasons", lambda k, o: k.list_events(reasons=("Surge", "Drain")), _is_list),
 ]

@@ -36,6 +36,7 @@ from upgrade.domain.model import (
     QUARANTINE_LABEL,
     QUARANTINE_VALUE,
     AgentPool,
+    Autoscaler,
     ClusterRef,
     Node,
     Pdb,
@@ -65,6 +66,7 @@ class FakeCluster:
         self.pools: dict[str, AgentPool] = {}
         self.deployments: dict[tuple[str, str], int] = {}  # (namespace, name) -> replicas
         self.scale_versions: dict[tuple[str, str], int] = {}  # (namespace, name) -> its scale's resourceVersion
+        self.autoscalers: list[Autoscaler] = []  # HorizontalPodAutoscalers, as given
         self.crashloop: set[tuple[str, str, str]] = set()  # (namespace, app, pool): its pods crash-loop there
         self.ops: dict[str, str] = {}  # pool -> "create" | "delete", finished at the next look
         self.created: dict[str, dict] = {}  # pool -> the ARM properties begin_create_pool got
@@ -352,6 +354,10 @@ class FakeCluster:
             ready = sum(1 for p in self.pods.values() if p.owner_name == f"{name}-rs" and p.ready)
             workloads.append(Workload(ns, "Deployment", name, replicas, ready, replica_sets=(f"{name}-rs",)))
         return [w for w in workloads if namespace in (None, w.namespace)]
+
+    def list_autoscalers(self, *, namespace: str) -> list[Autoscaler]:
+        self.calls["list_autoscalers"] += 1
+        return [a for a in self.autoscalers if a.namespace == namespace]
 
     def get_scale(self, kind: str, namespace: str, name: str) -> Scale:
         """A Deployment's scale (its pods are the ``<name>-rs`` ReplicaSet's); the resourceVersion

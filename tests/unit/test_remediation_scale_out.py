@@ -21,6 +21,7 @@ from tests.unit.test_remediation import (
     poison,
     run_until_state,
 )
+from upgrade.domain.model import Autoscaler
 from upgrade.domain.pdb_lease import lease_partition
 from upgrade.domain.policy import parse_policy
 from upgrade.errors import NotAllowed
@@ -163,3 +164,31 @@ def test_the_scan_starts_scale_out_first_and_falls_back_when_it_is_refused(room,
     [run] = [r for r in platform.runs.list_runs() if r.kind == "remediation"]
     assert run.options["kind"] == started
     assert any("automatic scale-out not started: scale-out refused" in n for n in notes) is (not room)
+
+
+def test_scale_out_is_refused_when_an_hpa_owns_the_replicas():
+    # GIVEN pod A's Deployment is scaled by a HorizontalPodAutoscaler
+    fake, platform = scenario()
+    fake.autoscalers = [Autoscaler("default", "a-hpa", "Deployment", "a", 1, 5)]
+    # WHEN scale-out is asked for THEN it is refused, naming the HPA, and nothing is scaled
+    with pytest.raises(NotAllowed, match="HorizontalPodAutoscaler default/a-hpa owns the replicas of Deployment default/a"):
+        request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    assert fake.calls["replace_scale"] == 0
+
+
+def test_extra_pods_that_never_become_ready_end_in_the_restore_at_the_drain_timeout():
+    # GIVEN pod A's new replicas crash-loop wherever they land, and a 1-minute drain timeout
+    fake, platform = scenario()
+    fake.crashloop.add(("default", "a", "nodepool1"))
+    platform.policy = parse_policy(json.dumps({"defaults": {
+        "pollSeconds": 5, "rolling": {"drainTimeoutInMinutes": 1}, "remediation": {"scale-out": "approval-required"}}}))
+    # WHEN scale-out runs
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    deliver_all(platform)
+    # THEN it waited (delayed messages), never evicted pod A, failed at the timeout and put the count back
+    final = platform.runs.get(run.run_id)
+    assert final.status == "failed" and "not scaled out at the drain timeout" in final.reason
+    assert "replicas restored (Deployment/default/a)" in final.reason
+    assert fake.calls["evict"] == 0 and fake.deployments[DEPLOYMENT] == 1
+    assert fake.nodes[NODE1].quarantined and "default/a-1" in fake.pods
+    assert any(h.reason.startswith("Deployment/default/a: 1/2 Ready") for h in platform.runs.history(run.run_id))

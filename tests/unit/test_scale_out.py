@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from upgrade.domain.model import QUARANTINE_LABEL, QUARANTINE_VALUE, Node, Pod, Workload
+from upgrade.domain.model import QUARANTINE_LABEL, QUARANTINE_VALUE, Autoscaler, Node, Pod, Workload
 from upgrade.domain.scale_out import ScaleRestore, ScaleTarget, room_refusal, scale_restore, scale_targets
 
 
@@ -17,6 +17,26 @@ def pod(name: str, node: str | None = "n1", *, owner: tuple[str, str] | None = (
 
 
 WEB = Workload("apps", "Deployment", "web", 2, 2, replica_sets=("web-7d9f", "web-5c4b"))
+
+
+HPA_WEB = Autoscaler("apps", "web-hpa", "Deployment", "web", 2, 10)
+
+
+@pytest.mark.parametrize(("autoscalers", "targets", "refused"), [
+    pytest.param([HPA_WEB], [], ["HorizontalPodAutoscaler apps/web-hpa owns the replicas of Deployment apps/web "
+                                 "(minReplicas 2"], id="an-hpa-owns-the-deployment"),
+    pytest.param([Autoscaler("other", "web-hpa", "Deployment", "web", 2, 10)], [ScaleTarget("Deployment", "apps", "web", 1)],
+                 [], id="an-hpa-in-another-namespace"),
+    pytest.param([Autoscaler("apps", "api-hpa", "Deployment", "api", 2, 10)], [ScaleTarget("Deployment", "apps", "web", 1)],
+                 [], id="an-hpa-of-another-deployment"),
+])
+def test_a_workload_an_hpa_scales_is_refused_naming_the_hpa(autoscalers, targets, refused):
+    # GIVEN pod web-1 blocked, and HorizontalPodAutoscalers WHEN its workload is resolved
+    found, refusals = scale_targets([pod("web-1")], [WEB], autoscalers)
+    # THEN a workload whose replicas an HPA owns is not raised (the HPA would undo it), and the reason names it
+    assert found == targets
+    assert [r.split(")")[0].rsplit(",", 1)[0] for r in refusals] == refused
+    assert all("raise minReplicas by hand" in r for r in refusals)
 
 
 @pytest.mark.parametrize(("blocking", "workloads", "targets", "refused"), [

@@ -28,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 
 from upgrade.domain.model import (
     AGENTPOOL_LABEL,
+    Autoscaler,
     ClusterRef,
     Node,
     Pdb,
@@ -402,6 +403,7 @@ class KubernetesKube:
         self.core = k8s.CoreV1Api(api_client)
         self.policy = k8s.PolicyV1Api(api_client)
         self.apps = k8s.AppsV1Api(api_client)
+        self.autoscaling = k8s.AutoscalingV2Api(api_client)
         self.page_size = page_size
 
     def close(self) -> None:
@@ -625,6 +627,22 @@ class KubernetesKube:
     def get_scale(self, kind: str, namespace: str, name: str) -> Scale:
         read, _ = self._scale_calls(kind)
         return _scale_from_json(kind, self._get(f"get the scale of {kind} {namespace}/{name}", read, name, namespace))
+
+    def list_autoscalers(self, *, namespace: str) -> list[Autoscaler]:
+        try:
+            items = list(self._list("list HorizontalPodAutoscalers",
+                                    self.autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace=namespace))
+        except NotFound:
+            return []  # the server does not serve autoscaling/v2: nothing autoscales
+        autoscalers = []
+        for raw in items:
+            meta, spec = raw.get("metadata") or {}, raw.get("spec") or {}
+            target = spec.get("scaleTargetRef") or {}
+            autoscalers.append(Autoscaler(
+                namespace=meta.get("namespace", namespace), name=meta.get("name", ""),
+                target_kind=target.get("kind", ""), target_name=target.get("name", ""),
+                min_replicas=int(spec.get("minReplicas") or 1), max_replicas=int(spec.get("maxReplicas") or 0)))
+        return autoscalers
 
     def replace_scale(self, kind: str, namespace: str, name: str, replicas: int, *, resource_version: str) -> Scale:
         _, write = self._scale_calls(kind)

@@ -261,6 +261,18 @@ class Scale:
 
 
 @dataclass(frozen=True)
+class Autoscaler:
+    """A HorizontalPodAutoscaler: the workload whose replicas it sets, and its bounds."""
+
+    namespace: str
+    name: str
+    target_kind: str
+    target_name: str
+    min_replicas: int
+    max_replicas: int
+
+
+@dataclass(frozen=True)
 class Workload:
     """A pod controller as counted by validation: desired versus ready replicas."""
 

@@ -222,8 +222,8 @@ def _scale_out_option(cluster: ClusterRef, node: str, blocking: Sequence[Pod], f
         caveat = (f"{', '.join(unscalable)} has no Deployment or ReplicaSet whose replicas could be raised "
                   "(a StatefulSet's scale-down would leave the new ordinal's volume claims behind)")
     else:
-        caveat = ("refused when the extra pods' cpu requests do not fit on the schedulable nodes; "
-                  "a count someone else changes meanwhile is left as they set it")
+        caveat = ("refused when the extra pods' cpu requests do not fit on the schedulable nodes or a "
+                  "HorizontalPodAutoscaler owns the replicas; a count someone else changes meanwhile is left as they set it")
     return RemediationOption(
         kind="scale-out",
         description=(

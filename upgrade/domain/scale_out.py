@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from upgrade.domain.model import Node, Pod, Workload
+from upgrade.domain.model import Autoscaler, Node, Pod, Workload
 
 SCALABLE_KINDS = ("Deployment", "ReplicaSet")
 STATEFULSET_REFUSAL = ("scaling a StatefulSet up and back down leaves the new ordinal's PersistentVolumeClaims "
@@ -39,9 +39,13 @@ class ScaleTarget:
         return f"{self.kind}/{self.namespace}/{self.name}"
 
 
-def scale_targets(blocking: Sequence[Pod], workloads: Sequence[Workload]) -> tuple[list[ScaleTarget], list[str]]:
+def scale_targets(
+    blocking: Sequence[Pod], workloads: Sequence[Workload], autoscalers: Sequence[Autoscaler] = ()
+) -> tuple[list[ScaleTarget], list[str]]:
     """The workloads of the blocking pods, each with how many of its pods are blocked, and why any
-    pod cannot be scaled out (no controller with a scale subresource)."""
+    pod cannot be scaled out (no controller with a scale subresource, or a HorizontalPodAutoscaler
+    owns the workload's replicas: it would set them back, and raising its minReplicas is not done
+    here)."""
     by_replica_set = {
         (w.namespace, rs): w for w in workloads if w.kind == "Deployment" for rs in w.replica_sets
     }
@@ -63,7 +67,17 @@ def scale_targets(blocking: Sequence[Pod], workloads: Sequence[Workload]) -> tup
         ScaleTarget(kind, namespace, name, len(pods), max(p.cpu_request_millis for p in pods))
         for (kind, namespace, name), pods in sorted(counts.items())
     ]
-    return targets, refusals
+    owners = {(a.namespace, a.target_kind, a.target_name): a for a in autoscalers}
+    for target in targets:
+        hpa = owners.get((target.namespace, target.kind, target.name))
+        if hpa is not None:
+            refusals.append(
+                f"HorizontalPodAutoscaler {hpa.namespace}/{hpa.name} owns the replicas of {target.kind} "
+                f"{target.namespace}/{target.name} (minReplicas {hpa.min_replicas}, maxReplicas {hpa.max_replicas}): "
+                "it would undo a raise, and this product does not raise its minReplicas; use relax-pdb, or raise "
+                "minReplicas by hand"
+            )
+    return [t for t in targets if (t.namespace, t.kind, t.name) not in owners], refusals
 
 
 def room_refusal(targets: Sequence[ScaleTarget], nodes: Sequence[Node], pods: Sequence[Pod]) -> str | None:

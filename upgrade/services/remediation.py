@@ -7,8 +7,9 @@ Four ways out, from seed Scenario 2, each a run of kind ``remediation`` on the n
   resourceVersion), wait (delayed messages) until the workload's pods are Ready and the PDB
   allows the disruptions, evict the blocking pods, then restore the replicas exactly, unless
   someone else changed them meanwhile (left as they set them, with an alert). Refused when a
-  blocking pod has no Deployment or ReplicaSet (a StatefulSet is refused), or when the extra pods' cpu requests
-  do not fit on the schedulable nodes (upgrade.domain.scale_out). Between the raise and the
+  blocking pod has no Deployment or ReplicaSet (a StatefulSet is refused), when a
+  HorizontalPodAutoscaler owns the replicas, or when the extra pods' cpu requests do not fit on
+  the schedulable nodes (upgrade.domain.scale_out). Between the raise and the
   restore, a failure leads to the restore, and the poison handler restores too.
 - ``relax-pdb``: take each blocking PDB's lease (one run at a time per PDB, across runs and
   pools: upgrade.domain.pdb_lease), recording its spec as the original, then relax it to allow
@@ -182,7 +183,8 @@ def _scale_out_plan(platform: Platform, cluster: ClusterRef, pods: list, blocker
     blocking = [by_key[k] for k in dict.fromkeys(b.pod for b in blockers) if k in by_key]
     namespaces = sorted({p.namespace for p in blocking})
     workloads = [w for ns in namespaces for w in kube.list_workloads(namespace=ns)]
-    targets, refusals = scale_targets(blocking, workloads)
+    autoscalers = [a for ns in namespaces for a in kube.list_autoscalers(namespace=ns)]
+    targets, refusals = scale_targets(blocking, workloads, autoscalers)
     if refusals:
         return targets, "; ".join(refusals)
     room = room_refusal(targets, kube.list_nodes(), kube.list_pods())
