@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from upgrade.cli.runs import add_approve_flags, approve_flags
-from upgrade.cli.status import API_HELP, UpgradeApi, add_api_arguments, print_timeline
+from upgrade.cli.runs import add_decision_commands
+from upgrade.cli.status import API_HELP, UpgradeApi, add_api_arguments
 from upgrade.errors import InvalidInput
 
 DECISION_HELP = {
@@ -47,14 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_api_arguments(start)
     start.set_defaults(handler=run_start)
 
-    for decision, text in DECISION_HELP.items():
-        command = commands.add_parser(decision, help=text, description=f"{text}. {API_HELP}")
-        command.add_argument("run_id", metavar="ID", help="the run id")
-        command.add_argument("--reason", default="", help="why (recorded with the decision)")
-        if decision == "approve":
-            add_approve_flags(command)
-        add_api_arguments(command)
-        command.set_defaults(handler=run_decision, decision=decision)
+    # The same decisions as ``runs`` (one implementation), worded for a blue-green run.
+    add_decision_commands(commands, DECISION_HELP)
 
 
 def start_options(args: argparse.Namespace) -> dict:
@@ -94,12 +88,4 @@ def run_start(args: argparse.Namespace) -> int:
     run = UpgradeApi.from_args(args).call("POST", "/api/upgrades", body)
     print(f"started {run['id']}: {args.pool} -> {run['targetVersion']} ({run['status']})")
     print(f"follow it with: python -m upgrade status {run['id']}")
-    return 0
-
-
-def run_decision(args: argparse.Namespace) -> int:
-    api = UpgradeApi.from_args(args)
-    body = {"reason": args.reason, **approve_flags(args)}
-    api.call("POST", f"/api/upgrades/{args.run_id}/{args.decision}", body)
-    print_timeline(api.run(args.run_id))
     return 0

@@ -8,6 +8,7 @@ with what the run allows now when it refuses. ``status ID`` shows the run.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 
 from upgrade.cli.output import add_output_argument, print_data
 from upgrade.cli.status import API_HELP, UpgradeApi, add_api_arguments, print_timeline
@@ -38,16 +39,20 @@ def approve_flags(args: argparse.Namespace) -> dict:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("runs", help="decide on a run: approve, rollback, pause, resume, abort",
                                    description=__doc__.split("\n\n")[1] + " " + API_HELP)
-    decisions = parser.add_subparsers(dest="decision", metavar="DECISION", required=True)
-    for decision, text in DECISIONS.items():
-        command = decisions.add_parser(decision, help=text, description=f"{text}. {API_HELP}")
+    add_decision_commands(parser.add_subparsers(dest="decision", metavar="DECISION", required=True), DECISIONS)
+
+
+def add_decision_commands(subparsers: argparse._SubParsersAction, decisions: Mapping[str, str]) -> None:
+    """One subcommand per decision (its help text given), each calling ``run_decision``."""
+    for decision, text in decisions.items():
+        command = subparsers.add_parser(decision, help=text, description=f"{text}. {API_HELP}")
         command.add_argument("run_id", metavar="ID", help="the run id (python -m upgrade status lists them)")
         command.add_argument("--reason", default="", help="why (recorded with the decision)")
         if decision == "approve":
             add_approve_flags(command)
         add_output_argument(command)
         add_api_arguments(command)
-        command.set_defaults(handler=run_decision)
+        command.set_defaults(handler=run_decision, decision=decision)
 
 
 def run_decision(args: argparse.Namespace) -> int:
