@@ -20,7 +20,7 @@ import pytest
 
 from tests.fakes import FakePlatform, SimulatedCrash
 from tests.unit.fake_cluster import FakeCluster
-from upgrade.domain.bluegreen import STEP_STATES
+from upgrade.domain.bluegreen import STEP_STATES, batch_count, batch_nodes
 from upgrade.domain.model import ClusterRef
 from upgrade.domain.policy import PoolPolicy, UpgradePolicy
 from upgrade.domain.pool_names import LOGICAL_TAG, RUN_TAG, green_name_candidates
@@ -158,7 +158,7 @@ def test_commit_path_moves_every_pod_to_green_and_deletes_blue():
     steps = [h.step.removeprefix(STEP_PREFIX) for h in platform.runs.history(run.run_id)]
     assert steps[:5] == ["preflight", "preflight", "create_green", "wait_green_ready", "cordon_blue"]
     assert steps.count("drain_batch") >= 2 and "final_soak" in steps and "done" in steps
-    assert final.facts["batches"] == [["aks-blue-0"], ["aks-blue-1"]]
+    assert [batch_nodes(final.facts, i) for i in range(batch_count(final.facts))] == [["aks-blue-0"], ["aks-blue-1"]]
 
 
 def test_operator_rollback_after_validation_puts_workloads_back_on_blue():

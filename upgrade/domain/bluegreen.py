@@ -74,6 +74,49 @@ def plan_batches(blue_nodes: Sequence[str], setting: str) -> list[list[str]]:
     return [nodes[i : i + size] for i in range(0, len(nodes), size)]
 
 
+# What cordon_blue records, once: blue's nodes (an AKS pool has at most 1,000), the batch size, and
+# the few nodes it found cordoned by someone else. The batches and the nodes this run cordoned are
+# derived from them, so a run record holds one list of node names whatever the pool's size. A run
+# recorded before keeps its "batches" and "blueCordonedByRun" lists; they are read as they are.
+
+
+def batch_facts(blue_nodes: Sequence[str], setting: str, cordoned_by_run: Sequence[str]) -> dict[str, Any]:
+    nodes = sorted(blue_nodes)
+    ours = set(cordoned_by_run)
+    return {"blueNodes": nodes, "batchSize": drain_batch_size(setting, len(nodes)), "batchIndex": 0,
+            "blueNotCordonedByRun": [n for n in nodes if n not in ours]}
+
+
+def batch_count(facts: Mapping[str, Any]) -> int:
+    if "batches" in facts:
+        return len(facts["batches"] or ())
+    size = int(facts.get("batchSize") or 1)
+    return -(-len(facts.get("blueNodes") or ()) // size)
+
+
+def batch_nodes(facts: Mapping[str, Any], index: int) -> list[str]:
+    """The nodes of drain batch ``index`` (0-based); none past the last."""
+    if "batches" in facts:
+        batches = facts["batches"] or []
+        return list(batches[index]) if 0 <= index < len(batches) else []
+    size = int(facts.get("batchSize") or 1)
+    return list((facts.get("blueNodes") or [])[index * size : (index + 1) * size]) if index >= 0 else []
+
+
+def blue_cordoned_by_run(facts: Mapping[str, Any]) -> list[str]:
+    """The blue nodes this run cordoned (a rollback uncordons these, and no other)."""
+    if "blueCordonedByRun" in facts:
+        return list(facts["blueCordonedByRun"] or ())
+    if "blueNodes" in facts:
+        others = set(facts.get("blueNotCordonedByRun") or ())
+        return [n for n in facts["blueNodes"] or () if n not in others]
+    return list(facts.get("blueSchedulable") or ())
+
+
+# How many node names a text for a person lists one by one; more are counted.
+NAMED_NODES = 5
+
+
 # ---- the transition table ---------------------------------------------------------------------
 
 PRE_COMMIT_STATES = (
@@ -108,8 +151,8 @@ def _facts_flag(key: str) -> Callable[[GuardContext], bool]:
 
 
 GUARDS: dict[str, Callable[[GuardContext], bool]] = {
-    "batches_remain": lambda c: int(c.facts.get("batchIndex", 0)) < len(c.facts.get("batches", [])),
-    "blue_drained": lambda c: int(c.facts.get("batchIndex", 0)) >= len(c.facts.get("batches", [])),
+    "batches_remain": lambda c: int(c.facts.get("batchIndex", 0)) < batch_count(c.facts),
+    "blue_drained": lambda c: int(c.facts.get("batchIndex", 0)) >= batch_count(c.facts),
     "rollback_on_drain_timeout": lambda c: c.options.rollback_on_drain_timeout,
     "fail_on_drain_timeout": lambda c: not c.options.rollback_on_drain_timeout,
     "auto_rollback": lambda c: c.options.auto_rollback_on_failed_validation,
@@ -289,8 +332,10 @@ def cleanup_left(failed_in: str, facts: Mapping[str, Any], blue_pool: str) -> tu
                 "or uncordon it",)
     left: list[str] = []
     if facts.get("cordonStarted") and failed_in not in _BLUE_UNCORDONED_IN:
-        cordoned = facts.get("blueCordonedByRun") or facts.get("blueSchedulable") or []
-        nodes = ", ".join(cordoned) if cordoned else f"the nodes of pool {blue_pool}"
+        cordoned = blue_cordoned_by_run(facts)
+        nodes = ", ".join(cordoned[:NAMED_NODES]) if cordoned else f"the nodes of pool {blue_pool}"
+        if len(cordoned) > NAMED_NODES:
+            nodes = f"{len(cordoned)} nodes of pool {blue_pool} ({nodes}, ...)"
         left.append(f"blue nodes cordoned by this run: {nodes}. Uncordon them (kubectl uncordon) to keep blue")
     if green:
         if failed_in == "wait_green_deleted":

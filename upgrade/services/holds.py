@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from upgrade.domain.alerts import Alert
+from upgrade.domain.bluegreen import batch_nodes
 from upgrade.domain.holds import Hold, decide, holds_on
 from upgrade.domain.model import ClusterRef, pool_selector
 from upgrade.domain.steps import Outcome, Retry
@@ -27,9 +28,8 @@ PER_NODE_READS = 10  # up to this many nodes, their pods are read node by node (
 def _batch_nodes(ctx: Any) -> list[str] | None:
     if ctx.message.args.get("drain"):
         return None  # the batch has started: a hold found now does not cut it
-    batches = ctx.run.facts.get("batches") or []
     index = int(ctx.run.facts.get("batchIndex", 0))
-    return list(batches[index]) if index < len(batches) else None
+    return batch_nodes(ctx.run.facts, index) or None
 
 
 def _pool_nodes(ctx: Any) -> list[str] | None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from upgrade.domain.bluegreen import (
-    plan_batches,
+    batch_count,
+    batch_facts,
+    batch_nodes,
 )
 from upgrade.domain.model import AgentPool
 from upgrade.domain.steps import Outcome
@@ -41,17 +43,17 @@ def cordon_blue(ctx: StepContext) -> Outcome:
     kube = ctx.platform.kube(cluster)
     require_owned(ctx, "cordon", blue_of(ctx))
     nodes = pool_nodes(kube, blue_of(ctx))
-    known = set(run.facts.get("blueSchedulable", []))
+    known = set(run.facts.get("blueSchedulable") or [])
     cordoned_by_run = sorted(known | {n.name for n in nodes if n.name not in known and not n.unschedulable})
     for node in nodes:
         if not node.unschedulable:
             kube.set_unschedulable(node.name, True)
     names = [n.name for n in nodes]
     origin = blue_origin_workloads(kube.list_pods(), names, kube.list_workloads())
-    batches = plan_batches(names, run_options(run).drain_batch_size)
-    return advance(ctx, "cordoned", reason=f"cordoned {len(names)} blue node(s); {len(batches)} drain batch(es)",
-                    facts={"blueNodes": names, "blueCordonedByRun": cordoned_by_run, "batches": batches,
-                           "batchIndex": 0, "blueOrigin": [o.to_dict() for o in origin]})
+    batches = batch_facts(names, run_options(run).drain_batch_size, cordoned_by_run)
+    # blueSchedulable (preflight's) is folded into blueNotCordonedByRun: one node list stays
+    return advance(ctx, "cordoned", reason=f"cordoned {len(names)} blue node(s); {batch_count(batches)} drain batch(es)",
+                    facts={**batches, "blueSchedulable": None, "blueOrigin": [o.to_dict() for o in origin]})
 
 
 def drain_batch(ctx: StepContext) -> Outcome:
@@ -59,18 +61,18 @@ def drain_batch(ctx: StepContext) -> Outcome:
     assert run is not None
     options = run_options(run)
     index = int(run.facts.get("batchIndex", 0))
-    batches = run.facts.get("batches", [])
-    if index >= len(batches):
+    count = batch_count(run.facts)
+    if index >= count:
         return advance(ctx, "drained", reason="no blue node left to drain")
     require_owned(ctx, "drain", blue_of(ctx))
-    drained = drain_nodes(ctx, batches[index], options)
-    label = f"batch {index + 1}/{len(batches)}: "
+    drained = drain_nodes(ctx, batch_nodes(run.facts, index), options)
+    label = f"batch {index + 1}/{count}: "
     if drained.event == "drained":
         return advance(ctx, "drained", reason=label + drained.reason,
                         facts={"batchIndex": index + 1, "drainBlockers": []})
     if drained.event == "blocked":
         return advance(ctx, "blocked", reason=label + drained.reason, retry_after=drained.retry_after,
-                        args={"drain": drained.states}, facts={"drainBlockers": drained.blockers})
+                        args={"drain": drained.carried}, facts={"drainBlockers": drained.blockers})
     cause = label + drained.reason
     return advance(ctx, drained.event, reason=cause, facts={
         "rollbackAfterFailure": True, "rollbackCause": cause, "drainBlockers": drained.blockers,

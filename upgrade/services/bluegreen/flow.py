@@ -19,6 +19,7 @@ from typing import Any
 from upgrade.domain.alerts import Alert
 from upgrade.domain.bluegreen import (
     KIND,
+    NAMED_NODES,
     STATE_STATUS,
     GuardContext,
     cleanup_left,
@@ -157,42 +158,87 @@ def require_owned(ctx: StepContext, action: str, pool: str, tags: Mapping[str, s
         raise NotOwned(refusal, pool=pool)
 
 
+# At most this many pods holding a drain up are kept in the run's facts (and its alerts); the
+# reason counts them all. A run record stays bounded however many pods a batch holds.
+MAX_RECORDED_BLOCKERS = 20
+
+
 @dataclass(frozen=True)
 class DrainPass:
     event: str  # drained | blocked | refused | timed_out
     reason: str
     retry_after: float
-    states: dict  # per-node drain state for the next pass (step args)
-    blockers: list  # pods holding the drain up, with the PDB that blocks each
+    carried: dict  # what the next pass needs (step args), bounded whatever the batch's size
+    blockers: list  # pods holding the drain up, with the PDB that blocks each (the first few)
+
+
+def carried_drain(raw: Mapping[str, Any] | None) -> DrainState:
+    """What one blue-green drain pass hands to the next in its step message: when the drain began
+    (for the drain timeout) and which DaemonSets of the drained pods exist (asked once per drain).
+    Bounded by the cluster's DaemonSets, not by nodes or pods: each pass reads the pods again from
+    the cluster, as a drain's re-check does anyway (a pod with a deletionTimestamp is terminating;
+    one gone is gone), and re-sends only evictions still needed. A message written before this
+    form (node name -> that node's drain state) reads as its earliest start and every DaemonSet it
+    knew. Raises TypeError/ValueError on anything else."""
+    if not raw:
+        return DrainState()
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"must be an object, not {type(raw).__name__}")
+    if "started_at" in raw:  # "_" is never in a node name
+        started, daemonsets = raw["started_at"], raw.get("daemonsets") or {}
+        if started is not None and (isinstance(started, bool) or not isinstance(started, (int, float))):
+            raise ValueError("started_at must be a number of seconds")
+        if not isinstance(daemonsets, Mapping) or not all(isinstance(v, bool) for v in daemonsets.values()):
+            raise ValueError("daemonsets must be an object of namespace/name -> true or false")
+        return DrainState(started_at=started, daemonsets=dict(daemonsets))
+    per_node = [DrainState.from_dict(state) for state in raw.values() if state]
+    starts = [s.started_at for s in per_node if s.started_at is not None]
+    return DrainState(started_at=min(starts, default=None),
+                      daemonsets={key: known for s in per_node for key, known in s.daemonsets.items()})
 
 
 def drain_nodes(ctx: StepContext, nodes: list[str], options: BlueGreenOptions) -> DrainPass:
     """One non-blocking drain pass over ``nodes`` (each node's evictions go out concurrently)."""
     kube = ctx.platform.kube(ctx.cluster)
     drain_options = replace(options.drain_options(), timeout_seconds=options.drain_timeout_seconds)
-    states: dict = dict(ctx.message.args.get("drain") or {})
+    carried = carried_drain(ctx.message.args.get("drain"))
     now = ctx.platform.clock.now().timestamp
+    started = now() if carried.started_at is None else carried.started_at
+    daemonsets = dict(carried.daemonsets)
     progresses = []
     for node in nodes:
         try:
-            progress = drain_node_step(kube, node, drain_options, DrainState.from_dict(states.get(node)), now=now)
+            progress = drain_node_step(kube, node, drain_options,
+                                       DrainState(started_at=started, daemonsets=daemonsets), now=now)
         except NotFound:
-            states[node] = None  # the node is gone: nothing left to drain on it
-            continue
-        states[node] = progress.state.to_dict()
+            continue  # the node is gone: nothing left to drain on it
+        daemonsets.update(progress.state.daemonsets)
         progresses.append(progress)
     statuses = {p.status for p in progresses}
-    summary = "; ".join(p.summary() for p in progresses if p.status is not DrainStatus.DRAINED)
-    blockers = [b for p in progresses for b in p.to_facts()["blockers"]]
+    pending = [p for p in progresses if p.status is not DrainStatus.DRAINED]
+    summary = drain_summary(pending)
+    blockers = [b for p in progresses for b in p.to_facts()["blockers"]][:MAX_RECORDED_BLOCKERS]
     if not progresses or statuses == {DrainStatus.DRAINED}:
-        return DrainPass("drained", f"drained {', '.join(nodes)}", 0.0, {}, [])
+        return DrainPass("drained", f"drained {nodes_named(nodes)}", 0.0, {}, [])
+    carry = {"started_at": started, "daemonsets": daemonsets}
     if statuses & {DrainStatus.REFUSED, DrainStatus.FAILED}:
-        return DrainPass("refused", f"drain cannot finish: {summary}", 0.0, states, blockers)
+        return DrainPass("refused", f"drain cannot finish: {summary}", 0.0, carry, blockers)
     if DrainStatus.TIMED_OUT in statuses:
         reason = f"drain timeout {options.drain_timeout_minutes:g} min passed: {summary}"
-        return DrainPass("timed_out", reason, 0.0, states, blockers)
+        return DrainPass("timed_out", reason, 0.0, carry, blockers)
     retry = min(p.retry_after_seconds for p in progresses if not p.status.final)
-    return DrainPass("blocked", summary, retry, states, blockers)
+    return DrainPass("blocked", summary, retry, carry, blockers)
+
+
+def nodes_named(nodes: list[str]) -> str:
+    named = ", ".join(nodes[:NAMED_NODES])
+    return named if len(nodes) <= NAMED_NODES else f"{len(nodes)} nodes ({named}, ...)"
+
+
+def drain_summary(pending: list) -> str:
+    """The nodes still draining: the first few by their own summary, the rest counted."""
+    text = "; ".join(p.summary() for p in pending[:NAMED_NODES])
+    return text if len(pending) <= NAMED_NODES else f"{len(pending)} nodes not drained yet: {text}; ..."
 
 
 def soak_then(ctx: StepContext, after: Callable[[], Outcome]) -> Outcome:

@@ -135,7 +135,7 @@ def wait_green_ready(ctx: StepContext) -> Outcome:
     ready = [n for n in nodes if n.ready]
     if pool is not None and pool.provisioning_state == "Succeeded" and len(ready) >= pool.count == len(nodes):
         return advance(ctx, "ready", reason=f"green pool {green}: {len(ready)} node(s) Ready",
-                        facts={"greenNodes": [n.name for n in nodes], "cordonStarted": True})
+                        facts={"cordonStarted": True})
     state = pool.provisioning_state if pool else "not visible yet"
     if late:
         return advance(ctx, "timed_out", reason=f"green pool {green} not ready after "

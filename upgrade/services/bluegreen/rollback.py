@@ -3,6 +3,7 @@ green (only the pool this run created), wait until it is gone."""
 
 from __future__ import annotations
 
+from upgrade.domain.bluegreen import blue_cordoned_by_run
 from upgrade.domain.steps import Outcome
 from upgrade.errors import PermanentError
 from upgrade.services.bluegreen.flow import (
@@ -29,7 +30,7 @@ def uncordon_blue(ctx: StepContext) -> Outcome:
     if not run.facts.get("cordonStarted"):
         return advance(ctx, "uncordoned", reason="blue was never cordoned")
     kube = ctx.platform.kube(ctx.cluster)
-    ours = set(run.facts.get("blueCordonedByRun", run.facts.get("blueSchedulable", [])))
+    ours = set(blue_cordoned_by_run(run.facts))
     uncordoned = [n.name for n in pool_nodes(kube, blue_of(ctx)) if n.name in ours and n.unschedulable]
     for name in uncordoned:
         kube.set_unschedulable(name, False)
@@ -52,7 +53,7 @@ def drain_green(ctx: StepContext) -> Outcome:
         return advance(ctx, "drained", reason=f"green: {drained.reason}")
     if drained.event == "blocked":
         return advance(ctx, "blocked", reason=drained.reason, retry_after=drained.retry_after,
-                        args={"drain": drained.states}, facts={"greenDrainBlockers": drained.blockers})
+                        args={"drain": drained.carried}, facts={"greenDrainBlockers": drained.blockers})
     return advance(ctx, drained.event, reason=f"rollback stopped, both pools remain: {drained.reason}",
                     facts={"greenDrainBlockers": drained.blockers})
 

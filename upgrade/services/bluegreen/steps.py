@@ -28,6 +28,7 @@ from upgrade.services.bluegreen.flow import (
     STEP_PREFIX,
     NotOwned,
     advance,
+    carried_drain,
     fail_here,
     failed_with_alert,
     run_alert,
@@ -40,7 +41,6 @@ from upgrade.services.bluegreen.rollback import (
     uncordon_blue,
     wait_green_deleted,
 )
-from upgrade.services.drain import DrainState
 from upgrade.services.registry import StepSpec
 from upgrade.services.step_runner import StepContext
 
@@ -63,15 +63,10 @@ def check_step_args(step: str, args: Mapping[str, Any]) -> None:
             raise InvalidInput("step message", "args.since", "must be an ISO 8601 time with a UTC offset") from None
     drain = args.get("drain")
     if drain is not None:
-        if not isinstance(drain, Mapping):
-            raise InvalidInput("step message", "args.drain", "must be an object of node name -> drain progress")
-        for node, state in drain.items():
-            try:
-                if state is not None and not isinstance(state, Mapping):
-                    raise TypeError(type(state).__name__)
-                DrainState.from_dict(state)
-            except (TypeError, ValueError, AttributeError) as exc:
-                raise InvalidInput("step message", f"args.drain.{node}", f"not a drain progress: {exc}") from None
+        try:
+            carried_drain(drain)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInput("step message", "args.drain", f"not a drain progress: {exc}") from None
 
 
 def _guarded(step: str, handler: Callable[[StepContext], Outcome]) -> Callable[[StepContext], Outcome]:
