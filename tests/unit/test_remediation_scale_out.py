@@ -1,7 +1,7 @@
 """The scale-out remediation on seed Scenario 2's final state: pod A's Deployment gets one more
 replica, the PDB then allows pod A's eviction, the node is finished and the Deployment is back at
 its original count; the same under duplicate delivery and a crash between a step's side effect
-and its state write; a count someone else set meanwhile is not overwritten (alert); refused with
+and its state write; a poisoned, aborted or timed-out run restores the count; a count someone else set meanwhile is not overwritten (alert); refused with
 the reason when the extra pod has no room or the pod has no scalable controller."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from upgrade.domain.model import Autoscaler
 from upgrade.domain.pdb_lease import lease_partition
 from upgrade.domain.policy import parse_policy
 from upgrade.errors import NotAllowed
+from upgrade.services.decisions import decide
 from upgrade.services.quarantine_scan import scan_cluster
 from upgrade.services.remediation import request_remediation
 
@@ -192,3 +193,17 @@ def test_extra_pods_that_never_become_ready_end_in_the_restore_at_the_drain_time
     assert fake.calls["evict"] == 0 and fake.deployments[DEPLOYMENT] == 1
     assert fake.nodes[NODE1].quarantined and "default/a-1" in fake.pods
     assert any(h.reason.startswith("Deployment/default/a: 1/2 Ready") for h in platform.runs.history(run.run_id))
+
+
+def test_an_aborted_scale_out_restores_the_replicas():
+    # GIVEN a scale-out run that raised Deployment a and waits for the new pod
+    fake, platform = scenario()
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    run_until_state(platform, run.run_id, "remediation.wait_scaled_out")
+    assert fake.deployments[DEPLOYMENT] == 2
+    # WHEN an operator aborts it
+    decide(platform, run.run_id, "abort", actor="bob", reason="not now")
+    # THEN the count is back at 1 and the PDB lease is released
+    assert platform.runs.get(run.run_id).status != "running"
+    assert fake.deployments[DEPLOYMENT] == 1
+    assert platform.state.list(lease_partition(CLUSTER)) == []
