@@ -61,6 +61,7 @@ class FleetModel:
         self.fleets: set[str] = set()
         self.update_runs: dict[str, UpdateRun] = {}
         self.gates: dict[str, Gate] = {}
+        self.events_raised: list[tuple[str, str]] = []  # (event type, gate id), in order: what tests read
         self._on_gate_event = on_gate_event or (lambda topic, subject, kind, data: None)
 
     # ---- setting up ------------------------------------------------------------------------------
@@ -178,4 +179,6 @@ class FleetModel:
                                  "properties": self.gate_to_arm(gate)["properties"]},
                 "operationalInfo": {"resourceEventTime": self.clock.now().isoformat().replace("+00:00", "Z")},
                 "apiVersion": FLEET_API_VERSION}
+        with self.lock:
+            self.events_raised.append((EVENT_PREFIX + what, gate.arm_id))
         self._on_gate_event(f"/subscriptions/{subscription}", gate.arm_id, EVENT_PREFIX + what, data)

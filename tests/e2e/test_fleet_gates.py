@@ -13,7 +13,7 @@ from sandbox.aks_emulator.upgrader import QUARANTINE_LABEL, QUARANTINE_VALUE
 from tests.e2e.conftest import wait_until
 from tests.e2e.rolling_support import policy_json
 from upgrade.adapters.tables import TableStateStore
-from upgrade.domain.fleet import GateRef
+from upgrade.domain.fleet import GATE_CREATED, GATE_UPDATED, GateRef
 from upgrade.services.fleet_gates import RECORD_PARTITION
 from upgrade.settings import load_settings
 
@@ -34,7 +34,7 @@ def fleet_sandbox(emulator, start_devhost, alerts_receiver):
         {"name": "dev", "groups": [{"name": "dev", "members": [ids[0]]}]},
         {"name": "staging", "groups": [{"name": "east", "members": [ids[1]]}, {"name": "west", "members": [ids[2]]}]}])
     state = TableStateStore.from_settings(load_settings(host.app_settings))
-    return emu, ids, run, state
+    return emu, ids, run, state, host
 
 
 def record(state: TableStateStore, gate_id: str) -> dict | None:
@@ -52,25 +52,29 @@ def quarantine_a_node(emu, cluster_id: str) -> str:
 
 
 def test_a_healthy_stage_gets_its_gate_approved(fleet_sandbox, alerts_receiver):
-    emu, ids, run, state = fleet_sandbox
+    emu, ids, run, state, _ = fleet_sandbox
     gate_id = emu.fleet.reach_gate(run, "dev", display_name="dev is healthy")
     wait_until(lambda: emu.fleet.gate(gate_id).state == "Completed", timeout=60, what="the dev gate to be Completed")
-    seen = wait_until(lambda: record(state, gate_id), timeout=30, what="the gate's record")
-    assert seen["verdict"] == "approved" and seen["clusters"] == [ids[0]]
+    seen = wait_until(lambda: (r := record(state, gate_id)) and r["verdict"] == "approved" and r, timeout=30,
+                      what="the approval recorded (after the PATCH)")
+    assert seen["clusters"] == [ids[0]]
     assert emu.events.wait_delivered(30)
     assert not [a for a in alerts_receiver.alerts() if a["type"].endswith("fleet.gate-blocked")]
+    # completed once despite the duplicates: a second PATCH, if any, carried the eTag read before
+    # the first and was refused (412), so the gate changed state exactly once
+    assert [kind for kind, gate in emu.fleet.events_raised if gate == gate_id] == [GATE_CREATED, GATE_UPDATED]
     patches = [r for r in emu.arm_requests if r.method == "PATCH" and "/gates/" in r.path]
-    assert [r.body for r in patches] == [{"properties": {"state": "Completed"}}]  # once, despite duplicates
+    assert patches and all(r.body == {"properties": {"state": "Completed"}} for r in patches)
 
 
 def test_a_stage_with_a_quarantined_node_keeps_its_gate_pending_with_the_reason(fleet_sandbox, alerts_receiver):
-    emu, ids, run, state = fleet_sandbox
+    emu, ids, run, state, host = fleet_sandbox
     node = quarantine_a_node(emu, ids[2])
     gate_id = emu.fleet.reach_gate(run, "staging", display_name="staging is healthy")
     blocked = wait_until(lambda: [a for a in alerts_receiver.alerts() if a["type"].endswith("fleet.gate-blocked")],
                          timeout=60, what="a fleet.gate-blocked alert")
     assert node in blocked[0]["data"]["summary"] and ids[2] in blocked[0]["data"]["summary"]
-    seen = record(state, gate_id)
+    seen = wait_until(lambda: record(state, gate_id), timeout=30, what="the gate's record")  # written after the alert
     assert seen["verdict"] == "blocked" and node in seen["reason"] and seen["clusters"] == [ids[1], ids[2]]
     assert emu.events.wait_delivered(30)
     assert emu.fleet.gate(gate_id).state == "Pending"
@@ -79,3 +83,18 @@ def test_a_stage_with_a_quarantined_node_keeps_its_gate_pending_with_the_reason(
     east = emu.fleet.reach_gate(run, "staging", group="east")
     wait_until(lambda: emu.fleet.gate(east).state == "Completed", timeout=60, what="the east group's gate")
     assert emu.fleet.gate(gate_id).state == "Pending"
+    # the duplicated event may have alerted twice, as one alert (one CloudEvents id) for consumers
+    alerted = [a for a in alerts_receiver.alerts() if a["type"].endswith("fleet.gate-blocked")]
+    assert len({a["id"] for a in alerted}) == 1
+    # the reconciler's timer looks again: still quarantined, still Pending, not alerted again
+    assert host.request("POST", "/admin/functions/reconcile_runs", body={"input": ""})[0] == 202
+    wait_until(lambda: record(state, gate_id)["eventId"].startswith("recheck:"), timeout=30, what="a look again")
+    assert emu.fleet.gate(gate_id).state == "Pending"
+    assert [a for a in alerts_receiver.alerts() if a["type"].endswith("fleet.gate-blocked")] == alerted
+    # once an operator replaced the node, the next look approves the gate
+    kube = emu.cluster(ids[2]).kube
+    kube.set_node_label(node, QUARANTINE_LABEL, None)
+    kube.set_unschedulable(node, False)
+    assert host.request("POST", "/admin/functions/reconcile_runs", body={"input": ""})[0] == 202
+    wait_until(lambda: emu.fleet.gate(gate_id).state == "Completed", timeout=60, what="the staging gate approved")
+    wait_until(lambda: record(state, gate_id)["verdict"] == "approved", timeout=30, what="the approval recorded")

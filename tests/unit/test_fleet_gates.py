@@ -24,8 +24,8 @@ from upgrade.domain.fleet import (
     parse_gate_event,
 )
 from upgrade.domain.model import ClusterRef
-from upgrade.errors import Conflict, InvalidInput
-from upgrade.services.fleet_gates import RECORD_PARTITION, react_to_gate_event
+from upgrade.errors import Conflict, InvalidInput, NotFound
+from upgrade.services.fleet_gates import RECORD_PARTITION, react_to_gate_event, recheck_blocked_gates
 
 SAMPLE = Path(__file__).parents[1] / "events" / "fleet" / "FleetGateCreated.json"
 SUB = "00000000-0000-0000-0000-000000000001"
@@ -43,6 +43,8 @@ class FakeFleet:
         self.completed: list[str] = []
 
     def get_gate(self, gate: GateRef) -> FleetGate:
+        if gate.arm_id.lower() not in self.gates:
+            raise NotFound(f"404: gate {gate.name} not found", status=404)
         return self.gates[gate.arm_id.lower()]
 
     def update_run_stages(self, update_run: str) -> list[UpdateStage]:
@@ -142,7 +144,7 @@ def test_a_quarantined_node_leaves_the_gate_pending_with_the_reason_recorded_and
     assert alert.details["gate"] == gate.arm_id
     # redelivery: still Pending, the same reason under the same dedup key
     react_to_gate_event(event, platform)
-    assert fleet.completed == [] and {a.dedup_key for a in platform.alerts.published} == {alert.dedup_key}
+    assert fleet.completed == [] and platform.alerts.published == [alert]
 
 
 def test_a_gate_on_a_healthy_group_passes_though_another_group_has_a_quarantined_node():
@@ -178,3 +180,33 @@ def test_a_deleted_gate_needs_nothing():
     event["type"] = GATE_DELETED
     assert "nothing to do" in react_to_gate_event(parse_gate_event(event), platform)
     assert fleet.completed == [] and platform.state.get(RECORD_PARTITION, gate.record_key) is None
+
+
+def test_a_refused_gate_is_approved_by_a_later_look_once_its_node_is_gone():
+    platform, fleet, gate = setting(quarantined=IDS[2])
+    react_to_gate_event(parse_gate_event(sample()), platform)
+    assert recheck_blocked_gates(platform) == [f"gate {gate.arm_id} left Pending: "
+                                               f"{platform.state.get(RECORD_PARTITION, gate.record_key)[0]['reason']}"]
+    assert len(platform.alerts.published) == 1  # the same reason is not alerted again
+    platform.kubes[IDS[2]].nodes.pop("aks-3-node-1")  # replaced by an operator
+    [outcome] = recheck_blocked_gates(platform)
+    assert "approved" in outcome and fleet.completed == [gate.name]
+    assert platform.state.get(RECORD_PARTITION, gate.record_key)[0]["verdict"] == "approved"
+    assert recheck_blocked_gates(platform) == []  # approved: no longer looked at
+
+
+def test_a_refused_gate_completed_in_fleet_or_deleted_is_no_longer_looked_at():
+    platform, fleet, gate = setting(quarantined=IDS[2])
+    react_to_gate_event(parse_gate_event(sample()), platform)
+    key = gate.arm_id.lower()
+    fleet.gates[key] = replace(fleet.gates[key], state=COMPLETED, etag="by-hand")  # an operator approved it
+    [outcome] = recheck_blocked_gates(platform)
+    assert "nothing to do" in outcome and fleet.completed == []
+    assert platform.state.get(RECORD_PARTITION, gate.record_key)[0]["verdict"] == "completed"
+    assert recheck_blocked_gates(platform) == []
+    # a refused gate whose update run is deleted: the record goes
+    platform, fleet, gate = setting(quarantined=IDS[2])
+    react_to_gate_event(parse_gate_event(sample()), platform)
+    fleet.gates.clear()
+    assert "forgotten" in recheck_blocked_gates(platform)[0]
+    assert platform.state.get(RECORD_PARTITION, gate.record_key) is None

@@ -9,40 +9,68 @@ validation of each pool's newest run, open node alerts at or above ``error``) th
 - it holds: the gate is set Completed (conditional on the eTag read), and the decision recorded;
 - it does not (or a cluster is not allow-listed, or none is found): the gate stays Pending, since
   Fleet has no rejected state and no field for a reason, and the reason is recorded and alerted
-  (``fleet.gate-blocked``, deduplicated per gate and reason).
+  (``fleet.gate-blocked``, deduplicated per gate and reason: a redelivery or a look again that
+  finds the same reason does not alert twice).
+
+A refused gate is looked at again by ``recheck_blocked_gates`` (the run reconciler's timer), so it
+is approved once its findings are gone; a gate completed or skipped in Fleet meanwhile is recorded
+as such and no longer looked at, a deleted one forgotten.
 
 Records: the state table, partition ``fleetgate``, a row per gate (``GateRef.record_key``) with the
-verdict, the reason, the clusters, the event id and when.
+verdict, the reason, the clusters, the event id, whether the alert went out, and when.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from upgrade.domain.alerts import Alert
-from upgrade.domain.fleet import GATE_DELETED, PENDING, FleetGate, GateEvent, gate_clusters
+from upgrade.domain.fleet import (
+    GATE_DELETED,
+    GATE_UPDATED,
+    PENDING,
+    FleetGate,
+    GateEvent,
+    GateRef,
+    gate_clusters,
+)
 from upgrade.domain.rollouts import HealthGate
-from upgrade.errors import Conflict
+from upgrade.errors import Conflict, NotFound, UpgradeError
 from upgrade.ports import Platform
 from upgrade.services.health_gate import health_gate_failures, latest_runs
 
 RECORD_PARTITION = "fleetgate"
+BLOCKED = "blocked"
+log = logging.getLogger(__name__)
+
+
+def _previous(platform: Platform, gate: GateRef) -> dict[str, Any]:
+    found = platform.state.get(RECORD_PARTITION, gate.record_key)
+    return found[0] if found else {}
 
 
 def _record(platform: Platform, gate: FleetGate, event: GateEvent, verdict: str, reason: str,
-            clusters: list[str]) -> None:
+            clusters: list[str], *, alerted: bool = False) -> None:
     value = {"gate": gate.gate.arm_id, "updateRun": gate.update_run, "stage": gate.stage, "group": gate.group,
-             "verdict": verdict, "reason": reason, "clusters": clusters, "eventId": event.id,
+             "verdict": verdict, "reason": reason, "clusters": clusters, "eventId": event.id, "alerted": alerted,
              "checkedAt": platform.clock.now().isoformat()}
-    existing = platform.state.get(RECORD_PARTITION, gate.gate.record_key)
+    existing = platform.state.get(RECORD_PARTITION, gate.gate.record_key)  # a concurrent writer: Conflict, retried
     platform.state.put(RECORD_PARTITION, gate.gate.record_key, value, etag=existing[1] if existing else None)
 
 
 def react_to_gate_event(event: GateEvent, platform: Platform) -> str:
     """Approve the gate when healthy, else leave it Pending with the reason recorded and alerted."""
     if event.event_type == GATE_DELETED:
+        platform.state.delete(RECORD_PARTITION, event.gate.record_key)
         return f"gate {event.gate.arm_id} deleted with its update run: nothing to do"
     fleet = platform.fleet(event.gate.subscription_id)
     gate = fleet.get_gate(event.gate)
+    previous = _previous(platform, event.gate)
     if gate.state != PENDING:
+        if previous.get("verdict") == BLOCKED:  # completed or skipped in Fleet since: no longer looked at
+            _record(platform, gate, event, gate.state.lower(), f"{gate.state} outside the app after: "
+                    f"{previous.get('reason')}", list(previous.get("clusters") or []))
         return f"gate {gate.gate.arm_id} is {gate.state}: nothing to do"
     clusters = gate_clusters(fleet.update_run_stages(gate.update_run), gate.stage, gate.group)
     allowed = {c.lower() for c in platform.allowed_clusters}
@@ -63,11 +91,33 @@ def react_to_gate_event(event: GateEvent, platform: Platform) -> str:
         _record(platform, gate, event, "approved", reason, clusters)
         return f"gate {gate.gate.arm_id} approved: {reason}"
     reason = "; ".join(reasons)
-    _record(platform, gate, event, "blocked", reason, clusters)
-    platform.alerts.publish(Alert(
-        kind="fleet.gate-blocked", severity="error", cluster=clusters[0] if clusters else gate.update_run,
-        summary=f"Fleet gate {gate.display_name or gate.gate.name} ({where} of {gate.update_run}) left Pending: {reason}",
-        details={"gate": gate.gate.arm_id, "updateRun": gate.update_run, "stage": gate.stage, "group": gate.group,
-                 "clusters": clusters},
-        dedup_key=f"{gate.gate.record_key}:blocked:{reason}"))
+    alerted = previous.get("verdict") == BLOCKED and previous.get("reason") == reason and previous.get("alerted")
+    if not alerted:
+        alerted = platform.alerts.publish(Alert(
+            kind="fleet.gate-blocked", severity="error", cluster=clusters[0] if clusters else gate.update_run,
+            summary=f"Fleet gate {gate.display_name or gate.gate.name} ({where} of {gate.update_run}) left Pending: {reason}",
+            details={"gate": gate.gate.arm_id, "updateRun": gate.update_run, "stage": gate.stage, "group": gate.group,
+                     "clusters": clusters},
+            dedup_key=f"{gate.gate.record_key}:{BLOCKED}:{reason}"))
+    _record(platform, gate, event, BLOCKED, reason, clusters, alerted=bool(alerted))
     return f"gate {gate.gate.arm_id} left Pending: {reason}"
+
+
+def recheck_blocked_gates(platform: Platform) -> list[str]:
+    """Look again at every gate last left Pending: approved once its findings are gone. One gate's
+    failure (ARM unreachable, a cluster not answering) is logged and does not stop the others."""
+    outcomes = []
+    for key, value in platform.state.list(RECORD_PARTITION):
+        if value.get("verdict") != BLOCKED:
+            continue
+        try:
+            gate = GateRef.parse(value["gate"], field="gate")
+            event = GateEvent(id=f"recheck:{platform.clock.now().isoformat()}", event_type=GATE_UPDATED, gate=gate)
+            outcomes.append(react_to_gate_event(event, platform))
+        except NotFound:  # the gate went with its update run
+            platform.state.delete(RECORD_PARTITION, key)
+            outcomes.append(f"gate {value.get('gate')} no longer exists: forgotten")
+        except (UpgradeError, KeyError, ValueError) as exc:
+            log.warning("Fleet gate %s not looked at again: %s", value.get("gate"), exc)
+            outcomes.append(f"gate {value.get('gate')} not looked at again: {exc}")
+    return outcomes

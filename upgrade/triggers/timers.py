@@ -1,5 +1,5 @@
 """Timer triggers: the quarantine scan fan-out (``scan_quarantine``) and the run reconciler
-(``reconcile_runs``)."""
+(``reconcile_runs``, which also looks again at the Fleet gates left Pending)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,12 @@ def scan_quarantine(timer: func.TimerRequest) -> None:
 @bp.function_name("reconcile_runs")
 @bp.timer_trigger(arg_name="timer", schedule="%RUN_RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def reconcile_runs(timer: func.TimerRequest) -> None:
+    from upgrade.services.fleet_gates import recheck_blocked_gates
     from upgrade.services.reconciler import reconcile_runs as reconcile
     from upgrade.settings import current_settings
     from upgrade.wiring import platform
 
     notes = reconcile(platform(), margin_seconds=current_settings().run_reconcile_margin_seconds)
     log.info("reconcile_runs: %d run(s) acted on", len(notes))
+    for outcome in recheck_blocked_gates(platform()):
+        log.info("reconcile_runs: Fleet gate looked at again: %s", outcome)
