@@ -33,8 +33,10 @@ lint: venv
 test: lint k8s
 	$(PY) -m pytest tests/unit tests/integration tests/e2e tests/realk8s
 
-demo: venv
-	$(PY) -m sandbox.demo
+# K8S=real: each cluster's nodes and workloads on a real control plane (make k8s), driven by the
+# emulator's AKS half; the emulator's own Kubernetes model is the fast default.
+demo: venv $(if $(filter real,$(K8S)),k8s)
+	$(PY) -m sandbox.demo $(if $(filter real,$(K8S)),--kubernetes real)
 
 # The README's two console screenshots, from the real console on the sandbox (needs Chromium).
 screenshots: venv

@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,8 @@ from sandbox.up import Sandbox
 from upgrade.domain.model import ClusterRef
 
 DEMO_TIME_SCALE = 0.05  # real seconds per emulated AKS minute: a 30-minute drain timeout takes 1.5 s
+# With a real control plane, controllers and kwok act in real time: a 30-minute drain timeout takes 15 s.
+DEMO_REAL_TIME_SCALE = 0.5
 DEMO_QUEUE_OVERRIDES = {"maxPollingInterval": 0.2}
 DEMO_POLICY_DEFAULTS = {"pollSeconds": 1}  # rolling and remediation runs look at pool operations every second
 FINAL_STATUSES = ("succeeded", "failed", "rolled-back", "aborted")
@@ -87,6 +90,10 @@ class DemoContext:
 
     @property
     def kubeconfig(self) -> str:
+        """The operator's kubeconfig: the app's credentials on the emulator; on a real API server,
+        its admin (the app identity may only do what the product does, and watching is not that)."""
+        if self.cluster.real_kubernetes:
+            return str(self.cluster.backend.admin_kubeconfig)
         return self.sandbox.kubeconfig(self.cluster_name)
 
     # ---- printing ---------------------------------------------------------------------------------
@@ -274,16 +281,23 @@ def upgrade_policy(clusters: list[DemoCluster]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.demo", description=__doc__.splitlines()[0])
     parser.add_argument("words", nargs="*", help="play only the scenarios whose names contain one of these")
-    words = [w.lower() for w in parser.parse_args(argv).words]
+    parser.add_argument("--kubernetes", choices=["emulated", "real"], default="emulated",
+                        help="real: each cluster's nodes and workloads on its own real control plane "
+                             "(sandbox.k8s; `make k8s` builds it), driven by the emulator's AKS half")
+    args = parser.parse_args(argv)
+    words = [w.lower() for w in args.words]
     scenarios = [s for s in SCENARIOS if not words or any(w in s.name.lower() for w in words)]
     clusters = list({s.cluster.name: s.cluster for s in scenarios}.values())
     console = Console(width=console_width())
     began = time.monotonic()
-    console.rule("[bold blue]stage: Azurite + AKS emulator + alerts receiver + function_app on the dev host")
+    real = args.kubernetes == "real"
+    console.rule("[bold blue]stage: Azurite + AKS emulator + alerts receiver + function_app on the dev host"
+                 + (" + a real control plane per cluster" if real else ""))
     results: list[tuple[str, str, float]] = []
-    with Sandbox(seeds=[c.builder() for c in clusters], time_scale=DEMO_TIME_SCALE,
-                 queue_overrides=DEMO_QUEUE_OVERRIDES, forward_host_logs=False,
-                 policy=upgrade_policy(clusters)) as sandbox:
+    with ExitStack() as control_planes, Sandbox(
+            seeds=[c.builder() for c in clusters], time_scale=DEMO_REAL_TIME_SCALE if real else DEMO_TIME_SCALE,
+            queue_overrides=DEMO_QUEUE_OVERRIDES, forward_host_logs=False, policy=upgrade_policy(clusters),
+            real_kubernetes=real_backends(control_planes) if real else None) as sandbox:
         console.print(f"stage up in {time.monotonic() - began:.1f}s: clusters {', '.join(sandbox.clusters)}; "
                       f"functions at {sandbox.endpoints()['functionsUrl']}")
         for scenario in scenarios:
@@ -305,6 +319,18 @@ def main(argv: list[str] | None = None) -> int:
         summary.add_row(name, outcome, f"{seconds:.1f}", style=None if outcome == "done" else "red")
     console.print(summary)
     return 0 if all(outcome == "done" for _, outcome, _ in results) else 1
+
+
+def real_backends(stack: ExitStack) -> Callable[[str], Any]:
+    """A real control plane (no nodes yet) per cluster, stopped with ``stack``: the seeds reuse pool
+    names, and one cluster's pool is all of its API server's nodes of that pool."""
+    from sandbox.k8s.aks_backend import RealKube
+    from sandbox.k8s.controlplane import ControlPlane
+
+    def backend(cluster_name: str) -> Any:
+        return RealKube(stack.enter_context(ControlPlane()))
+
+    return backend
 
 
 def console_width() -> int:

@@ -22,7 +22,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,18 +52,22 @@ class Sandbox:
     ``seeds`` are seed scenario names or ``ClusterBuilder``s (a builder with its own name gives a
     second cluster from the same seed); ``policy`` is the app's UPGRADE_POLICY (JSON text, or a file
     holding it); ``app_settings`` go over the sandbox's own, e.g. a scan schedule
-    (``QUARANTINE_SCAN_SCHEDULE``).
+    (``QUARANTINE_SCAN_SCHEDULE``). ``real_kubernetes``, given a cluster's name, returns the
+    real API server backend (``sandbox.k8s.aks_backend.RealKube``) its nodes and workloads live on;
+    without it every cluster is the emulator's model.
     """
 
     def __init__(self, *, seeds: Sequence[str | ClusterBuilder] = (), time_scale: float = 60.0,
                  queue_overrides: Mapping[str, object] | None = None, forward_host_logs: bool = True,
-                 app_settings: Mapping[str, str] | None = None, policy: str | None = None) -> None:
+                 app_settings: Mapping[str, str] | None = None, policy: str | None = None,
+                 real_kubernetes: Callable[[str], Any] | None = None) -> None:
         self.seeds = list(seeds)
         self.policy = policy_text(policy) if policy else None
         self.time_scale = time_scale
         self.queue_overrides = queue_overrides
         self.forward_host_logs = forward_host_logs
         self.extra_settings = dict(app_settings or {})
+        self.real_kubernetes = real_kubernetes
         self.azurite: Azurite | None = None
         self.emulator: Any = None
         self.alerts: AlertsReceiver | None = None
@@ -92,7 +96,12 @@ class Sandbox:
 
             self.emulator = Emulator(time_scale=self.time_scale)
             for seed in self.seeds:
-                cluster = (SCENARIOS[seed]() if isinstance(seed, str) else seed).build(self.emulator)
+                builder = SCENARIOS[seed]() if isinstance(seed, str) else seed
+                backend = self.real_kubernetes(builder.name) if self.real_kubernetes else None
+                if backend is not None:
+                    self._stack.callback(backend.cleanup)
+                cluster = builder.build(self.emulator, backend=backend,
+                                        endpoint=backend.endpoint if backend is not None else None)
                 self.clusters[cluster.name] = cluster
             self._stack.enter_context(self.emulator)
         self.alerts = self._stack.enter_context(AlertsReceiver())

@@ -30,6 +30,7 @@ from datetime import datetime
 import yaml
 
 from sandbox.aks_emulator import upgrader
+from sandbox.aks_emulator.backend import KubeBackend, KubeEndpoint
 from sandbox.aks_emulator.clock import ScaledClock
 from sandbox.aks_emulator.kube import KubeCluster
 from upgrade.adapters import arm_schema
@@ -43,6 +44,10 @@ DEFAULT_VM_SIZE = "Standard_D4s_v5"
 POOL_NAME_RULE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 SURGE_RULE = re.compile(r"^(\d+)%?$")
 ARM_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+# How often AKS's drain looks at a real API server's pods, at most (real seconds).
+REAL_KUBE_POLL_SECONDS = 0.25
 
 
 class ArmError(Exception):
@@ -203,6 +208,10 @@ class EmulatedCluster:
     pools: dict[str, AgentPool] = field(default_factory=dict)
     kube_url: str | None = None
     kube_ca_data: str | None = None
+    # The token of the cluster's kubeconfig; None: the emulator's own (its Kubernetes API's) token.
+    kube_token: str | None = None
+    # What AKS's node work drives: the in-process model above, or a real API server.
+    backend: KubeBackend | None = None
     vcpu_quota: int | None = None
     # maintenanceConfigurations by name: their ``properties`` as ARM stores them
     maintenance_configurations: dict[str, dict] = field(default_factory=dict)
@@ -217,6 +226,15 @@ class EmulatedCluster:
 
     def pool_id(self, pool_name: str) -> str:
         return f"{self.arm_id}/agentPools/{pool_name}"
+
+    def __post_init__(self) -> None:
+        if self.backend is None:
+            self.backend = self.kube
+
+    @property
+    def real_kubernetes(self) -> bool:
+        """True when a real API server, not the emulator's model, holds the cluster's nodes and pods."""
+        return self.backend is not self.kube
 
 
 class ArmModel:
@@ -240,10 +258,15 @@ class ArmModel:
     # ---- clusters -------------------------------------------------------------------------------
     def add_cluster(self, subscription_id: str, resource_group: str, name: str, *, kubernetes_version: str,
                     location: str = "eastus", vcpu_quota: int | None = None,
-                    tags: dict[str, str] | None = None) -> EmulatedCluster:
+                    tags: dict[str, str] | None = None, backend: KubeBackend | None = None,
+                    endpoint: KubeEndpoint | None = None) -> EmulatedCluster:
+        """A cluster whose nodes live in the emulator's model, or in ``backend`` (a real API server,
+        reached by the cluster's kubeconfig at ``endpoint``)."""
         kube = KubeCluster(self.clock, name)
         cluster = EmulatedCluster(subscription_id, resource_group, name, location, kubernetes_version, kube,
-                                  vcpu_quota=vcpu_quota, tags=dict(tags or {}))
+                                  vcpu_quota=vcpu_quota, tags=dict(tags or {}), backend=backend)
+        if endpoint is not None:
+            cluster.kube_url, cluster.kube_ca_data, cluster.kube_token = endpoint.url, endpoint.ca_data, endpoint.token
         with self.lock:
             if cluster.arm_id.lower() in self.clusters:
                 raise ValueError(f"cluster {cluster.arm_id} already exists")
@@ -268,7 +291,7 @@ class ArmModel:
         with self.lock:
             cluster.pools[name] = pool
         for index in range(count):
-            cluster.kube.add_node(
+            cluster.backend.add_node(
                 pool.next_node_name(), pool=name, kubernetes_version=pool.current_orchestrator_version, mode=mode,
                 vm_size=vm_size, max_pods=max_pods, labels=dict(pool.node_labels) or None,
                 taints=_kube_taints(pool.node_taints) or None,
@@ -373,7 +396,7 @@ class ArmModel:
             "contexts": [{"name": cluster.name, "context": {"cluster": cluster.name, "user": user}}],
             "current-context": cluster.name,
             "preferences": {},
-            "users": [{"name": user, "user": {"token": self.token}}],
+            "users": [{"name": user, "user": {"token": cluster.kube_token or self.token}}],
         }
 
     # ---- agent pools: reads ---------------------------------------------------------------------
@@ -520,7 +543,7 @@ class ArmModel:
                 "minor version at a time. Please use [az aks nodepool get-upgrades] to get the supported versions.",
             )
         count = _validated_count(properties.get("count", pool.count))
-        nodes = cluster.kube.nodes(pool.name)
+        nodes = cluster.backend.nodes(pool.name)
         lagging = [n for n in nodes if not upgrader.is_quarantined(n) and upgrader.node_version(n) != version]
         upgrade = version != current or bool(lagging)
         if upgrade and count != pool.count:
@@ -584,7 +607,7 @@ class ArmModel:
         with self.lock:
             pool = self.get_pool(cluster, name)
             self._refuse_if_busy(pool)
-            members = {n["metadata"]["name"] for n in cluster.kube.nodes(name)}
+            members = {n["metadata"]["name"] for n in cluster.backend.nodes(name)}
             unknown = sorted(set(machine_names) - members)
             if not machine_names or unknown:
                 raise ArmError(
@@ -604,7 +627,7 @@ class ArmModel:
             pool = self.get_pool(cluster, name)
             self._refuse_if_busy(pool)
             settings = upgrader.UpgradeSettings.from_arm(pool.upgrade_settings)
-            nodes = cluster.kube.nodes(name)
+            nodes = cluster.backend.nodes(name)
             latest = pool.latest_node_image_version
             stale = [n for n in nodes if upgrader.node_image(n) != latest]
             self._check_quota(cluster, vcpus_of(pool.vm_size)
@@ -661,10 +684,11 @@ class ArmModel:
         pool.provisioning_error = None
         pool.touch()
         ctx = upgrader.PoolContext(
-            kube=cluster.kube, clock=self.clock, pool_name=pool.name, mode=pool.mode, vm_size=pool.vm_size,
+            kube=cluster.backend, clock=self.clock, pool_name=pool.name, mode=pool.mode, vm_size=pool.vm_size,
             max_pods=pool.max_pods, cancel=operation.cancel, new_node_name=self._node_namer(pool),
             node_labels=dict(pool.node_labels), node_taints=_kube_taints(pool.node_taints),
             zones=list(pool.availability_zones),
+            min_poll_real_seconds=REAL_KUBE_POLL_SECONDS if cluster.real_kubernetes else 0.0,
         )
 
         def run() -> None:
@@ -703,7 +727,7 @@ class ArmModel:
             else:
                 pool.provisioning_state = outcome.status
                 if kind != "scale" or outcome.status == "Succeeded":
-                    pool.count = len(cluster.kube.nodes(pool.name))
+                    pool.count = len(cluster.backend.nodes(pool.name))
         operation.done.set()
 
     def _spawn(self, target: Callable[[], None]) -> None:
@@ -816,7 +840,7 @@ class ArmModel:
 def _cluster_vcpus(cluster: EmulatedCluster) -> int:
     total = 0
     for pool in list(cluster.pools.values()):
-        total += vcpus_of(pool.vm_size) * len(cluster.kube.nodes(pool.name))
+        total += vcpus_of(pool.vm_size) * len(cluster.backend.nodes(pool.name))
     return total
 
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sandbox.aks_emulator.arm import DEFAULT_VM_SIZE, EmulatedCluster
+from sandbox.aks_emulator.backend import KubeBackend, KubeEndpoint
 from sandbox.aks_emulator.server import Emulator
 
 SEED_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000001"
@@ -132,13 +134,18 @@ class ClusterBuilder:
         }))
         return self
 
-    def build(self, emulator: Emulator) -> EmulatedCluster:
+    def build(self, emulator: Emulator, *, backend: KubeBackend | None = None,
+              endpoint: KubeEndpoint | None = None) -> EmulatedCluster:
+        """The cluster in the emulator; with ``backend`` (and its ``endpoint``), its nodes and
+        workloads on a real API server instead (`sandbox.k8s.aks_backend.RealKube`, which also
+        offers the set-up calls used here: add_daemonset, add_deployment, add_pdb, add_pod, tick)."""
         cluster = emulator.add_cluster(self.subscription_id, self.resource_group, self.name,
                                        kubernetes_version=self.kubernetes_version, location=self.location,
-                                       vcpu_quota=self.vcpu_quota, tags=self.tags)
+                                       vcpu_quota=self.vcpu_quota, tags=self.tags, backend=backend,
+                                       endpoint=endpoint)
         for spec in self._pools:
             emulator.add_pool(cluster, spec.name, count=spec.count, **spec.settings)
-        kube = cluster.kube
+        kube: Any = cluster.backend
 
         def node_name(ref: NodeRef) -> str:
             pool, index = ref

@@ -17,6 +17,7 @@ import yaml
 
 from sandbox.aks_emulator.arm import KUBERNETES_VERSIONS, ArmModel, EmulatedCluster, parse_version
 from sandbox.aks_emulator.arm_api import ArmRequest, make_arm_app
+from sandbox.aks_emulator.backend import KubeBackend, KubeEndpoint
 from sandbox.aks_emulator.clock import ScaledClock
 from sandbox.aks_emulator.eventgrid import EVENT_GRID_SCHEMA, EventGridPublisher, Subscription
 from sandbox.aks_emulator.faults import FaultInjector, FaultRegistry
@@ -94,10 +95,14 @@ class Emulator:
     # ---- clusters -------------------------------------------------------------------------------
     def add_cluster(self, subscription_id: str, resource_group: str, name: str, *,
                     kubernetes_version: str = "1.30.0", location: str = "eastus",
-                    vcpu_quota: int | None = None, tags: dict[str, str] | None = None) -> EmulatedCluster:
-        """A managed cluster with no pools yet (add them with `add_pool` or a `ClusterBuilder`)."""
+                    vcpu_quota: int | None = None, tags: dict[str, str] | None = None,
+                    backend: KubeBackend | None = None, endpoint: KubeEndpoint | None = None) -> EmulatedCluster:
+        """A managed cluster with no pools yet (add them with `add_pool` or a `ClusterBuilder`). Its
+        Kubernetes API is the emulator's own, or a real API server: ``backend`` for AKS's node work,
+        ``endpoint`` for its kubeconfig (see `sandbox.aks_emulator.backend`)."""
         cluster = self.arm.add_cluster(subscription_id, resource_group, name, kubernetes_version=kubernetes_version,
-                                       location=location, vcpu_quota=vcpu_quota, tags=tags)
+                                       location=location, vcpu_quota=vcpu_quota, tags=tags, backend=backend,
+                                       endpoint=endpoint)
         if self._arm_server is not None:
             self._serve_kube(cluster)
         return cluster
@@ -107,6 +112,8 @@ class Emulator:
         return self.arm.add_pool(cluster, name, **settings)
 
     def _serve_kube(self, cluster: EmulatedCluster) -> None:
+        if cluster.real_kubernetes:
+            return  # its kubeconfig points at the real API server
         app = FaultInjector(make_kube_app(cluster.kube, self.token), "kube", self.faults)
         # kubectl and client-go send bearer tokens only over TLS, as to AKS's API server with its cluster CA.
         certificate = make_serving_certificate(cluster.name)

@@ -17,8 +17,8 @@ AKS surges maxSurge new nodes for the nodes still to upgrade. When every node wa
 the limit the operation ends Failed with the first drain failure.
 
 Everything here runs on an operation's background thread and touches the cluster only through
-`KubeCluster` methods, holding `cluster.lock` only around short compound changes, never across a
-wait. Waits are in emulated time and end early when the operation is aborted.
+its `KubeBackend` (the emulator's model or a real API server, see `backend`), holding its `lock`
+only around short compound changes, never across a wait. Waits are in emulated time and end early when the operation is aborted.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from sandbox.aks_emulator.backend import KubeBackend
 from sandbox.aks_emulator.clock import ScaledClock
-from sandbox.aks_emulator.kube import DisruptionBlocked, EvictionNotSupported, KubeCluster, PodNotFound
+from sandbox.aks_emulator.kube import DisruptionBlocked, EvictionNotSupported, PodNotFound
 
 QUARANTINE_LABEL = "kubernetes.azure.com/upgrade-status"
 QUARANTINE_VALUE = "Quarantined"
@@ -151,7 +152,7 @@ def _is_mirror_pod(pod: dict) -> bool:
     return "kubernetes.io/config.mirror" in (pod["metadata"].get("annotations") or {})
 
 
-def _pods_to_drain(kube: KubeCluster, node: str) -> list[dict]:
+def _pods_to_drain(kube: KubeBackend, node: str) -> list[dict]:
     """Pods AKS's drain must see gone: everything but DaemonSet and static pods."""
     return [p for p in kube.pods_on_node(node) if not _is_daemonset_pod(p) and not _is_mirror_pod(p)]
 
@@ -160,7 +161,7 @@ def _pods_to_drain(kube: KubeCluster, node: str) -> list[dict]:
 class PoolContext:
     """What the upgrader needs to know about the agent pool it changes."""
 
-    kube: KubeCluster
+    kube: KubeBackend
     clock: ScaledClock
     pool_name: str
     mode: str
@@ -171,6 +172,9 @@ class PoolContext:
     node_labels: dict = field(default_factory=dict)
     node_taints: list = field(default_factory=list)
     zones: list = field(default_factory=list)
+    # A real API server is polled no more often than this while draining (real seconds; the
+    # emulator's model is in-process and needs no floor).
+    min_poll_real_seconds: float = 0.0
 
     def check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -271,7 +275,8 @@ class PoolContext:
                 return {}
             if self.clock.now() >= deadline:
                 return {node: blocked.get(node, BlockedEviction(node)) for node in sorted(pending)}
-            self.wait(DRAIN_POLL_SECONDS)
+            if self.cancel.wait(max(self.clock.real_seconds(DRAIN_POLL_SECONDS), self.min_poll_real_seconds)):
+                raise OperationAborted()
 
     def remove(self, nodes: list[str], timeout_minutes: float, *, honour_pdbs: bool = True) -> None:
         """Cordon, drain and delete nodes; pods a PDB still protects at the timeout are deleted with

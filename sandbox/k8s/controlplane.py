@@ -263,7 +263,7 @@ class ControlPlane:
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create or replace (server-side apply as the admin) one object."""
-        path = _object_path(obj)
+        path = object_path(obj)
         status, body = self.request("PATCH", f"{path}?fieldManager=sandbox&force=true", obj,
                                     content_type="application/apply-patch+yaml")
         if status >= 300:
@@ -285,8 +285,12 @@ class ControlPlane:
                 if status != 201:
                     raise ControlPlaneError(f"create node {name}: {status} {body}")
                 names.append(name)
-        self._wait(lambda: all(self._node_ready(n) for n in names), "kwok", f"Ready nodes {names}")
+        self.wait_nodes_ready(names)
         return names
+
+    def wait_nodes_ready(self, names: Sequence[str]) -> None:
+        """Until kwok has made every one of these nodes Ready and schedulable."""
+        self._wait(lambda: all(self._node_ready(n) for n in names), "kwok", f"Ready nodes {list(names)}")
 
     def _node_ready(self, name: str) -> bool:
         status, node = self.request("GET", f"/api/v1/nodes/{name}")
@@ -365,7 +369,7 @@ _RESOURCES = {
 }
 
 
-def _object_path(obj: dict[str, Any]) -> str:
+def object_path(obj: dict[str, Any]) -> str:
     api_version, kind = obj["apiVersion"], obj["kind"]
     prefix = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     meta = obj["metadata"]
