@@ -133,6 +133,9 @@ def operator_view(data: dict[str, Any]) -> str:
     for option in data["options"]:
         lines += ["", f"option {option['kind']}: {option['description']}"]
         lines += [f"    {line}" for line in option["command"].splitlines()]
-        lines.append(f"    or: {option['request']['method']} {option['request']['path']} "
-                     f"{json.dumps(option['request']['body'])}")
+        if option["request"] is None:  # off for this pool under the policy: how to turn it on instead
+            lines.append(f"    ({option['enable']})")
+        else:
+            lines.append(f"    or: {option['request']['method']} {option['request']['path']} "
+                         f"{json.dumps(option['request']['body'])}")
     return "\n".join(lines)
