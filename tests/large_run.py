@@ -8,7 +8,7 @@ import uuid
 from functools import cache
 from typing import Any
 
-from upgrade.domain.bluegreen import plan_batches
+from upgrade.domain.bluegreen import batch_facts
 from upgrade.domain.model import Pod, Workload
 from upgrade.domain.validation import blue_origin_workloads
 
@@ -33,5 +33,4 @@ def large_pool_facts() -> dict[str, Any]:
                                 nodes[(w * REPLICAS_ON_BLUE + r) % NODES], owner_kind="ReplicaSet",
                                 owner_name=f"{name}-7d9f8b6c5d"))
     origin = blue_origin_workloads(pods, blue, workloads)
-    return {"blueNodes": blue, "blueCordonedByRun": blue, "batches": plan_batches(blue, "10%"), "batchIndex": 0,
-            "blueOrigin": [o.to_dict() for o in origin]}
+    return {**batch_facts(blue, "10%", blue), "blueOrigin": [o.to_dict() for o in origin]}

@@ -19,10 +19,13 @@ from upgrade.domain.bluegreen import (
     TRANSITIONS,
     GuardContext,
     TransitionNotAllowed,
+    batch_count,
+    batch_facts,
+    batch_nodes,
+    blue_cordoned_by_run,
     cleanup_left,
     drain_batch_size,
     next_state,
-    plan_batches,
     quota_estimate,
 )
 from upgrade.domain.bluegreen_options import BlueGreenOptions
@@ -164,6 +167,10 @@ GREEN_ASKED = {"greenPool": "blueg1312", "greenRequestedAt": "2026-01-15T09:00:0
     ("create_green", GREEN_ASKED, ["green pool blueg1312, created by this run"]),
     ("uncordon_blue", {"greenPool": "g", "cordonStarted": True, "greenOwned": True},
      ["blue nodes cordoned by this run: the nodes of pool blue", "green pool g, created by this run"]),
+    # a large pool: five nodes named, the rest counted
+    ("drain_batch", {"cordonStarted": True, **batch_facts([f"n{i:04d}" for i in range(1000)], "10%",
+                                                          [f"n{i:04d}" for i in range(1000)])},
+     ["blue nodes cordoned by this run: 1000 nodes of pool blue (n0000, n0001, n0002, n0003, n0004, ...)"]),
 ])
 def test_cleanup_left_names_what_a_failed_run_left_and_what_to_do(failed_in, facts, left):
     items = cleanup_left(failed_in, facts, "blue")
@@ -226,12 +233,35 @@ def test_drain_batch_size_counts_or_rounds_percent_up(setting, nodes, expected):
     assert drain_batch_size(setting, nodes) == expected
 
 
-def test_plan_batches_in_stable_name_order_covering_every_node_once():
+def batches_of(facts: dict) -> list[list[str]]:
+    return [batch_nodes(facts, i) for i in range(batch_count(facts))]
+
+
+def test_batches_in_stable_name_order_covering_every_node_once():
     nodes = ["aks-np-3", "aks-np-1", "aks-np-5", "aks-np-2", "aks-np-4"]
-    batches = plan_batches(nodes, "40%")
-    assert batches == [["aks-np-1", "aks-np-2"], ["aks-np-3", "aks-np-4"], ["aks-np-5"]]
-    assert plan_batches(list(reversed(nodes)), "40%") == batches
-    assert plan_batches([], "10%") == []
+    facts = batch_facts(nodes, "40%", nodes)
+    assert batches_of(facts) == [["aks-np-1", "aks-np-2"], ["aks-np-3", "aks-np-4"], ["aks-np-5"]]
+    assert batches_of(batch_facts(list(reversed(nodes)), "40%", nodes)) == batches_of(facts)
+    assert batches_of(batch_facts([], "10%", [])) == [] and batch_nodes(facts, 3) == []
+
+
+@pytest.mark.parametrize(
+    ("facts", "cordoned"),
+    [
+        ({**batch_facts(["n2", "n1", "n3"], "1", ["n1", "n3"])}, ["n1", "n3"]),
+        ({"blueNodes": ["n1"], "blueCordonedByRun": ["n1", "n9"]}, ["n1", "n9"]),  # recorded before: as it is
+        ({"blueSchedulable": ["n2"]}, ["n2"]),  # failed before cordon_blue recorded anything
+        ({}, []),
+    ],
+    ids=["derived", "recorded list", "preflight's", "none"],
+)
+def test_the_nodes_a_run_cordoned(facts, cordoned):
+    assert blue_cordoned_by_run(facts) == cordoned
+
+
+def test_batches_recorded_as_lists_by_an_earlier_run_are_read_as_they_are():
+    facts = {"batches": [["a"], ["b", "c"]], "blueNodes": ["a", "b", "c"], "batchSize": 1}
+    assert batches_of(facts) == [["a"], ["b", "c"]]
 
 
 # ---- green pool ---------------------------------------------------------------------------------

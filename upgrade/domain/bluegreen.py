@@ -67,13 +67,6 @@ def drain_batch_size(setting: str, blue_node_count: int) -> int:
     return max(1, resolve_count(setting, blue_node_count, field="drainBatchSize", default=None))
 
 
-def plan_batches(blue_nodes: Sequence[str], setting: str) -> list[list[str]]:
-    """Blue's nodes in drain batches, in name order (stable across retries)."""
-    nodes = sorted(blue_nodes)
-    size = drain_batch_size(setting, len(nodes))
-    return [nodes[i : i + size] for i in range(0, len(nodes), size)]
-
-
 # What cordon_blue records, once: blue's nodes (an AKS pool has at most 1,000), the batch size, and
 # the few nodes it found cordoned by someone else. The batches and the nodes this run cordoned are
 # derived from them, so a run record holds one list of node names whatever the pool's size. A run
