@@ -163,3 +163,18 @@ def test_duplicate_deliveries_share_a_dedup_key_across_schemas():
     first = reactions.planned_reaction(_event("NodePoolRollingFailed", "eventgrid"))
     second = reactions.planned_reaction(_event("NodePoolRollingFailed", "cloudevents"))
     assert first["dedupKey"] == second["dedupKey"]
+
+
+def test_a_fleet_gate_event_prints_the_gate_and_its_reaction():
+    sample = EVENTS / "fleet" / "FleetGateCreated.json"
+    completed = run_cli("event", "--dry-run", str(sample))
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    assert report["fleetGateEvent"] == {"id": json.loads(sample.read_text())["id"],
+                                        "type": "Microsoft.ResourceNotifications.AKSResources.FleetGateCreated",
+                                        "gate": json.loads(sample.read_text())["data"]["resourceInfo"]["id"]}
+    assert "health gate" in report["reaction"] and "applied" not in report
+    broken = json.loads(sample.read_text())
+    broken["data"]["resourceInfo"]["id"] = "/subscriptions/s/resourceGroups/rg"
+    refused = run_cli("event", "--dry-run", "-", stdin=json.dumps(broken).encode())
+    assert refused.returncode == 2 and b"data.resourceInfo.id" in refused.stderr
