@@ -68,8 +68,10 @@ def react_to_gate_event(event: GateEvent, platform: Platform) -> str:
     gate = fleet.get_gate(event.gate)
     previous = _previous(platform, event.gate)
     if gate.state != PENDING:
-        if previous.get("verdict") == BLOCKED:  # completed or skipped in Fleet since: no longer looked at
-            _record(platform, gate, event, gate.state.lower(), f"{gate.state} outside the app after: "
+        # completed or skipped in Fleet since (or by this app just before a crash left the record
+        # behind): no longer looked at
+        if previous.get("verdict") == BLOCKED:
+            _record(platform, gate, event, gate.state.lower(), f"found {gate.state} after: "
                     f"{previous.get('reason')}", list(previous.get("clusters") or []))
         return f"gate {gate.gate.arm_id} is {gate.state}: nothing to do"
     clusters = gate_clusters(fleet.update_run_stages(gate.update_run), gate.stage, gate.group)
