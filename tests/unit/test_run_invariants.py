@@ -14,59 +14,41 @@ faults (throttled run writes and queue sends); the reconciler's timer. After eve
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from datetime import timedelta
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, rule
 
-from tests.fakes import FakePlatform, SentMessage, SimulatedCrash
+from tests.fakes import SimulatedCrash
 from tests.unit.fake_cluster import CLUSTER, FakeCluster
+from tests.unit.run_machine import FaultyRunMachine
 from upgrade.domain.events import parse_events
-from upgrade.domain.policy import parse_policy
-from upgrade.domain.runs import PARKED_STATUSES
 from upgrade.errors import Conflict, TemporaryError
-from upgrade.services import registry, rolling
+from upgrade.services import rolling
 from upgrade.services.decisions import decide
 from upgrade.services.event_reactions import react_to_events
-from upgrade.services.reconciler import reconcile_runs
-from upgrade.services.step_runner import run_step_message
 
 SIBLINGS = ("userpool1", "userpool2")
 FOREIGN = "userpool3"
-MARGIN = 30.0
 APPS = {"a": "userpool1", "b": "userpool2", "c": FOREIGN}
 
 
-class RunMachine(RuleBasedStateMachine):
+class RunMachine(FaultyRunMachine):
+    APPS = dict.fromkeys(APPS, 2)
+
     def __init__(self) -> None:
         super().__init__()
-        registry.step_registry.cache_clear()
-        self.fake = FakeCluster()
+        fake = FakeCluster()
         for pool in (*SIBLINGS, FOREIGN):
-            self.fake.add_pool(pool, 2, "1.30.0")
+            fake.add_pool(pool, 2, "1.30.0")
             for index in (1, 2):
-                self.fake.add_node(f"aks-{pool}-{index}", pool, "1.30.0")
+                fake.add_node(f"aks-{pool}-{index}", pool, "1.30.0")
         for app, pool in APPS.items():
             for index in (1, 2):
-                self.fake.add_pod("default", f"{app}-{index}", f"aks-{pool}-{index}", app=app)
-        self.platform = FakePlatform(
-            kubes={CLUSTER.arm_id: self.fake}, aks_by_subscription={CLUSTER.subscription_id: self.fake},
-            allowed_clusters=frozenset({CLUSTER.arm_id}),
-            policy=parse_policy(json.dumps({"defaults": {"pollSeconds": 1}})))
-        self.pending: list[SentMessage] = []
-        self.ids = 0
+                fake.add_pod("default", f"{app}-{index}", f"aks-{pool}-{index}", app=app)
         self.unowned_writes: list[str] = []
-        self.crash_next_transition = False
-        self.throttle_updates = 0
-        self.throttle_sends = 0
-        self._wrap_ports()
-
-    # ---- fault plumbing -------------------------------------------------------------------------
-
-    def _wrap_ports(self) -> None:
+        self.setup_faults(fake)
         real_put = self.fake.begin_put_pool
         runs = self.platform.runs
 
@@ -77,29 +59,6 @@ class RunMachine(RuleBasedStateMachine):
             real_put(cluster, pool, if_match=if_match)
 
         self.fake.begin_put_pool = owned_put
-
-        def faults(run) -> None:
-            if self.throttle_updates > 0:
-                self.throttle_updates -= 1
-                raise TemporaryError("update run: storage busy (503)", status=503)
-            if self.crash_next_transition and run.claim is None and run.outbox is not None:
-                self.crash_next_transition = False
-                raise SimulatedCrash("the worker died before writing the transition")
-
-        runs.before_update = faults
-        queue = self.platform.queue
-        real_send = queue.send
-
-        def send(message, *, delay_seconds=0.0):
-            if self.throttle_sends > 0:
-                self.throttle_sends -= 1
-                raise TemporaryError("send: storage busy (503)", status=503)
-            real_send(message, delay_seconds=delay_seconds)
-
-        queue.send = send
-
-    def _collect(self) -> None:
-        self.pending.extend(self.platform.queue.take())
 
     # ---- rules ----------------------------------------------------------------------------------
 
@@ -112,33 +71,6 @@ class RunMachine(RuleBasedStateMachine):
         except Exception as exc:  # only what a start may answer
             assert "not newer" in str(exc) or "not offered" in str(exc), exc
         self._collect()
-
-    @precondition(lambda self: self.pending)
-    @rule(data=st.data(), duplicate=st.booleans())
-    def deliver(self, data, duplicate: bool) -> None:
-        index = data.draw(st.integers(0, len(self.pending) - 1), label="message")  # any order
-        sent = self.pending[index] if duplicate else self.pending.pop(index)
-        self.platform.clock.advance(min(sent.delay_seconds, 5.0))
-        self.ids += 1
-        try:
-            run_step_message(sent.message.to_json(), self.platform, message_id=f"m{self.ids}")
-        except (SimulatedCrash, TemporaryError):
-            if not duplicate:
-                self.pending.append(sent)  # the host redelivers what it did not complete
-        self._collect()
-
-    @precondition(lambda self: self.pending)
-    @rule(data=st.data())
-    def lose(self, data) -> None:
-        self.pending.pop(data.draw(st.integers(0, len(self.pending) - 1), label="lost"))
-
-    @rule()
-    def crash_during_the_next_transition(self) -> None:
-        self.crash_next_transition = True
-
-    @rule(updates=st.integers(0, 2), sends=st.integers(0, 2))
-    def throttle_storage(self, updates: int, sends: int) -> None:
-        self.throttle_updates, self.throttle_sends = updates, sends
 
     @rule(pool=st.sampled_from(SIBLINGS), outcome=st.sampled_from(["Succeeded", "Failed"]),
           event=st.integers(1, 3))
@@ -165,74 +97,17 @@ class RunMachine(RuleBasedStateMachine):
             pass  # not applicable now, storage busy, or the app died mid-request: the operator tries again
         self._collect()
 
-    @rule(seconds=st.sampled_from([1.0, 10.0, 60.0]))
-    def reconciler_timer(self, seconds: float) -> None:
-        self.platform.clock.advance(seconds)
-        self.throttle_updates = self.throttle_sends = 0
-        try:
-            reconcile_runs(self.platform, margin_seconds=MARGIN)
-        except SimulatedCrash:
-            pass  # the timer's worker died mid-way: the next period looks again
-        self._collect()
-
-    @rule()
-    def long_quiet_then_two_reconciles(self) -> None:
-        """Nothing is delivered for a long while: after the reconciler has run past every due time,
-        each active run has its live message queued, or is stuck (with an alert)."""
-        self.throttle_updates = self.throttle_sends = 0
-        self.crash_next_transition = False
-        for _ in range(2):
-            self.platform.clock.advance(3600)
-            reconcile_runs(self.platform, margin_seconds=MARGIN)
-            self._collect()
-        live = {(m.message.run_id, m.message.step, m.message.attempt) for m in self.pending}
-        stuck_alerted = {a.run_id for a in self.platform.alerts.published if a.kind == "run.stuck"}
-        for run in self._active_runs():
-            if run.status == "paused":
-                continue
-            if run.status == "stuck":
-                assert run.run_id in stuck_alerted
-                continue
-            assert (run.run_id, run.state, run.attempt) in live, (run.run_id, run.state, run.attempt, run.status)
-
     # ---- invariants -----------------------------------------------------------------------------
-
-    def _active_runs(self):
-        return [r for r in self.platform.runs.list_runs(limit=10_000) if r.active]
 
     @invariant()
     def no_pool_without_its_own_active_run_is_written(self) -> None:
         assert self.unowned_writes == []
 
     @invariant()
-    def no_application_pod_is_lost(self) -> None:
-        counts = Counter(p.labels and dict(p.labels).get("app") for p in self.fake.pods.values()
-                         if p.namespace == "default")
-        assert {app: counts[app] for app in APPS} == dict.fromkeys(APPS, 2)
-
-    @invariant()
-    def every_active_run_has_a_live_message_or_is_found_when_due(self) -> None:
-        live = {(m.message.run_id, m.message.step, m.message.attempt) for m in self.pending}
-        far = self.platform.clock.now() + timedelta(days=3650)
-        findable = {r.run_id for r in self.platform.runs.overdue(far, limit=10_000)}
-        for run in self._active_runs():
-            if run.status in PARKED_STATUSES:
-                continue
-            assert (run.run_id, run.state, run.attempt) in live or run.run_id in findable, run
-
-    @invariant()
     def each_aks_event_is_reacted_to_once(self) -> None:
         events = Counter(r.facts.get("finished_event") for r in self.platform.runs.list_runs(limit=10_000)
                          if r.facts.get("finished_by_event"))
         assert all(count == 1 for event, count in events.items() if event), events
-
-    @invariant()
-    def at_most_one_active_run_per_pool(self) -> None:
-        pools = Counter(r.pool for r in self._active_runs())
-        assert all(count == 1 for count in pools.values()), pools
-
-    def teardown(self) -> None:
-        registry.step_registry.cache_clear()
 
 
 RunMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
