@@ -24,7 +24,7 @@ from upgrade.adapters.kube import (
     api_client_from_kubeconfig,
     pdb_from_json,
 )
-from upgrade.domain.model import AGENTPOOL_LABEL, ClusterRef, Node, Pdb, Pod
+from upgrade.domain.model import AGENTPOOL_LABEL, ClusterRef, Node, Pdb, Pod, product_annotations
 from upgrade.domain.versions import normalize_version
 from upgrade.services.snapshot import read_snapshot
 
@@ -52,12 +52,14 @@ def node_from_model(node: k8s.V1Node) -> Node:
         created_at=node.metadata.creation_timestamp,
         cordoned_at=cordon.time_added if cordon else None,
         allocatable_cpu_millis=_cpu_millis((node.status.allocatable or {}).get("cpu")),
+        annotations=product_annotations(node.metadata.annotations),
     )
 
 
 def pod_from_model(pod: k8s.V1Pod) -> Pod:
     owners = pod.metadata.owner_references or []
-    owner = next((o for o in owners if o.controller), owners[0] if owners else None)
+    # only the controller makes a pod managed (kubectl's GetControllerOf)
+    owner = next((o for o in owners if o.controller), None)
     statuses = pod.status.container_statuses or []
     return Pod(
         namespace=pod.metadata.namespace,
@@ -76,6 +78,9 @@ def pod_from_model(pod: k8s.V1Pod) -> Pod:
         crash_looping=any(s.state and s.state.waiting and s.state.waiting.reason == "CrashLoopBackOff"
                           for s in statuses),
         grace_seconds=pod.spec.termination_grace_period_seconds,
+        cpu_request_millis=sum(_cpu_millis((c.resources.requests or {}).get("cpu"))
+                               for c in pod.spec.containers or [] if c.resources),
+        annotations=product_annotations(pod.metadata.annotations or {}),
     )
 
 
