@@ -130,3 +130,24 @@ def upgrade_outside_the_product(sandbox: Sandbox, aks: Any, version: str = "1.31
     except HttpResponseError as exc:
         return exc.error.code if exc.error else str(exc)
     return "Succeeded"
+
+
+def last_deliveries_succeeded(deliveries: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The deliveries once every event's last delivery succeeded (a retried event's redelivery
+    included), else None."""
+    last: dict[str, dict[str, Any]] = {}
+    for delivery in deliveries:
+        last[delivery["eventId"]] = delivery
+    return deliveries if last and all(d["succeeded"] for d in last.values()) else None
+
+
+def assert_every_event_handled(deliveries: list[dict[str, Any]]) -> None:
+    """Every event's last delivery succeeded, and a delivery failed only by asking Event Grid to
+    deliver it again (a TemporaryError: a busy claim, a run record that moved meanwhile, storage
+    throttling), which the emulator's Event Grid then did."""
+    by_event: dict[str, list[dict[str, Any]]] = {}
+    for delivery in deliveries:
+        by_event.setdefault(delivery["eventId"], []).append(delivery)
+    failed = [d for d in deliveries if not d["succeeded"]]
+    assert all((d["error"] or "").startswith("TemporaryError") for d in failed), failed
+    assert all(attempts[-1]["succeeded"] for attempts in by_event.values()), deliveries

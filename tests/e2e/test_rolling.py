@@ -12,6 +12,8 @@ from sandbox.aks_emulator.scenarios import seed_pdb, seed_rolling
 from tests.e2e.conftest import wait_until
 from tests.e2e.rolling_support import (
     APPS,
+    assert_every_event_handled,
+    last_deliveries_succeeded,
     policy_json,
     start_sandbox,
     upgrade_outside_the_product,
@@ -52,7 +54,8 @@ def test_scenario1_new_version_starts_a_rolling_upgrade_that_ends_as_the_seed(em
                       timeout=60, what="every run to finish")
     assert sorted((r["pool"], r["kind"], r["status"]) for r in runs) == [
         ("nodepool1", "rolling", "succeeded"), ("system", "rolling", "succeeded")]
-    assert all(d["succeeded"] for d in sandbox.host.invocations("on_aks_event"))
+    assert_every_event_handled(wait_until(lambda: last_deliveries_succeeded(sandbox.host.invocations("on_aks_event")),
+                                          timeout=60, what="every AKS event's last delivery to succeed"))
     # AND no alert fired: the only ones are the info notices that the product started each pool's upgrade
     assert sorted((a["kind"], a["severity"], a["pool"]) for a in sandbox.alerts()) == [
         ("upgrade.started", "info", "nodepool1"), ("upgrade.started", "info", "system")]
