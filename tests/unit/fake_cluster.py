@@ -521,6 +521,18 @@ def scenario2_after_upgrade() -> FakeCluster:
     return fake
 
 
+def two_pools_one_pdb():
+    """Scenario 2 plus a second pool whose quarantined node holds app A's other pod; the PDB
+    (minAvailable 2 over both pods) blocks both nodes."""
+    fake = scenario2_after_upgrade()
+    fake.add_pool("nodepool2", 2, "1.31.7", provisioning_state="Failed")
+    fake.add_node("aks-nodepool2-1", "nodepool2", "1.30.0", quarantined=True)
+    fake.add_node("aks-nodepool2-surge1", "nodepool2", "1.31.7")
+    fake.add_pod("default", "a-2", "aks-nodepool2-1", app="a")
+    fake.edit_pdb("default/a-pdb", {"selector": {"matchLabels": {"app": "a"}}, "minAvailable": 2})
+    return fake
+
+
 # ---- driving steps through the real executor -------------------------------------------------
 
 

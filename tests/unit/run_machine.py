@@ -27,20 +27,20 @@ MARGIN = 30.0
 
 
 class FaultyRunMachine(RuleBasedStateMachine):
-    """Subclasses build their cluster and call ``setup_faults(fake)``; ``APPS`` names each
+    """Subclasses build their cluster and call ``setup_faults(fake, **policy_defaults)``; ``APPS`` names each
     application (label ``app``, namespace default) and how many pods it keeps."""
 
     APPS: dict[str, int] = {}
     fake: FakeCluster
     platform: FakePlatform
 
-    def setup_faults(self, fake: FakeCluster) -> None:
+    def setup_faults(self, fake: FakeCluster, **defaults: object) -> None:
         registry.step_registry.cache_clear()
         self.fake = fake
         self.platform = FakePlatform(
             kubes={CLUSTER.arm_id: fake}, aks_by_subscription={CLUSTER.subscription_id: fake},
             allowed_clusters=frozenset({CLUSTER.arm_id}),
-            policy=parse_policy(json.dumps({"defaults": {"pollSeconds": 1}})))
+            policy=parse_policy(json.dumps({"defaults": {"pollSeconds": 1, **defaults}})))
         self.pending: list[SentMessage] = []
         self.ids = 0
         self.crash_next_transition = False

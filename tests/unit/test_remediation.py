@@ -17,6 +17,7 @@ from tests.unit.fake_cluster import (
     POOL,
     deliver_all,
     scenario2_after_upgrade,
+    two_pools_one_pdb,
 )
 from upgrade.domain.model import QUARANTINE_LABEL
 from upgrade.domain.pdb_lease import lease_partition
@@ -221,18 +222,6 @@ def test_a_run_poisoned_after_the_relax_still_restores_the_original_pdb():
 
 
 # ---- one PDB, several runs; PDB edits by others (the lease and the conditional restore) -----------
-
-
-def two_pools_one_pdb():
-    """Scenario 2 plus a second pool whose quarantined node holds app A's other pod; the PDB
-    (minAvailable 2 over both pods) blocks both nodes."""
-    fake = scenario2_after_upgrade()
-    fake.add_pool("nodepool2", 2, "1.31.7", provisioning_state="Failed")
-    fake.add_node("aks-nodepool2-1", "nodepool2", "1.30.0", quarantined=True)
-    fake.add_node("aks-nodepool2-surge1", "nodepool2", "1.31.7")
-    fake.add_pod("default", "a-2", "aks-nodepool2-1", app="a")
-    fake.edit_pdb("default/a-pdb", {**ORIGINAL, "minAvailable": 2})
-    return fake
 
 
 def test_two_runs_on_one_pdb_take_turns_and_the_second_records_the_true_original():
