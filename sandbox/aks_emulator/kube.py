@@ -20,6 +20,7 @@ import gc
 import hashlib
 import heapq
 import itertools
+import json
 import math
 import random
 import re
@@ -790,8 +791,8 @@ class KubeCluster:
                 raise Conflict(f'Operation cannot be fulfilled on {resource}.apps "{name}": the object has been '
                                "modified; please apply your changes to the latest version and try again")
             if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-                raise Invalid(f'Scale.autoscaling "{name}" is invalid: spec.replicas: must be greater than or '
-                              "equal to 0", [("spec.replicas", "must be greater than or equal to 0")])
+                cause = f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0"
+                raise Invalid(f'Scale.autoscaling "{name}" is invalid: spec.replicas: {cause}', [("spec.replicas", cause)])
             stored = self._set_replicas(resource, (namespace, name), current, replicas)
             if resource == "deployments":
                 uid = current["metadata"]["uid"]

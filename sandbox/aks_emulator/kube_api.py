@@ -418,6 +418,7 @@ RESOURCE_DEFS = [
                                  event["note"]]),
 ]
 SERVED = {(r.group, r.version, r.name): r for r in RESOURCE_DEFS}
+SCALE = Resource("scale", "autoscaling", "v1", "Scale", True, [])  # the subresource's kind, for its errors
 for _resource in RESOURCE_DEFS:
     _resource.model_resource = _resource.name
 GROUPS = ["apps", "events.k8s.io", "policy"]
@@ -996,7 +997,7 @@ class KubeApi:
                     raise ApiError(409, "Conflict", str(error), {"name": name, "group": "apps",
                                                                  "kind": resource.name}) from error
                 except Invalid as error:
-                    raise self.invalid(error, resource, name) from error
+                    raise self.invalid(error, SCALE, name) from error  # the Scale is invalid, not its owner
             meta = current["metadata"]
             selector = ",".join(f"{k}={v}" for k, v in sorted(current["spec"]["selector"]["matchLabels"].items()))
             return self.json({

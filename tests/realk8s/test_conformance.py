@@ -49,6 +49,8 @@ EMULATOR_README = Path(__file__).resolve().parents[2] / "sandbox" / "aks_emulato
 
 # check -> why the emulator answers differently (keep in step with sandbox/aks_emulator/README.md)
 KNOWN_DIFFERENCES: dict[str, str] = {
+    "autoscalers": "autoscaling/v2 is not served (404, no HPAs exist there); the adapter reads the 404 as none, "
+                   "as the real server's empty HorizontalPodAutoscalerList",
     "bad_label_selector": "same 400 BadRequest; the parser's message after 'unable to parse requirement' differs",
     "discovery": "only the verbs the emulator implements are listed, and StatefulSets are not served",
     "invalid_continue": "same 400 BadRequest; the token format, hence the decoding error, differs",
@@ -458,6 +460,63 @@ def check_invalid_pdb(s: Session) -> dict[str, Any]:
     return status_of(s.b.request("POST", f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets", both))
 
 
+def _scale_read(answer: Answer) -> dict[str, Any]:
+    """A Scale as the adapter reads it (kind, name, spec.replicas, a resourceVersion) and its status."""
+    if answer.status != 200:
+        return status_of(answer)
+    body = answer.body
+    return {"status": answer.status, "kind": body.get("kind"), "apiVersion": body.get("apiVersion"),
+            "name": body["metadata"].get("name"), "namespace": body["metadata"].get("namespace"),
+            "has resourceVersion": bool(body["metadata"].get("resourceVersion")),
+            "replicas": body["spec"].get("replicas"), "selector": body.get("status", {}).get("selector")}
+
+
+def _scale_body(name: str, replicas: int, resource_version: str) -> dict[str, Any]:
+    """What the adapter's replace_scale sends."""
+    return {"apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": {"name": name, "namespace": NS, "resourceVersion": resource_version},
+            "spec": {"replicas": replicas}}
+
+
+def check_deployment_scale(s: Session) -> dict[str, Any]:
+    """The scale-out remediation: read a Deployment's Scale, replace it conditionally, scale back."""
+    path = f"/apis/apps/v1/namespaces/{NS}/deployments/web/scale"
+    first = s.b.request("GET", path)
+    version = first.body["metadata"]["resourceVersion"]
+    out = s.b.request("PUT", path, _scale_body("web", 3, version))
+    wait_for(lambda: len(_ready_pods(s.b, "web")) == 3, f"{s.b.name}: web scaled out to 3")
+    stale = s.b.request("PUT", path, _scale_body("web", 2, version))
+    current = s.b.request("GET", path)
+    invalid = s.b.request("PUT", path, _scale_body("web", -1, current.body["metadata"]["resourceVersion"]))
+    back = s.b.request("PUT", path, _scale_body("web", 2, current.body["metadata"]["resourceVersion"]))
+    wait_for(lambda: _settled(s.b), f"{s.b.name}: web scaled back to 2")
+    missing = s.b.request("GET", f"/apis/apps/v1/namespaces/{NS}/deployments/nope/scale")
+    return {"get": _scale_read(first), "out": _scale_read(out), "after out": _scale_read(current),
+            "stale": status_of(stale), "invalid": status_of(invalid),
+            "back": _scale_read(back), "missing": status_of(missing)}
+
+
+def check_replicaset_scale(s: Session) -> dict[str, Any]:
+    """A ReplicaSet's Scale, replaced conditionally (same count: its Deployment owns the count)."""
+    replicaset = s.b.get(f"/apis/apps/v1/namespaces/{NS}/replicasets?labelSelector=app%3Ddb")["items"][0]
+    name = replicaset["metadata"]["name"]
+    path = f"/apis/apps/v1/namespaces/{NS}/replicasets/{name}/scale"
+    first = s.b.request("GET", path)
+    replaced = s.b.request("PUT", path, _scale_body(name, 1, first.body["metadata"]["resourceVersion"]))
+    stale = s.b.request("PUT", path, _scale_body(name, 1, "1"))
+    seen = {"get": _scale_read(first), "replaced": _scale_read(replaced), "stale": status_of(stale)}
+    return json.loads(json.dumps(seen).replace(name, "db-replicaset").replace(
+        replicaset["metadata"]["labels"].get("pod-template-hash", name), "HASH"))
+
+
+def check_autoscalers(s: Session) -> dict[str, Any]:
+    """The remediation's HorizontalPodAutoscaler list (autoscaling/v2), as the answer and as the adapter reads it."""
+    answer = s.b.request("GET", f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers?limit=500")
+    items = (answer.body or {}).get("items", []) if answer.status == 200 else []
+    return {"status": answer.status, "kind": (answer.body or {}).get("kind") if answer.status == 200 else None,
+            "read by the adapter": [] if answer.status == 404 else [i["metadata"]["name"] for i in items]}
+
+
 def check_strict_field_validation(s: Session) -> dict[str, Any]:
     """kubectl create and apply: fieldManager and fieldValidation=Strict on POST and PATCH."""
     collection = f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets"
@@ -522,7 +581,7 @@ CHECKS: list[Callable[[Session], dict[str, Any]]] = [
     check_eviction_refused_by_pdb, check_eviction_of_a_missing_pod, check_eviction_allowed_then_pdb_status,
     check_strategic_merge_cordon, check_merge_patch_labels, check_json_patch, check_pdb_merge_patch_restore,
     check_stale_resource_version, check_invalid_pdb, check_strict_field_validation, check_tables,
-    check_delete_pod, check_openapi,
+    check_deployment_scale, check_replicaset_scale, check_autoscalers, check_delete_pod, check_openapi,
 ]
 
 
