@@ -22,6 +22,7 @@ from hypothesis.stateful import rule
 from tests.fakes import SimulatedCrash
 from tests.unit.fake_cluster import CLUSTER, two_pools_one_pdb
 from tests.unit.run_machine import FaultyRunMachine
+from upgrade.domain.pdb_lease import lease_partition
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, TemporaryError
 from upgrade.services.decisions import decide
 from upgrade.services.quarantine_scan import scan_cluster
@@ -86,10 +87,18 @@ class RelaxPdbMachine(FaultyRunMachine):
     @rule(spec=st.sampled_from(OWNER_SPECS))
     def the_owners_edit_the_pdb(self, spec: dict) -> None:
         """kubectl apply by the PDB's owners; while the app has it relaxed, theirs must win."""
+        self._close_when_released()
         if self.relaxed_from is not None:
             self.edited_while_relaxed = True
         self.fake.edit_pdb(PDB, spec)
         self.owners_spec = dict(spec)
+
+    def _close_when_released(self) -> None:
+        """No run holds the PDB's lease any more: its relax is over (restored, or left as the
+        owners set it)."""
+        if self.relaxed_from is not None and not self.platform.state.list(lease_partition(CLUSTER)):
+            self._edit_alert_due()
+            self.relaxed_from = None
 
     def _edit_alert_due(self) -> None:
         """The owners changed the PDB while the app had it relaxed, to something else than what
@@ -124,7 +133,7 @@ class RelaxPdbMachine(FaultyRunMachine):
         scan_cluster(self.platform, CLUSTER)
         self._collect()  # what the scan started (an automatic remediation) runs on from here
         assert self.fake.pdb_specs[PDB] == self.owners_spec
-        self._edit_alert_due()
+        self._close_when_released()
         if self.alert_due:
             named = [a for a in self.platform.alerts.published
                      if a.kind == "remediation.pdb-not-restored" and a.details.get("pdb") == PDB]
