@@ -197,3 +197,18 @@ class BlueGreenMachine(FaultyRunMachine):
 BlueGreenMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
                                               suppress_health_check=[HealthCheck.too_slow])
 test_bluegreen_run_invariants = BlueGreenMachine.TestCase
+
+
+def test_an_approval_after_a_failed_validation_leaves_blue_intact_without_an_override():
+    """The machine's rules in one fixed order (a path the random search reaches rarely): green
+    fails its validation, the run waits for a decision, the operator approves without override."""
+    machine = BlueGreenMachine()
+    machine.green_workload_starts_crash_looping(app="a")
+    machine.start(pool="userpool1", approval=False, auto_rollback=False)
+    machine.the_queue_runs_a_while(messages=25)
+    assert machine.platform.runs.find_active(CLUSTER.arm_id, "userpool1").status == "awaiting-decision"
+    machine.operator_decides(pool="userpool1", decision="approve")
+    machine.the_queue_runs_a_while(messages=25)
+    machine.no_pool_the_run_does_not_own_is_touched()
+    machine.blue_is_intact_until_a_validated_commit()
+    machine.teardown()
