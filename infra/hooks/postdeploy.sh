@@ -16,6 +16,17 @@ infra_dir=$(cd "$(dirname "$0")/.." && pwd)
 work_dir=$(mktemp -d)
 trap 'rm -rf "$work_dir"' EXIT
 
+# The console's browser sign-in (App Service authentication's /.auth/login/aad flow): the operator
+# app registration needs the app's callback as a web redirect URI and ID-token issuance (with no
+# client secret configured, App Service signs browsers in with ID tokens). The host name is only
+# known once provisioned, hence here rather than in the preprovision hook.
+if [ -n "${OPERATOR_APP_CLIENT_ID:-}" ] && [ -n "${AZURE_FUNCTION_APP_HOSTNAME:-}" ]; then
+  az ad app update --id "$OPERATOR_APP_CLIENT_ID" \
+    --web-redirect-uris "https://$AZURE_FUNCTION_APP_HOSTNAME/.auth/login/aad/callback" \
+    --enable-id-token-issuance true
+  echo "Console sign-in: https://$AZURE_FUNCTION_APP_HOSTNAME/.auth/login/aad?post_login_redirect_uri=/api/console/"
+fi
+
 # TARGET_CLUSTER_IDS is the JSON array main.bicep outputs: it goes into the file as is.
 cat > "$work_dir/subscriptions.parameters.json" <<JSON
 {

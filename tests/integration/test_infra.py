@@ -379,6 +379,20 @@ def test_postdeploy_hook_deploys_the_subscriptions_stage(
     assert parameters["functionAppId"]["value"].endswith("/sites/func-x")
 
 
+def test_postdeploy_hook_sets_the_console_sign_in_on_the_operator_app(tmp_path, monkeypatch):
+    # GIVEN the operator app registration and the app's host name in azd's environment
+    monkeypatch.setenv("OPERATOR_APP_CLIENT_ID", "99999999-0000-0000-0000-000000000000")
+    monkeypatch.setenv("AZURE_FUNCTION_APP_HOSTNAME", "func-x.azurewebsites.net")
+    # WHEN the postdeploy hook runs
+    completed, workdir = _run_postdeploy(tmp_path, failures=0, attempts=1)
+    # THEN the registration gets the App Service sign-in callback and ID tokens, before the subscriptions
+    assert completed.returncode == 0, completed.stderr
+    first, *rest = (workdir / "az.log").read_text().splitlines()
+    assert first == ("ad app update --id 99999999-0000-0000-0000-000000000000 --web-redirect-uris "
+                     "https://func-x.azurewebsites.net/.auth/login/aad/callback --enable-id-token-issuance true")
+    assert len(rest) == 1 and f"--template-file {SUBSCRIPTIONS_BICEP}" in rest[0]
+
+
 # --- preprovision hook: the policy from the azd environment ----------------------------------------
 
 PREPROVISION_HOOK = INFRA_DIR / "hooks" / "preprovision.sh"
