@@ -12,6 +12,8 @@ are deleted afterwards, so the next one starts clean.
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from rich.console import Console
 
@@ -32,7 +34,7 @@ def test_seed_scenario_on_real_kubernetes(control_plane: ControlPlane, scenario:
         backends.append(RealKube(control_plane))
         return backends[-1]
 
-    console = Console(width=140, record=True, quiet=True)
+    console = Console(width=140, record=True, file=io.StringIO())  # recorded (a quiet console records nothing)
     with Sandbox(seeds=[scenario.cluster.builder()], time_scale=demo.DEMO_REAL_TIME_SCALE,
                  queue_overrides=demo.DEMO_QUEUE_OVERRIDES, forward_host_logs=False,
                  policy=demo.upgrade_policy([scenario.cluster]), real_kubernetes=real_backend) as sandbox:

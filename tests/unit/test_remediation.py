@@ -178,6 +178,32 @@ def test_the_pool_count_goes_back_to_the_rolling_snapshot_when_there_is_one():
     assert fake.nodes["aks-nodepool1-3"].quarantined
 
 
+def test_a_scale_back_that_aks_fails_fails_the_run_instead_of_reporting_success():
+    # GIVEN Scenario 2 after the upgrade, and an AKS whose scale-down fails (a budget blocks the drain
+    # of the node it picked): the pool keeps the requested count, Failed, and the node stays
+    fake = scenario2_after_upgrade()
+    put = fake.begin_put_pool
+
+    def scale_down_fails(cluster, pool, *, if_match=None):
+        current = fake.pools[pool.name]
+        if pool.count >= current.count:
+            return put(cluster, pool, if_match=if_match)
+        fake.pools[pool.name] = replace(current, count=pool.count, provisioning_state="Failed",
+                                        error="Drain node aks-nodepool1-surge1 failed when evicting pod a")
+        return None
+
+    fake.begin_put_pool = scale_down_fails
+    platform = platform_for(fake)
+    # WHEN node 1 is remediated
+    run = request_remediation(platform, CLUSTER, NODE1, "relax-pdb", actor="alice")
+    deliver_all(platform)
+    # THEN the run fails naming the scale-back and AKS's error; it does not report the pool at 2
+    record = platform.runs.get(run.run_id)
+    assert record.status == "failed", record.reason
+    assert "scaling the pool back to 2 node(s) failed" in record.reason and "Drain node" in record.reason
+    assert len([n for n in fake.nodes.values() if n.pool == POOL]) == 3
+
+
 def run_until_state(platform, run_id: str, state: str) -> StepMessage:
     """Deliver queued steps until the run's live message is ``state``; returns that message."""
     for _ in range(50):

@@ -668,9 +668,13 @@ def scale_back(ctx: StepContext) -> Outcome:
     if pool.busy:
         return _through_wait_pool(ctx, SCALE_BACK, f"pool is {pool.provisioning_state}")
     target = ctx.run.facts.get("target_count")
+    scaled = target is not None and ctx.run.facts.get("scaled_to") == target
+    if scaled and pool.provisioning_state == "Failed":
+        # A failed scale-down keeps its requested count while the node it could not drain stays.
+        return Failed(reason=f"scaling the pool back to {target} node(s) failed: {pool.error or 'see the pool operation'}")
     if target is None or pool.count == target:
         return Next(FINISH, reason=f"pool at {pool.count} node(s)")
-    if ctx.run.facts.get("scaled_to") == target:
+    if scaled:
         return Failed(reason=f"pool is at {pool.count} node(s) after scaling to {target}: {pool.error or ''}")
     nodes = ctx.platform.kube(ctx.cluster).list_nodes(label_selector=pool_selector(ctx.message.pool))
     others_quarantined = [n for n in nodes if n.quarantined and n.name != _node(ctx)]
