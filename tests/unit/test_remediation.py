@@ -86,8 +86,10 @@ def test_each_remediation_brings_the_pool_back_to_the_seed_final_state(kind, del
     assert_remediated(fake, platform, run.run_id)
     # AND nothing was done twice
     assert fake.calls["patch_pdb_spec"] == (2 if kind == "relax-pdb" else 0)
-    assert fake.calls["begin_delete_machines"] == (1 if kind == "replace-node" else 0)
-    assert fake.calls["begin_put_pool"] == {"replace-node": 0}.get(kind, 2)  # re-apply the version, then scale
+    # (replace-node deletes node 1's machine; the others' scale-back deletes one by name, since pod A's
+    # replacement and its budget hold the newest node a plain scale-down would remove)
+    assert fake.calls["begin_delete_machines"] == 1
+    assert fake.calls["begin_put_pool"] == {"replace-node": 0}.get(kind, 1)  # re-apply the version
 
 
 def test_relax_pdb_records_the_original_in_the_pdbs_lease_before_relaxing_it():
@@ -192,7 +194,11 @@ def test_a_scale_back_that_aks_fails_fails_the_run_instead_of_reporting_success(
                                         error="Drain node aks-nodepool1-surge1 failed when evicting pod a")
         return None
 
-    fake.begin_put_pool = scale_down_fails
+    def delete_fails(cluster, pool, machines):
+        fake.pools[pool] = replace(fake.pools[pool], count=fake.pools[pool].count - len(machines),
+                                   provisioning_state="Failed", error=f"Drain node {machines[0]} failed")
+
+    fake.begin_put_pool, fake.begin_delete_machines = scale_down_fails, delete_fails
     platform = platform_for(fake)
     # WHEN node 1 is remediated
     run = request_remediation(platform, CLUSTER, NODE1, "relax-pdb", actor="alice")
@@ -202,6 +208,21 @@ def test_a_scale_back_that_aks_fails_fails_the_run_instead_of_reporting_success(
     assert record.status == "failed", record.reason
     assert "scaling the pool back to 2 node(s) failed" in record.reason and "Drain node" in record.reason
     assert len([n for n in fake.nodes.values() if n.pool == POOL]) == 3
+
+
+def test_the_scale_back_keeps_the_node_whose_pod_a_budget_holds():
+    # GIVEN Scenario 2 after the upgrade: pod A's replacement lands on the least loaded node, the
+    # permanent surge node (the newest, which a plain scale-down removes), and its PDB is restored
+    fake = scenario2_after_upgrade()
+    platform = platform_for(fake)
+    # WHEN node 1 is remediated
+    run = request_remediation(platform, CLUSTER, NODE1, "relax-pdb", actor="alice")
+    deliver_all(platform)
+    # THEN the scale-back deletes a node no budget holds, by name, and pod A is not evicted again
+    assert platform.runs.get(run.run_id).status == "succeeded"
+    [a] = [p for p in fake.pods.values() if p.label_map().get("app") == "a"]
+    assert a.node == "aks-nodepool1-surge1" and a.node in fake.nodes
+    assert fake.calls["begin_delete_machines"] == 1 and fake.pools[POOL].count == 2
 
 
 def run_until_state(platform, run_id: str, state: str) -> StepMessage:

@@ -24,7 +24,10 @@ Four ways out, from seed Scenario 2, each a run of kind ``remediation`` on the n
 
 Then, for all four: remove the quarantine label (AKS ignores a quarantined node until it is
 gone), re-apply the pool's version so the node finishes upgrading, scale the pool back to its
-pre-upgrade count so the permanent surge node does not linger, and send the resolved notice.
+pre-upgrade count so the permanent surge node does not linger (deleting chosen machines when
+another node is quarantined or a budget holds a pod on a healthy node, since AKS's scale-down
+takes quarantined nodes, then the highest instance id; a failed scale-back fails the run), and
+send the resolved notice.
 Every step checks before acting, so a redelivery or a crash between effect and state write
 converges to the same end.
 """
@@ -678,12 +681,17 @@ def scale_back(ctx: StepContext) -> Outcome:
         return Failed(reason=f"pool is at {pool.count} node(s) after scaling to {target}: {pool.error or ''}")
     nodes = ctx.platform.kube(ctx.cluster).list_nodes(label_selector=pool_selector(ctx.message.pool))
     others_quarantined = [n for n in nodes if n.quarantined and n.name != _node(ctx)]
-    if pool.count > target and others_quarantined:
-        # A scale-down removes quarantined nodes first: it would take another stuck node (and its
-        # pods) with it. Delete the newest healthy nodes by name instead.
-        healthy = sorted((n for n in nodes if not n.quarantined),
-                         key=lambda n: (n.created_at is not None, n.created_at or 0, n.name), reverse=True)
-        victims = [n.name for n in healthy[: pool.count - target]]
+    healthy = [n for n in nodes if not n.quarantined]
+    held = {n.name for n in healthy if _blocking_pods(ctx.platform, ctx.cluster, n.name)[1]} \
+        if pool.count > target else set()
+    if pool.count > target and (others_quarantined or held):
+        # AKS's scale-down removes quarantined nodes first, then the highest instance ids: it would take
+        # another stuck node (and its pods) with it, or a node hosting a pod its budget holds (the pod
+        # just evicted may have landed there, and the drain then fails). Delete chosen machines
+        # instead: nodes no budget holds first, then the newest.
+        newest_first = sorted(healthy, key=lambda n: (n.created_at is not None, n.created_at or 0, n.name),
+                              reverse=True)
+        victims = [n.name for n in sorted(newest_first, key=lambda n: n.name in held)[: pool.count - target]]
         aks.begin_delete_machines(ctx.cluster, ctx.message.pool, victims)
         reason = f"deleting {', '.join(victims)} to bring the pool back to {target} node(s)"
     else:
