@@ -32,8 +32,10 @@ def test_scenario1_new_version_starts_a_rolling_upgrade_that_ends_as_the_seed(em
                             policy=policy_json(onNewVersion="start", rolling={"maxSurge": "1"}))
     # WHEN AKS announces a new version
     sandbox.emulator.publish(sandbox.cluster.arm_id, NEW_VERSION)
-    run_id = wait_until(lambda: next((r["id"] for r in sandbox.runs() if r["kind"] == "rolling"), None),
-                        timeout=30, what="the rolling run")
+    # (the policy covers the system pool too: its run is another one, listed in no set order)
+    run_id = wait_until(lambda: next((r["id"] for r in sandbox.runs()
+                                      if r["kind"] == "rolling" and r["pool"] == "nodepool1"), None),
+                        timeout=30, what="nodepool1's rolling run")
     run = wait_until(lambda: (r := sandbox.wait_run(run_id)) and "rolling.reconcile" in str(r["timeline"]) and r,
                      timeout=30, what="the run's history to show its reconcile")
     # THEN the run applied the settings, set the version, and reconciled to the seed's final state
