@@ -81,6 +81,21 @@ def test_plan_relax(case, lease, current, max_unavailable, write, original, rela
     assert plan.adopted_edit is (original is OWNERS_SELECTOR)
 
 
+@pytest.mark.parametrize(
+    ("case", "current", "edited_after_relax"),
+    [
+        # The run's write was refused (409) because the owners' edit took generation 4 first.
+        ("the owners' edit came before the run's relax", at(OWNERS, 4), False),
+        # The run's relax made generation 4 (a crash kept it from being recorded); the owners' edit made 5.
+        ("the owners edited the PDB the run had relaxed", at(OWNERS, 5), True),
+    ],
+)
+def test_an_edit_after_the_runs_own_relax_is_told_apart(case, current, edited_after_relax):
+    plan = plan_relax(RELAXING, current, 1)
+    assert plan.adopted_edit and plan.lease.original == OWNERS
+    assert plan.edited_after_relax is edited_after_relax
+
+
 def test_a_lease_round_trips_through_storage_and_keys_fit_table_storage():
     assert PdbLease.from_storage(RELAXING.to_storage()) == RELAXING
     assert PdbLease.from_storage(RECORDED.to_storage()) == RECORDED

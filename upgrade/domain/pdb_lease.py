@@ -107,23 +107,28 @@ class RelaxPlan:
     lease: PdbLease
     write: bool
     adopted_edit: bool = False  # someone changed the PDB since it was recorded: their spec is the original
+    # ... after the run's own relax had landed (the generation went past the one its write made):
+    # an edit made while the PDB was relaxed, which the operator must hear of
+    edited_after_relax: bool = False
 
 
 def plan_relax(lease: PdbLease, current: PdbManifest, max_unavailable: int) -> RelaxPlan:
     """The lease (with the original kept, or another's edit adopted as the new original), the spec
     to write (the original relaxed to ``max_unavailable``) and the generation of the run's write,
     conditional on ``current.resource_version``."""
-    adopted = False
+    adopted = after_relax = False
     if not lease.holds_relaxed(current) and not same_spec(current.spec, lease.original):
         # Neither the original nor the holder's relax: the owners changed it. That is the original now.
+        after_relax = lease.relaxed_generation is not None and current.generation > lease.relaxed_generation
         lease = replace(lease, original=dict(current.spec), original_generation=current.generation,
                         relaxed=None, relaxed_generation=None)
         adopted = True
     wanted = relaxed_spec(lease.original, max_unavailable)
     if same_spec(current.spec, wanted):
         return RelaxPlan(replace(lease, relaxed=dict(wanted), relaxed_generation=current.generation), False,
-                         adopted)
-    return RelaxPlan(replace(lease, relaxed=dict(wanted), relaxed_generation=current.generation + 1), True, adopted)
+                         adopted, after_relax)
+    return RelaxPlan(replace(lease, relaxed=dict(wanted), relaxed_generation=current.generation + 1), True, adopted,
+                     after_relax)
 
 
 class RestoreAction(StrEnum):

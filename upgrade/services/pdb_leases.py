@@ -69,7 +69,7 @@ def restore_and_release(platform: Platform, cluster: ClusterRef, lease: PdbLease
         raise TemporaryError(f"PDB {lease.pdb} keeps changing while being restored: trying again", delay_seconds=2.0)
     reason = None
     if action is RestoreAction.EDITED and current is not None:
-        reason = _alert_edited(platform, cluster, lease, current, pool=pool, node=node)
+        reason = alert_edited(platform, cluster, lease, current, pool=pool, node=node)
     try:
         platform.state.delete(lease_partition(cluster), lease_key(lease.pdb), etag=etag)
     except Conflict:
@@ -114,7 +114,7 @@ def sweep_stale_leases(platform: Platform, cluster: ClusterRef) -> list[str]:
     return notes
 
 
-def _alert_edited(platform: Platform, cluster: ClusterRef, lease: PdbLease, current: PdbManifest, *,
+def alert_edited(platform: Platform, cluster: ClusterRef, lease: PdbLease, current: PdbManifest, *,
                   pool: str | None, node: str | None) -> str:
     reason = (f"PDB {lease.pdb} was changed by someone else while run {lease.run_id} had it relaxed: "
               f"left as they set it ({json.dumps(current.spec, sort_keys=True)}), not restored to "

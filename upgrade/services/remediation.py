@@ -66,7 +66,7 @@ from upgrade.domain.versions import same_version
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, TemporaryError
 from upgrade.ports import Platform
 from upgrade.services.outbox import create_run
-from upgrade.services.pdb_leases import active_run, restore_leased_pdbs
+from upgrade.services.pdb_leases import active_run, alert_edited, restore_leased_pdbs
 from upgrade.services.quarantine_scan import resolve_cluster, resolve_node, rolling_upgrade_facts
 from upgrade.services.registry import StepSpec
 from upgrade.services.rolling import wait_pool
@@ -388,7 +388,10 @@ def relax_pdb(ctx: StepContext) -> Outcome:
         except NotFound:
             continue
         plan = plan_relax(lease, current, ctx.run.facts["relax_to"].get(key, 1))
-        if plan.adopted_edit:
+        if plan.edited_after_relax:
+            # this run's relax had landed (a crash kept it from being recorded) and the owners edited it since
+            alert_edited(ctx.platform, ctx.cluster, lease, current, pool=ctx.message.pool, node=_node(ctx))
+        elif plan.adopted_edit:
             log.warning("PDB %s was changed after run %s recorded it: relaxing from the new spec", key, ctx.run.run_id)
         if plan.lease != lease:
             state.put(lease_partition(ctx.cluster), lease_key(key), plan.lease.to_storage(), etag=etag)
