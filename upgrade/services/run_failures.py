@@ -20,13 +20,17 @@ from upgrade.services.registry import step_registry
 log = logging.getLogger("upgrade.steps")
 
 
-def alert_failed(platform: Platform, run: RunRecord, message: StepMessage, reason: str) -> None:
-    """The run.failed alert of a run that ended failed at ``message``'s step."""
+def alert_failed(platform: Platform, run: RunRecord | None, message: StepMessage, reason: str,
+                 **details: str) -> None:
+    """The run.failed alert of a run that ended failed at ``message``'s step (``run`` None: the
+    message names a run the store does not hold); ``details`` adds to what the alert says."""
+    kind = run.kind if run is not None else "(unknown kind)"
+    pool = run.pool if run is not None else message.pool
     platform.alerts.publish(
-        Alert(kind="run.failed", severity="error", cluster=run.cluster, pool=run.pool, run_id=run.run_id,
-              step=message.step, attempt=message.attempt, summary=f"{run.kind} run {run.run_id} on pool {run.pool or '(cluster)'} failed at "
-                      f"{message.step}: {reason}",
-              details={"step": message.step, "kind": run.kind}, dedup_key=f"{run.run_id}:run.failed")
+        Alert(kind="run.failed", severity="error", cluster=run.cluster if run is not None else message.cluster,
+              pool=pool, run_id=message.run_id, step=message.step, attempt=message.attempt,
+              summary=f"{kind} run {message.run_id} on pool {pool or '(cluster)'} failed at {message.step}: {reason}",
+              details={"step": message.step, "kind": kind, **details}, dedup_key=f"{message.run_id}:run.failed")
     )
 
 
@@ -101,15 +105,8 @@ def fail_run(platform: Platform, message: StepMessage, reason: str, *, outcome: 
     if run is not None:
         _append_history(platform, run, message.step, message.attempt, outcome, reason)
     log.error("%s: %s (run %s on %s)", outcome, reason, message.run_id, message.cluster)
-    details = {"step": message.step}
-    if run is not None:
-        cleanup = run_cleanup(platform, run, message.step, attempt=message.attempt)
-        if cleanup:
-            details["cleanup"] = cleanup
-    platform.alerts.publish(
-        Alert(kind="run.failed", severity="error", cluster=message.cluster, pool=message.pool,
-              run_id=message.run_id, step=message.step, attempt=message.attempt, summary=reason, details=details)
-    )
+    cleanup = run_cleanup(platform, run, message.step, attempt=message.attempt) if run is not None else None
+    alert_failed(platform, run, message, reason, **({"cleanup": cleanup} if cleanup else {}))
     return run
 
 
