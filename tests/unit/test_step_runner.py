@@ -408,6 +408,23 @@ def test_the_poison_handler_runs_the_workflows_cleanup_with_the_failed_run(monke
     assert (alert.kind, alert.details["cleanup"]) == ("run.failed", "undid the half-done change")
 
 
+def test_the_poison_cleanup_never_acts_on_a_cluster_the_allow_list_no_longer_names(monkeypatch, platform):
+    # GIVEN a run on a cluster that was taken out of ALLOWED_CLUSTERS after it started
+    cleanup = PoisonCleanup()
+    monkeypatch.setattr(run_failures, "step_registry",
+                        lambda: {"work": StepSpec("work", RecordingStep(Done("x")), on_poison=cleanup)})
+    message = start_run(platform)
+    platform.allowed_clusters = frozenset()
+    # WHEN its step is poisoned
+    run_failures.record_poisoned_step(message.to_json(), platform)
+    # THEN the run is failed, the cleanup did not run, and the alert says what was left to a person
+    assert platform.runs.get("run-1").status == "failed"
+    assert cleanup.calls == []
+    assert [h.outcome for h in platform.runs.history("run-1")] == ["poison", "cleanup-refused"]
+    [alert] = platform.alerts.published
+    assert alert.kind == "run.failed" and "ALLOWED_CLUSTERS" in alert.details["cleanup"]
+
+
 def test_a_failing_poison_cleanup_is_logged_and_alerted_and_the_poison_record_stays(monkeypatch, platform, caplog):
     # GIVEN a cleanup that fails
     cleanup = PoisonCleanup(RuntimeError("API server unreachable"))

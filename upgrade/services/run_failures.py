@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from upgrade.domain.alerts import Alert
+from upgrade.domain.model import is_allowed_cluster
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import StepMessage, parse_step_message
 from upgrade.errors import Conflict, InvalidInput, NotFound
@@ -112,10 +113,19 @@ def fail_run(platform: Platform, message: StepMessage, reason: str, *, outcome: 
 
 def run_cleanup(platform: Platform, run: RunRecord, step: str, *, attempt: int, actor: str = "system") -> str | None:
     """Run the cleanup hook of the workflow ``step`` belongs to on ``run``; returns what it did, None
-    when there is none. A hook that fails is recorded and alerted on (run.cleanup-failed)."""
+    when there is none. A hook that fails is recorded and alerted on (run.cleanup-failed); a run
+    whose cluster ALLOWED_CLUSTERS no longer names is not touched (recorded, and said in the
+    returned text, which the caller's alert carries)."""
     spec = step_registry().get(step)
     if spec is None or spec.on_poison is None:
         return None
+    if not is_allowed_cluster(run.cluster, platform.allowed_clusters):
+        # The allow-list holds for a cleanup as for a step: one that changed since the run started
+        # leaves what the step did to a person, whom the alert carrying this tells.
+        refused = (f"cleanup not run: cluster {run.cluster} is not in ALLOWED_CLUSTERS; "
+                   "check what the step may have left half-done")
+        _append_history(platform, run, step, attempt, "cleanup-refused", refused, actor)
+        return refused
     try:
         done = spec.on_poison(run, platform)
     except Exception as exc:  # whatever it is, the failure record must stand and a person must know
