@@ -304,6 +304,19 @@ def test_a_cluster_outside_the_allow_list_fails_the_run_without_running_the_step
     assert [(a.kind, a.run_id) for a in platform.alerts.published] == [("run.failed", "run-1")]
 
 
+def test_a_throttled_read_of_a_refused_clusters_run_is_put_back_not_left_to_the_host(monkeypatch):
+    # GIVEN a step for a cluster outside the allow-list, and a run store answering 503
+    platform = FakePlatform(allowed_clusters=frozenset({CLUSTER.replace("aks-prod", "aks-test")}))
+    install(monkeypatch, work=RecordingStep(Done()))
+    message = start_run(platform)
+    monkeypatch.setattr(platform.runs, "get", lambda run_id: (_ for _ in ()).throw(throttled("read")))
+    # WHEN it is delivered, THEN nothing escapes to the host: the delivery is put back, counted
+    report = run_step_message(message.to_json(), platform, message_id="m1")
+    assert report.result == "storage-retry"
+    [sent] = platform.queue.take()
+    assert (sent.message.step, sent.message.storage_retry) == ("work", 1)
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
