@@ -371,20 +371,22 @@ def test_the_poison_handler_fails_the_run_records_it_and_alerts(platform):
     assert platform.runs.find_active(CLUSTER, "user1") is None
 
 
-def test_a_stale_copy_in_the_poison_queue_leaves_the_run_where_it_is(monkeypatch, platform):
-    # GIVEN a run that has moved past a step (its transition to work#2 is written) and a cleanup hook
+@pytest.mark.parametrize("status", ["running", "aborted"], ids=["moved-on", "ended-otherwise"])
+def test_a_stale_copy_in_the_poison_queue_leaves_the_run_where_it_is(monkeypatch, platform, status):
+    # GIVEN a run that has moved past a step (work#2 is live), or that an operator aborted, while a
+    # copy of work#1 kept crashing; and a cleanup hook
     cleanup = PoisonCleanup()
     monkeypatch.setattr(run_failures, "step_registry",
                         lambda: {"work": StepSpec("work", RecordingStep(Done("x")), on_poison=cleanup)})
     message = start_run(platform)
     run = platform.runs.get("run-1")
-    platform.runs.update(run.evolve(now=platform.clock.now(), attempt=2))
+    platform.runs.update(run.evolve(now=platform.clock.now(), status=status, attempt=2))
 
-    # WHEN a copy of the old work#1 reaches the poison queue
+    # WHEN that copy of work#1 reaches the poison queue
     kept = run_failures.record_poisoned_step(message.to_json(), platform)
 
-    # THEN the run goes on: not failed, no cleanup, no alert; its history says what was seen
-    assert kept is not None and platform.runs.get("run-1").status == "running"
+    # THEN the run is left as it was: not failed, no cleanup, no alert; its history says what was seen
+    assert kept is not None and platform.runs.get("run-1").status == status
     assert cleanup.calls == []
     assert platform.alerts.published == []
     assert [h.outcome for h in platform.runs.history("run-1")] == ["poison-stale"]

@@ -55,8 +55,8 @@ def record_poisoned_step(body: str, platform: Platform) -> RunRecord | None:
     """The poison queue's handler: mark the step's run failed, record it, run the workflow's poison
     cleanup (``StepSpec.on_poison``), and raise an alert. The failure is recorded before the cleanup
     runs, and a cleanup that fails is logged and alerted on its own: it never loses that record.
-    A message that is not the run's live step (``(state, attempt)``) leaves an active run as it is,
-    with a history row."""
+    A message that is not the run's live step (``(state, attempt)``), or whose run ended other than
+    failed, leaves the run as it is, with a history row."""
     try:
         message = parse_step_message(body)
     except InvalidInput as exc:
@@ -71,21 +71,30 @@ def record_poisoned_step(body: str, platform: Platform) -> RunRecord | None:
         run = platform.runs.get(message.run_id)
     except NotFound:
         run = None
-    if run is not None and run.active and (run.state, run.attempt) != (message.step, message.attempt):
+    if run is not None and _not_poisoned_by(run, message):
         # A copy that was no longer live (a duplicate, or a sender whose transition was written
         # and whose re-send kept failing): the run's live step is elsewhere, and its own message,
-        # or the reconciler, carries it on. Failing the run, and running a cleanup for a step it
-        # has left, would undo work that is still going on.
-        log.warning("poison queue: step %s#%d of run %s is not its live step (%s#%d): the run is left as is",
-                    message.step, message.attempt, run.run_id, run.state, run.attempt)
+        # or the reconciler, carries it on; or the run already ended otherwise (succeeded, aborted).
+        # Failing it, and running a cleanup for a step it has left, would undo work still going on.
+        log.warning("poison queue: step %s#%d of run %s is not its live step (%s#%d, %s): the run is left as is",
+                    message.step, message.attempt, run.run_id, run.state, run.attempt, run.status)
         _append_history(platform, run, message.step, message.attempt, "poison-stale",
                         f"a stale copy of step {message.step}#{message.attempt} reached the poison queue; "
-                        f"the run is at {run.state}#{run.attempt}")
+                        f"the run is {run.status} at {run.state}#{run.attempt}")
         return run
     return fail_run(platform, message, (
         f"step {message.step}#{message.attempt} could not be completed after the host's "
         "maxDequeueCount deliveries and was moved to the poison queue"
     ))
+
+
+def _not_poisoned_by(run: RunRecord, message: StepMessage) -> bool:
+    """Whether ``message`` is no longer ``run``'s live step: the active run moved on, or the run
+    ended other than failed. (A failed run is handled again: a poison handler that died after its
+    failure write still owes the history row, the cleanup and the alert.)"""
+    if run.active:
+        return (run.state, run.attempt) != (message.step, message.attempt)
+    return run.status != "failed"
 
 
 def fail_run(platform: Platform, message: StepMessage, reason: str, *, outcome: str = "poison") -> RunRecord | None:
