@@ -12,9 +12,10 @@ from tests.unit.fake_cluster import CLUSTER, POOL, FakeCluster, deliver_all, sce
 from upgrade.domain.policy import parse_policy
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import StepMessage
-from upgrade.errors import Conflict, InvalidInput
+from upgrade.errors import Conflict, InvalidInput, PermanentError
 from upgrade.services import rolling
 from upgrade.services.decisions import decide
+from upgrade.services.outbox import outbox_for
 from upgrade.services.reconciler import MAX_RESENDS, reconcile_runs
 from upgrade.services.remediation import EVICT, request_remediation
 from upgrade.services.step_runner import run_step_message
@@ -128,6 +129,56 @@ def test_an_active_run_with_no_recorded_message_is_marked_stuck():
     assert "no message" in note
     assert platform.runs.get("old-1").status == "stuck"
     assert [a.run_id for a in platform.alerts.published if a.kind == "run.stuck"] == ["old-1"]
+
+
+def test_a_message_the_queue_refuses_for_good_marks_the_run_stuck_and_the_sweep_goes_on(monkeypatch):
+    # GIVEN two overdue runs whose messages were lost, and a queue that refuses the first one for good
+    platform = platform_for(rolling_cluster())
+    now = platform.clock.now()
+    for run_id, pool in (("big-1", POOL), ("ok-1", "nodepool2")):
+        message = StepMessage(v=1, run_id=run_id, step=rolling.WAIT_POOL, cluster=CLUSTER.arm_id, pool=pool)
+        platform.runs.create(RunRecord(run_id=run_id, kind="rolling", cluster=CLUSTER.arm_id, pool=pool,
+                                       state=rolling.WAIT_POOL, status="running", created_at=now, updated_at=now,
+                                       outbox=outbox_for(message, ["start", "rolling"])))
+    send = platform.queue.send
+
+    def refuse_big(message: StepMessage, *, delay_seconds: float = 0.0) -> None:
+        if message.run_id == "big-1":
+            raise PermanentError("send wait_pool of run big-1: storage error 413: request body too large")
+        send(message, delay_seconds=delay_seconds)
+
+    monkeypatch.setattr(platform.queue, "send", refuse_big)
+    platform.clock.advance(MARGIN + 1)
+    # WHEN the reconciler runs
+    notes = reconcile_runs(platform, margin_seconds=MARGIN)
+    # THEN the refused run is stuck with an alert naming it, and the other run's step was re-sent
+    assert len(notes) == 2
+    assert platform.runs.get("big-1").status == "stuck"
+    assert "413" in platform.runs.get("big-1").reason
+    assert [a.run_id for a in platform.alerts.published if a.kind == "run.stuck"] == ["big-1"]
+    assert [s.message.run_id for s in platform.queue.sent] == ["ok-1"]
+
+
+def test_a_run_that_cannot_even_be_marked_stuck_does_not_stop_the_sweep(monkeypatch):
+    # GIVEN two overdue runs with nothing in their outbox, the first of which the store refuses to write
+    platform = platform_for(rolling_cluster())
+    now = platform.clock.now()
+    for run_id, pool in (("bad-1", POOL), ("old-1", "nodepool2")):
+        platform.runs.create(RunRecord(run_id=run_id, kind="rolling", cluster=CLUSTER.arm_id, pool=pool,
+                                       state=rolling.WAIT_POOL, status="running", created_at=now, updated_at=now))
+    update = platform.runs.update
+
+    def refuse_bad(run: RunRecord) -> RunRecord:
+        if run.run_id == "bad-1":
+            raise PermanentError("run bad-1: RecordTooLarge")
+        return update(run)
+
+    monkeypatch.setattr(platform.runs, "update", refuse_bad)
+    platform.clock.advance(MARGIN + 1)
+    # WHEN the reconciler runs, THEN nothing escapes: the other run is marked stuck, the refusal noted
+    notes = reconcile_runs(platform, margin_seconds=MARGIN)
+    assert any("bad-1" in n and "could not be recovered" in n for n in notes)
+    assert platform.runs.get("old-1").status == "stuck"
 
 
 def test_an_expired_claim_is_dropped_and_the_step_re_sent():

@@ -304,6 +304,19 @@ def test_a_cluster_outside_the_allow_list_fails_the_run_without_running_the_step
     assert [(a.kind, a.run_id) for a in platform.alerts.published] == [("run.failed", "run-1")]
 
 
+def test_a_throttled_read_of_a_refused_clusters_run_is_put_back_not_left_to_the_host(monkeypatch):
+    # GIVEN a step for a cluster outside the allow-list, and a run store answering 503
+    platform = FakePlatform(allowed_clusters=frozenset({CLUSTER.replace("aks-prod", "aks-test")}))
+    install(monkeypatch, work=RecordingStep(Done()))
+    message = start_run(platform)
+    monkeypatch.setattr(platform.runs, "get", lambda run_id: (_ for _ in ()).throw(throttled("read")))
+    # WHEN it is delivered, THEN nothing escapes to the host: the delivery is put back, counted
+    report = run_step_message(message.to_json(), platform, message_id="m1")
+    assert report.result == "storage-retry"
+    [sent] = platform.queue.take()
+    assert (sent.message.step, sent.message.storage_retry) == ("work", 1)
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
@@ -358,6 +371,27 @@ def test_the_poison_handler_fails_the_run_records_it_and_alerts(platform):
     assert platform.runs.find_active(CLUSTER, "user1") is None
 
 
+@pytest.mark.parametrize("status", ["running", "aborted"], ids=["moved-on", "ended-otherwise"])
+def test_a_stale_copy_in_the_poison_queue_leaves_the_run_where_it_is(monkeypatch, platform, status):
+    # GIVEN a run that has moved past a step (work#2 is live), or that an operator aborted, while a
+    # copy of work#1 kept crashing; and a cleanup hook
+    cleanup = PoisonCleanup()
+    monkeypatch.setattr(run_failures, "step_registry",
+                        lambda: {"work": StepSpec("work", RecordingStep(Done("x")), on_poison=cleanup)})
+    message = start_run(platform)
+    run = platform.runs.get("run-1")
+    platform.runs.update(run.evolve(now=platform.clock.now(), status=status, attempt=2))
+
+    # WHEN that copy of work#1 reaches the poison queue
+    kept = run_failures.record_poisoned_step(message.to_json(), platform)
+
+    # THEN the run is left as it was: not failed, no cleanup, no alert; its history says what was seen
+    assert kept is not None and platform.runs.get("run-1").status == status
+    assert cleanup.calls == []
+    assert platform.alerts.published == []
+    assert [h.outcome for h in platform.runs.history("run-1")] == ["poison-stale"]
+
+
 class PoisonCleanup:
     """A workflow's poison hook: records what it was given; ``error`` makes it fail."""
 
@@ -387,6 +421,23 @@ def test_the_poison_handler_runs_the_workflows_cleanup_with_the_failed_run(monke
         "cleanup", "undid the half-done change")
     [alert] = platform.alerts.published
     assert (alert.kind, alert.details["cleanup"]) == ("run.failed", "undid the half-done change")
+
+
+def test_the_poison_cleanup_never_acts_on_a_cluster_the_allow_list_no_longer_names(monkeypatch, platform):
+    # GIVEN a run on a cluster that was taken out of ALLOWED_CLUSTERS after it started
+    cleanup = PoisonCleanup()
+    monkeypatch.setattr(run_failures, "step_registry",
+                        lambda: {"work": StepSpec("work", RecordingStep(Done("x")), on_poison=cleanup)})
+    message = start_run(platform)
+    platform.allowed_clusters = frozenset()
+    # WHEN its step is poisoned
+    run_failures.record_poisoned_step(message.to_json(), platform)
+    # THEN the run is failed, the cleanup did not run, and the alert says what was left to a person
+    assert platform.runs.get("run-1").status == "failed"
+    assert cleanup.calls == []
+    assert [h.outcome for h in platform.runs.history("run-1")] == ["poison", "cleanup-refused"]
+    [alert] = platform.alerts.published
+    assert alert.kind == "run.failed" and "ALLOWED_CLUSTERS" in alert.details["cleanup"]
 
 
 def test_a_failing_poison_cleanup_is_logged_and_alerted_and_the_poison_record_stays(monkeypatch, platform, caplog):

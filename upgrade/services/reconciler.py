@@ -8,8 +8,9 @@ drops an expired claim) comes first, so two timers never both send, then the sen
 turns up late is dropped as stale or deferred by the claim, as any duplicate is.
 
 A run that cannot be recovered is marked ``stuck`` (it keeps its pool) with a critical
-``run.stuck`` alert naming it: its outbox holds no live message, or its message was re-sent
-MAX_RESENDS times and the step still did not run. An operator resumes it (the live step is sent
+``run.stuck`` alert naming it: its outbox holds no live message, the queue refuses that message
+for good, or its message was re-sent MAX_RESENDS times and the step still did not run. One run
+that cannot even be marked stuck is logged and never stops the sweep for the others. An operator resumes it (the live step is sent
 again) or aborts it.
 """
 
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 
 from upgrade.domain.alerts import Alert
 from upgrade.domain.runs import HistoryEntry, RunRecord
-from upgrade.errors import Conflict, NotFound, TemporaryError
+from upgrade.errors import Conflict, NotFound, PermanentError, TemporaryError
 from upgrade.ports import Platform
 from upgrade.services.outbox import live_message
 
@@ -40,6 +41,10 @@ def reconcile_runs(platform: Platform, *, margin_seconds: float) -> list[str]:
             notes.append(f"run {run.run_id}: moved meanwhile, left to its step")
         except TemporaryError as exc:
             notes.append(f"run {run.run_id}: not recovered this time ({exc})")
+        except PermanentError as exc:
+            # Whatever one run's records hold, the sweep goes on to the others.
+            log.error("reconcile: run %s could not be recovered or marked stuck: %s", run.run_id, exc)
+            notes.append(f"run {run.run_id}: could not be recovered ({exc})")
     for note in notes:
         log.warning("reconcile: %s", note)
     return notes
@@ -55,7 +60,10 @@ def recover_run(platform: Platform, run: RunRecord, now: datetime) -> str:
                                               "and still did not run")
     outbox = {**(run.outbox or {}), "resent": resent + 1, "delay": 0.0}
     updated = platform.runs.update(run.evolve(now=now, claim=None, outbox=outbox))
-    platform.queue.send(message)
+    try:
+        platform.queue.send(message)
+    except PermanentError as exc:  # the queue refuses it for good (e.g. over its size limit)
+        return mark_stuck(platform, updated, now, f"its step {run.state}#{run.attempt} could not be sent: {exc}")
     _history(platform, updated, now, "resent",
              f"live step {run.state}#{run.attempt} had not run by its due time: re-sent ({resent + 1}/{MAX_RESENDS})")
     return f"run {run.run_id}: re-sent {run.state}#{run.attempt} ({resent + 1}/{MAX_RESENDS})"

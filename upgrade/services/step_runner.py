@@ -113,12 +113,12 @@ def run_step_message(
         log.error("step message refused, moved to poison: %s; body=%.500s", exc, text)
         platform.queue.send_to_poison(text)
         return StepReport(step="?", run_id=None, result="poisoned", detail=str(exc))
-    if not is_allowed_cluster(message.cluster, platform.allowed_clusters):
-        reason = f"cluster {message.cluster} is not in ALLOWED_CLUSTERS: refusing to act on it"
-        log.error("step %s of run %s refused: %s", message.step, message.run_id, reason)
-        fail_run_if_active(platform, message, reason)
-        return StepReport(message.step, message.run_id, "refused", detail=reason)
     try:
+        if not is_allowed_cluster(message.cluster, platform.allowed_clusters):
+            reason = f"cluster {message.cluster} is not in ALLOWED_CLUSTERS: refusing to act on it"
+            log.error("step %s of run %s refused: %s", message.step, message.run_id, reason)
+            fail_run_if_active(platform, message, reason)
+            return StepReport(message.step, message.run_id, "refused", detail=reason)
         if not spec.needs_run:
             outcome = _execute(spec, StepContext(message, platform, None))
             _send_follow_up(platform, message, outcome)
