@@ -682,8 +682,7 @@ def scale_back(ctx: StepContext) -> Outcome:
     nodes = ctx.platform.kube(ctx.cluster).list_nodes(label_selector=pool_selector(ctx.message.pool))
     others_quarantined = [n for n in nodes if n.quarantined and n.name != _node(ctx)]
     healthy = [n for n in nodes if not n.quarantined]
-    held = {n.name for n in healthy if _blocking_pods(ctx.platform, ctx.cluster, n.name)[1]} \
-        if pool.count > target else set()
+    held = _nodes_a_budget_holds(ctx, {n.name for n in healthy}) if pool.count > target else set()
     if pool.count > target and (others_quarantined or held):
         # AKS's scale-down removes quarantined nodes first, then the highest instance ids: it would take
         # another stuck node (and its pods) with it, or a node hosting a pod its budget holds (the pod
@@ -698,6 +697,14 @@ def scale_back(ctx: StepContext) -> Outcome:
         aks.begin_put_pool(ctx.cluster, replace(pool, count=target), if_match=pool.etag)
         reason = f"scaling pool from {pool.count} back to {target} node(s)"
     return _through_wait_pool(ctx, SCALE_BACK, reason, facts={"scaled_to": target})
+
+
+def _nodes_a_budget_holds(ctx: StepContext, names: set[str]) -> set[str]:
+    """Which of ``names`` host an application pod whose eviction a PDB refuses now: one pod list
+    and one PDB list for the whole pool (a pod's verdict does not depend on the other pods given)."""
+    kube = ctx.platform.kube(ctx.cluster)
+    pods = [p for p in kube.list_pods() if p.node in names and is_application_pod(p)]
+    return {b.node for b in eviction_blockers(pods, kube.list_pdbs()) if b.node}
 
 
 def finish(ctx: StepContext) -> Outcome:
