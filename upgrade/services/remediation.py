@@ -69,7 +69,6 @@ from upgrade.services.outbox import create_run
 from upgrade.services.pdb_leases import active_run, restore_leased_pdbs
 from upgrade.services.quarantine_scan import resolve_cluster, resolve_node, rolling_upgrade_facts
 from upgrade.services.registry import StepSpec
-from upgrade.services.rolling import wait_pool
 from upgrade.services.step_runner import StepContext
 
 log = logging.getLogger("upgrade.remediation")
@@ -259,6 +258,15 @@ def _poll(ctx: StepContext) -> float:
 def _through_wait_pool(ctx: StepContext, then: str, reason: str, facts: dict | None = None) -> Next:
     """Come back to ``then`` once the pool's operation (started here, or already running) is over."""
     return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": then}, reason=reason, facts=facts or {})
+
+
+def wait_pool(ctx: StepContext) -> Outcome:
+    """Wait for the pool's operation to end, then go back to ``args.then``, whatever its outcome:
+    each step that waits reads how it ended (a failed delete, re-apply or scale-back fails the run)."""
+    pool = ctx.platform.aks(ctx.cluster).get_pool(ctx.cluster, ctx.message.pool)
+    if pool.busy:
+        return Retry(delay_seconds=_poll(ctx), reason=f"pool {pool.name} is {pool.provisioning_state}")
+    return Next(ctx.message.args["then"], reason=f"pool {pool.name} is {pool.provisioning_state}")
 
 
 # ---- plan ----------------------------------------------------------------------------------
