@@ -189,6 +189,26 @@ def test_operator_rollback_after_validation_puts_workloads_back_on_blue():
     assert platform.alerts.kinds() == ["run.awaiting-decision", "run.rolled-back"]
 
 
+def test_rollback_leaves_cordoned_a_blue_node_someone_cordoned_while_green_was_created():
+    # GIVEN a run waiting for green to be ready, and an operator who cordons a blue node meanwhile
+    cluster = scenario3()
+    platform = make_platform(cluster)
+    run = start(platform, {"approval": {"required": True, "timeoutMinutes": 60}})
+    driver = Driver(platform)
+    while platform.runs.get(run.run_id).state != STEP_PREFIX + "wait_green_ready":
+        driver.run(run_id=run.run_id, max_deliveries=1)
+    cluster.nodes["aks-blue-1"] = replace(cluster.nodes["aks-blue-1"], unschedulable=True)
+    # WHEN the run cordons and drains blue, and the operator then rolls back
+    driver.run(run_id=run.run_id)
+    decide(platform, run.run_id, "rollback", "bob", "metrics look wrong")
+    final = driver.run(run_id=run.run_id, until_status=("succeeded", "failed", "rolled-back"))
+    # THEN the run uncordons only the node it cordoned: the operator's stays as they set it
+    assert final.status == "rolled-back", final.reason
+    assert not cluster.nodes["aks-blue-0"].unschedulable
+    assert cluster.nodes["aks-blue-1"].unschedulable
+    assert cluster.calls["uncordon", "aks-blue-1"] == 0
+
+
 def test_approval_then_commit():
     cluster = scenario3()
     platform = make_platform(cluster)

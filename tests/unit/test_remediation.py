@@ -225,6 +225,26 @@ def test_the_scale_back_keeps_the_node_whose_pod_a_budget_holds():
     assert fake.calls["begin_delete_machines"] == 1 and fake.pools[POOL].count == 2
 
 
+def test_the_scale_back_reads_the_budgets_once_for_the_whole_pool():
+    # GIVEN Scenario 2 after the upgrade with four more healthy nodes in the pool (and its count)
+    fake = scenario2_after_upgrade()
+    for i in range(4):
+        fake.add_node(f"aks-nodepool1-extra{i}", POOL, "1.31.7")
+    fake.pools[POOL] = replace(fake.pools[POOL], count=fake.pools[POOL].count + 4)
+    platform = platform_for(fake)
+    run = request_remediation(platform, CLUSTER, NODE1, "relax-pdb", actor="alice")
+    scale_back = run_until_state(platform, run.run_id, "remediation.scale_back")
+    assert not fake.pools[POOL].busy
+    # WHEN the scale-back chooses which machines to delete
+    pdb_reads, pod_reads = fake.calls["list_pdbs"], fake.calls["list_pods"]
+    run_step_message(scale_back.to_json(), platform, message_id="scale-back")
+    # THEN it asked for the budgets and the pods once, not once per node, and kept pod A's node
+    assert fake.calls["list_pdbs"] - pdb_reads == 1 and fake.calls["list_pods"] - pod_reads == 1
+    assert fake.calls["begin_delete_machines"] == 1
+    [a] = [p for p in fake.pods.values() if p.label_map().get("app") == "a"]
+    assert a.node in fake.nodes
+
+
 def run_until_state(platform, run_id: str, state: str) -> StepMessage:
     """Deliver queued steps until the run's live message is ``state``; returns that message."""
     for _ in range(50):

@@ -69,7 +69,6 @@ from upgrade.services.outbox import create_run
 from upgrade.services.pdb_leases import active_run, alert_edited, restore_leased_pdbs
 from upgrade.services.quarantine_scan import resolve_cluster, resolve_node, rolling_upgrade_facts
 from upgrade.services.registry import StepSpec
-from upgrade.services.rolling import wait_pool
 from upgrade.services.step_runner import StepContext
 
 log = logging.getLogger("upgrade.remediation")
@@ -259,6 +258,15 @@ def _poll(ctx: StepContext) -> float:
 def _through_wait_pool(ctx: StepContext, then: str, reason: str, facts: dict | None = None) -> Next:
     """Come back to ``then`` once the pool's operation (started here, or already running) is over."""
     return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": then}, reason=reason, facts=facts or {})
+
+
+def wait_pool(ctx: StepContext) -> Outcome:
+    """Wait for the pool's operation to end, then go back to ``args.then``, whatever its outcome:
+    each step that waits reads how it ended (a failed delete, re-apply or scale-back fails the run)."""
+    pool = ctx.platform.aks(ctx.cluster).get_pool(ctx.cluster, ctx.message.pool)
+    if pool.busy:
+        return Retry(delay_seconds=_poll(ctx), reason=f"pool {pool.name} is {pool.provisioning_state}")
+    return Next(ctx.message.args["then"], reason=f"pool {pool.name} is {pool.provisioning_state}")
 
 
 # ---- plan ----------------------------------------------------------------------------------
@@ -685,8 +693,7 @@ def scale_back(ctx: StepContext) -> Outcome:
     nodes = ctx.platform.kube(ctx.cluster).list_nodes(label_selector=pool_selector(ctx.message.pool))
     others_quarantined = [n for n in nodes if n.quarantined and n.name != _node(ctx)]
     healthy = [n for n in nodes if not n.quarantined]
-    held = {n.name for n in healthy if _blocking_pods(ctx.platform, ctx.cluster, n.name)[1]} \
-        if pool.count > target else set()
+    held = _nodes_a_budget_holds(ctx, {n.name for n in healthy}) if pool.count > target else set()
     if pool.count > target and (others_quarantined or held):
         # AKS's scale-down removes quarantined nodes first, then the highest instance ids: it would take
         # another stuck node (and its pods) with it, or a node hosting a pod its budget holds (the pod
@@ -701,6 +708,14 @@ def scale_back(ctx: StepContext) -> Outcome:
         aks.begin_put_pool(ctx.cluster, replace(pool, count=target), if_match=pool.etag)
         reason = f"scaling pool from {pool.count} back to {target} node(s)"
     return _through_wait_pool(ctx, SCALE_BACK, reason, facts={"scaled_to": target})
+
+
+def _nodes_a_budget_holds(ctx: StepContext, names: set[str]) -> set[str]:
+    """Which of ``names`` host an application pod whose eviction a PDB refuses now: one pod list
+    and one PDB list for the whole pool (a pod's verdict does not depend on the other pods given)."""
+    kube = ctx.platform.kube(ctx.cluster)
+    pods = [p for p in kube.list_pods() if p.node in names and is_application_pod(p)]
+    return {b.node for b in eviction_blockers(pods, kube.list_pdbs()) if b.node}
 
 
 def finish(ctx: StepContext) -> Outcome:

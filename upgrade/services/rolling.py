@@ -163,7 +163,7 @@ def wait_pool(ctx: StepContext) -> Outcome:
     then = ctx.message.args.get("then", RECONCILE)
     if pool.busy:
         return Retry(delay_seconds=_poll(ctx), reason=f"pool {pool.name} is {pool.provisioning_state}")
-    if pool.provisioning_state != "Succeeded" and then != RECONCILE and not then.startswith("remediation."):
+    if pool.provisioning_state != "Succeeded" and then != RECONCILE:
         return Next(RECONCILE, reason=f"pool operation ended {pool.provisioning_state}: {pool.error or 'no message'}")
     return Next(then, reason=f"pool {pool.name} is {pool.provisioning_state}")
 

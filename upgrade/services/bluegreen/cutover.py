@@ -37,7 +37,9 @@ from upgrade.services.step_runner import StepContext
 
 
 def cordon_blue(ctx: StepContext) -> Outcome:
-    """Cordon every schedulable blue node; record blue's workloads and the drain batches."""
+    """Cordon every schedulable blue node; record blue's workloads and the drain batches. The nodes
+    this run cordons are those schedulable now, and those schedulable when green became ready (a
+    redelivery after a crash between the cordon and the record finds them all cordoned)."""
     run, cluster = ctx.run, ctx.cluster
     assert run is not None
     kube = ctx.platform.kube(cluster)
@@ -51,7 +53,7 @@ def cordon_blue(ctx: StepContext) -> Outcome:
     names = [n.name for n in nodes]
     origin = blue_origin_workloads(kube.list_pods(), names, kube.list_workloads())
     batches = batch_facts(names, run_options(run).drain_batch_size, cordoned_by_run)
-    # blueSchedulable (preflight's) is folded into blueNotCordonedByRun: one node list stays
+    # blueSchedulable (recorded as green became ready) is folded into blueNotCordonedByRun: one node list stays
     return advance(ctx, "cordoned", reason=f"cordoned {len(names)} blue node(s); {batch_count(batches)} drain batch(es)",
                     facts={**batches, "blueSchedulable": None, "blueOrigin": [o.to_dict() for o in origin]})
 

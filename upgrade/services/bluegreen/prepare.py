@@ -86,7 +86,6 @@ def preflight(ctx: StepContext) -> Outcome:
         "greenPool": green,  # recorded before the create call: the only pool this run may create or delete
         "logicalPool": logical,
         "cloneDifferences": differences,
-        "blueSchedulable": [n.name for n in nodes if not n.unschedulable],
         "quota": quota,
         "pdbBlockers": [b.to_public() for b in blockers],
     })
@@ -134,8 +133,11 @@ def wait_green_ready(ctx: StepContext) -> Outcome:
     nodes = pool_nodes(ctx.platform.kube(cluster), green) if pool is not None else []
     ready = [n for n in nodes if n.ready]
     if pool is not None and pool.provisioning_state == "Succeeded" and len(ready) >= pool.count == len(nodes):
+        # Blue's schedulable nodes as the cordon starts, not as preflight saw them: a node someone
+        # cordons while green is created is not this run's to uncordon on a rollback.
+        blue = pool_nodes(ctx.platform.kube(cluster), blue_of(ctx))
         return advance(ctx, "ready", reason=f"green pool {green}: {len(ready)} node(s) Ready",
-                        facts={"cordonStarted": True})
+                        facts={"cordonStarted": True, "blueSchedulable": [n.name for n in blue if not n.unschedulable]})
     state = pool.provisioning_state if pool else "not visible yet"
     if late:
         return advance(ctx, "timed_out", reason=f"green pool {green} not ready after "
