@@ -86,6 +86,19 @@ def answers_errors(handler: HttpHandler) -> HttpHandler:
     return answer
 
 
+def api_route(bp: func.Blueprint, name: str, route: str, method: str) -> Callable[[HttpHandler], object]:
+    """Register ``handler`` on ``bp`` as the HTTP function ``name`` for ``method route``, its errors
+    answered as JSON (``answers_errors``). No function key: App Service authentication guards the
+    route and the handler checks the caller's app role (``caller``); keys stay only on the Event
+    Grid webhook and the admin API."""
+
+    def register(handler: HttpHandler) -> object:
+        routed = bp.route(route=route, methods=[method], auth_level=func.AuthLevel.ANONYMOUS)(answers_errors(handler))
+        return bp.function_name(name)(routed)
+
+    return register
+
+
 def json_body(req: func.HttpRequest) -> object:
     """The request's JSON body (None when empty); InvalidInput when it is not JSON."""
     raw = req.get_body()
