@@ -17,6 +17,7 @@ import functools
 import json
 import os
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import azure.functions as func
 
@@ -93,10 +94,39 @@ def api_route(bp: func.Blueprint, name: str, route: str, method: str) -> Callabl
     Grid webhook and the admin API."""
 
     def register(handler: HttpHandler) -> object:
-        routed = bp.route(route=route, methods=[method], auth_level=func.AuthLevel.ANONYMOUS)(answers_errors(handler))
+        checked = handler if method == "GET" else _same_origin_only(handler)
+        routed = bp.route(route=route, methods=[method], auth_level=func.AuthLevel.ANONYMOUS)(answers_errors(checked))
         return bp.function_name(name)(routed)
 
     return register
+
+
+def _same_origin_only(handler: HttpHandler) -> HttpHandler:
+    """Refuse a change a browser sends from another site. In Azure the console's session is a
+    cookie the browser adds by itself, so another site's page could otherwise post a decision as
+    the signed-in operator. Browsers say where a request comes from (``Sec-Fetch-Site``, else
+    ``Origin``); the CLI and other non-browser clients send neither and are not affected."""
+
+    @functools.wraps(handler)
+    def checked(req: func.HttpRequest) -> func.HttpResponse:
+        if cross_site(req):
+            raise NotAllowed("a browser request from another site cannot change anything here "
+                             "(use the console on this app, or the CLI)")
+        return handler(req)
+
+    return checked
+
+
+def cross_site(req: func.HttpRequest) -> bool:
+    """Whether a browser sent ``req`` from a page of another origin."""
+    fetch_site = (req.headers.get("sec-fetch-site") or "").strip().lower()
+    if fetch_site:
+        return fetch_site not in ("same-origin", "none")
+    origin = (req.headers.get("origin") or "").strip()
+    if not origin:
+        return False
+    host = req.headers.get("x-forwarded-host") or req.headers.get("host") or urlsplit(req.url).netloc
+    return origin == "null" or urlsplit(origin).netloc.lower() != host.strip().lower()
 
 
 def json_body(req: func.HttpRequest) -> object:
