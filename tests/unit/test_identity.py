@@ -142,6 +142,11 @@ def test_every_http_route_refuses_a_caller_without_the_role_before_doing_anythin
         assert response.status_code == status, (name, response.get_body())
         if status == 403:
             assert json.loads(response.get_body())["missingRole"] in (READ, OPERATE, APPROVE), name
+        if status == 401 and "{decision}" in trigger["route"]:
+            # AND a decision it does not know is no reason to tell a stranger more than 401
+            unknown = func.HttpRequest(method="POST", url=f"http://localhost/api/{trigger['route']}",
+                                       route_params={**params, "decision": "nonsense"}, body=b"{}")
+            assert handler(unknown).status_code == 401, name
 
 
 @pytest.mark.parametrize(("headers", "refused"), [

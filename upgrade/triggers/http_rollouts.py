@@ -46,6 +46,6 @@ def decide_rollout(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.wiring import platform
 
     decision = req.route_params["decision"]
-    actor = caller(req, role_for_decision(decision, ROLLOUT_DECISION_ROLES)).actor
+    actor = caller(req, None).require(role_for_decision(decision, ROLLOUT_DECISION_ROLES)).actor  # who first, then what they may
     run = decide_rollout(platform(), req.route_params["rollout_id"], decision, json_body(req), actor=actor)
     return json_response(public(run))

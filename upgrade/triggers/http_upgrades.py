@@ -42,7 +42,7 @@ def decide_upgrade(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.wiring import platform
 
     decision = req.route_params["decision"]
-    actor = caller(req, role_for_decision(decision)).actor
+    actor = caller(req, None).require(role_for_decision(decision)).actor  # who first, then what they may
     run = decide_from_request(platform(), req.route_params["run_id"], decision, json_body(req), actor=actor)
     return json_response(run.to_public())
 
