@@ -12,7 +12,9 @@ set -eu
 infra_dir=$(cd "$(dirname "$0")/.." && pwd)
 name="aks-upgrade-operators-$AZURE_ENV_NAME"
 
-app_id=$(az ad app list --display-name "$name" --query "[0].appId" --output tsv)
+# An exact match: az's --display-name matches by prefix, so "dev" would find "dev2"'s registration
+# (and this environment would then accept the other's tokens).
+app_id=$(az ad app list --filter "displayName eq '$name'" --query "[0].appId" --output tsv)
 if [ -z "$app_id" ]; then
   app_id=$(az ad app create --display-name "$name" --sign-in-audience AzureADMyOrg --query appId --output tsv)
 fi

@@ -33,7 +33,7 @@ resource kubernetesDataRole 'Microsoft.Authorization/roleDefinitions@2022-04-01'
   name: guid(subscription().id, roleName)
   properties: {
     roleName: roleName
-    description: 'AKS node upgrade automation on clusters with Azure RBAC for Kubernetes authorization: read nodes, pods, events, PDBs and workloads; cordon and label nodes, evict and delete pods, patch PDBs. Nothing else.'
+    description: 'AKS node upgrade automation on clusters with Azure RBAC for Kubernetes authorization: read nodes, pods, events, PDBs and workloads; cordon and label nodes, evict and delete pods, patch PDBs, scale the Deployment or ReplicaSet of a blocked workload. Nothing else.'
     type: 'CustomRole'
     permissions: [
       {

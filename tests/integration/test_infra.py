@@ -457,7 +457,9 @@ def test_preprovision_registers_the_operator_app_with_its_roles(tmp_path):
     completed, _ = _run_preprovision(tmp_path, None)
     assert completed.returncode == 0, completed.stderr
     az_calls = (tmp_path / "az.log").read_text().splitlines()
-    # THEN it creates one, gives it the api:// identifier, v2 tokens and the roles file, and its service principal
+    # THEN it looks for this environment's registration by its whole name (not a prefix: "dev" is not "dev2")
+    assert az_calls[0] == "ad app list --filter displayName eq 'aks-upgrade-operators-dev' --query [0].appId --output tsv"
+    # AND creates one, gives it the api:// identifier, v2 tokens and the roles file, and its service principal
     assert az_calls[1].startswith("ad app create --display-name aks-upgrade-operators-dev")
     assert az_calls[2] == (f"ad app update --id {OPERATOR_APP_ID} --identifier-uris api://{OPERATOR_APP_ID} "
                            f"--app-roles @{APP_ROLES_JSON} --set api.requestedAccessTokenVersion=2")

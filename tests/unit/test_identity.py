@@ -142,3 +142,45 @@ def test_every_http_route_refuses_a_caller_without_the_role_before_doing_anythin
         assert response.status_code == status, (name, response.get_body())
         if status == 403:
             assert json.loads(response.get_body())["missingRole"] in (READ, OPERATE, APPROVE), name
+        if status == 401 and "{decision}" in trigger["route"]:
+            # AND a decision it does not know is no reason to tell a stranger more than 401
+            unknown = func.HttpRequest(method="POST", url=f"http://localhost/api/{trigger['route']}",
+                                       route_params={**params, "decision": "nonsense"}, body=b"{}")
+            assert handler(unknown).status_code == 401, name
+
+
+@pytest.mark.parametrize(("headers", "refused"), [
+    ({"Sec-Fetch-Site": "cross-site"}, True),
+    ({"Sec-Fetch-Site": "same-site"}, True),  # another app under the same site is another origin
+    ({"Sec-Fetch-Site": "same-origin"}, False),  # the console on this app
+    ({"Origin": "https://evil.example"}, True),  # a browser without Sec-Fetch-* headers
+    ({"Origin": "null"}, True),
+    ({"Origin": "http://localhost"}, False),
+    ({}, False),  # the CLI and other non-browser clients send neither
+], ids=["cross-site", "same-site", "same-origin", "other-origin", "opaque-origin", "this-origin", "no-browser"])
+def test_every_route_that_changes_something_refuses_a_browser_request_from_another_site(monkeypatch, headers,
+                                                                                        refused):
+    # GIVEN every POST route, a caller holding every role, and a platform that must not be reached by a refusal
+    import azure.functions as func
+
+    from upgrade import wiring
+
+    monkeypatch.setattr(wiring, "platform", lambda: pytest.fail("the refused request reached the platform"))
+    principal = encode_client_principal("ann", "oid-ann", [READ, OPERATE, APPROVE])
+    routes = [r for r in _http_functions() if r[1]["methods"] == ["POST"]]
+    assert len(routes) >= 5
+    for name, trigger, handler in routes:
+        params = {"run_id": "r", "rollout_id": "r", "decision": "approve", "cluster": "c", "node": "n"}
+        request = func.HttpRequest(method="POST", url=f"http://localhost/api/{trigger['route']}",
+                                   headers={"x-ms-client-principal": principal, "host": "localhost", **headers},
+                                   route_params=params, body=b"{}")
+        # WHEN a browser on another site (or this one, or no browser) sends it
+        if refused:
+            response = handler(request)
+            # THEN it is refused before anything is read or changed
+            assert response.status_code == 403, (name, response.get_body())
+            assert "another site" in json.loads(response.get_body())["message"], name
+        else:
+            # THEN it goes on to the service (which the stub platform stops)
+            with pytest.raises(pytest.fail.Exception, match="reached the platform"):
+                handler(request)

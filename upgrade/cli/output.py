@@ -37,6 +37,11 @@ class Column:
     drop: int = 0
 
 
+def cluster_name(arm_id: str) -> str:
+    """The cluster's name, the last segment of its ARM id: how tables show a cluster."""
+    return arm_id.rstrip("/").rsplit("/", 1)[-1]
+
+
 def add_output_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default=None,
                         help="wide: every column; json or yaml: the data (default: columns)")

@@ -13,7 +13,7 @@ import argparse
 from typing import Any
 from urllib.parse import quote
 
-from upgrade.cli.output import Column, add_output_argument, print_data, print_lines, print_table
+from upgrade.cli.output import Column, add_output_argument, cluster_name, print_data, print_lines, print_table
 from upgrade.cli.status import API_HELP, UpgradeApi, add_api_arguments
 from upgrade.domain.policy import REMEDIATION_KINDS
 
@@ -48,10 +48,6 @@ def _cluster_query(cluster: str | None) -> str:
     return f"?cluster={quote(cluster, safe='')}" if cluster else ""
 
 
-def _cluster_name(arm_id: str) -> str:
-    return arm_id.rstrip("/").rsplit("/", 1)[-1]
-
-
 FINDING_COLUMNS = (
     Column("node", key=True), Column("condition", key=True), Column("pool", key=True), Column("version", drop=2),
     Column("blocked by", key=True), Column("cluster", wide=True), Column("since", wide=True),
@@ -69,7 +65,7 @@ def run_list(args: argparse.Namespace) -> int:
         print_lines([f"no cordoned nodes in {args.cluster or 'any allowed cluster'}"])
         return 0
     rows = [(f["node"], f["condition"], f["pool"], f["kubernetesVersion"], _blocked_by(f),
-             _cluster_name(f["cluster"]), f.get("cordonedAt") or "") for f in findings]
+             cluster_name(f["cluster"]), f.get("cordonedAt") or "") for f in findings]
     print_table(FINDING_COLUMNS, rows, output=args.output)
     options = [(f["node"], o["kind"], _request_state(o), o.get("enable") or o["caveat"])
                for f in findings for o in f["options"]]
@@ -94,7 +90,7 @@ def _request_state(option: dict[str, Any]) -> str:
 
 
 def run_remediate(args: argparse.Namespace) -> int:
-    segment = args.cluster if not args.cluster.startswith("/") else _cluster_name(args.cluster)
+    segment = args.cluster if not args.cluster.startswith("/") else cluster_name(args.cluster)
     body: dict[str, Any] = {"kind": args.kind, "force": args.force}
     if args.cluster.startswith("/"):
         body["clusterId"] = args.cluster
@@ -109,5 +105,5 @@ def run_remediate(args: argparse.Namespace) -> int:
 def run_scan(args: argparse.Namespace) -> int:
     answer = UpgradeApi.from_args(args).call("POST", "/api/quarantine/scan" + _cluster_query(args.cluster))
     if not print_data(answer, args.output):
-        print_lines([f"scan queued for {_cluster_name(c)}" for c in answer["scansQueued"]] + [answer["note"]])
+        print_lines([f"scan queued for {cluster_name(c)}" for c in answer["scansQueued"]] + [answer["note"]])
     return 0

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from upgrade.cli.output import Column, add_output_argument, print_data, print_lines, print_table
+from upgrade.cli.output import Column, add_output_argument, cluster_name, print_data, print_lines, print_table
 from upgrade.cli.status import API_HELP, UpgradeApi, add_api_arguments
 from upgrade.errors import InvalidInput
 
@@ -34,10 +34,6 @@ LIST_COLUMNS = (
     Column("id", key=True), Column("name", drop=2), Column("status", key=True), Column("stage", drop=1),
     Column("target", drop=1), Column("updated", drop=3), Column("reason", wide=True),
 )
-
-
-def _name(arm_id: str) -> str:
-    return arm_id.rstrip("/").rsplit("/", 1)[-1]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -126,7 +122,7 @@ def _cluster_id(rollout: dict, given: str) -> str:
     if given.startswith("/"):
         return given
     ids = [c["cluster"] for s in rollout["stages"] for g in s["groups"] for c in g["clusters"]]
-    named = [c for c in ids if _name(c).lower() == given.lower()]
+    named = [c for c in ids if cluster_name(c).lower() == given.lower()]
     if len(named) != 1:
         raise InvalidInput("command line", "CLUSTER", f"{given!r} names {len(named)} clusters of the rollout; "
                                                       "give the ARM id")
@@ -151,7 +147,7 @@ def print_rollout(rollout: dict, output: str | None = None) -> None:
         for group in stage["groups"]:
             for cluster in group["clusters"]:
                 runs = " ".join(f"{pool}={run}" for pool, run in sorted((cluster.get("runs") or {}).items()))
-                shown = cluster["cluster"] if output == "wide" else _name(cluster["cluster"])
+                shown = cluster["cluster"] if output == "wide" else cluster_name(cluster["cluster"])
                 rows.append((stage["name"], group["name"], shown, cluster.get("status") or "", runs,
                              cluster.get("reason") or ""))
     print_table(STAGE_COLUMNS, rows, output=output, title="stages")

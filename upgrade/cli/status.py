@@ -16,7 +16,7 @@ import urllib.request
 from typing import Any
 
 from upgrade.cli.common import ACCESS_TOKEN_ENV, API_SCOPE_ENV, ApiCredential
-from upgrade.cli.output import Column, add_output_argument, print_data, print_lines, print_table
+from upgrade.cli.output import Column, add_output_argument, cluster_name, print_data, print_lines, print_table
 from upgrade.errors import (
     Conflict,
     InvalidInput,
@@ -128,10 +128,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cluster_name(arm_id: str) -> str:
-    return arm_id.rstrip("/").rsplit("/", 1)[-1]
-
-
 def _short_state(state: str) -> str:
     return state.split(".", 1)[-1]
 
@@ -144,7 +140,7 @@ RUN_COLUMNS = (
 
 
 def print_runs(runs: list[dict], output: str | None = None) -> None:
-    rows = [(r["id"], r["status"], r["kind"], _cluster_name(r["cluster"]), r.get("pool") or "",
+    rows = [(r["id"], r["status"], r["kind"], cluster_name(r["cluster"]), r.get("pool") or "",
              r.get("targetVersion") or "", _short_state(r["state"]), r["updatedAt"][:19], r.get("reason") or "")
             for r in runs]
     print_table(RUN_COLUMNS, rows, output=output)
@@ -159,7 +155,7 @@ TIMELINE_COLUMNS = (
 def run_heading(run: dict) -> str:
     """``ID  KIND  CLUSTER/POOL -> TARGET``; a remediation names its kind and node instead."""
     options = run.get("options") or {}
-    where = f"{_cluster_name(run['cluster'])}/{run.get('pool') or ''}"
+    where = f"{cluster_name(run['cluster'])}/{run.get('pool') or ''}"
     if run.get("targetVersion"):
         where += f" -> {run['targetVersion']}"
     elif options.get("node"):

@@ -8,14 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from upgrade.domain.identity import APPROVE, OPERATE, Principal
+from upgrade.domain.identity import DECISION_ROLES, OPERATE, ROLLOUT_DECISION_ROLES, Principal
 
 FILES = Path(__file__).parent
 MIMETYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
-# The role each console action needs, as the API checks it.
-ACTION_ROLES = {"approve": APPROVE, "rollback": APPROVE, "pause": OPERATE, "resume": OPERATE,
-                "abort": OPERATE, "remediate": OPERATE, "rolloutApprove": APPROVE}
+# The role each console action needs, read from the tables the API checks (the page offers the
+# run decisions but override-window, the rollout's approve, and a quarantine remediation).
+CONSOLE_DECISIONS = ("approve", "rollback", "pause", "resume", "abort")
+ACTION_ROLES = {**{decision: DECISION_ROLES[decision] for decision in CONSOLE_DECISIONS},
+                "remediate": OPERATE, "rolloutApprove": ROLLOUT_DECISION_ROLES["approve"]}
 
 
 def console_file(name: str) -> tuple[bytes, str] | None:

@@ -17,6 +17,7 @@ import functools
 import json
 import os
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import azure.functions as func
 
@@ -84,6 +85,48 @@ def answers_errors(handler: HttpHandler) -> HttpHandler:
             return error_response(exc)
 
     return answer
+
+
+def api_route(bp: func.Blueprint, name: str, route: str, method: str) -> Callable[[HttpHandler], object]:
+    """Register ``handler`` on ``bp`` as the HTTP function ``name`` for ``method route``, its errors
+    answered as JSON (``answers_errors``). No function key: App Service authentication guards the
+    route and the handler checks the caller's app role (``caller``); keys stay only on the Event
+    Grid webhook and the admin API."""
+
+    def register(handler: HttpHandler) -> object:
+        checked = handler if method == "GET" else _same_origin_only(handler)
+        routed = bp.route(route=route, methods=[method], auth_level=func.AuthLevel.ANONYMOUS)(answers_errors(checked))
+        return bp.function_name(name)(routed)
+
+    return register
+
+
+def _same_origin_only(handler: HttpHandler) -> HttpHandler:
+    """Refuse a change a browser sends from another site. In Azure the console's session is a
+    cookie the browser adds by itself, so another site's page could otherwise post a decision as
+    the signed-in operator. Browsers say where a request comes from (``Sec-Fetch-Site``, else
+    ``Origin``); the CLI and other non-browser clients send neither and are not affected."""
+
+    @functools.wraps(handler)
+    def checked(req: func.HttpRequest) -> func.HttpResponse:
+        if cross_site(req):
+            raise NotAllowed("a browser request from another site cannot change anything here "
+                             "(use the console on this app, or the CLI)")
+        return handler(req)
+
+    return checked
+
+
+def cross_site(req: func.HttpRequest) -> bool:
+    """Whether a browser sent ``req`` from a page of another origin."""
+    fetch_site = (req.headers.get("sec-fetch-site") or "").strip().lower()
+    if fetch_site:
+        return fetch_site not in ("same-origin", "none")
+    origin = (req.headers.get("origin") or "").strip()
+    if not origin:
+        return False
+    host = req.headers.get("x-forwarded-host") or req.headers.get("host") or urlsplit(req.url).netloc
+    return origin == "null" or urlsplit(origin).netloc.lower() != host.strip().lower()
 
 
 def json_body(req: func.HttpRequest) -> object:

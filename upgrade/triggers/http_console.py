@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from upgrade.triggers.http_common import answers_errors, caller, json_response
+from upgrade.triggers.http_common import api_route, caller, json_response
 
 bp = func.Blueprint()
 
@@ -30,9 +30,7 @@ def console_files(req: func.HttpRequest) -> func.HttpResponse:
     })
 
 
-@bp.function_name("get_me")
-@bp.route(route="me", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)  # any signed-in caller
-@answers_errors
+@api_route(bp, "get_me", "me", "GET")  # any signed-in caller
 def get_me(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.console import caller_view
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import azure.functions as func
 
 from upgrade.domain.identity import READ
-from upgrade.triggers.http_common import answers_errors, caller, json_body, json_response
+from upgrade.triggers.http_common import api_route, caller, json_body, json_response
 
 bp = func.Blueprint()
 
 
-@bp.function_name("preflight_upgrade")
-@bp.route(route="upgrades/preflight", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)  # Upgrade.Read
-@answers_errors
+@api_route(bp, "preflight_upgrade", "upgrades/preflight", "POST")  # Upgrade.Read
 def preflight_upgrade(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.preflight import preflight_from_request
     from upgrade.wiring import platform

@@ -15,19 +15,16 @@ import azure.functions as func
 from upgrade.domain.identity import OPERATE, READ
 from upgrade.triggers.http_common import (
     accepted_run_response,
-    answers_errors,
+    api_route,
     caller,
     json_body,
     json_response,
 )
 
 bp = func.Blueprint()
-ANONYMOUS = func.AuthLevel.ANONYMOUS  # see http_upgrades: no function key
 
 
-@bp.function_name("remediate_quarantined_node")
-@bp.route(route="quarantine/{cluster}/{node}/remediate", methods=["POST"], auth_level=ANONYMOUS)
-@answers_errors
+@api_route(bp, "remediate_quarantined_node", "quarantine/{cluster}/{node}/remediate", "POST")
 def remediate_quarantined_node(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.remediation import remediation_request_from_http
     from upgrade.wiring import platform
@@ -38,9 +35,7 @@ def remediate_quarantined_node(req: func.HttpRequest) -> func.HttpResponse:
     return accepted_run_response(run.to_public())
 
 
-@bp.function_name("list_quarantine")
-@bp.route(route="quarantine", methods=["GET"], auth_level=ANONYMOUS)
-@answers_errors
+@api_route(bp, "list_quarantine", "quarantine", "GET")
 def list_quarantine(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.quarantine_scan import findings_from_query
     from upgrade.wiring import platform
@@ -49,9 +44,7 @@ def list_quarantine(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"findings": findings_from_query(platform(), req.params.get("cluster"))})
 
 
-@bp.function_name("scan_quarantine_now")
-@bp.route(route="quarantine/scan", methods=["POST"], auth_level=ANONYMOUS)
-@answers_errors
+@api_route(bp, "scan_quarantine_now", "quarantine/scan", "POST")
 def scan_quarantine_now(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.quarantine_scan import scans_from_request
     from upgrade.wiring import platform

@@ -7,15 +7,12 @@ from __future__ import annotations
 import azure.functions as func
 
 from upgrade.domain.identity import OPERATE, READ, ROLLOUT_DECISION_ROLES, role_for_decision
-from upgrade.triggers.http_common import answers_errors, caller, json_body, json_response
+from upgrade.triggers.http_common import api_route, caller, json_body, json_response
 
 bp = func.Blueprint()
-ANONYMOUS = func.AuthLevel.ANONYMOUS  # see http_upgrades: no function key
 
 
-@bp.function_name("start_rollout")
-@bp.route(route="rollouts", methods=["POST"], auth_level=ANONYMOUS)
-@answers_errors
+@api_route(bp, "start_rollout", "rollouts", "POST")
 def start_rollout(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.rollouts import public, start_rollout
     from upgrade.wiring import platform
@@ -25,9 +22,7 @@ def start_rollout(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({**public(run), "statusUrl": f"/api/rollouts/{run.run_id}"}, 202)
 
 
-@bp.function_name("list_rollouts")
-@bp.route(route="rollouts", methods=["GET"], auth_level=ANONYMOUS)
-@answers_errors
+@api_route(bp, "list_rollouts", "rollouts", "GET")
 def list_rollouts(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.rollouts import list_rollouts
     from upgrade.wiring import platform
@@ -36,9 +31,7 @@ def list_rollouts(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(list_rollouts(platform(), limit=req.params.get("limit")))
 
 
-@bp.function_name("get_rollout")
-@bp.route(route="rollouts/{rollout_id}", methods=["GET"], auth_level=ANONYMOUS)
-@answers_errors
+@api_route(bp, "get_rollout", "rollouts/{rollout_id}", "GET")
 def get_rollout(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.rollouts import rollout_view
     from upgrade.wiring import platform
@@ -47,14 +40,12 @@ def get_rollout(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(rollout_view(platform(), req.route_params["rollout_id"]))
 
 
-@bp.function_name("decide_rollout")
-@bp.route(route="rollouts/{rollout_id}/{decision}", methods=["POST"], auth_level=ANONYMOUS)
-@answers_errors
+@api_route(bp, "decide_rollout", "rollouts/{rollout_id}/{decision}", "POST")
 def decide_rollout(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.rollouts import decide_rollout, public
     from upgrade.wiring import platform
 
     decision = req.route_params["decision"]
-    actor = caller(req, role_for_decision(decision, ROLLOUT_DECISION_ROLES)).actor
+    actor = caller(req, None).require(role_for_decision(decision, ROLLOUT_DECISION_ROLES)).actor  # who first, then what they may
     run = decide_rollout(platform(), req.route_params["rollout_id"], decision, json_body(req), actor=actor)
     return json_response(public(run))

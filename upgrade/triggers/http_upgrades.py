@@ -8,21 +8,16 @@ import azure.functions as func
 from upgrade.domain.identity import OPERATE, READ, role_for_decision
 from upgrade.triggers.http_common import (
     accepted_run_response,
-    answers_errors,
+    api_route,
     caller,
     json_body,
     json_response,
 )
 
-# No function key: App Service authentication guards these routes, and the caller's app role is
-# checked per route (http_common.caller); keys stay only on the Event Grid webhook and admin.
 bp = func.Blueprint()
-ANONYMOUS = func.AuthLevel.ANONYMOUS
 
 
-@bp.function_name("get_upgrade")
-@bp.route(route="upgrades/{run_id}", methods=["GET"], auth_level=ANONYMOUS)
-@answers_errors
+@api_route(bp, "get_upgrade", "upgrades/{run_id}", "GET")
 def get_upgrade(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.run_status import run_timeline
     from upgrade.wiring import platform
@@ -31,9 +26,7 @@ def get_upgrade(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(run_timeline(req.route_params["run_id"], platform()))
 
 
-@bp.function_name("start_upgrade")
-@bp.route(route="upgrades", methods=["POST"], auth_level=ANONYMOUS)
-@answers_errors
+@api_route(bp, "start_upgrade", "upgrades", "POST")
 def start_upgrade(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.upgrade_requests import start_upgrade as start
     from upgrade.wiring import platform
@@ -43,22 +36,18 @@ def start_upgrade(req: func.HttpRequest) -> func.HttpResponse:
     return accepted_run_response(run.to_public())
 
 
-@bp.function_name("decide_upgrade")
-@bp.route(route="upgrades/{run_id}/{decision}", methods=["POST"], auth_level=ANONYMOUS)
-@answers_errors
+@api_route(bp, "decide_upgrade", "upgrades/{run_id}/{decision}", "POST")
 def decide_upgrade(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.upgrade_requests import decide_from_request
     from upgrade.wiring import platform
 
     decision = req.route_params["decision"]
-    actor = caller(req, role_for_decision(decision)).actor
+    actor = caller(req, None).require(role_for_decision(decision)).actor  # who first, then what they may
     run = decide_from_request(platform(), req.route_params["run_id"], decision, json_body(req), actor=actor)
     return json_response(run.to_public())
 
 
-@bp.function_name("list_upgrades")
-@bp.route(route="upgrades", methods=["GET"], auth_level=ANONYMOUS)
-@answers_errors
+@api_route(bp, "list_upgrades", "upgrades", "GET")
 def list_upgrades(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.run_status import list_runs_from_query
     from upgrade.wiring import platform
@@ -68,9 +57,7 @@ def list_upgrades(req: func.HttpRequest) -> func.HttpResponse:
                                               limit=req.params.get("limit")))
 
 
-@bp.function_name("get_upgrade_nodes")
-@bp.route(route="upgrades/{run_id}/nodes", methods=["GET"], auth_level=ANONYMOUS)
-@answers_errors
+@api_route(bp, "get_upgrade_nodes", "upgrades/{run_id}/nodes", "GET")
 def get_upgrade_nodes(req: func.HttpRequest) -> func.HttpResponse:
     from upgrade.services.run_nodes import run_nodes
     from upgrade.wiring import platform
