@@ -28,6 +28,8 @@ import itertools
 import json
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.aks_emulator.scenarios import ClusterBuilder
@@ -102,30 +104,43 @@ def build_cluster(nodes: int, pods: int) -> ClusterBuilder:
     return builder
 
 
-def deliver_all(platform: BenchPlatform, run_id: str, compression: float,
-                verbose: bool = False) -> tuple[float, float, int, int]:
-    """Deliver each message when its delay, compressed, is over, until the run ends:
-    (wall seconds inside handlers, their thread's CPU seconds, messages sent, deliveries)."""
+# A run is delivered to until it is none of these (it ended, or is stuck: nothing would move it).
+IN_PROGRESS = ("running", "paused", "awaiting-decision")
+
+
+@dataclass
+class Delivered:
+    """What delivering a run's messages cost: wall and CPU seconds inside the step handlers, the
+    messages sent (by step name) and the deliveries made."""
+
+    handler_seconds: float = 0.0
+    handler_cpu: float = 0.0
+    sent: Counter = field(default_factory=Counter)
+    deliveries: int = 0
+
+
+def deliver_all(platform: BenchPlatform, run_id: str, compression: float, verbose: bool = False) -> Delivered:
+    """Deliver each message when its delay, compressed, is over, until the run is no longer in
+    progress (or nothing is pending). The rollout bench delivers its rollout the same way."""
     pending: list = []
     seq = itertools.count()
-    handler_seconds = handler_cpu = 0.0
-    sent = deliveries = 0
+    delivered = Delivered()
     while True:
         for message in platform.queue.take():
-            sent += 1
+            delivered.sent[message.message.step] += 1
             heapq.heappush(pending, (time.monotonic() + message.delay_seconds / compression, next(seq),
                                      message.message))
-        if platform.runs.get(run_id).status not in ("running", "paused", "awaiting-decision") or not pending:
-            return handler_seconds, handler_cpu, sent, deliveries
+        if platform.runs.get(run_id).status not in IN_PROGRESS or not pending:
+            return delivered
         due, _, message = heapq.heappop(pending)
         if verbose:
             print(f"  {message.step} in {max(0.0, due - time.monotonic()):.2f} s real", flush=True)
         time.sleep(max(0.0, due - time.monotonic()))
         started, cpu = time.perf_counter(), time.thread_time()
         run_step_message(message.to_json(), platform, message_id=f"m{next(seq)}")
-        handler_seconds += time.perf_counter() - started
-        handler_cpu += time.thread_time() - cpu
-        deliveries += 1
+        delivered.handler_seconds += time.perf_counter() - started
+        delivered.handler_cpu += time.thread_time() - cpu
+        delivered.deliveries += 1
 
 
 def main() -> None:
@@ -153,8 +168,9 @@ def main() -> None:
         run = bluegreen.start_bluegreen_run(platform, cluster=cluster.arm_id, pool="blue", target_version="1.31",
                                             actor="bench", options={})
         options = platform.runs.get(run.run_id).options
-        handler_seconds, handler_cpu, sent, deliveries = deliver_all(platform, run.run_id, args.compression,
-                                                                     args.verbose)
+        delivered = deliver_all(platform, run.run_id, args.compression, args.verbose)
+        handler_seconds, handler_cpu, deliveries = delivered.handler_seconds, delivered.handler_cpu, delivered.deliveries
+        sent = sum(delivered.sent.values())
         wall = time.perf_counter() - wall
         final = platform.runs.get(run.run_id)
         calls = emulator.faults.total("kube") + emulator.faults.total("arm")

@@ -19,7 +19,6 @@ Usage: ``python -m bench.rollout [--clusters 100] [--stages 10,30,60] [--compres
 from __future__ import annotations
 
 import argparse
-import heapq
 import itertools
 import tempfile
 import time
@@ -27,13 +26,12 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-from bench.bluegreen import BenchPlatform, CountingRunStore
+from bench.bluegreen import BenchPlatform, CountingRunStore, deliver_all
 from sandbox.aks_emulator.scenarios import ClusterBuilder
 from sandbox.aks_emulator.server import Emulator
 from sandbox.app_settings import sandbox_app_settings
-from upgrade.domain.runs import FINAL_STATUSES, HistoryEntry, RunRecord
+from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.services import rollouts
-from upgrade.services.step_runner import run_step_message
 from upgrade.settings import load_settings
 
 
@@ -56,25 +54,6 @@ class KindCountingRunStore(CountingRunStore):
     def append_history(self, entry: HistoryEntry) -> None:
         super().append_history(entry)
         self.by_kind["rollout" if entry.run_id.startswith("rollout-") else "run"] += 1
-
-
-def deliver(platform: BenchPlatform, rollout_id: str, compression: float) -> tuple[int, int]:
-    """Deliver each message when its compressed delay is over until the rollout ends:
-    (messages sent, of which rollout ticks)."""
-    pending: list = []
-    seq = itertools.count()
-    sent = ticks = 0
-    while True:
-        for message in platform.queue.take():
-            sent += 1
-            ticks += message.message.step == rollouts.TICK
-            heapq.heappush(pending, (time.monotonic() + message.delay_seconds / compression, next(seq),
-                                     message.message))
-        if platform.runs.get(rollout_id).status in FINAL_STATUSES or not pending:
-            return sent, ticks
-        due, _, message = heapq.heappop(pending)
-        time.sleep(max(0.0, due - time.monotonic()))
-        run_step_message(message.to_json(), platform, message_id=f"m{next(seq)}")
 
 
 def main() -> None:
@@ -101,7 +80,8 @@ def main() -> None:
                                             for s, (lo, hi) in enumerate(itertools.pairwise(bounds))]}
         wall = time.perf_counter()
         rollout = rollouts.start_rollout(platform, plan, actor="bench")
-        sent, ticks = deliver(platform, rollout.run_id, args.compression)
+        delivered = deliver_all(platform, rollout.run_id, args.compression)
+        sent, ticks = sum(delivered.sent.values()), delivered.sent[rollouts.TICK]
         wall = time.perf_counter() - wall
         view = rollouts.rollout_view(platform, rollout.run_id)
         runs, state = platform.runs, platform.state

@@ -33,6 +33,7 @@ from sandbox.app_settings import sandbox_app_settings
 from sandbox.azurite import Azurite
 from sandbox.devhost_process import DevHostProcess
 from sandbox.easy_auth import IDENTITIES
+from sandbox.lifecycle import Startable
 from upgrade.errors import InvalidInput
 from upgrade.settings import check_policy
 
@@ -46,7 +47,7 @@ def scenario_names() -> list[str]:
     return sorted(SCENARIOS)
 
 
-class Sandbox:
+class Sandbox(Startable):
     """Azurite + AKS emulator + alerts receiver + dev host. ``with Sandbox(seeds=["seed-rolling"]) as sb``.
 
     ``seeds`` are seed scenario names or ``ClusterBuilder``s (a builder with its own name gives a
@@ -77,14 +78,6 @@ class Sandbox:
         self.kubeconfigs: dict[str, str] = {}  # cluster ARM id -> kubeconfig path
         self.settings: dict[str, str] = {}
         self._stack = ExitStack()
-
-    def start(self) -> Sandbox:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
     def _start(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="aks-upgrade-sandbox-"))
@@ -133,12 +126,6 @@ class Sandbox:
 
     def stop(self) -> None:
         self._stack.close()
-
-    def __enter__(self) -> Sandbox:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def endpoints(self) -> dict[str, Any]:
         """Everything a client needs, as printed by ``sandbox up``."""

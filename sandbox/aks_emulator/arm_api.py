@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from azure.mgmt.resourcegraph._configuration import ResourceGraphClientConfiguration
 from werkzeug.wrappers import Request, Response
 
 from sandbox.aks_emulator.arm import PROVIDER, ArmError, ArmModel, EmulatedCluster, Operation
@@ -47,8 +48,8 @@ _FLEET_PATH = re.compile(rf"^{_FLEET}(/|$)", re.IGNORECASE)
 _RESOURCE_GRAPH = "/providers/Microsoft.ResourceGraph/resources"
 # What azure-mgmt-containerservicefleet speaks (Fleet Manager resources).
 FLEET_API_VERSIONS = (arm_schema.FLEET_API_VERSION,)
-# What azure-mgmt-resourcegraph 8.0.1 speaks.
-RESOURCE_GRAPH_API_VERSIONS = ("2021-03-01",)
+# What azure-mgmt-resourcegraph speaks (the product's ResourceGraphClient keeps the SDK's default).
+RESOURCE_GRAPH_API_VERSIONS = (ResourceGraphClientConfiguration("credential").api_version,)
 # The one query shape the product sends (upgrade.adapters.resource_graph.tagged_clusters_query).
 _GRAPH_QUERY = re.compile(
     r"^resources \| where type =~ 'microsoft\.containerservice/managedclusters'"

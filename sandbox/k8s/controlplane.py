@@ -43,6 +43,7 @@ import yaml
 from sandbox.aks_emulator.kube import DEFAULT_NODE_IMAGE, RESERVED_CPU_MILLIS, aks_node_labels
 from sandbox.k8s import pki
 from sandbox.k8s.binaries import REPO_ROOT, Binaries, binaries, kubernetes_version
+from sandbox.lifecycle import Startable
 from sandbox.serving import stop_process_group
 
 INFRA_RBAC = REPO_ROOT / "infra" / "k8s" / "upgrade-operator-rbac.yaml"
@@ -120,7 +121,7 @@ class Identity:
     groups: tuple[str, ...] = ()
 
 
-class ControlPlane:
+class ControlPlane(Startable):
     """The processes, their keys and kubeconfigs. ``start()``/``stop()`` or a ``with`` block."""
 
     def __init__(self, *, pools: Sequence[Pool] = (), workdir: Path | None = None,
@@ -143,18 +144,10 @@ class ControlPlane:
 
     # -- starting ------------------------------------------------------------------------------
 
-    def start(self) -> ControlPlane:
+    def _start(self) -> None:
         missing = self.bins.missing()
         if missing:
             raise ControlPlaneError(f"control-plane binaries not built ({', '.join(missing)}): run `make k8s`")
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _start(self) -> None:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.pki = pki.generate(self.workdir)
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
@@ -338,12 +331,6 @@ class ControlPlane:
             stop_process_group(process, grace_seconds=STOP_GRACE_SECONDS)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> ControlPlane:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _token() -> str:
