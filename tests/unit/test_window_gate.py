@@ -156,10 +156,26 @@ def test_a_configuration_the_cluster_lacks_is_named_and_the_action_waits():
     platform = windowed(FakePlatform(kubes={CLUSTER.arm_id: fake}, aks_by_subscription={CLUSTER.subscription_id: fake},
                                      allowed_clusters=frozenset({CLUSTER.arm_id})),
                         {"default": ["aksManagedNodeOSUpgradeSchedule"]})
-    start(platform)
+    run = start(platform)
     waiting = deliver_first(platform)
     assert "not found: aksManagedNodeOSUpgradeSchedule" in waiting.reason
     assert waiting.reason.startswith("waiting for window")
+    # a wait no window ends is alerted once, not on each hourly look again
+    [alert] = platform.alerts.published
+    assert (alert.kind, alert.severity, alert.run_id) == ("run.window-never-opens", "error", run.run_id)
+    assert "aksManagedNodeOSUpgradeSchedule" in alert.summary and "override-window" in alert.summary
+    again = max(platform.queue.take(), key=lambda sent: sent.message.attempt)  # the wait's look again
+    assert again.delay_seconds == 3600
+    report = run_step_message(again.message.to_json(), platform, message_id="m2")
+    assert isinstance(report.outcome, Retry) and platform.runs.get(run.run_id).reason == waiting.reason
+    assert len(platform.alerts.published) == 1
+
+
+def test_a_wait_for_a_window_that_opens_is_not_alerted():
+    platform = windowed(make_platform(scenario3()), {"windows": {"night": NIGHT}, "default": ["night"]})
+    start(platform)
+    assert deliver_first(platform).reason.startswith("waiting for window, opens at")
+    assert platform.alerts.published == []
 
 
 def test_an_automatic_start_on_a_new_version_waits_for_the_window(monkeypatch):

@@ -22,6 +22,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from upgrade.domain.alerts import Alert
 from upgrade.domain.policy import ARM_MAINTENANCE_CONFIGS, MaintenancePolicy
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import Outcome, Retry, StepMessage
@@ -114,10 +115,11 @@ def gate(ctx: Any, execute: Callable[[], Outcome]) -> Outcome:
         return Retry(READ_RETRY_SECONDS, reason=f"maintenance windows of {action} could not be read: {exc}")
     if status is None or status.open:
         return _cleared(run, execute())
-    return _wait(run, ctx.message.step, action, status, now)
+    return _wait(ctx, run, action, status, now)
 
 
-def _wait(run: RunRecord, step: str, action: str, status: WindowStatus, now: datetime) -> Retry:
+def _wait(ctx: Any, run: RunRecord, action: str, status: WindowStatus, now: datetime) -> Retry:
+    step = ctx.message.step
     opens_at = status.opens_at
     delay = (opens_at - now).total_seconds() if opens_at else RECHECK_SECONDS
     waiting = run.facts.get("windowWait") or {}
@@ -132,8 +134,22 @@ def _wait(run: RunRecord, step: str, action: str, status: WindowStatus, now: dat
     reason = status.describe()
     if status.missing:
         reason += f"; not found: {', '.join(status.missing)}"
+    if opens_at is None and (waiting.get("step") != step or waiting.get("opensAt") is not None):
+        _alert_no_opening(ctx, run, action, record["since"], reason)
     return Retry(max(1.0, min(delay, MAX_WAIT_SECONDS)), reason=reason,
                  facts={"windowWait": record, "windowWaits": waits})
+
+
+def _alert_no_opening(ctx: Any, run: RunRecord, action: str, since: str, reason: str) -> None:
+    """A wait no window ends (none opens within the horizon, or the configurations named are not
+    found) would only be re-checked hourly: say so once per wait, with the ways out."""
+    ctx.platform.alerts.publish(Alert(
+        kind="run.window-never-opens", severity="error", cluster=run.cluster, pool=run.pool, run_id=run.run_id,
+        summary=f"Run {run.run_id} waits for a maintenance window of {action} that does not open: {reason}; "
+                "fix the policy or the cluster's maintenance configurations, or override-window",
+        details={"action": action, "step": ctx.message.step, "since": since},
+        step=ctx.message.step, attempt=ctx.message.attempt, dedup_key=f"{run.run_id}|window|{since}",
+    ))
 
 
 def _cleared(run: RunRecord | None, outcome: Outcome) -> Outcome:
