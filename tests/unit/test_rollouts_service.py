@@ -163,9 +163,14 @@ def test_approval_parks_the_rollout_until_approved():
     deliver_all(platform)
     view = rollouts.rollout_view(platform, run.run_id)
     assert (view["status"], view["runStatus"], view["stage"]) == ("awaiting-approval", "paused", 1)
+    # a parked rollout has no due time the reconciler sees: the wait for a decision is alerted
+    [alert] = [a for a in platform.alerts.published if a.kind.startswith("rollout.")]
+    assert (alert.kind, alert.severity, alert.run_id) == ("rollout.awaiting-approval", "warning", run.run_id)
     rollouts.decide_rollout(platform, run.run_id, "approve", {}, actor="carol")
     deliver_all(platform)
     assert rollouts.rollout_view(platform, run.run_id)["status"] == "done"
+    assert [a.kind for a in platform.alerts.published if a.kind.startswith("rollout.")] == [
+        "rollout.awaiting-approval"]  # once, not on each look while it waited
 
 
 def test_a_poisoned_tick_fails_the_rollout_and_says_so():
