@@ -18,6 +18,7 @@ from upgrade.domain.policy import parse_policy
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Retry, StepMessage
 from upgrade.domain.windows import config_from_arm
+from upgrade.errors import PermanentError
 from upgrade.services import registry
 from upgrade.services.step_runner import StepContext, run_step_message
 from upgrade.services.upgrade_requests import decide_from_request
@@ -127,6 +128,8 @@ class ClusterWithConfigs:
 
     def list_maintenance_configurations(self, cluster):
         self.reads += 1
+        if isinstance(self.configs, Exception):
+            raise self.configs
         return self.configs
 
     def __getattr__(self, name):
@@ -176,6 +179,31 @@ def test_a_wait_for_a_window_that_opens_is_not_alerted():
     start(platform)
     assert deliver_first(platform).reason.startswith("waiting for window, opens at")
     assert platform.alerts.published == []
+
+
+def test_windows_that_cannot_be_read_are_alerted_once_and_the_step_goes_when_they_can():
+    fake = ClusterWithConfigs({"aksManagedAutoUpgradeSchedule": SATURDAY})
+    configs, fake.configs = fake.configs, PermanentError("AuthorizationFailed: no read on maintenanceConfigurations")
+    platform = windowed(FakePlatform(kubes={CLUSTER.arm_id: fake}, aks_by_subscription={CLUSTER.subscription_id: fake},
+                                     allowed_clusters=frozenset({CLUSTER.arm_id})),
+                        {"actions": {"start": ["aksManagedAutoUpgradeSchedule"]}})
+    run = start(platform)
+    waiting = deliver_first(platform)
+    assert waiting.reason.startswith("maintenance windows of start could not be read: AuthorizationFailed")
+    again = max(platform.queue.take(), key=lambda sent: sent.message.attempt)
+    assert again.delay_seconds == 300 and platform.alerts.published == []  # one failure may be transient
+    for n in range(4):  # 5-minute looks: alerted once the failure has lasted 15 minutes, then not again
+        platform.clock.advance(300)
+        assert isinstance(run_step_message(again.message.to_json(), platform, message_id=f"m{n}").outcome, Retry)
+        [again] = platform.queue.take()
+        assert len(platform.alerts.published) == (0 if n < 2 else 1), n
+    [alert] = platform.alerts.published
+    assert (alert.kind, alert.severity, alert.run_id) == ("run.window-unreadable", "error", run.run_id)
+    fake.configs = configs  # readable again: the window's own wait, and the failure is over
+    run_step_message(again.message.to_json(), platform, message_id="m9")
+    current = platform.runs.get(run.run_id)
+    assert current.reason.startswith("waiting for window, opens at 2026-01-17T22:00:00Z")
+    assert current.facts["windowReadFailed"] is None and len(platform.alerts.published) == 1
 
 
 def test_an_automatic_start_on_a_new_version_waits_for_the_window(monkeypatch):
