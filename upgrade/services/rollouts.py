@@ -148,13 +148,16 @@ def _lock_name(run_id: str) -> str:
 
 
 def _start_pool_run(platform: Platform, cluster: str, pool: str, target: str, actor: str) -> str:
-    """Start (or adopt) pool ``pool``'s ordinary run to ``target`` with the policy's strategy."""
+    """Start (or adopt) pool ``pool``'s ordinary run to ``target`` with the policy's strategy and,
+    for blue-green, the policy's ``blueGreen`` options (as an automatic start takes them; a rolling
+    run reads its policy itself)."""
     from upgrade.services.upgrade_requests import start_upgrade
 
-    strategy = platform.policy.for_pool(cluster, pool).strategy
+    pool_policy = platform.policy.for_pool(cluster, pool)
+    options = pool_policy.blue_green if pool_policy.strategy == "blue-green" else {}
     try:
         return start_upgrade(platform, {"cluster": cluster, "pool": pool, "targetVersion": target,
-                                        "strategy": strategy}, actor=actor).run_id
+                                        "strategy": pool_policy.strategy, "options": options}, actor=actor).run_id
     except Conflict as exc:
         if exc.code:
             return exc.code  # the pool's active run: started by an earlier copy of this tick, or by someone
