@@ -4,10 +4,12 @@ the emulator's Resource Graph endpoint, which serves the one query shape the pro
 from __future__ import annotations
 
 import pytest
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 
 from sandbox.aks_emulator.scenarios import ClusterBuilder
 from upgrade.adapters import resource_graph
 from upgrade.adapters.resource_graph import search_from_settings, tagged_clusters_query
+from upgrade.errors import PermanentError, TemporaryError
 from upgrade.settings import load_settings
 
 pytestmark = pytest.mark.integration
@@ -50,3 +52,25 @@ def test_pages_are_followed(search, monkeypatch):
     monkeypatch.setattr(resource_graph, "PAGE_SIZE", 1)
     subscription = ids["aks-a"].split("/")[2]
     assert graph.clusters_tagged([subscription], {"env": "prod"}) == sorted([ids["aks-a"], ids["aks-b"]])
+
+
+class _Refusing:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def resources(self, request):
+        raise self.exc
+
+
+@pytest.mark.parametrize(("exc", "expected"), [
+    (ClientAuthenticationError("no token", response=None), PermanentError),
+    (ServiceRequestError("connection refused"), TemporaryError),
+    (ServiceResponseError("connection reset while reading the answer"), TemporaryError),
+])
+def test_a_failed_query_is_the_projects_error_as_for_every_arm_call(exc, expected):
+    """Resource Graph errors map as every ARM call's do (the aks adapter's arm_error): refused
+    credentials are permanent, an unreachable endpoint or a broken answer temporary; no SDK
+    exception escapes."""
+    with pytest.raises(expected) as caught:
+        resource_graph.ResourceGraphSearch(_Refusing(exc)).clusters_tagged(["sub"], {"env": "prod"})
+    assert "Resource Graph query for tagged clusters" in str(caught.value)

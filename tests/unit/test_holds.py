@@ -22,6 +22,7 @@ from upgrade.domain.holds import HOLD_ANNOTATION, HOLD_BY_ANNOTATION, decide, ho
 from upgrade.domain.model import Node, Pod
 from upgrade.domain.policy import parse_policy
 from upgrade.domain.selectors import LabelSelector
+from upgrade.services.holds import holds_for
 
 NODE = Node("n1", "p", "1.30.0")
 
@@ -153,3 +154,16 @@ def test_a_scan_finding_and_its_alert_name_the_holds_on_a_cordoned_node():
     node = replace(NODE, unschedulable=True, annotations=((HOLD_ANNOTATION, "ledger close"), (HOLD_BY_ANNOTATION, "fin")))
     finding = diagnose_node(CLUSTER, node, [pod("a", owner_kind="ReplicaSet", owner_name="a-1")], [])
     assert finding.to_public()["holds"] == [{"node": "n1", "source": "node", "by": "fin", "reason": "ledger close"}]
+
+
+def test_a_scan_finding_names_a_blocking_selector_hold_as_the_drain_would():
+    """The finding shows every hold its remediation's drain (the hold gate) would wait for,
+    the policy's blocking-pod selectors included."""
+    from upgrade.services.quarantine_scan import current_findings
+
+    cluster = scenario3()
+    cluster.nodes["aks-blue-1"] = replace(cluster.nodes["aks-blue-1"], unschedulable=True)
+    platform = with_holds(make_platform(cluster), blockingPodSelectors=["app=c"])
+    [finding] = [f for f in current_findings(platform, CLUSTER) if f["node"] == "aks-blue-1"]
+    assert [h["source"] for h in finding["holds"]] == ["pod shop/c-0 (blocking selector app=c)"]
+    assert [h.to_public() for h in holds_for(platform, CLUSTER, "blue", ["aks-blue-1"])] == finding["holds"]

@@ -163,9 +163,14 @@ def test_approval_parks_the_rollout_until_approved():
     deliver_all(platform)
     view = rollouts.rollout_view(platform, run.run_id)
     assert (view["status"], view["runStatus"], view["stage"]) == ("awaiting-approval", "paused", 1)
+    # a parked rollout has no due time the reconciler sees: the wait for a decision is alerted
+    [alert] = [a for a in platform.alerts.published if a.kind.startswith("rollout.")]
+    assert (alert.kind, alert.severity, alert.run_id) == ("rollout.awaiting-approval", "warning", run.run_id)
     rollouts.decide_rollout(platform, run.run_id, "approve", {}, actor="carol")
     deliver_all(platform)
     assert rollouts.rollout_view(platform, run.run_id)["status"] == "done"
+    assert [a.kind for a in platform.alerts.published if a.kind.startswith("rollout.")] == [
+        "rollout.awaiting-approval"]  # once, not on each look while it waited
 
 
 def test_a_poisoned_tick_fails_the_rollout_and_says_so():
@@ -193,3 +198,16 @@ def test_a_rollout_the_reconciler_marked_stuck_resumes_on_its_route_and_finishes
     rollouts.decide_rollout(platform, run.run_id, "resume", {}, actor="bob")
     deliver_all(platform)
     assert rollouts.rollout_view(platform, run.run_id)["status"] == "done"
+
+
+def test_a_blue_green_pool_run_takes_the_pool_policys_blue_green_options():
+    platform = platform_for(clusters())
+    platform.policy = parse_policy(json.dumps({"defaults": {"pollSeconds": 1, "strategy": "blue-green", "blueGreen": {
+        "drainBatchSize": "1", "batchSoakMinutes": 3, "approval": {"required": True}}}}))
+    run = rollouts.start_rollout(platform, {"stages": [{"groups": [{"clusters": [IDS[0]]}]}]}, actor="alice")
+    [first] = platform.queue.take()
+    run_step_message(first.message.to_json(), platform, message_id="m1")
+    [pool_run] = [r for r in platform.runs.list_runs() if r.run_id != run.run_id]
+    assert pool_run.kind == "blue-green"
+    assert (pool_run.options["drainBatchSize"], pool_run.options["batchSoakMinutes"],
+            pool_run.options["approval"]["required"]) == ("1", 3, True)

@@ -18,6 +18,7 @@ from upgrade.domain.policy import parse_policy
 from upgrade.domain.runs import RunRecord
 from upgrade.domain.steps import Retry, StepMessage
 from upgrade.domain.windows import config_from_arm
+from upgrade.errors import PermanentError
 from upgrade.services import registry
 from upgrade.services.step_runner import StepContext, run_step_message
 from upgrade.services.upgrade_requests import decide_from_request
@@ -33,6 +34,17 @@ def windowed(platform: FakePlatform, maintenance: dict) -> FakePlatform:
     return platform
 
 
+def nightly(cluster=None) -> FakePlatform:
+    """scenario3 (or ``cluster``) gated by the daily one-minute window at 10:00 UTC."""
+    return windowed(make_platform(cluster or scenario3()), {"windows": {"night": NIGHT}, "default": ["night"]})
+
+
+def with_configs(fake, maintenance: dict) -> FakePlatform:
+    """A platform over ``fake`` (a cluster with ARM maintenance configurations), gated by ``maintenance``."""
+    return windowed(FakePlatform(kubes={CLUSTER.arm_id: fake}, aks_by_subscription={CLUSTER.subscription_id: fake},
+                                 allowed_clusters=frozenset({CLUSTER.arm_id})), maintenance)
+
+
 def deliver_first(platform: FakePlatform) -> RunRecord:
     [sent] = platform.queue.take()
     run_step_message(sent.message.to_json(), platform, message_id="m1")
@@ -41,7 +53,7 @@ def deliver_first(platform: FakePlatform) -> RunRecord:
 
 
 def test_a_run_started_outside_its_window_waits_and_says_when_it_opens():
-    platform = windowed(make_platform(scenario3()), {"windows": {"night": NIGHT}, "default": ["night"]})
+    platform = nightly()
     run = start(platform)
     [sent] = platform.queue.take()
     report = run_step_message(sent.message.to_json(), platform, message_id="m1")
@@ -56,7 +68,7 @@ def test_a_run_started_outside_its_window_waits_and_says_when_it_opens():
 
 def test_a_window_closing_mid_run_pauses_between_batches_and_the_run_resumes_and_ends_done():
     cluster = scenario3()
-    platform = windowed(make_platform(cluster), {"windows": {"night": NIGHT}, "default": ["night"]})
+    platform = nightly(cluster)
     run = start(platform)
     final = Driver(platform).run(run_id=run.run_id)
     assert final.status == "succeeded", final.reason
@@ -77,7 +89,7 @@ def test_a_window_closing_mid_run_pauses_between_batches_and_the_run_resumes_and
 
 
 def test_a_drain_in_progress_is_never_cut_by_a_closing_window():
-    platform = windowed(make_platform(scenario3()), {"windows": {"night": NIGHT}, "default": ["night"]})
+    platform = nightly()
     run = start(platform)
     half = StepMessage(v=1, run_id=run.run_id, step="bluegreen.drain_batch", cluster=CLUSTER.arm_id, pool="blue",
                        args={"drain": {"aks-blue-0": None}})
@@ -91,7 +103,7 @@ def test_a_drain_in_progress_is_never_cut_by_a_closing_window():
 
 
 def test_an_override_is_recorded_and_the_waiting_step_goes_at_once():
-    platform = windowed(make_platform(scenario3()), {"windows": {"night": NIGHT}, "default": ["night"]})
+    platform = nightly()
     run = start(platform)
     deliver_first(platform)
     platform.queue.take()
@@ -107,7 +119,7 @@ def test_an_override_is_recorded_and_the_waiting_step_goes_at_once():
 
 
 def test_an_override_needs_a_reason():
-    platform = windowed(make_platform(scenario3()), {"windows": {"night": NIGHT}, "default": ["night"]})
+    platform = nightly()
     run = start(platform)
     try:
         decide_from_request(platform, run.run_id, "override-window", {}, actor="bob")
@@ -127,6 +139,8 @@ class ClusterWithConfigs:
 
     def list_maintenance_configurations(self, cluster):
         self.reads += 1
+        if isinstance(self.configs, Exception):
+            raise self.configs
         return self.configs
 
     def __getattr__(self, name):
@@ -139,9 +153,7 @@ SATURDAY = {"maintenanceWindow": {"schedule": {"weekly": {"intervalWeeks": 1, "d
 
 def test_the_clusters_arm_configuration_gates_the_action_it_is_named_for():
     fake = ClusterWithConfigs({"aksManagedAutoUpgradeSchedule": SATURDAY})
-    platform = windowed(FakePlatform(kubes={CLUSTER.arm_id: fake}, aks_by_subscription={CLUSTER.subscription_id: fake},
-                                     allowed_clusters=frozenset({CLUSTER.arm_id})),
-                        {"actions": {"start": ["aksManagedAutoUpgradeSchedule"]}})
+    platform = with_configs(fake, {"actions": {"start": ["aksManagedAutoUpgradeSchedule"]}})
     run = start(platform)
     waiting = deliver_first(platform)
     assert waiting.reason == "waiting for window, opens at 2026-01-17T22:00:00Z (aksManagedAutoUpgradeSchedule)"
@@ -153,13 +165,50 @@ def test_the_clusters_arm_configuration_gates_the_action_it_is_named_for():
 
 def test_a_configuration_the_cluster_lacks_is_named_and_the_action_waits():
     fake = ClusterWithConfigs({})
-    platform = windowed(FakePlatform(kubes={CLUSTER.arm_id: fake}, aks_by_subscription={CLUSTER.subscription_id: fake},
-                                     allowed_clusters=frozenset({CLUSTER.arm_id})),
-                        {"default": ["aksManagedNodeOSUpgradeSchedule"]})
-    start(platform)
+    platform = with_configs(fake, {"default": ["aksManagedNodeOSUpgradeSchedule"]})
+    run = start(platform)
     waiting = deliver_first(platform)
     assert "not found: aksManagedNodeOSUpgradeSchedule" in waiting.reason
     assert waiting.reason.startswith("waiting for window")
+    # a wait no window ends is alerted once, not on each hourly look again
+    [alert] = platform.alerts.published
+    assert (alert.kind, alert.severity, alert.run_id) == ("run.window-never-opens", "error", run.run_id)
+    assert "aksManagedNodeOSUpgradeSchedule" in alert.summary and "override-window" in alert.summary
+    again = max(platform.queue.take(), key=lambda sent: sent.message.attempt)  # the wait's look again
+    assert again.delay_seconds == 3600
+    report = run_step_message(again.message.to_json(), platform, message_id="m2")
+    assert isinstance(report.outcome, Retry) and platform.runs.get(run.run_id).reason == waiting.reason
+    assert len(platform.alerts.published) == 1
+
+
+def test_a_wait_for_a_window_that_opens_is_not_alerted():
+    platform = nightly()
+    start(platform)
+    assert deliver_first(platform).reason.startswith("waiting for window, opens at")
+    assert platform.alerts.published == []
+
+
+def test_windows_that_cannot_be_read_are_alerted_once_and_the_step_goes_when_they_can():
+    fake = ClusterWithConfigs({"aksManagedAutoUpgradeSchedule": SATURDAY})
+    configs, fake.configs = fake.configs, PermanentError("AuthorizationFailed: no read on maintenanceConfigurations")
+    platform = with_configs(fake, {"actions": {"start": ["aksManagedAutoUpgradeSchedule"]}})
+    run = start(platform)
+    waiting = deliver_first(platform)
+    assert waiting.reason.startswith("maintenance windows of start could not be read: AuthorizationFailed")
+    again = max(platform.queue.take(), key=lambda sent: sent.message.attempt)
+    assert again.delay_seconds == 300 and platform.alerts.published == []  # one failure may be transient
+    for n in range(4):  # 5-minute looks: alerted once the failure has lasted 15 minutes, then not again
+        platform.clock.advance(300)
+        assert isinstance(run_step_message(again.message.to_json(), platform, message_id=f"m{n}").outcome, Retry)
+        [again] = platform.queue.take()
+        assert len(platform.alerts.published) == (0 if n < 2 else 1), n
+    [alert] = platform.alerts.published
+    assert (alert.kind, alert.severity, alert.run_id) == ("run.window-unreadable", "error", run.run_id)
+    fake.configs = configs  # readable again: the window's own wait, and the failure is over
+    run_step_message(again.message.to_json(), platform, message_id="m9")
+    current = platform.runs.get(run.run_id)
+    assert current.reason.startswith("waiting for window, opens at 2026-01-17T22:00:00Z")
+    assert current.facts["windowReadFailed"] is None and len(platform.alerts.published) == 1
 
 
 def test_an_automatic_start_on_a_new_version_waits_for_the_window(monkeypatch):
@@ -184,10 +233,8 @@ def test_preflight_prints_the_next_windows_of_each_gated_action():
     from upgrade.services.preflight import preflight_from_request
 
     fake = ClusterWithConfigs({"aksManagedAutoUpgradeSchedule": SATURDAY})
-    platform = windowed(FakePlatform(kubes={CLUSTER.arm_id: fake}, aks_by_subscription={CLUSTER.subscription_id: fake},
-                                     allowed_clusters=frozenset({CLUSTER.arm_id})),
-                        {"windows": {"night": NIGHT}, "default": ["night"],
-                         "actions": {"drain-batch": ["aksManagedAutoUpgradeSchedule", "night"]}})
+    platform = with_configs(fake, {"windows": {"night": NIGHT}, "default": ["night"],
+                                   "actions": {"drain-batch": ["aksManagedAutoUpgradeSchedule", "night"]}})
     report = preflight_from_request(platform, {"cluster": CLUSTER.arm_id, "pool": "blue", "strategy": "blue-green",
                                                "targetVersion": "1.31.2"})
     windows = report["maintenanceWindows"]

@@ -10,10 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ServiceRequestError
-
-from upgrade.adapters.aks import ARM_SCOPE, SDK_RETRY_TOTAL, LoopbackBearerTokenPolicy
-from upgrade.errors import PermanentError, TemporaryError
+from upgrade.adapters.aks import ARM_SCOPE, SDK_RETRY_TOTAL, LoopbackBearerTokenPolicy, arm_error
 from upgrade.settings import Settings, is_loopback_url
 
 PAGE_SIZE = 1000
@@ -45,12 +42,8 @@ class ResourceGraphSearch:
                                                                result_format="objectArray"))
             try:
                 answer = self._client.resources(request)
-            except ServiceRequestError as exc:
-                raise TemporaryError(f"Resource Graph unreachable: {exc}") from exc
-            except HttpResponseError as exc:
-                if exc.status_code in (429, 500, 502, 503, 504):
-                    raise TemporaryError(f"Resource Graph: {exc.message}") from exc
-                raise PermanentError(f"Resource Graph refused the query: {exc.message}", status=exc.status_code) from exc
+            except Exception as exc:
+                raise arm_error("Resource Graph query for tagged clusters", exc) from exc
             found.extend(row["id"] for row in (answer.data or []) if isinstance(row, dict) and row.get("id"))
             skip_token = answer.skip_token
             if not skip_token:

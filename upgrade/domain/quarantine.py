@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from upgrade.domain.holds import Hold, holds_on
 from upgrade.domain.model import QUARANTINE_LABEL, ClusterRef, Node, Pdb, Pod
 from upgrade.domain.pdb import EvictionBlocker, eviction_blockers
 from upgrade.domain.policy import AlertThresholds, RemediationPolicy
+from upgrade.domain.selectors import LabelSelector
 
 REMEDIATE_PATH = "/api/quarantine/{cluster}/{node}/remediate"
 QUARANTINED = "quarantined"
@@ -333,6 +334,7 @@ def diagnose_node(
     *,
     pool_version: str | None = None,
     pre_upgrade_count: int | None = None,
+    hold_selectors: Sequence[LabelSelector] = (),
 ) -> NodeFinding:
     app_pods = [p for p in pods if is_application_pod(p) and p.node == node.name]
     blockers = tuple(eviction_blockers(app_pods, pdbs))
@@ -351,7 +353,7 @@ def diagnose_node(
             cluster, node.name, node.pool, blockers, unmanaged, pdbs,
             pool_version=pool_version, pre_upgrade_count=pre_upgrade_count, pods=app_pods,
         ),
-        holds=tuple(holds_on(node, app_pods)),
+        holds=tuple(holds_on(node, app_pods, hold_selectors)),
     )
 
 
@@ -371,8 +373,10 @@ def diagnose_cordoned_nodes(
     pdbs: Sequence[Pdb],
     *,
     pool_facts: Mapping[str, PoolUpgradeFacts] | None = None,
+    hold_selectors: Callable[[str], Sequence[LabelSelector]] | None = None,
 ) -> list[NodeFinding]:
-    """One finding per cordoned node, by node name."""
+    """One finding per cordoned node, by node name; ``hold_selectors`` gives a pool's blocking-pod
+    selectors (the policy's), so a finding names every hold its remediation's drain would wait for."""
     facts = pool_facts or {}
     findings = []
     for node in sorted(nodes, key=lambda n: n.name):
@@ -382,6 +386,7 @@ def diagnose_cordoned_nodes(
         findings.append(diagnose_node(
             cluster, node, pods_by_node.get(node.name, ()), pdbs,
             pool_version=pool.target_version, pre_upgrade_count=pool.pre_upgrade_count,
+            hold_selectors=hold_selectors(node.pool) if hold_selectors else (),
         ))
     return findings
 

@@ -11,7 +11,7 @@ operator hears about a node once, whoever saw it first.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -26,6 +26,7 @@ from upgrade.domain.quarantine import (
     finding_alert,
     resolved_alert,
 )
+from upgrade.domain.selectors import LabelSelector
 from upgrade.domain.steps import Done, Outcome, StepMessage
 from upgrade.domain.versions import kubernetes_target
 from upgrade.errors import Conflict, InvalidInput, NotFound, PermanentError
@@ -80,7 +81,8 @@ class ClusterReading:
 
 
 def read_cordoned(kube: Kube, cluster: ClusterRef, *, pool: str | None = None,
-                  pool_facts: dict[str, PoolUpgradeFacts] | None = None) -> ClusterReading:
+                  pool_facts: dict[str, PoolUpgradeFacts] | None = None,
+                  hold_selectors: Callable[[str], Sequence[LabelSelector]] | None = None) -> ClusterReading:
     """Cordoned nodes (of one pool, or all) with their blockers: 1 + (1 + N if any) API calls."""
     nodes = kube.list_nodes(
         field_selector=CORDONED_SELECTOR, label_selector=pool_selector(pool) if pool else None
@@ -91,7 +93,8 @@ def read_cordoned(kube: Kube, cluster: ClusterRef, *, pool: str | None = None,
     pdbs = kube.list_pdbs()
     pods_by_node = {node.name: kube.list_pods(node=node.name) for node in nodes}
     calls += 1 + len(nodes)
-    findings = diagnose_cordoned_nodes(cluster, nodes, pods_by_node, pdbs, pool_facts=pool_facts)
+    findings = diagnose_cordoned_nodes(cluster, nodes, pods_by_node, pdbs, pool_facts=pool_facts,
+                                       hold_selectors=hold_selectors)
     return ClusterReading(findings, pdbs, calls)
 
 
@@ -112,6 +115,11 @@ def rolling_upgrade_facts(platform: Platform, cluster: ClusterRef) -> dict[str, 
 
 
 # ---- alerting with dedup ------------------------------------------------------------------
+
+
+def pool_hold_selectors(platform: Platform, cluster: ClusterRef) -> Callable[[str], Sequence[LabelSelector]]:
+    """A pool's blocking-pod selectors, as its policy gives them (the ones the hold gate applies)."""
+    return lambda pool: platform.policy.for_pool(cluster, pool).holds.selectors()
 
 
 def _load_states(platform: Platform, cluster: ClusterRef) -> tuple[dict[str, AlertState], dict[str, str]]:
@@ -262,7 +270,8 @@ def _pools_busy(platform: Platform, cluster: ClusterRef, pools: Iterable[str]) -
 
 def scan_cluster(platform: Platform, cluster: ClusterRef, *, actor: str = "system") -> list[str]:
     """Scan one cluster, alert with dedup, start automatic remediations; returns what happened."""
-    reading = read_cordoned(platform.kube(cluster), cluster, pool_facts=rolling_upgrade_facts(platform, cluster))
+    reading = read_cordoned(platform.kube(cluster), cluster, pool_facts=rolling_upgrade_facts(platform, cluster),
+                            hold_selectors=pool_hold_selectors(platform, cluster))
     remediating, upgrading = _pools_busy(platform, cluster, (f.pool for f in reading.findings))
     findings = [f for f in reading.findings if f.quarantined or f.pool not in upgrading]
     # A cordoned node of an upgrading pool is AKS at work: not alerted now, but not clear either.
@@ -312,7 +321,8 @@ def current_findings(platform: Platform, cluster: ClusterRef | None = None) -> l
     clusters = [cluster] if cluster is not None else allowed_cluster_refs(platform)
     result = []
     for ref in clusters:
-        reading = read_cordoned(platform.kube(ref), ref, pool_facts=rolling_upgrade_facts(platform, ref))
+        reading = read_cordoned(platform.kube(ref), ref, pool_facts=rolling_upgrade_facts(platform, ref),
+                                hold_selectors=pool_hold_selectors(platform, ref))
         states, _ = _load_states(platform, ref)
         for finding in reading.findings:
             public = finding.under_policy(platform.policy.for_pool(ref, finding.pool).remediation).to_public()

@@ -58,6 +58,9 @@ TICK = "rollout.tick"
 # holds every kind of run, newest first, and is not searched for rollouts.
 INDEX_PARTITION = "rollouts"
 MAX_LIST_LIMIT = 500
+# A rollout entering one of these waits says so once (the status -> the alert's severity): the
+# parked ones wait for an operator with no due time, the gate-blocked one until its findings go.
+ALERTED_STATUSES = {"halted": "error", "gate-blocked": "error", "awaiting-approval": "warning"}
 
 
 def _plan_of(run: RunRecord) -> RolloutPlan:
@@ -145,13 +148,16 @@ def _lock_name(run_id: str) -> str:
 
 
 def _start_pool_run(platform: Platform, cluster: str, pool: str, target: str, actor: str) -> str:
-    """Start (or adopt) pool ``pool``'s ordinary run to ``target`` with the policy's strategy."""
+    """Start (or adopt) pool ``pool``'s ordinary run to ``target`` with the policy's strategy and,
+    for blue-green, the policy's ``blueGreen`` options (as an automatic start takes them; a rolling
+    run reads its policy itself)."""
     from upgrade.services.upgrade_requests import start_upgrade
 
-    strategy = platform.policy.for_pool(cluster, pool).strategy
+    pool_policy = platform.policy.for_pool(cluster, pool)
+    options = pool_policy.blue_green if pool_policy.strategy == "blue-green" else {}
     try:
         return start_upgrade(platform, {"cluster": cluster, "pool": pool, "targetVersion": target,
-                                        "strategy": strategy}, actor=actor).run_id
+                                        "strategy": pool_policy.strategy, "options": options}, actor=actor).run_id
     except Conflict as exc:
         if exc.code:
             return exc.code  # the pool's active run: started by an earlier copy of this tick, or by someone
@@ -231,9 +237,9 @@ def _outcome(platform: Platform, run: RunRecord, step: Step, clusters: dict[str,
                                                                      "at": platform.clock.now().isoformat()}]
     reason = "; ".join([*ended, progress.reason]) if ended else progress.reason
     previous = run.facts.get("progress", {}).get("status")
-    if progress.status != previous and progress.status in ("halted", "gate-blocked"):
+    if progress.status != previous and progress.status in ALERTED_STATUSES:
         platform.alerts.publish(Alert(
-            kind=f"rollout.{progress.status}", severity="error", cluster=run.cluster, pool=None, run_id=run.run_id,
+            kind=f"rollout.{progress.status}", severity=ALERTED_STATUSES[progress.status], cluster=run.cluster, pool=None, run_id=run.run_id,
             summary=f"Rollout {run.run_id} ({run.options['plan'].get('name')}): {progress.reason}",
             details={"stage": progress.stage}, dedup_key=f"{run.run_id}:{progress.status}:{progress.stage}"))
     if progress.status == "done":

@@ -22,6 +22,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from upgrade.domain.alerts import Alert
 from upgrade.domain.policy import ARM_MAINTENANCE_CONFIGS, MaintenancePolicy
 from upgrade.domain.runs import HistoryEntry, RunRecord
 from upgrade.domain.steps import Outcome, Retry, StepMessage
@@ -42,6 +43,7 @@ from upgrade.services.outbox import live_message, outbox_for, send_after_write
 MAX_WAIT_SECONDS = 6 * 3600.0
 RECHECK_SECONDS = 3600.0
 READ_RETRY_SECONDS = 300.0
+READ_ALERT_SECONDS = 900.0  # windows unreadable this long are alerted (a single transient error is not)
 OVERRIDE_DECISION = "override-window"
 
 
@@ -111,13 +113,14 @@ def gate(ctx: Any, execute: Callable[[], Outcome]) -> Outcome:
     try:
         status = action_status(ctx.platform, ctx.cluster, ctx.message.pool, action, now)
     except UpgradeError as exc:
-        return Retry(READ_RETRY_SECONDS, reason=f"maintenance windows of {action} could not be read: {exc}")
+        return _read_failed(ctx, run, action, exc, now)
     if status is None or status.open:
         return _cleared(run, execute())
-    return _wait(run, ctx.message.step, action, status, now)
+    return _wait(ctx, run, action, status, now)
 
 
-def _wait(run: RunRecord, step: str, action: str, status: WindowStatus, now: datetime) -> Retry:
+def _wait(ctx: Any, run: RunRecord, action: str, status: WindowStatus, now: datetime) -> Retry:
+    step = ctx.message.step
     opens_at = status.opens_at
     delay = (opens_at - now).total_seconds() if opens_at else RECHECK_SECONDS
     waiting = run.facts.get("windowWait") or {}
@@ -132,15 +135,48 @@ def _wait(run: RunRecord, step: str, action: str, status: WindowStatus, now: dat
     reason = status.describe()
     if status.missing:
         reason += f"; not found: {', '.join(status.missing)}"
+    if opens_at is None and (waiting.get("step") != step or waiting.get("opensAt") is not None):
+        _alert_no_opening(ctx, run, action, record["since"], reason)
+    read_again = {"windowReadFailed": None} if run.facts.get("windowReadFailed") else {}
     return Retry(max(1.0, min(delay, MAX_WAIT_SECONDS)), reason=reason,
-                 facts={"windowWait": record, "windowWaits": waits})
+                 facts={"windowWait": record, "windowWaits": waits, **read_again})
+
+
+def _read_failed(ctx: Any, run: RunRecord, action: str, exc: UpgradeError, now: datetime) -> Retry:
+    """The windows could not be read (ARM's maintenance configurations): look again in a while; a
+    failure that lasts (a permission the app lacks) would be silent, so once it has lasted
+    ``READ_ALERT_SECONDS`` it is alerted (once: until a read succeeds)."""
+    reason = f"maintenance windows of {action} could not be read: {exc}"
+    failing = dict(run.facts.get("windowReadFailed") or {"since": now.isoformat(), "step": ctx.message.step})
+    lasted = (now - datetime.fromisoformat(failing["since"])).total_seconds()
+    if lasted >= READ_ALERT_SECONDS and not failing.get("alerted"):
+        failing["alerted"] = True
+        ctx.platform.alerts.publish(Alert(
+            kind="run.window-unreadable", severity="error", cluster=run.cluster, pool=run.pool, run_id=run.run_id,
+            summary=f"Run {run.run_id} waits since {failing['since']}: {reason}; "
+                    f"it looks again every {READ_RETRY_SECONDS:.0f} s",
+            details={"action": action, "step": ctx.message.step, "error": str(exc)},
+            step=ctx.message.step, attempt=ctx.message.attempt, dedup_key=f"{run.run_id}|window-read|{failing['since']}",
+        ))
+    return Retry(READ_RETRY_SECONDS, reason=reason, facts={"windowReadFailed": failing})
+
+
+def _alert_no_opening(ctx: Any, run: RunRecord, action: str, since: str, reason: str) -> None:
+    """A wait no window ends (none opens within the horizon, or the configurations named are not
+    found) would only be re-checked hourly: say so once per wait, with the ways out."""
+    ctx.platform.alerts.publish(Alert(
+        kind="run.window-never-opens", severity="error", cluster=run.cluster, pool=run.pool, run_id=run.run_id,
+        summary=f"Run {run.run_id} waits for a maintenance window of {action} that does not open: {reason}; "
+                "fix the policy or the cluster's maintenance configurations, or override-window",
+        details={"action": action, "step": ctx.message.step, "since": since},
+        step=ctx.message.step, attempt=ctx.message.attempt, dedup_key=f"{run.run_id}|window|{since}",
+    ))
 
 
 def _cleared(run: RunRecord | None, outcome: Outcome) -> Outcome:
     """The step's outcome, ending the window wait the run was in."""
-    if run is None or not run.facts.get("windowWait"):
-        return outcome
-    return replace(outcome, facts={"windowWait": None, **outcome.facts})
+    ended = {key: None for key in ("windowWait", "windowReadFailed") if run is not None and run.facts.get(key)}
+    return replace(outcome, facts={**ended, **outcome.facts}) if ended else outcome
 
 
 # ---- the operator's override ---------------------------------------------------------------------
