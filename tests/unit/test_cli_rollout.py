@@ -3,11 +3,12 @@ itself with -o json; skip names a cluster by ARM id or by its unique name; a pla
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 
-from upgrade.cli import main, status
+from upgrade.cli import main, rollout, status
 
 SUB = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters"
 ROLLING_ID = "rolling-nodepool1-0123456789ab"
@@ -68,3 +69,74 @@ def test_start_posts_the_plan_file(api, tmp_path):
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     assert main(["rollout", "start", str(tmp_path / "plan.json"), "--api-url", "http://a"]) == 0
     assert api == [("POST", "/api/rollouts", plan)]
+
+
+# ---- show --watch: a live table on a terminal, only the changes elsewhere -------------------------
+
+
+def looks() -> list[dict]:
+    """Four looks at a moving rollout: staging starts aks-2, nothing changes but the update time,
+    aks-2's run is started, then the rollout stops moving (done)."""
+    first = rollout_body("running")
+    first["stages"][1]["groups"][0]["clusters"][0].update(status="pending")
+    same = json.loads(json.dumps(first)) | {"updatedAt": "2026-01-01T00:00:05+00:00"}
+    started = json.loads(json.dumps(same)) | {"updatedAt": "2026-01-01T00:00:10+00:00"}
+    started["stages"][1]["groups"][0]["clusters"][0].update(status="running", runs={"nodepool1": ROLLING_ID})
+    done = json.loads(json.dumps(started)) | {"status": "done", "reason": "every stage done",
+                                              "updatedAt": "2026-01-01T00:00:15+00:00"}
+    for cluster in done["stages"][1]["groups"][0]["clusters"]:
+        cluster["status"] = "done"
+    return [first, same, started, done]
+
+
+def watched(output=None, *, terminal: bool):
+    from rich.console import Console
+
+    answers, slept = iter(looks()), []
+    out = Console(file=io.StringIO(), force_terminal=terminal, width=160, color_system=None)
+    last = rollout.watch(lambda: next(answers), every=7.0, output=output, out=out, sleep=slept.append)
+    return out.file.getvalue(), last, slept
+
+
+def test_watch_off_a_terminal_prints_the_table_once_then_only_what_changed():
+    text, last, slept = watched(terminal=False)
+    assert last["status"] == "done" and slept == [7.0, 7.0, 7.0]
+    lines = text.splitlines()
+    assert sum(line.startswith("STAGE") for line in lines) == 1  # one whole table, never reprinted
+    changes = lines[lines.index(next(line for line in lines if line.startswith("00:00:10"))):]
+    assert changes == [
+        f"00:00:10  staging/east/aks-2: pending -> running  runs nodepool1={ROLLING_ID}",
+        "00:00:15  status done  stage staging",
+        "00:00:15  reason: every stage done",
+        f"00:00:15  staging/east/aks-2: running -> done  runs nodepool1={ROLLING_ID}",
+        "00:00:15  staging/east/aks-3: pending -> done",
+    ]
+    assert "00:00:05" not in text  # the look that changed nothing printed nothing
+
+
+def test_watch_with_json_prints_one_document_per_change():
+    text, _, _ = watched("json", terminal=True)
+    documents = [json.loads(line) for line in text.splitlines()]
+    expected = looks()
+    assert documents == [expected[0], expected[2], expected[3]]
+
+
+def test_watch_on_a_terminal_redraws_the_table_in_place_then_prints_the_last_state_whole():
+    text, last, slept = watched(terminal=True)
+    assert last["status"] == "done" and len(slept) == 3
+    assert "\x1b[1A" in text and "\x1b[2K" in text  # the live table moved the cursor up and erased its lines
+    final = text.rsplit("\x1b[2K", 1)[-1]  # after the live view is cleared: the last state, printed once
+    assert "status done" in final and final.count("STAGE") == 1 and "status running" not in final
+
+
+def test_show_watch_of_a_rollout_that_is_not_moving_prints_it_once(api, capsys):
+    assert main(["rollout", "show", "rollout-abcdef012345", "--watch", "--api-url", "http://app.test"]) == 0
+    out = capsys.readouterr().out
+    assert len(api) == 1 and out.count("STAGE") == 1 and "status halted" in out
+
+
+def test_the_changes_name_the_whole_arm_id_with_wide_output():
+    first, *_, done = looks()
+    lines = rollout.rollout_changes(first, done, "wide")
+    assert f"00:00:15  staging/east/{SUB}/aks-3: pending -> done" in lines
+    assert rollout.rollout_changes(done, done) == []

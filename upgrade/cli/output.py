@@ -49,16 +49,17 @@ def add_output_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="output", action="store_const", const="json", help=argparse.SUPPRESS)
 
 
-def print_data(data: Any, output: str | None) -> bool:
+def print_data(data: Any, output: str | None, file: Any = None) -> bool:
     """Print ``data`` as JSON or YAML when ``output`` asks for it; False when a table is wanted."""
+    file = file or sys.stdout
     if output == "json":
-        json.dump(data, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        json.dump(data, file, indent=2, default=str)
+        file.write("\n")
         return True
     if output == "yaml":
         import yaml
 
-        sys.stdout.write(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False))
+        file.write(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False))
         return True
     return False
 
@@ -73,17 +74,37 @@ def print_table(columns: Sequence[Column], rows: Sequence[Sequence[object]], *, 
                 title: str = "", out: Any = None) -> None:
     """Print ``rows`` under ``columns`` (see the module's docstring for the rules)."""
     out = out or console()
-    shown = [i for i, c in enumerate(columns) if output == "wide" or not c.wide]
-    cells = [["" if row[i] is None else str(row[i]) for i in range(len(columns))] for row in rows]
+    shown, cells = _cells(columns, rows, output)
     if not out.is_terminal:
         if title:
             out.print(title, markup=False, highlight=False, soft_wrap=True)
         _print_plain([columns[i] for i in shown], [[row[i] for i in shown] for row in cells], out)
         return
+    shown, natural = _fitted(columns, shown, cells, out.width)
+    _print_rich([columns[i] for i in shown], [[row[i] for i in shown] for row in cells], natural, title, out)
+
+
+def table_renderable(columns: Sequence[Column], rows: Sequence[Sequence[object]], *, width: int,
+                     output: str | None = None, title: str = "") -> Any:
+    """The terminal form of ``print_table`` as a rich renderable (for a live display that redraws
+    it in place), fitted to ``width`` by the same rules."""
+    shown, cells = _cells(columns, rows, output)
+    shown, natural = _fitted(columns, shown, cells, width)
+    return _rich_table([columns[i] for i in shown], [[row[i] for i in shown] for row in cells], natural, title)
+
+
+def _cells(columns: Sequence[Column], rows: Sequence[Sequence[object]],
+           output: str | None) -> tuple[list[int], list[list[str]]]:
+    shown = [i for i, c in enumerate(columns) if output == "wide" or not c.wide]
+    return shown, [["" if row[i] is None else str(row[i]) for i in range(len(columns))] for row in rows]
+
+
+def _fitted(columns: Sequence[Column], shown: list[int], cells: Sequence[Sequence[str]],
+            width: int) -> tuple[list[int], list[int]]:
+    """The columns that fit ``width`` and their natural widths."""
     natural = {i: max([len(columns[i].header)] + [_longest_line(row[i]) for row in cells]) for i in shown}
-    shown = _fitting(columns, shown, natural, out.width)
-    _print_rich([columns[i] for i in shown], [[row[i] for i in shown] for row in cells],
-                [natural[i] for i in shown], title, out)
+    shown = _fitting(columns, shown, natural, width)
+    return shown, [natural[i] for i in shown]
 
 
 def _longest_line(text: str) -> int:
@@ -113,8 +134,7 @@ def _print_plain(columns: Sequence[Column], rows: Sequence[Sequence[str]], out: 
         out.print(text.rstrip(), markup=False, highlight=False, soft_wrap=True)
 
 
-def _print_rich(columns: Sequence[Column], rows: Sequence[Sequence[str]], natural: Sequence[int], title: str,
-                out: Any) -> None:
+def _rich_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], natural: Sequence[int], title: str) -> Any:
     from rich.table import Table
     from rich.text import Text
 
@@ -128,6 +148,12 @@ def _print_rich(columns: Sequence[Column], rows: Sequence[Sequence[str]], natura
     for row in rows:
         # Text cells: names and reasons come from clusters and operators, never read as rich markup.
         table.add_row(*map(Text, row))
+    return table
+
+
+def _print_rich(columns: Sequence[Column], rows: Sequence[Sequence[str]], natural: Sequence[int], title: str,
+                out: Any) -> None:
+    table = _rich_table(columns, rows, natural, title)
     needed = sum(natural[i] for i, c in enumerate(columns) if c.key) + sum(
         min(natural[i], MIN_WRAPPED_WIDTH) for i, c in enumerate(columns) if not c.key) + GAP * len(columns)
     if needed > out.width:

@@ -2,7 +2,8 @@
 
 Through the app's HTTP API (``/api/rollouts``), as every other caller: ``start PLAN`` posts a plan
 (a JSON file, or ``-`` for stdin; see docs/rollouts.md), ``show ID`` prints its stages, groups and
-clusters (``--watch`` reprints it until the rollout stops moving), the decisions record who decided.
+clusters (``--watch`` keeps it up to date until the rollout stops moving: a live table redrawn in
+place on a terminal; otherwise, as in a log, only what changed), the decisions record who decided.
 """
 
 from __future__ import annotations
@@ -11,9 +12,20 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from upgrade.cli.output import Column, add_output_argument, cluster_name, print_data, print_lines, print_table
+from upgrade.cli.output import (
+    Column,
+    add_output_argument,
+    cluster_name,
+    console,
+    print_data,
+    print_lines,
+    print_table,
+    table_renderable,
+)
 from upgrade.cli.status import API_HELP, UpgradeApi, add_api_arguments
 from upgrade.errors import InvalidInput
 
@@ -54,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show_cmd = command("show", "a rollout's stages, groups and clusters", show)
     show_cmd.add_argument("rollout_id", metavar="ID")
     show_cmd.add_argument("--watch", type=float, nargs="?", const=5.0, default=None, metavar="SECONDS",
-                          help="reprint every SECONDS (default 5) until the rollout stops moving")
+                          help="look again every SECONDS (default 5) until the rollout stops moving: a live "
+                               "table on a terminal, else only the changes")
     for decision, text in DECISIONS.items():
         sub = command(decision, text, decide)
         sub.add_argument("rollout_id", metavar="ID")
@@ -94,15 +107,92 @@ def list_rollouts(args: argparse.Namespace) -> int:
 
 def show(args: argparse.Namespace) -> int:
     api = UpgradeApi.from_args(args)
-    while True:
-        rollout = api.call("GET", f"/api/rollouts/{args.rollout_id}")
-        if print_data(rollout, args.output):
-            return 0
+    path = f"/api/rollouts/{args.rollout_id}"
+    if args.watch is not None:
+        watch(lambda: api.call("GET", path), every=max(1.0, args.watch), output=args.output)
+        return 0
+    rollout = api.call("GET", path)
+    if not print_data(rollout, args.output):
         print_rollout(rollout, args.output)
-        if args.watch is None or rollout["status"] not in MOVING:
-            return 0
-        time.sleep(max(1.0, args.watch))
-        print()
+    return 0
+
+
+# ---- --watch -------------------------------------------------------------------------------------
+
+Fetch = Callable[[], dict]
+
+
+def watch(fetch: Fetch, *, every: float, output: str | None, out: Any = None,
+          sleep: Callable[[float], None] | None = None) -> dict:
+    """Look at the rollout every ``every`` seconds until it stops moving (any status but MOVING);
+    returns its last state. On a terminal the table is redrawn in place (rich's Live) and printed
+    whole once it stops; otherwise the first state is printed whole and then only what changed
+    (for ``-o json|yaml``: the whole document again, once per change), so a log holds no
+    repeated tables."""
+    out, sleep = out or console(), sleep or time.sleep
+    rollout = fetch()
+    if output not in ("json", "yaml") and out.is_terminal:
+        return _watch_live(fetch, rollout, every, output, out, sleep)
+    _print_state(rollout, None, output, out)
+    while rollout["status"] in MOVING:
+        sleep(every)
+        previous, rollout = rollout, fetch()
+        _print_state(rollout, previous, output, out)
+    return rollout
+
+
+def _watch_live(fetch: Fetch, rollout: dict, every: float, output: str | None, out: Any,
+                sleep: Callable[[float], None]) -> dict:
+    from rich.live import Live
+
+    # transient: the live view may be cut to the terminal's height; the final table is printed whole
+    with Live(rollout_renderable(rollout, output, out.width), console=out, auto_refresh=False,
+              transient=True) as live:
+        while rollout["status"] in MOVING:
+            sleep(every)
+            rollout = fetch()
+            live.update(rollout_renderable(rollout, output, out.width), refresh=True)
+    print_rollout(rollout, output, out=out)
+    return rollout
+
+
+def _print_state(rollout: dict, previous: dict | None, output: str | None, out: Any) -> None:
+    if previous is not None and _state(previous) == _state(rollout):
+        return
+    if output == "json":
+        out.file.write(json.dumps(rollout, default=str) + "\n")  # one document per line, per change
+    elif output == "yaml":
+        out.file.write("---\n")
+        print_data(rollout, output, out.file)
+    elif previous is None:
+        print_rollout(rollout, output, out=out)
+    else:
+        print_lines(rollout_changes(previous, rollout, output), out=out)
+    out.file.flush()
+
+
+def _state(rollout: dict) -> tuple:
+    """What --watch reports a change of: the heading and every cluster's row (not updatedAt, which
+    each look of the app's tick moves)."""
+    return tuple(_heading(rollout)), tuple(_rows(rollout, "wide"))
+
+
+def rollout_changes(previous: dict, current: dict, output: str | None = None) -> list[str]:
+    """What changed between two looks at a rollout, one line each, stamped with its update time:
+    the heading's lines that differ, then each cluster whose row differs."""
+    at = (current.get("updatedAt") or "")[11:19]
+    before_heading = set(_heading(previous))
+    lines = [f"{at}  {line}" for line in _heading(current) if line not in before_heading]
+    before = {row[2]: row for row in _rows(previous, "wide")}
+    for row in _rows(current, "wide"):
+        if before.get(row[2]) != row:
+            stage, group, cluster, status, runs, reason = row
+            shown = cluster if output == "wide" else cluster_name(cluster)
+            old = before.get(cluster, (None,) * 6)[3]
+            moved = f"{old} -> {status}" if old and old != status else status
+            lines.append(f"{at}  {stage}/{group}/{shown}: {moved}" + (f"  runs {runs}" if runs else "")
+                         + (f"  {reason}" if reason else ""))
+    return lines
 
 
 def decide(args: argparse.Namespace) -> int:
@@ -135,13 +225,15 @@ def _stage_name(rollout: dict) -> str:
     return stages[index]["name"] if isinstance(index, int) and 0 <= index < len(stages) else ""
 
 
-def print_rollout(rollout: dict, output: str | None = None) -> None:
-    """The heading, then one row per cluster: its stage, group, status and pool runs."""
+def _heading(rollout: dict) -> list[str]:
     lines = [f"{rollout['id']}  rollout {rollout.get('name') or ''} -> {rollout.get('targetVersion') or '?'}",
              f"status {rollout['status']}  stage {_stage_name(rollout)}"]
     if rollout.get("reason"):
         lines.append(f"reason: {rollout['reason']}")
-    print_lines(lines)
+    return lines
+
+
+def _rows(rollout: dict, output: str | None) -> list[tuple[str, str, str, str, str, str]]:
     rows = []
     for stage in rollout["stages"]:
         for group in stage["groups"]:
@@ -150,4 +242,19 @@ def print_rollout(rollout: dict, output: str | None = None) -> None:
                 shown = cluster["cluster"] if output == "wide" else cluster_name(cluster["cluster"])
                 rows.append((stage["name"], group["name"], shown, cluster.get("status") or "", runs,
                              cluster.get("reason") or ""))
-    print_table(STAGE_COLUMNS, rows, output=output, title="stages")
+    return rows
+
+
+def print_rollout(rollout: dict, output: str | None = None, out: Any = None) -> None:
+    """The heading, then one row per cluster: its stage, group, status and pool runs."""
+    print_lines(_heading(rollout), out=out)
+    print_table(STAGE_COLUMNS, _rows(rollout, output), output=output, title="stages", out=out)
+
+
+def rollout_renderable(rollout: dict, output: str | None, width: int) -> Any:
+    """What ``print_rollout`` prints on a terminal, as one rich renderable (for the live table)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    return Group(*(Text(line) for line in _heading(rollout)),
+                 table_renderable(STAGE_COLUMNS, _rows(rollout, output), width=width, output=output, title="stages"))
