@@ -158,6 +158,16 @@ class Operation:
         return body
 
 
+def _image_family(image: str) -> str:
+    """``AKSUbuntu-2204gen2containerd-202612.05.0`` -> ``AKSUbuntu-2204gen2containerd``."""
+    return image.rsplit("-", 1)[0]
+
+
+def _latest_image(cluster: EmulatedCluster) -> str:
+    """The image a new (Linux, Ubuntu: the emulator's only kind) pool of ``cluster`` gets."""
+    return cluster.node_images.get(_image_family(LATEST_NODE_IMAGE_VERSION), LATEST_NODE_IMAGE_VERSION)
+
+
 @dataclass
 class AgentPool:
     """An agent pool's ARM record. Its nodes live in the cluster's `KubeCluster`."""
@@ -216,6 +226,9 @@ class EmulatedCluster:
     # maintenanceConfigurations by name: their ``properties`` as ARM stores them
     maintenance_configurations: dict[str, dict] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)  # the cluster's ARM tags (Resource Graph selects by them)
+    # node images AKS published in the cluster's region since the emulator's defaults, by image
+    # family (``AKSUbuntu-2204gen2containerd``): ArmModel.publish_node_image
+    node_images: dict[str, str] = field(default_factory=dict)
 
     @property
     def arm_id(self) -> str:
@@ -508,7 +521,8 @@ class ArmModel:
         self._check_quota(cluster, vcpus_of(vm_size) * count)
         pool = AgentPool(
             name=name, mode=mode, count=count, vm_size=vm_size, orchestrator_version=requested_version,
-            current_orchestrator_version=version, node_image_version=LATEST_NODE_IMAGE_VERSION,
+            current_orchestrator_version=version, node_image_version=_latest_image(cluster),
+            latest_node_image_version=_latest_image(cluster),
             vmss_id=self._vmss_id(cluster, name), max_pods=int(properties.get("maxPods") or 110),
             upgrade_settings=settings, node_labels=dict(properties.get("nodeLabels") or {}),
             node_taints=list(properties.get("nodeTaints") or []),
@@ -649,6 +663,18 @@ class ArmModel:
         """A newer node image for one pool (scenario setup, not an ARM call)."""
         with self.lock:
             self.get_pool(cluster, name).latest_node_image_version = image
+
+    def publish_node_image(self, cluster: EmulatedCluster, image: str) -> None:
+        """AKS published ``image`` in the cluster's region (scenario setup, not an ARM call): every
+        pool of its image family is offered it as its latest, and a pool created from now on runs it.
+        AKS releases images region by region, so clusters of one rollout may be offered different
+        ones for days; call this on some clusters only to see that."""
+        with self.lock:
+            family = _image_family(image)
+            cluster.node_images[family] = image
+            for pool in cluster.pools.values():
+                if _image_family(pool.latest_node_image_version) == family:
+                    pool.latest_node_image_version = image
 
     def abort(self, cluster: EmulatedCluster, name: str) -> Operation | None:
         """Stop the pool's running operation; it ends Canceled and the pool with it."""

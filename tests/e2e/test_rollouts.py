@@ -2,17 +2,22 @@
 through POST/GET /api/rollouts. A 3-stage rollout ends with every cluster's pools on one version;
 a cluster whose upgrade quarantines a node stops its stage at the health gate with the node named;
 a failure threshold of 1 halts after one failed cluster, and skip then resume finish the rollout;
-bad plans are refused with the field named."""
+bad plans are refused with the field named. A node-image rollout ends with every node on one image,
+and holds a cluster AKS offered a newer image before its turn."""
 
 from __future__ import annotations
 
 import pytest
 
+from sandbox.aks_emulator.arm import DEFAULT_NODE_IMAGE_VERSION, LATEST_NODE_IMAGE_VERSION
 from sandbox.aks_emulator.scenarios import fleet
 from tests.e2e.conftest import wait_until
 from tests.e2e.rolling_support import policy_json
+from upgrade.domain.model import NODE_IMAGE_LABEL
 
 pytestmark = pytest.mark.e2e
+
+NEWER_IMAGE = "AKSUbuntu-2204gen2containerd-202701.09.0"
 
 
 def start(emulator, start_devhost, count: int, pdb_blocked=(), tags: dict[int, dict] | None = None):
@@ -124,3 +129,44 @@ def test_bad_plans_are_refused_with_the_field_named(emulator, start_devhost):
         assert status == 400 and body["field"] == field, (plan, body)
     status, listed = host.request("GET", "/api/rollouts")
     assert status == 200 and listed["rollouts"] == []
+
+
+def node_images(cluster) -> set[str]:
+    return {n["metadata"]["labels"].get(NODE_IMAGE_LABEL) for pool in cluster.pools for n in cluster.kube.nodes(pool)}
+
+
+def test_a_node_image_rollout_ends_with_every_node_of_every_cluster_on_one_image(emulator, start_devhost):
+    emu, host, ids = start(emulator, start_devhost, 3)
+    assert {image for c in emu.clusters() for image in node_images(c)} == {DEFAULT_NODE_IMAGE_VERSION}
+    versions_before = pool_versions(emu)
+    started = post(host, "/api/rollouts", {"name": "weekly image", "targetVersion": "nodeImage", "stages": [
+        {"name": "dev", "groups": [{"clusters": [ids[0]]}]}, {"name": "prod", "groups": [{"clusters": ids[1:]}]}]})
+    assert started["targetVersion"] == "nodeImage"
+    assert started["nodeImages"] == {"AKSUbuntu-2204gen2containerd": LATEST_NODE_IMAGE_VERSION}
+    view = wait_status(host, started["id"], "done")
+    assert set(cluster_status(view).values()) == {"done"}
+    assert {image for c in emu.clusters() for image in node_images(c)} == {LATEST_NODE_IMAGE_VERSION}
+    assert pool_versions(emu) == versions_before  # the node image only, no Kubernetes version change
+    assert f"to node image {LATEST_NODE_IMAGE_VERSION}" in view["timeline"][0]["reason"]
+
+
+def test_a_cluster_offered_an_image_past_the_pin_is_held_with_the_reason(emulator, start_devhost):
+    emu, host, ids = start(emulator, start_devhost, 2)
+    started = post(host, "/api/rollouts", {"targetVersion": "nodeImage", "stages": [
+        {"name": "dev", "approval": True, "groups": [{"clusters": [ids[0]]}]},
+        {"name": "prod", "groups": [{"clusters": [ids[1]]}]}]})
+    wait_status(host, started["id"], "awaiting-approval")
+    # AKS publishes next week's image in prod's region before its turn
+    emu.arm.publish_node_image(emu.clusters()[1], NEWER_IMAGE)
+    post(host, f"/api/rollouts/{started['id']}/approve")
+    view = wait_status(host, started["id"], "halted")
+    why = f"can no longer reach the pinned node image {LATEST_NODE_IMAGE_VERSION}"
+    assert why in view["reason"] and NEWER_IMAGE in view["reason"] and ids[1] in view["reason"]
+    [prod] = view["stages"][1]["groups"][0]["clusters"]
+    assert prod["status"] == "held" and why in prod["reason"] and prod["runs"] == {}
+    assert node_images(emu.clusters()[1]) == {DEFAULT_NODE_IMAGE_VERSION}  # not upgraded past the pin
+    assert node_images(emu.clusters()[0]) == {LATEST_NODE_IMAGE_VERSION}
+    post(host, f"/api/rollouts/{started['id']}/skip", {"cluster": ids[1], "reason": "next week's rollout"})
+    post(host, f"/api/rollouts/{started['id']}/resume")
+    view = wait_status(host, started["id"], "done")
+    assert cluster_status(view) == {ids[0]: "done", ids[1]: "skipped"}

@@ -297,6 +297,31 @@ def test_node_images_are_offered_per_pool(emulator, aks_client, kube_client):
             for n in pool_nodes(core, "system").values()} != {newer}
 
 
+def test_an_image_published_in_a_clusters_region_is_offered_to_its_pools_and_taken_by_new_ones(
+        emulator, aks_client, kube_client):
+    # GIVEN two clusters; AKS publishes a newer image in the first one's region only
+    emu = emulator("seed-rolling", "seed-pdb")
+    first, second = emu.clusters()
+    aks = aks_client(emu)
+    newer = "AKSUbuntu-2204gen2containerd-202701.09.0"
+    emu.arm.publish_node_image(first, newer)
+
+    def offered(cluster) -> set[str]:
+        return {aks.agent_pools.get_upgrade_profile(cluster.resource_group, cluster.name, pool)
+                .properties.latest_node_image_version for pool in ("system", "nodepool1")}
+
+    # THEN every pool of that image family there is offered it, and the other cluster's are not
+    assert offered(first) == {newer} and newer not in offered(second)
+    # AND a pool created there from now on runs it
+    aks.agent_pools.begin_create_or_update(first.resource_group, first.name, "extra", {
+        "properties": {"count": 1, "mode": "User", "vmSize": "Standard_D2s_v5"}}).result()
+    created = aks.agent_pools.get(first.resource_group, first.name, "extra")
+    assert created.properties.node_image_version == newer
+    core = kube_client(aks, first)
+    assert {n.metadata.labels["kubernetes.azure.com/node-image-version"]
+            for n in pool_nodes(core, "extra").values()} == {newer}
+
+
 def test_rolling_events_reach_a_webhook_in_both_schemas(emulator, aks_client, event_receiver):
     # GIVEN webhook subscriptions in the Event Grid and CloudEvents schemas
     emu = emulator("seed-rolling")

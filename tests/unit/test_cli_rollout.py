@@ -140,3 +140,14 @@ def test_the_changes_name_the_whole_arm_id_with_wide_output():
     lines = rollout.rollout_changes(first, done, "wide")
     assert f"00:00:15  staging/east/{SUB}/aks-3: pending -> done" in lines
     assert rollout.rollout_changes(done, done) == []
+
+
+def test_a_node_image_rollout_shows_the_image_it_pinned(monkeypatch, capsys):
+    image = "AKSUbuntu-2204gen2containerd-202612.05.0"
+    body = rollout_body("held") | {"targetVersion": "nodeImage", "nodeImages": {"AKSUbuntu-2204gen2containerd": image}}
+    body["stages"][1]["groups"][0]["clusters"][1].update(status="held", reason=f"pool p can no longer reach {image}")
+    monkeypatch.setattr(status.UpgradeApi, "call", lambda self, method, path, body_=None: body)
+    assert main(["rollout", "show", "rollout-abcdef012345", "-o", "wide", "--api-url", "http://a"]) == 0
+    out = capsys.readouterr().out
+    assert f"rollout fleet -> nodeImage {image}" in out
+    assert ["staging", "east", f"{SUB}/aks-3", "held"] in [line.split()[:4] for line in out.splitlines()]

@@ -8,10 +8,12 @@ import pytest
 
 from upgrade.domain.rollouts import (
     ClusterEvidence,
+    HealthGate,
     RolloutProgress,
     advance,
     decide,
     gate_failures,
+    hold,
     parse_plan,
     resolve_target,
     run_ended,
@@ -274,3 +276,43 @@ def test_tag_selected_groups_become_their_allowed_clusters():
     with pytest.raises(InvalidInput) as caught:  # a tag-selected cluster named elsewhere too is a duplicate
         parse_plan(with_selected_clusters(body, {(1, 0): [A]}, ALLOWED), ALLOWED)
     assert caught.value.field == "stages[1].groups[0].clusters[0]" and "duplicate" in str(caught.value)
+
+
+# ---- node-image rollouts: the target, held clusters ---------------------------------------------
+
+
+def test_a_node_image_rollout_is_planned_with_the_runs_own_target_name():
+    assert plan_of(stage(A), targetVersion="nodeImage").target_version == "nodeImage"
+    with pytest.raises(InvalidInput) as caught:
+        plan_of(stage(A), targetVersion="latest-image")
+    assert caught.value.field == "targetVersion" and '"nodeImage"' in str(caught.value)
+
+
+def test_a_held_cluster_halts_the_rollout_with_why_and_resume_checks_it_again():
+    plan = plan_of(stage(A, B), stage(C), targetVersion="nodeImage")
+    step = advance(plan, RolloutProgress.start(plan), now=NOW)
+    progress = hold(finish(step.progress, (A, True)), B, "pool p can no longer reach the pinned node image X")
+    assert progress.clusters[B] == "held"
+    step = advance(plan, progress, now=NOW)
+    assert step.progress.status == "halted" and not step.start
+    assert f"1 cluster(s) held, not upgraded: {B}: pool p can no longer reach the pinned node image X" in step.progress.reason
+    resumed = decide(plan, step.progress, "resume", now=NOW).progress
+    assert resumed.clusters[B] == "pending" and resumed.held == {}
+    assert advance(plan, resumed, now=NOW).start == (B,)  # started, so checked, again
+
+
+def test_a_held_cluster_may_be_skipped_and_the_rollout_goes_on():
+    plan = plan_of(stage(A, B), stage(C), targetVersion="nodeImage")
+    progress = hold(advance(plan, RolloutProgress.start(plan), now=NOW).progress, B, "moved on")
+    halted = advance(plan, finish(progress, (A, True)), now=NOW).progress
+    skipped = decide(plan, halted, "skip", now=NOW, cluster=B).progress
+    assert skipped.clusters[B] == "skipped" and skipped.held == {}
+    step = advance(plan, decide(plan, skipped, "resume", now=NOW).progress, now=NOW, evidence=healthy(A))
+    assert step.start == (C,)
+    assert RolloutProgress.from_public(halted.to_public()) == halted  # the reasons are kept
+
+
+def test_the_gate_names_nodes_off_the_pinned_image():
+    evidence = ClusterEvidence(A, off_image=("n2 (AKSUbuntu-2204gen2containerd-202611.01.0)",))
+    assert gate_failures(HealthGate(), [evidence]) == [
+        f"{A}: node(s) not on the rollout's node image: n2 (AKSUbuntu-2204gen2containerd-202611.01.0)"]

@@ -211,3 +211,116 @@ def test_a_blue_green_pool_run_takes_the_pool_policys_blue_green_options():
     assert pool_run.kind == "blue-green"
     assert (pool_run.options["drainBatchSize"], pool_run.options["batchSoakMinutes"],
             pool_run.options["approval"]["required"]) == ("1", 3, True)
+
+
+# ---- node-image rollouts: one image for all, held when AKS moved past the pin ---------------------
+
+OLD_IMAGE, NEW_IMAGE, NEWER_IMAGE = (f"AKSUbuntu-2204gen2containerd-{r}" for r in ("202611.01.0", "202612.05.0",
+                                                                                   "202701.09.0"))
+
+
+def on_image(fake: FakeCluster, image: str) -> None:
+    from dataclasses import replace
+
+    from upgrade.domain.model import NODE_IMAGE_LABEL
+
+    fake.pools[POOL] = replace(fake.pools[POOL], node_image_version=image)
+    for name, node in list(fake.nodes.items()):
+        labels = {**dict(node.labels), NODE_IMAGE_LABEL: image}
+        fake.nodes[name] = replace(node, labels=tuple(labels.items()))
+
+
+def on_old_image(fakes: dict[str, FakeCluster]) -> dict[str, FakeCluster]:
+    for fake in fakes.values():
+        fake.latest_image = NEW_IMAGE
+        on_image(fake, OLD_IMAGE)
+    return fakes
+
+
+def node_images(fakes: dict[str, FakeCluster]) -> set[str]:
+    from upgrade.domain.model import NODE_IMAGE_LABEL
+
+    return {n.label(NODE_IMAGE_LABEL) for f in fakes.values() for n in f.nodes.values()}
+
+
+def test_a_node_image_rollout_pins_one_image_and_ends_with_every_node_on_it():
+    fakes = on_old_image(clusters())
+    on_image(fakes[IDS[1]], NEW_IMAGE)  # already on the pin: nothing to do there
+    fakes[IDS[1]].latest_image = NEWER_IMAGE  # even though AKS offers it a newer one
+    platform = platform_for(fakes)
+    run = rollouts.start_rollout(platform, {**three_stages(), "targetVersion": "nodeImage"}, actor="alice")
+    assert run.target_version == "nodeImage"
+    assert run.options["node_images"] == {"AKSUbuntu-2204gen2containerd": NEW_IMAGE}
+    deliver_all(platform)
+    view = rollouts.rollout_view(platform, run.run_id)
+    assert view["status"] == "done", view["reason"]
+    assert view["nodeImages"] == {"AKSUbuntu-2204gen2containerd": NEW_IMAGE}
+    assert f"to node image {NEW_IMAGE}" in view["timeline"][0]["reason"]  # the history names the pin
+    assert node_images(fakes) == {NEW_IMAGE}
+    assert {f.pools[POOL].orchestrator_version for f in fakes.values()} == {"1.30.0"}  # no version change
+    pool_runs = [r for r in platform.runs.list_runs(limit=100) if r.kind == "rolling"]
+    assert {r.target_version for r in pool_runs} == {"nodeImage"} and len(pool_runs) == 3  # not IDS[1]'s pool
+    assert {r.facts["target_node_image"] for r in pool_runs} == {NEW_IMAGE}
+
+
+def test_clusters_with_no_common_image_are_refused_naming_them():
+    fakes = on_old_image(clusters())
+    on_image(fakes[IDS[3]], NEW_IMAGE)  # a region that already has next week's image, and this cluster took it
+    fakes[IDS[3]].latest_image = NEWER_IMAGE
+    fakes[IDS[2]].latest_image = OLD_IMAGE  # and one that has not received this week's yet
+    platform = platform_for(fakes)
+    with pytest.raises(InvalidInput) as caught:
+        rollouts.start_rollout(platform, {**three_stages(), "targetVersion": "nodeImage"}, actor="alice")
+    assert caught.value.field == "targetVersion", caught.value
+    assert f"{IDS[3]} pool {POOL} (on {NEW_IMAGE}, latest {NEWER_IMAGE})" in str(caught.value)
+    assert f"{IDS[2]} pool {POOL} (on {OLD_IMAGE}, latest {OLD_IMAGE})" in str(caught.value)
+    assert platform.runs.list_runs() == []
+
+
+def test_a_cluster_whose_latest_image_moved_past_the_pin_is_held_not_upgraded():
+    fakes = on_old_image(clusters())
+    platform = platform_for(fakes)
+    run = rollouts.start_rollout(platform, {**three_stages(approval=True), "targetVersion": "nodeImage"},
+                                 actor="alice")
+    deliver_until(platform, run.run_id, "awaiting-approval")
+    fakes[IDS[3]].latest_image = NEWER_IMAGE  # AKS publishes next week's image for prod's region meanwhile
+    rollouts.decide_rollout(platform, run.run_id, "approve", {}, actor="bob")
+    deliver_all(platform)
+    view = rollouts.rollout_view(platform, run.run_id)
+    assert (view["status"], view["runStatus"]) == ("halted", "paused"), view["reason"]
+    why = (f"pool {POOL} can no longer reach the pinned node image {NEW_IMAGE}: it runs {OLD_IMAGE} and AKS now "
+           f"offers it {NEWER_IMAGE}")
+    assert "held, not upgraded" in view["reason"] and why in view["reason"]
+    [prod] = view["stages"][2]["groups"][0]["clusters"]
+    assert (prod["status"], prod["runs"]) == ("held", {}) and why in prod["reason"]
+    assert fakes[IDS[3]].calls["begin_upgrade_node_image"] == 0  # never upgraded past the pin
+    [alert] = [a for a in platform.alerts.published if a.kind == "rollout.halted"]
+    assert why in alert.summary and alert.severity == "error"
+    # resume checks it again: still past the pin, held again
+    rollouts.decide_rollout(platform, run.run_id, "resume", {}, actor="bob")
+    deliver_all(platform)
+    assert rollouts.rollout_view(platform, run.run_id)["status"] == "halted"
+    rollouts.decide_rollout(platform, run.run_id, "skip", {"cluster": IDS[3], "reason": "next rollout"}, actor="bob")
+    rollouts.decide_rollout(platform, run.run_id, "resume", {}, actor="bob")
+    deliver_all(platform)
+    view = rollouts.rollout_view(platform, run.run_id)
+    assert view["status"] == "done", view["reason"]
+    assert node_images({c: f for c, f in fakes.items() if c != IDS[3]}) == {NEW_IMAGE}
+
+
+def test_a_run_that_overshot_the_pin_is_caught_by_the_gate_naming_the_nodes():
+    fakes = on_old_image(clusters())
+    late = fakes[IDS[1]]
+    upgrade = late.begin_upgrade_node_image
+
+    def published_meanwhile(cluster, pool):  # AKS publishes between the rollout's check and the upgrade
+        late.latest_image = NEWER_IMAGE
+        upgrade(cluster, pool)
+
+    late.begin_upgrade_node_image = published_meanwhile
+    platform = platform_for(fakes)
+    run = rollouts.start_rollout(platform, {**three_stages(failureThreshold=2), "targetVersion": "nodeImage"},
+                                 actor="alice")
+    view = deliver_until(platform, run.run_id, "gate-blocked")
+    assert f"{IDS[1]}: node(s) not on the rollout's node image: aks-{POOL}-1-1 ({NEWER_IMAGE})" in view["reason"]
+    assert view["stage"] == 1 and fakes[IDS[3]].calls["begin_upgrade_node_image"] == 0

@@ -99,7 +99,7 @@ def start(args: argparse.Namespace) -> int:
 def list_rollouts(args: argparse.Namespace) -> int:
     rollouts = UpgradeApi.from_args(args).call("GET", f"/api/rollouts?limit={args.limit}")["rollouts"]
     if not print_data(rollouts, args.output):
-        rows = [(r["id"], r.get("name") or "", r["status"], _stage_name(r), r.get("targetVersion") or "",
+        rows = [(r["id"], r.get("name") or "", r["status"], _stage_name(r), _target(r),
                  r["updatedAt"][:19], r.get("reason") or "") for r in rollouts]
         print_table(LIST_COLUMNS, rows, output=args.output)
     return 0
@@ -225,8 +225,14 @@ def _stage_name(rollout: dict) -> str:
     return stages[index]["name"] if isinstance(index, int) and 0 <= index < len(stages) else ""
 
 
+def _target(rollout: dict) -> str:
+    """The rollout's one target: a version, or ``nodeImage`` with the image pinned per family."""
+    images = sorted((rollout.get("nodeImages") or {}).values())
+    return " ".join([rollout.get("targetVersion") or "?", *images])
+
+
 def _heading(rollout: dict) -> list[str]:
-    lines = [f"{rollout['id']}  rollout {rollout.get('name') or ''} -> {rollout.get('targetVersion') or '?'}",
+    lines = [f"{rollout['id']}  rollout {rollout.get('name') or ''} -> {_target(rollout)}",
              f"status {rollout['status']}  stage {_stage_name(rollout)}"]
     if rollout.get("reason"):
         lines.append(f"reason: {rollout['reason']}")

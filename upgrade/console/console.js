@@ -264,6 +264,9 @@ const ROLLOUT_DECISIONS = [
   {name: "abort", may: "abort", when: s => !ROLLOUT_FINAL.has(s), confirm: "Abort: no further cluster of this rollout is started."},
 ];
 
+// The one target: a version, or "nodeImage" with the image pinned per image family.
+const rolloutTarget = r => [r.targetVersion || "—", ...Object.values(r.nodeImages || {}).sort()].join(" ");
+
 async function rolloutsView(view) {
   const {rollouts} = await api("/api/rollouts?limit=100");
   fill(view, h("h2", {}, "Rollouts"),
@@ -271,7 +274,7 @@ async function rolloutsView(view) {
       h("thead", {}, h("tr", {}, ["Rollout", "Name", "Target", "Stage", "Status", "Updated"].map(t => h("th", {scope: "col"}, t)))),
       h("tbody", {}, rollouts.map(r => h("tr", {},
         h("td", {}, h("a", {href: `#/rollout/${encodeURIComponent(r.id)}`}, r.id)), h("td", {}, r.name || "—"),
-        h("td", {}, r.targetVersion || "—"), h("td", {}, `${r.stage + 1} of ${r.stages.length}`),
+        h("td", {}, rolloutTarget(r)), h("td", {}, `${r.stage + 1} of ${r.stages.length}`),
         h("td", {}, statusBadge(r.status)), h("td", {}, time(r.updatedAt)))))))
       : h("p", {}, "No rollout yet."));
 }
@@ -293,7 +296,7 @@ async function rolloutView(view, id) {
     h("dl", {class: "facts"},
       h("dt", {}, "Status"), h("dd", {"data-testid": "rollout-status"}, statusBadge(r.status)),
       h("dt", {}, "Stage"), h("dd", {}, `${r.stage + 1} of ${r.stages.length}`),
-      h("dt", {}, "Target"), h("dd", {}, r.targetVersion || "—"),
+      h("dt", {}, "Target"), h("dd", {}, rolloutTarget(r)),
       h("dt", {}, "Reason"), h("dd", {}, r.reason || "—")),
     actions("rollout", "/api/rollouts", r, ROLLOUT_DECISIONS),
     h("section", {"aria-labelledby": "stages-h"}, h("h3", {id: "stages-h"}, "Stages"),

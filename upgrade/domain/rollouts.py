@@ -16,6 +16,11 @@ A stage whose failed clusters reach its ``failureThreshold`` (a count, or a perc
 clusters rounded up; default 1: any failure) halts the rollout: clusters already done stay done,
 and the operator may skip a cluster, resume (the threshold is checked again) or abort.
 
+A node-image rollout (``targetVersion: "nodeImage"``) pins one image per image family at the start
+(``upgrade.domain.node_images``); a cluster whose pools can no longer reach it (AKS published a
+newer image meanwhile) is **held**: it is not upgraded, and the rollout halts until an operator
+skips it (or resumes, which checks it again) or aborts.
+
 This module is pure: ``advance`` says what to do next from the rollout's progress and the
 evidence the service collected; the service carries it out as queue steps.
 """
@@ -30,7 +35,7 @@ from typing import Any
 from upgrade.domain.alerts import SEVERITIES
 from upgrade.domain.int_or_percent import ceil_percent, split_int_or_percent
 from upgrade.domain.model import cluster_key, is_allowed_cluster
-from upgrade.domain.versions import is_version, normalize_version, version_key
+from upgrade.domain.versions import NODE_IMAGE, is_node_image, is_version, normalize_version, version_key
 from upgrade.errors import Conflict, InvalidInput
 
 WHAT = "rollout plan"
@@ -41,7 +46,7 @@ GATE_FIELDS = frozenset({"alertSeverity", "requireValidation"})
 MAX_SOAK_SECONDS = 7 * 24 * 3600
 
 # A cluster's part in a rollout.
-CLUSTER_STATUSES = ("pending", "running", "done", "failed", "skipped")
+CLUSTER_STATUSES = ("pending", "running", "done", "failed", "skipped", "held")
 # The rollout's status. Polled (the executor's step keeps coming back): running, soaking,
 # gate-blocked. Parked until an operator decides: awaiting-approval, halted, paused. Final: done, aborted.
 POLLED_STATUSES = frozenset({"running", "soaking", "gate-blocked"})
@@ -94,7 +99,7 @@ class Stage:
 class RolloutPlan:
     name: str
     stages: tuple[Stage, ...]
-    target_version: str | None = None  # pinned by the operator; else resolved once at the start
+    target_version: str | None = None  # pinned by the operator, or NODE_IMAGE; else resolved once at the start
 
     @property
     def clusters(self) -> tuple[str, ...]:
@@ -240,10 +245,14 @@ def parse_plan(body: object, allowed_clusters: Iterable[str]) -> RolloutPlan:
         if name in names[:i]:
             raise InvalidInput(WHAT, f"stages[{i}].name", f"duplicate stage name {name!r}")
     target = plan.get("targetVersion")
-    if target is not None and (not isinstance(target, str) or not is_version(normalize_version(target))):
-        raise InvalidInput(WHAT, "targetVersion", f'{target!r} is not a Kubernetes version like "1.31" or "1.31.2"')
-    return RolloutPlan(name=_name(plan.get("name"), "name", "rollout"), stages=stages,
-                       target_version=normalize_version(target) if target else None)
+    if isinstance(target, str) and is_node_image(target):
+        target = NODE_IMAGE
+    elif target is not None and (not isinstance(target, str) or not is_version(normalize_version(target))):
+        raise InvalidInput(WHAT, "targetVersion", f'{target!r} is not a Kubernetes version like "1.31" or "1.31.2", '
+                                                  f'nor "{NODE_IMAGE}" (the node image, one release for all)')
+    else:
+        target = normalize_version(target) if target else None
+    return RolloutPlan(name=_name(plan.get("name"), "name", "rollout"), stages=stages, target_version=target)
 
 
 def resolve_target(plan: RolloutPlan, offered: Mapping[str, Sequence[str]]) -> str:
@@ -284,6 +293,7 @@ class ClusterEvidence:
     open_findings: tuple[str, ...] = ()  # quarantine findings / cordoned nodes still open
     validation_failed: tuple[str, ...] = ()  # what workload validation found wrong (empty: passed)
     open_alerts: tuple[tuple[str, str], ...] = ()  # (severity, title) of alerts still open
+    off_image: tuple[str, ...] = ()  # a node-image rollout's nodes not on its pinned image
 
 
 @dataclass(frozen=True)
@@ -295,6 +305,7 @@ class RolloutProgress:
     soak_until: datetime | None = None
     gate_passed_at: datetime | None = None  # when the last gate passed (the bench's gate-to-start time)
     paused_from: str | None = None  # the status a pause interrupted
+    held: Mapping[str, str] = field(default_factory=dict)  # held cluster -> why it cannot go on
 
     @classmethod
     def start(cls, plan: RolloutPlan) -> RolloutProgress:
@@ -308,7 +319,7 @@ class RolloutProgress:
         return {"status": self.status, "stage": self.stage, "clusters": dict(self.clusters), "reason": self.reason,
                 "soakUntil": self.soak_until.isoformat() if self.soak_until else None,
                 "gatePassedAt": self.gate_passed_at.isoformat() if self.gate_passed_at else None,
-                "pausedFrom": self.paused_from}
+                "pausedFrom": self.paused_from, "held": dict(self.held)}
 
     @classmethod
     def from_public(cls, data: Mapping[str, Any]) -> RolloutProgress:
@@ -317,7 +328,7 @@ class RolloutProgress:
 
         return cls(status=data["status"], stage=int(data["stage"]), clusters=dict(data["clusters"]),
                    reason=data.get("reason", ""), soak_until=when("soakUntil"), gate_passed_at=when("gatePassedAt"),
-                   paused_from=data.get("pausedFrom"))
+                   paused_from=data.get("pausedFrom"), held=dict(data.get("held") or {}))
 
 
 @dataclass(frozen=True)
@@ -344,6 +355,8 @@ def gate_failures(gate: HealthGate, evidence: Iterable[ClusterEvidence]) -> list
                     if severity in SEVERITIES and SEVERITIES.index(severity) >= worst]
         if blocking:
             reasons.append(f"{item.cluster}: open alerts at or above {gate.alert_severity}: {', '.join(blocking)}")
+        if item.off_image:
+            reasons.append(f"{item.cluster}: node(s) not on the rollout's node image: {', '.join(item.off_image)}")
     return reasons
 
 
@@ -369,6 +382,12 @@ def advance(plan: RolloutPlan, progress: RolloutProgress, *, now: datetime, evid
         return Step(replace(progress, status="halted", soak_until=None,
                             reason=f"stage {stage.name}: {len(failed)} cluster(s) failed, the failure threshold "
                                    f"halts at {halt_at}: {', '.join(failed)}; skip or resume, or abort"))
+    held = progress.of("held", plan)
+    if held:
+        why = "; ".join(f"{c}: {progress.held.get(c, 'held')}" for c in held)
+        return Step(replace(progress, status="halted", soak_until=None,
+                            reason=f"stage {stage.name}: {len(held)} cluster(s) held, not upgraded: {why}; skip "
+                                   "(or resume to check again), or abort"))
     if progress.of("running", plan):
         return Step(replace(progress, status="running"))
     if progress.status != "gate-blocked":
@@ -409,8 +428,8 @@ def decide(plan: RolloutPlan, progress: RolloutProgress, decision: str, *, now: 
            cluster: str | None = None) -> Step:
     """An operator's decision. approve: an awaiting stage goes on. pause: nothing new starts (runs
     in flight finish). resume: a paused, halted or gate-blocked rollout is looked at again (the
-    threshold and the gate are checked afresh). skip ``cluster``: a pending, failed or done cluster
-    leaves the rollout (not counted as failed nor gated). abort: the rollout ends; runs in flight
+    threshold and the gate are checked afresh, a held cluster again as it starts). skip ``cluster``:
+    a pending, failed, held or done cluster leaves the rollout (not counted as failed nor gated). abort: the rollout ends; runs in flight
     finish on their own. Conflict when the decision does not apply now."""
     if decision not in DECISIONS:
         raise InvalidInput("rollout decision", "decision", f"{decision!r} is not one of {', '.join(DECISIONS)}")
@@ -430,9 +449,11 @@ def decide(plan: RolloutPlan, progress: RolloutProgress, decision: str, *, now: 
         if progress.status not in ("paused", "halted", "gate-blocked"):
             raise Conflict(f"the rollout is {progress.status}: only a paused, halted or gate-blocked rollout resumes")
         again = progress.paused_from if progress.status == "paused" and progress.paused_from else "running"
-        # a gate-blocked stage is looked at again from its gate; a soak is not restarted
+        # a gate-blocked stage is looked at again from its gate; a soak is not restarted; a held
+        # cluster is checked again as it starts
+        clusters = {c: "pending" if state == "held" else state for c, state in progress.clusters.items()}
         return Step(replace(progress, status="running" if again == "gate-blocked" else again, paused_from=None,
-                            reason="resumed by an operator"), look_again_at=now)
+                            clusters=clusters, held={}, reason="resumed by an operator"), look_again_at=now)
     if not cluster:
         raise InvalidInput("rollout decision", "cluster", "skip names the cluster ARM id to skip")
     matches = [c for c in progress.clusters if cluster_key(c) == cluster_key(cluster)]
@@ -440,11 +461,12 @@ def decide(plan: RolloutPlan, progress: RolloutProgress, decision: str, *, now: 
         raise InvalidInput("rollout decision", "cluster", f"{cluster} is not a cluster of this rollout")
     name = matches[0]
     state = progress.clusters[name]
-    if state not in ("pending", "failed", "done"):
-        raise Conflict(f"cluster {name} is {state}: only a pending, failed or done cluster is skipped "
+    if state not in ("pending", "failed", "done", "held"):
+        raise Conflict(f"cluster {name} is {state}: only a pending, failed, held or done cluster is skipped "
                        "(abort its run first)")
     clusters = {**progress.clusters, name: "skipped"}
-    return Step(replace(progress, clusters=clusters, reason=f"cluster {name} skipped by an operator"),
+    held = {c: why for c, why in progress.held.items() if c != name}
+    return Step(replace(progress, clusters=clusters, held=held, reason=f"cluster {name} skipped by an operator"),
                 look_again_at=now if progress.status in POLLED_STATUSES else None)
 
 
@@ -453,3 +475,10 @@ def run_ended(progress: RolloutProgress, cluster: str, succeeded: bool) -> Rollo
     if progress.clusters.get(cluster) != "running":
         return progress
     return replace(progress, clusters={**progress.clusters, cluster: "done" if succeeded else "failed"})
+
+
+def hold(progress: RolloutProgress, cluster: str, why: str) -> RolloutProgress:
+    """A running cluster cannot go on without diverging from the rollout's pin: held, with why."""
+    if progress.clusters.get(cluster) != "running":
+        return progress
+    return replace(progress, clusters={**progress.clusters, cluster: "held"}, held={**progress.held, cluster: why})

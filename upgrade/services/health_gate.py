@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from upgrade.domain.alerts import SEVERITIES
-from upgrade.domain.model import ClusterRef
+from upgrade.domain.model import NODE_IMAGE_LABEL, ClusterRef
+from upgrade.domain.node_images import nodes_off_image
 from upgrade.domain.quarantine import AlertState, alert_state_partition
 from upgrade.domain.rollouts import ClusterEvidence, HealthGate, gate_failures
 from upgrade.ports import Platform
@@ -16,10 +17,12 @@ from upgrade.ports import Platform
 RunsOf = Callable[[str], Mapping[str, str]]
 
 
-def gate_evidence(platform: Platform, clusters: Sequence[str], runs_of: RunsOf) -> dict[str, ClusterEvidence]:
+def gate_evidence(platform: Platform, clusters: Sequence[str], runs_of: RunsOf, *,
+                  node_images: Mapping[str, str] | None = None) -> dict[str, ClusterEvidence]:
     """What the health gate looks at for each cluster: cordoned or quarantined nodes still there
-    (read live), failed workload validation of the runs ``runs_of`` names (a blue-green run's), and
-    the node alerts still open (the quarantine alert states: an entry is removed when resolved)."""
+    (read live), failed workload validation of the runs ``runs_of`` names (a blue-green run's), the
+    node alerts still open (the quarantine alert states: an entry is removed when resolved), and,
+    with ``node_images`` (a node-image rollout's pin, family -> image), the nodes not on it."""
     from upgrade.services.quarantine_scan import read_cordoned, rolling_upgrade_facts
 
     found = {}
@@ -42,8 +45,10 @@ def gate_evidence(platform: Platform, clusters: Sequence[str], runs_of: RunsOf) 
                 continue
             if state.severity in SEVERITIES:
                 alerts.append((state.severity, f"node {state.node} {state.condition}"))
+        off_image = nodes_off_image([(n.name, n.label(NODE_IMAGE_LABEL)) for n in platform.kube(ref).list_nodes()],
+                                    node_images) if node_images else []
         found[cluster] = ClusterEvidence(cluster, open_findings=findings, validation_failed=tuple(failed_validation),
-                                         open_alerts=tuple(alerts))
+                                         open_alerts=tuple(alerts), off_image=tuple(off_image))
     return found
 
 

@@ -3,7 +3,8 @@
 A rollout is a run record of kind ``rollout`` on the step executor like any run: one live
 ``rollout.tick`` message, claimed, its transition one ETag-conditional write carrying the next
 message in the outbox, its history rows the audit trail, found by the reconciler when lost. Its
-``options.plan`` is the validated plan, ``target_version`` the one version resolved at the start,
+``options.plan`` is the validated plan, ``target_version`` the one version resolved at the start
+(or ``nodeImage``, with ``options.node_images`` the image pinned per family),
 ``facts.progress`` where the stage machine is, ``facts.clusters`` each cluster's pools and runs.
 
 Each tick looks at the clusters in flight and moves the stage machine (``domain.rollouts.advance``).
@@ -29,6 +30,7 @@ from typing import Any
 
 from upgrade.domain.alerts import Alert
 from upgrade.domain.model import ClusterRef
+from upgrade.domain.node_images import PoolImage, pool_image_check, resolve_node_images
 from upgrade.domain.rollouts import (
     POLLED_STATUSES,
     ClusterEvidence,
@@ -37,6 +39,7 @@ from upgrade.domain.rollouts import (
     Step,
     advance,
     decide,
+    hold,
     parse_plan,
     resolve_target,
     run_ended,
@@ -45,7 +48,7 @@ from upgrade.domain.rollouts import (
 )
 from upgrade.domain.runs import FINAL_STATUSES, HistoryEntry, RunRecord
 from upgrade.domain.steps import Done, Outcome, Retry, StepMessage
-from upgrade.domain.versions import normalize_version, same_version
+from upgrade.domain.versions import NODE_IMAGE, is_node_image, normalize_version, same_version
 from upgrade.errors import Conflict, InvalidInput, NotFound
 from upgrade.ports import Platform
 from upgrade.services.health_gate import gate_evidence
@@ -104,12 +107,17 @@ def start_rollout(platform: Platform, body: object, *, actor: str) -> RunRecord:
         body = _select_by_tags(platform, body, selections)
     plan = parse_plan(body, platform.allowed_clusters)
     offered: dict[str, list[str]] = {}
+    images: list[PoolImage] = []
     for cluster in plan.clusters:
         try:
-            offered[cluster], _ = _offered(platform, cluster)
+            if is_node_image(plan.target_version):
+                images += _pool_images(platform, cluster)
+            else:
+                offered[cluster], _ = _offered(platform, cluster)
         except NotFound as exc:
             raise InvalidInput("rollout plan", "stages", f"cluster {cluster} not found: {exc}") from exc
-    target = resolve_target(plan, offered)
+    node_images = resolve_node_images(images) if is_node_image(plan.target_version) else {}
+    target = NODE_IMAGE if node_images else resolve_target(plan, offered)
     now = platform.clock.now()
     run_id = f"rollout-{uuid.uuid4().hex[:12]}"
     progress = RolloutProgress.start(plan)
@@ -117,15 +125,28 @@ def start_rollout(platform: Platform, body: object, *, actor: str) -> RunRecord:
     run = RunRecord(
         run_id=run_id, kind=KIND, cluster=first, pool=_lock_name(run_id), state=TICK, status="running",
         created_at=now, updated_at=now, target_version=target,
-        options={"plan": plan.to_public(), "plan_clusters": list(plan.clusters)},
+        options={"plan": plan.to_public(), "plan_clusters": list(plan.clusters),
+                 **({"node_images": node_images} if node_images else {})},
         facts={"started_by": actor, "progress": progress.to_public(), "clusters": {}},
-        reason=f"rollout of {len(plan.clusters)} cluster(s) in {len(plan.stages)} stage(s) to {target}",
+        reason=f"rollout of {len(plan.clusters)} cluster(s) in {len(plan.stages)} stage(s) to {_target_text(target, node_images)}",
     )
     message = StepMessage(v=1, run_id=run_id, step=TICK, cluster=first, pool=run.pool, attempt=1, actor=actor)
     run = create_run(platform, run, message, source=KIND)
     platform.state.put(INDEX_PARTITION, run_id, {"created_at": now.isoformat(), "name": plan.name}, etag=None)
     platform.runs.append_history(HistoryEntry(run_id, now, TICK, 0, "started", run.reason, actor))
     return run
+
+
+def _pool_images(platform: Platform, cluster: str, pools: Sequence[str] | None = None) -> list[PoolImage]:
+    """Each pool's node image and the latest its upgrade profile offers (all pools, or ``pools``)."""
+    ref = ClusterRef.parse(cluster)
+    aks = platform.aks(ref)
+    found = aks.list_pools(ref) if pools is None else [aks.get_pool(ref, p) for p in pools]
+    return [PoolImage(cluster, p.name, p.node_image_version, aks.latest_node_image_version(ref, p.name)) for p in found]
+
+
+def _target_text(target: str, node_images: Mapping[str, str]) -> str:
+    return f"node image {', '.join(sorted(node_images.values()))}" if node_images else target
 
 
 def _select_by_tags(platform: Platform, body: Mapping[str, Any],
@@ -164,31 +185,54 @@ def _start_pool_run(platform: Platform, cluster: str, pool: str, target: str, ac
         raise
 
 
-def _cluster_step(platform: Platform, cluster: str, entry: dict[str, Any], target: str,
-                  actor: str) -> tuple[dict[str, Any], bool | None]:
+def _cluster_step(platform: Platform, cluster: str, entry: dict[str, Any], target: str, actor: str,
+                  node_images: Mapping[str, str]) -> tuple[dict[str, Any], str | None]:
     """One look at a cluster in flight: its pools one after the other. Returns the cluster's entry
-    and whether its upgrade ended succeeded (True), failed (False) or goes on (None)."""
+    and how its upgrade ended: ``done``, ``failed``, ``held`` (a node-image rollout's pool can no
+    longer reach the pinned image: nothing started on it), or None (it goes on)."""
     entry = {"pools": entry.get("pools"), "runs": dict(entry.get("runs") or {}), "reason": entry.get("reason", "")}
     if entry["pools"] is None:
-        _, versions = _offered(platform, cluster)
-        entry["pools"] = sorted(p for p, v in versions.items() if not same_version(v, target))
+        if node_images:
+            entry["pools"] = sorted(p.pool for p in _pool_images(platform, cluster)
+                                    if p.current != node_images.get(p.family or ""))
+        else:
+            _, versions = _offered(platform, cluster)
+            entry["pools"] = sorted(p for p, v in versions.items() if not same_version(v, target))
     for pool in entry["pools"]:
         run_id = entry["runs"].get(pool)
         if run_id is None:
+            if node_images:
+                # AKS may have published a newer image since the pin: a run now would overshoot it
+                try:
+                    (image,) = _pool_images(platform, cluster, [pool])
+                    needed, _ = pool_image_check(image, node_images)
+                except ValueError as exc:
+                    entry["reason"] = str(exc)
+                    return entry, "held"
+                except NotFound as exc:
+                    entry["reason"] = f"pool {pool}: {exc}"
+                    return entry, "failed"
+                if not needed:
+                    continue
             try:
                 entry["runs"][pool] = _start_pool_run(platform, cluster, pool, target, actor)
             except (InvalidInput, NotFound, Conflict) as exc:
                 entry["reason"] = f"pool {pool}: the run could not start: {exc}"
-                return entry, False
+                return entry, "failed"
             return entry, None
         run = platform.runs.get(run_id)
         if run.status not in FINAL_STATUSES:
             return entry, None
         if run.status != "succeeded":
             entry["reason"] = f"pool {pool}: run {run_id} {run.status}: {run.reason}"
-            return entry, False
-    entry["reason"] = f"{len(entry['pools'])} pool(s) upgraded to {target}" if entry["pools"] else f"already at {target}"
-    return entry, True
+            return entry, "failed"
+    at = _target_text(target, node_images)
+    entry["reason"] = f"{len(entry['runs'])} pool(s) upgraded to {at}" if entry["runs"] else f"already at {at}"
+    return entry, "done"
+
+
+def _ended(progress: RolloutProgress, cluster: str, outcome: str, why: str) -> RolloutProgress:
+    return hold(progress, cluster, why) if outcome == "held" else run_ended(progress, cluster, outcome == "done")
 
 
 def _poll_seconds(platform: Platform, run: RunRecord) -> float:
@@ -200,29 +244,33 @@ def tick(ctx: Any) -> Outcome:
     the policy's pollSeconds (or the soak's end); a parked rollout's tick waits for a decision."""
     platform, run = ctx.platform, ctx.run
     plan, progress, now = _plan_of(run), _progress_of(run), platform.clock.now()
+    node_images = run.options.get("node_images") or {}
     clusters = dict(run.facts.get("clusters") or {})
     ended: list[str] = []
     for cluster, status in progress.clusters.items():
         if status != "running":
             continue
         clusters[cluster], result = _cluster_step(platform, cluster, clusters.get(cluster, {}), run.target_version,
-                                                  ctx.message.actor)
+                                                  ctx.message.actor, node_images)
         if result is not None:
-            progress = run_ended(progress, cluster, result)
-            ended.append(f"{cluster}: {'done' if result else 'failed'}: {clusters[cluster]['reason']}")
+            progress = _ended(progress, cluster, result, clusters[cluster]["reason"])
+            ended.append(f"{cluster}: {result}: {clusters[cluster]['reason']}")
     checked: list = []
 
     def evidence(asked: Sequence[str]) -> dict[str, ClusterEvidence]:
-        found = gate_evidence(platform, asked, lambda c: clusters.get(c, {}).get("runs") or {})
+        found = gate_evidence(platform, asked, lambda c: clusters.get(c, {}).get("runs") or {},
+                              node_images=node_images)
         checked.append(platform.clock.now())  # the gate's verdict is known from here
         return found
 
     step = advance(plan, progress, now=now, evidence=evidence)
     gate_at = checked[-1] if checked else now
     for cluster in step.start:
-        clusters[cluster], result = _cluster_step(platform, cluster, {}, run.target_version, ctx.message.actor)
-        if result is not None:  # nothing to upgrade, or its first run refused: ended at once
-            step = replace(step, progress=run_ended(step.progress, cluster, result), look_again_at=now)
+        clusters[cluster], result = _cluster_step(platform, cluster, {}, run.target_version, ctx.message.actor,
+                                                  node_images)
+        if result is not None:  # nothing to upgrade, its first run refused, or held: ended at once
+            step = replace(step, progress=_ended(step.progress, cluster, result, clusters[cluster]["reason"]),
+                           look_again_at=now)
     return _outcome(platform, run, step, clusters, ended, gate_at)
 
 
@@ -243,7 +291,8 @@ def _outcome(platform: Platform, run: RunRecord, step: Step, clusters: dict[str,
             summary=f"Rollout {run.run_id} ({run.options['plan'].get('name')}): {progress.reason}",
             details={"stage": progress.stage}, dedup_key=f"{run.run_id}:{progress.status}:{progress.stage}"))
     if progress.status == "done":
-        return Done(summary=f"every cluster at {run.target_version}: {progress.reason}", facts=facts)
+        at = _target_text(run.target_version, run.options.get("node_images") or {})
+        return Done(summary=f"every cluster at {at}: {progress.reason}", facts=facts)
     status = _run_status(progress)
     delay = _poll_seconds(platform, run)
     if step.look_again_at is not None:
@@ -329,6 +378,7 @@ def public(run: RunRecord) -> dict[str, Any]:
         status = "failed"
     return {"id": run.run_id, "kind": run.kind, "name": plan.get("name"), "status": status,
             "runStatus": run.status, "stage": progress.get("stage"), "targetVersion": run.target_version,
+            "nodeImages": run.options.get("node_images") or None,
             "reason": run.reason, "createdAt": run.created_at.isoformat(), "updatedAt": run.updated_at.isoformat(),
             "startedBy": run.facts.get("started_by"), "stages": stages, "gates": run.facts.get("gates", []),
             "stageStarts": run.facts.get("stageStarts", []), "decisions": run.facts.get("decisions", [])}
