@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub = command(decision, text, decide)
         sub.add_argument("rollout_id", metavar="ID")
         sub.add_argument("--reason", default="", help="why (recorded with the decision)")
-    skip = command("skip", "take a pending, failed or done cluster out of the rollout", decide)
+    skip = command("skip", "take a pending, failed, held or done cluster out of the rollout", decide)
     skip.add_argument("rollout_id", metavar="ID")
     skip.add_argument("cluster", metavar="CLUSTER", help="the cluster's ARM id, or its name when unique")
     skip.add_argument("--reason", default="", help="why (recorded with the decision)")
