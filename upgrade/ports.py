@@ -140,10 +140,21 @@ class Kube(Protocol):
     def list_workloads(self, *, namespace: str | None = None) -> list[Workload]: ...
 
     def get_scale(self, kind: str, namespace: str, name: str) -> Scale:
-        """The scale subresource of a Deployment or a ReplicaSet. Raises NotFound."""
+        """The scale subresource of a Deployment, a ReplicaSet or a StatefulSet. Raises NotFound."""
 
     def list_autoscalers(self, *, namespace: str) -> list[Autoscaler]:
         """The namespace's HorizontalPodAutoscalers (none when the API does not serve them)."""
+
+    def get_autoscaler(self, namespace: str, name: str) -> Autoscaler:
+        """One HorizontalPodAutoscaler (autoscaling/v2). Raises NotFound."""
+
+    def patch_autoscaler_bounds(self, namespace: str, name: str, min_replicas: int, max_replicas: int, *,
+                                resource_version: str) -> Autoscaler:
+        """Set the HPA's minReplicas and maxReplicas, only if it is still at ``resource_version``
+        (raises Conflict otherwise). Returns the HPA as stored."""
+
+    def list_volume_claims(self, *, namespace: str) -> list[str]:
+        """The names of the namespace's PersistentVolumeClaims."""
 
     def replace_scale(self, kind: str, namespace: str, name: str, replicas: int, *, resource_version: str) -> Scale:
         """Set the workload's replicas, only if its scale is still at ``resource_version`` (the API

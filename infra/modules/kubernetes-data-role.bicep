@@ -25,7 +25,10 @@ var kubernetesDataActions = [
   'Microsoft.ContainerService/managedClusters/apps/statefulsets/read'
   'Microsoft.ContainerService/managedClusters/apps/deployments/write' // update deployments/scale: remediation scale-out (no finer action exists)
   'Microsoft.ContainerService/managedClusters/apps/replicasets/write' // update replicasets/scale: remediation scale-out
+  'Microsoft.ContainerService/managedClusters/apps/statefulsets/write' // update statefulsets/scale: remediation scale-out
   'Microsoft.ContainerService/managedClusters/autoscaling/horizontalpodautoscalers/read' // scale-out: is the workload autoscaled
+  'Microsoft.ContainerService/managedClusters/autoscaling/horizontalpodautoscalers/write' // scale-out: raise and restore its minReplicas
+  'Microsoft.ContainerService/managedClusters/persistentvolumeclaims/read' // scale-out: claims a StatefulSet kept
   'Microsoft.ContainerService/managedClusters/apps/daemonsets/read' // drain: is a DaemonSet pod orphaned
 ]
 
@@ -33,7 +36,7 @@ resource kubernetesDataRole 'Microsoft.Authorization/roleDefinitions@2022-04-01'
   name: guid(subscription().id, roleName)
   properties: {
     roleName: roleName
-    description: 'AKS node upgrade automation on clusters with Azure RBAC for Kubernetes authorization: read nodes, pods, events, PDBs and workloads; cordon and label nodes, evict and delete pods, patch PDBs, scale the Deployment or ReplicaSet of a blocked workload. Nothing else.'
+    description: 'AKS node upgrade automation on clusters with Azure RBAC for Kubernetes authorization: read nodes, pods, events, PDBs and workloads; cordon and label nodes, evict and delete pods, patch PDBs, scale the Deployment, ReplicaSet or StatefulSet of a blocked workload (or raise the bounds of its HorizontalPodAutoscaler). Nothing else.'
     type: 'CustomRole'
     permissions: [
       {

@@ -70,7 +70,13 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "deployments": ("apps/v1", "Deployment", True),
     "replicasets": ("apps/v1", "ReplicaSet", True),
     "daemonsets": ("apps/v1", "DaemonSet", True),
+    "statefulsets": ("apps/v1", "StatefulSet", True),
+    "persistentvolumeclaims": ("v1", "PersistentVolumeClaim", True),
+    "horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler", True),
 }
+HPA_NO_METRICS = ("the HPA was unable to compute the replica count: failed to get cpu utilization: unable to get "
+                  "metrics for resource cpu: unable to fetch metrics from resource metrics API: the server could "
+                  "not find the requested resource (get pods.metrics.k8s.io)")
 
 
 class PodNotFound(Exception):
@@ -344,6 +350,9 @@ class KubeCluster:
             "deployments": {},
             "replicasets": {},
             "daemonsets": {},
+            "statefulsets": {},
+            "persistentvolumeclaims": {},
+            "horizontalpodautoscalers": {},
         }
         # indexes
         self._node_order: dict[str, int] = {}
@@ -371,6 +380,7 @@ class KubeCluster:
         self._event_keys: dict[tuple, tuple[str, str]] = {}
         self._event_correlations: dict[tuple[str, str], tuple] = {}
         self._dirty_replicasets: dict[tuple[str, str], None] = {}
+        self._revisions: dict[tuple[str, str], tuple[str, str]] = {}  # StatefulSet -> (current, update) revision
         self._dirty_pdb_namespaces: set[str] = set()
         self._scheduling_needed = False
         self.changes: deque[tuple[int, str, str, dict]] = deque(maxlen=CHANGES_KEPT)
@@ -779,10 +789,12 @@ class KubeCluster:
 
     def scale(self, resource: str, namespace: str, name: str, replicas: object, *,
               expected_resource_version: str | None = None) -> dict:
-        """The scale subresource of a Deployment or ReplicaSet: sets ``spec.replicas`` (a Deployment's
-        ReplicaSets follow, as the deployment controller makes them); the ReplicaSet controller then
-        creates the missing pods, which the scheduler places, or deletes the excess, unscheduled and
-        newest first. ``expected_resource_version`` is the Scale's precondition (409 when stale)."""
+        """The scale subresource of a Deployment, ReplicaSet or StatefulSet: sets ``spec.replicas`` (a
+        Deployment's ReplicaSets follow, as the deployment controller makes them); the ReplicaSet
+        controller then creates the missing pods, which the scheduler places, or deletes the excess,
+        unscheduled and newest first; the StatefulSet controller adds or removes the highest ordinals
+        (``_reconcile_statefulset``). ``expected_resource_version`` is the Scale's precondition (409
+        when stale)."""
         with self.lock:
             current = self._objects[resource].get((namespace, name))
             if current is None:
@@ -793,14 +805,18 @@ class KubeCluster:
             if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
                 cause = f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0"
                 raise Invalid(f'Scale.autoscaling "{name}" is invalid: spec.replicas: {cause}', [("spec.replicas", cause)])
-            stored = self._set_replicas(resource, (namespace, name), current, replicas)
-            if resource == "deployments":
-                uid = current["metadata"]["uid"]
-                for key, replicaset in list(self._objects["replicasets"].items()):
-                    if (_controller_ref(replicaset) or {}).get("uid") == uid:
-                        self._set_replicas("replicasets", key, replicaset, replicas)
+            stored = self._rescale(resource, (namespace, name), current, replicas)
             self._reconcile()
             return stored
+
+    def _rescale(self, resource: str, key, current: dict, replicas: int) -> dict:
+        stored = self._set_replicas(resource, key, current, replicas)
+        if resource == "deployments":
+            uid = current["metadata"]["uid"]
+            for rs_key, replicaset in list(self._objects["replicasets"].items()):
+                if (_controller_ref(replicaset) or {}).get("uid") == uid:
+                    self._set_replicas("replicasets", rs_key, replicaset, replicas)
+        return stored
 
     def _set_replicas(self, resource: str, key, current: dict, replicas: int) -> dict:
         if current["spec"]["replicas"] == replicas:
@@ -873,6 +889,224 @@ class KubeCluster:
             self._pods_by_owner[daemonset["metadata"]["uid"]] = {}
             for node_name in list(self._nodes):
                 self._create_owned_pod(daemonset, node_name)
+
+    # ------------------------------------------------------------------ StatefulSets and their claims
+
+    def add_statefulset(self, namespace, name, *, replicas, cpu_millis=100, labels=None, claim_templates=("data",),
+                        when_scaled="Retain", pod_management_policy="OrderedReady", grace_seconds=30,
+                        place_on: list[str] | None = None) -> None:
+        """A StatefulSet with pods ``<name>-<ordinal>`` and, per ordinal and claim template, a Bound
+        PersistentVolumeClaim ``<template>-<name>-<ordinal>``; place_on pins each ordinal's first node."""
+        with self.lock, _collector_paused(), self._building():
+            self._ensure_namespace(namespace)
+            if (namespace, name) in self._objects["statefulsets"]:
+                raise Conflict(f'statefulsets.apps "{name}" already exists')
+            pod_labels = {"app": name, **(labels or {})}
+            template = self._pod_template(name, labels=pod_labels, node_selector=None,
+                                          tolerations=NOT_READY_TOLERATIONS, empty_dir=False, cpu=cpu_millis,
+                                          grace_seconds=grace_seconds)
+            template["spec"]["containers"][0]["volumeMounts"] = [
+                {"name": t, "mountPath": f"/var/lib/{t}"} for t in claim_templates]
+            statefulset = {
+                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": self._metadata(name, namespace, labels=dict(pod_labels), generation=1),
+                "spec": {"replicas": replicas, "selector": {"matchLabels": dict(pod_labels)}, "serviceName": name,
+                         "template": template, "podManagementPolicy": pod_management_policy,
+                         "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+                         "revisionHistoryLimit": 10,
+                         "volumeClaimTemplates": [
+                             {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": t},
+                              "spec": {"accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
+                                       "resources": {"requests": {"storage": "1Gi"}}}} for t in claim_templates],
+                         "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": when_scaled}},
+                "status": {},
+            }
+            revision = f"{name}-{hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]}"
+            self._revisions[(namespace, name)] = (revision, revision)
+            self._save("statefulsets", (namespace, name), statefulset, "ADDED")
+            self._owner_objects[statefulset["metadata"]["uid"]] = ("statefulsets", (namespace, name))
+            self._pods_by_owner[statefulset["metadata"]["uid"]] = {}
+            for ordinal in range(replicas):
+                node_name = place_on[ordinal] if place_on and ordinal < len(place_on) else None
+                self._create_ordinal(statefulset, ordinal, node_name)
+            self._reconcile()
+
+    def begin_statefulset_rollout(self, namespace, name, *, partition: int) -> None:
+        """A template change held back by a partition (a staged rollout): updateRevision differs from
+        currentRevision, and only ordinals at or above the partition would be updated (none here:
+        the emulator does not roll pods)."""
+        with self.lock:
+            current = self._objects["statefulsets"][(namespace, name)]
+            new = _clone(current)
+            new["spec"]["template"]["metadata"].setdefault("annotations", {})["rollout"] = str(self._resource_version)
+            new["spec"]["updateStrategy"]["rollingUpdate"]["partition"] = partition
+            new["metadata"]["generation"] = int(current["metadata"].get("generation") or 1) + 1
+            revision = self._revisions[(namespace, name)][0]
+            self._revisions[(namespace, name)] = (revision, f"{name}-{self._suffix(10)}")
+            self._save("statefulsets", (namespace, name), new, "MODIFIED")
+
+    def _claim_name(self, template: str, statefulset: dict, ordinal: int) -> str:
+        return f"{template}-{statefulset['metadata']['name']}-{ordinal}"
+
+    def _create_ordinal(self, statefulset: dict, ordinal: int, node_name: str | None) -> dict:
+        """The StatefulSet controller's pod for one ordinal, after the claims it mounts (a claim
+        left by an earlier scale-down is reused, as Kubernetes does)."""
+        namespace, name = statefulset["metadata"]["namespace"], statefulset["metadata"]["name"]
+        for claim_template in statefulset["spec"]["volumeClaimTemplates"]:
+            claim = self._claim_name(claim_template["metadata"]["name"], statefulset, ordinal)
+            if (namespace, claim) not in self._objects["persistentvolumeclaims"]:
+                metadata = self._metadata(claim, namespace, labels=dict(statefulset["spec"]["selector"]["matchLabels"]),
+                                          finalizers=["kubernetes.io/pvc-protection"])
+                spec = dict(_clone(claim_template["spec"]), storageClassName="managed-csi",
+                            volumeName=f"pvc-{metadata['uid']}")
+                self._save("persistentvolumeclaims", (namespace, claim), {
+                    "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata, "spec": spec,
+                    "status": {"phase": "Bound", "accessModes": list(spec["accessModes"]),
+                               "capacity": dict(spec["resources"]["requests"])}}, "ADDED")
+        template = statefulset["spec"]["template"]
+        pod_name = f"{name}-{ordinal}"
+        labels = dict(template["metadata"]["labels"], **{
+            "statefulset.kubernetes.io/pod-name": pod_name, "apps.kubernetes.io/pod-index": str(ordinal),
+            "controller-revision-hash": self._revisions[(namespace, name)][0]})
+        metadata = self._metadata(pod_name, namespace, generateName=f"{name}-", labels=labels,
+                                  ownerReferences=[self._owner_reference(statefulset)])
+        spec = dict(template["spec"], hostname=pod_name, subdomain=statefulset["spec"]["serviceName"],
+                    volumes=[{"name": t["metadata"]["name"], "persistentVolumeClaim": {
+                        "claimName": self._claim_name(t["metadata"]["name"], statefulset, ordinal)}}
+                        for t in statefulset["spec"]["volumeClaimTemplates"]])
+        return self._admit_pod({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec,
+                                "status": {}}, node_name)
+
+    def _reconcile_statefulset(self, key: tuple[str, str]) -> None:
+        """The StatefulSet controller: ordinals below spec.replicas are created (a deleted one again
+        under its name, once the old pod is gone), the highest above it removed; OrderedReady does
+        one at a time and only while every lower ordinal is Running and Ready, Parallel all at once.
+        whenScaled Delete removes a removed ordinal's claims once its pod is gone."""
+        statefulset = self._objects["statefulsets"][key]
+        spec, namespace = statefulset["spec"], key[0]
+        ordered = spec.get("podManagementPolicy", "OrderedReady") == "OrderedReady"
+        pods = {}
+        for pod_key in self._pods_by_owner[statefulset["metadata"]["uid"]]:
+            pods[int(self._pods[pod_key]["metadata"]["labels"]["apps.kubernetes.io/pod-index"])] = self._pods[pod_key]
+
+        def healthy(ordinal: int) -> bool:
+            pod = pods.get(ordinal)
+            return pod is not None and pod_ready(pod) and not pod["metadata"].get("deletionTimestamp")
+
+        replicas = spec["replicas"]
+        for ordinal in range(replicas):
+            if ordinal in pods:
+                if ordered and not healthy(ordinal):
+                    break
+                continue
+            pods[ordinal] = self._create_ordinal(statefulset, ordinal, None)
+            if ordered:
+                break
+        condemned = sorted((o for o in pods if o >= replicas), reverse=True)
+        if ordered and (any(pods[o]["metadata"].get("deletionTimestamp") for o in condemned)
+                        or not all(healthy(o) for o in range(replicas))):
+            condemned = []  # one at a time, and only while the ordinals it keeps are all Running and Ready
+        for ordinal in condemned[:1] if ordered else condemned:
+            if not pods[ordinal]["metadata"].get("deletionTimestamp"):
+                self.delete_pod(namespace, pods[ordinal]["metadata"]["name"])
+        if (spec.get("persistentVolumeClaimRetentionPolicy") or {}).get("whenScaled") == "Delete":
+            for claim_key in list(self._objects["persistentvolumeclaims"]):
+                for template in spec["volumeClaimTemplates"]:
+                    prefix = f"{template['metadata']['name']}-{key[1]}-"
+                    index = claim_key[1][len(prefix):]
+                    if (claim_key[0] == namespace and claim_key[1].startswith(prefix) and index.isdigit()
+                            and int(index) >= replicas and int(index) not in pods):
+                        self._forget("persistentvolumeclaims", claim_key)
+                        break
+
+    # ------------------------------------------------------------------ HorizontalPodAutoscalers
+
+    def add_hpa(self, namespace, name, *, target_kind: str, target_name: str, min_replicas: int,
+                max_replicas: int) -> dict:
+        """An autoscaling/v2 HorizontalPodAutoscaler on the default cpu metric (which nothing serves here)."""
+        with self.lock:
+            self._ensure_namespace(namespace)
+            if (namespace, name) in self._objects["horizontalpodautoscalers"]:
+                raise Conflict(f'horizontalpodautoscalers.autoscaling "{name}" already exists')
+            hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                   "metadata": self._metadata(name, namespace),
+                   "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": target_kind, "name": target_name},
+                            "minReplicas": min_replicas, "maxReplicas": max_replicas,
+                            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                                "type": "Utilization", "averageUtilization": 80}}}]},
+                   "status": {"currentReplicas": 0, "desiredReplicas": 0}}
+            self._validate_hpa(name, hpa["spec"])
+            stored = self._save("horizontalpodautoscalers", (namespace, name), hpa, "ADDED")
+            self._sync_autoscalers()
+            self._reconcile()
+            return stored
+
+    @staticmethod
+    def _validate_hpa(name: str, spec: dict) -> None:
+        low, high = spec.get("minReplicas", 1), spec.get("maxReplicas")
+        for path, value in (("spec.minReplicas", low), ("spec.maxReplicas", high)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                cause = f"Invalid value: {json.dumps(value)}: must be greater than or equal to 1"
+                raise Invalid(f'HorizontalPodAutoscaler.autoscaling "{name}" is invalid: {path}: {cause}',
+                              [(path, cause)])
+        if high < low:
+            cause = f"Invalid value: {high}: must be greater than or equal to `minReplicas`"
+            raise Invalid(f'HorizontalPodAutoscaler.autoscaling "{name}" is invalid: spec.maxReplicas: {cause}',
+                          [("spec.maxReplicas", cause)])
+
+    def replace_hpa(self, namespace: str, name: str, new: dict, *,
+                    expected_resource_version: str | None = None) -> dict:
+        """An update of the HPA's spec (its status is the controller's); the controller acts at once."""
+        with self.lock:
+            current = self._objects["horizontalpodautoscalers"].get((namespace, name))
+            if current is None:
+                raise ObjectNotFound(f'horizontalpodautoscalers.autoscaling "{name}" not found')
+            if expected_resource_version and expected_resource_version != current["metadata"]["resourceVersion"]:
+                raise Conflict(f'Operation cannot be fulfilled on horizontalpodautoscalers.autoscaling "{name}": '
+                               "the object has been modified; please apply your changes to the latest version and "
+                               "try again")
+            spec = new.get("spec") or {}
+            self._validate_hpa(name, spec)
+            if spec == current["spec"]:
+                return current
+            updated = _clone(current)
+            updated["spec"] = _clone(spec)
+            stored = self._save("horizontalpodautoscalers", (namespace, name), updated, "MODIFIED")
+            self._sync_autoscalers()
+            self._reconcile()
+            return stored
+
+    def _sync_autoscalers(self) -> None:
+        """The HPA controller as it acts with no metrics server (none runs here): a target at 0
+        replicas is left (scaling disabled), one above maxReplicas is set to it, one below
+        minReplicas to it; within the bounds the metrics decide, and with no metrics it stays."""
+        for key, hpa in list(self._objects["horizontalpodautoscalers"].items()):
+            ref = hpa["spec"]["scaleTargetRef"]
+            resource = {"Deployment": "deployments", "ReplicaSet": "replicasets",
+                        "StatefulSet": "statefulsets"}.get(ref.get("kind"))
+            target = self._objects[resource].get((key[0], ref.get("name"))) if resource else None
+            if target is None:
+                continue
+            current = target["spec"]["replicas"]
+            low, high = hpa["spec"].get("minReplicas", 1), hpa["spec"]["maxReplicas"]
+            desired = current if current == 0 else min(max(current, low), high)
+            if desired != current:
+                self._rescale(resource, (key[0], ref["name"]), target, desired)
+            active = "ScalingDisabled" if current == 0 else "FailedGetResourceMetric"
+            status = {"currentReplicas": current, "desiredReplicas": desired, "conditions": [
+                {"type": "AbleToScale", "status": "True", "reason": "SucceededRescale" if desired != current
+                 else "SucceededGetScale", "message": "the HPA controller was able to update the target scale to "
+                 f"{desired}" if desired != current else "the HPA controller was able to get the target's current "
+                 "scale"},
+                {"type": "ScalingActive", "status": "False", "reason": active, "message": HPA_NO_METRICS
+                 if current else "scaling is disabled since the replica count of the target is zero"}]}
+            if desired != current:
+                status["lastScaleTime"] = rfc3339(self._now())
+            elif hpa["status"].get("lastScaleTime"):
+                status["lastScaleTime"] = hpa["status"]["lastScaleTime"]
+            if status != hpa["status"]:
+                updated = dict(hpa, metadata=dict(hpa["metadata"]), status=status)
+                self._save("horizontalpodautoscalers", key, updated, "MODIFIED")
 
     def add_pod(self, namespace, name, *, node, owner_kind=None, empty_dir=False, labels=None,
                 grace_seconds=30, cpu_millis=100, node_selector=None, tolerations=None) -> dict:
@@ -1211,6 +1445,7 @@ class KubeCluster:
                     new = _clone(pod)
                     self._apply_crashloop(new, restarts)
                     self._save("pods", key, new, "MODIFIED")
+            self._sync_autoscalers()
             self._reconcile()
 
     def _reconcile(self) -> None:
@@ -1224,6 +1459,8 @@ class KubeCluster:
             active = len(self._pods_by_owner[uid]) - self._terminating_by_owner.get(uid, 0)
             for _ in range(replicaset["spec"]["replicas"] - active):
                 self._create_owned_pod(replicaset, None)
+        for key in list(self._objects["statefulsets"]):
+            self._reconcile_statefulset(key)
         self._schedule_pending()
         self._refresh_pdbs()
 
@@ -1408,8 +1645,8 @@ class KubeCluster:
                 continue
             seen.add(reference["uid"])
             owner = self._owner_objects.get(reference["uid"])
-            if owner and owner[0] == "replicasets":
-                expected += self._objects["replicasets"][owner[1]]["spec"]["replicas"]
+            if owner and owner[0] in ("replicasets", "statefulsets"):
+                expected += self._objects[owner[0]][owner[1]]["spec"]["replicas"]
             elif owner and owner[0] == "daemonsets":
                 expected += len(self._nodes)
             else:
@@ -1509,7 +1746,8 @@ class KubeCluster:
 
     def _uid_of(self, kind: str, namespace: str, name: str) -> str:
         resource = {"Pod": "pods", "PodDisruptionBudget": "poddisruptionbudgets", "Deployment": "deployments",
-                    "ReplicaSet": "replicasets", "DaemonSet": "daemonsets"}.get(kind)
+                    "ReplicaSet": "replicasets", "DaemonSet": "daemonsets", "StatefulSet": "statefulsets",
+                    "HorizontalPodAutoscaler": "horizontalpodautoscalers"}.get(kind)
         obj = self._objects[resource].get((namespace, name)) if resource else None
         return obj["metadata"]["uid"] if obj else ""
 
@@ -1545,7 +1783,7 @@ class KubeCluster:
 
     def _with_controller_status(self, resource: str, obj: dict) -> dict:
         """Workload controllers' status is derived from their pods when read."""
-        if resource not in ("replicasets", "daemonsets", "deployments"):
+        if resource not in ("replicasets", "daemonsets", "deployments", "statefulsets"):
             return obj
         if resource == "deployments":
             replicasets = [rs for rs in self._objects["replicasets"].values()
@@ -1556,7 +1794,13 @@ class KubeCluster:
         live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         ready = sum(1 for p in live if pod_ready(p))
         generation = obj["metadata"].get("generation", 1)
-        if resource == "daemonsets":
+        if resource == "statefulsets":
+            current, update = self._revisions[(obj["metadata"]["namespace"], obj["metadata"]["name"])]
+            status = {"replicas": len(live), "readyReplicas": ready, "availableReplicas": ready,
+                      "currentReplicas": len(live), "updatedReplicas": len(live) if current == update else 0,
+                      "currentRevision": current, "updateRevision": update, "observedGeneration": generation,
+                      "collisionCount": 0}
+        elif resource == "daemonsets":
             scheduled = sum(1 for p in live if p["spec"].get("nodeName"))
             status = {"currentNumberScheduled": scheduled, "desiredNumberScheduled": len(self._nodes),
                       "numberAvailable": ready, "numberMisscheduled": 0, "numberReady": ready,

@@ -4,7 +4,8 @@ It serves what the `kubernetes` Python client and kubectl (get, describe, cordon
 label, delete) call: discovery (classic documents; clients that ask for aggregated discovery fall
 back to them), nodes, pods (with the policy/v1 Eviction subresource), PodDisruptionBudgets,
 namespaces, events (core/v1 and events.k8s.io/v1), apps/v1 workloads (read-only, but for the
-autoscaling/v1 Scale subresource of Deployments and ReplicaSets), label and field
+autoscaling/v1 Scale subresource of Deployments, ReplicaSets and StatefulSets), PersistentVolumeClaims
+(read-only), autoscaling/v2 HorizontalPodAutoscalers (read, patch, update), label and field
 selectors, limit/continue paging over consistent snapshots, watches, the meta.k8s.io Table format
 kubectl prints from, and Kubernetes-shaped Status errors. Every request needs the bearer token.
 All state lives in `KubeCluster`; this module only translates HTTP.
@@ -351,6 +352,29 @@ def _daemonset_cells(daemonset: dict, age: Callable[[str | None], str]) -> list:
             age(daemonset["metadata"].get("creationTimestamp"))]
 
 
+def _statefulset_cells(statefulset: dict, age: Callable[[str | None], str]) -> list:
+    return [statefulset["metadata"]["name"],
+            f"{statefulset['status'].get('readyReplicas', 0)}/{statefulset['spec']['replicas']}",
+            age(statefulset["metadata"].get("creationTimestamp"))]
+
+
+def _claim_cells(claim: dict, age: Callable[[str | None], str]) -> list:
+    spec, status = claim["spec"], claim["status"]
+    return [claim["metadata"]["name"], status.get("phase", ""), spec.get("volumeName", ""),
+            (status.get("capacity") or {}).get("storage", ""),
+            ",".join({"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX"}.get(m, m)
+                     for m in status.get("accessModes") or ()),
+            spec.get("storageClassName", ""), "<unset>", age(claim["metadata"].get("creationTimestamp"))]
+
+
+def _hpa_cells(hpa: dict, age: Callable[[str | None], str]) -> list:
+    spec, status = hpa["spec"], hpa["status"]
+    target = spec["scaleTargetRef"]
+    return [hpa["metadata"]["name"], f"{target['kind']}/{target['name']}", "cpu: <unknown>/80%",
+            spec.get("minReplicas", 1), spec["maxReplicas"], status.get("currentReplicas", 0),
+            age(hpa["metadata"].get("creationTimestamp"))]
+
+
 def _namespace_cells(namespace: dict, age: Callable[[str | None], str]) -> list:
     return [namespace["metadata"]["name"], namespace["status"]["phase"],
             age(namespace["metadata"].get("creationTimestamp"))]
@@ -409,6 +433,16 @@ RESOURCE_DEFS = [
              columns=[NAME_COLUMN, _column("Desired", "integer"), _column("Current", "integer"),
                       _column("Ready", "integer"), _column("Up-to-date", "integer"), _column("Available", "integer"),
                       _column("Node Selector"), AGE_COLUMN], cells=_daemonset_cells),
+    Resource("statefulsets", "apps", "v1", "StatefulSet", True, READ, ["sts"],
+             columns=[NAME_COLUMN, _column("Ready"), AGE_COLUMN], cells=_statefulset_cells),
+    Resource("persistentvolumeclaims", "", "v1", "PersistentVolumeClaim", True, READ, ["pvc"],
+             columns=[NAME_COLUMN, _column("Status"), _column("Volume"), _column("Capacity"),
+                      _column("Access Modes"), _column("StorageClass"), _column("VolumeAttributesClass"),
+                      AGE_COLUMN], cells=_claim_cells),
+    Resource("horizontalpodautoscalers", "autoscaling", "v2", "HorizontalPodAutoscaler", True,
+             [*READ, "patch", "update"], ["hpa"],
+             columns=[NAME_COLUMN, _column("Reference"), _column("Targets"), _column("MinPods", "integer"),
+                      _column("MaxPods", "integer"), _column("Replicas", "integer"), AGE_COLUMN], cells=_hpa_cells),
     Resource("events", "events.k8s.io", "v1", "Event", True, READ, ["ev"],
              frozenset({"metadata.name", "metadata.namespace", "regarding.kind", "regarding.namespace",
                         "regarding.name", "regarding.uid", "reason", "reportingController", "type"}),
@@ -421,7 +455,7 @@ SERVED = {(r.group, r.version, r.name): r for r in RESOURCE_DEFS}
 SCALE = Resource("scale", "autoscaling", "v1", "Scale", True, [])  # the subresource's kind, for its errors
 for _resource in RESOURCE_DEFS:
     _resource.model_resource = _resource.name
-GROUPS = ["apps", "events.k8s.io", "policy"]
+GROUPS = ["apps", "autoscaling", "events.k8s.io", "policy"]
 
 
 def events_v1(event: dict) -> dict:
@@ -639,7 +673,7 @@ class KubeApi:
         method = request.method
         if subresource == "eviction" and resource.name == "pods" and method == "POST":
             return self.evict(request, namespace, name)
-        if subresource == "scale" and resource.name in ("deployments", "replicasets") and method in (
+        if subresource == "scale" and resource.name in ("deployments", "replicasets", "statefulsets") and method in (
                 "GET", "PUT", "PATCH"):
             return self.scale(request, resource, namespace, name)
         if subresource is not None:
@@ -652,7 +686,8 @@ class KubeApi:
             return self.create_pdb(request, namespace)
         if name is not None and method == "GET":
             return self.respond_object(request, resource, self.get(resource, namespace, name))
-        if name is not None and method in ("PATCH", "PUT") and resource.name in ("nodes", "poddisruptionbudgets"):
+        if name is not None and method in ("PATCH", "PUT") and resource.name in (
+                "nodes", "poddisruptionbudgets", "horizontalpodautoscalers"):
             return self.update(request, resource, namespace, name)
         if name is not None and method == "DELETE" and resource.name in ("pods", "nodes", "poddisruptionbudgets"):
             return self.delete(request, resource, namespace, name)
@@ -685,7 +720,8 @@ class KubeApi:
 
     @staticmethod
     def api_group(group: str) -> dict:
-        version = {"groupVersion": f"{group}/v1", "version": "v1"}
+        served = next(r.version for r in RESOURCE_DEFS if r.group == group)
+        version = {"groupVersion": f"{group}/{served}", "version": served}
         return {"name": group, "versions": [version], "preferredVersion": version}
 
     def resource_list(self, group: str, version: str) -> Response:
@@ -941,7 +977,7 @@ class KubeApi:
                        for path, message in error.causes]})
 
     def update(self, request: Request, resource: Resource, namespace: str | None, name: str) -> Response:
-        """PATCH (merge, strategic merge, JSON patch) or PUT of a node or a PDB."""
+        """PATCH (merge, strategic merge, JSON patch) or PUT of a node, a PDB or an HPA's spec."""
         if request.args.get("dryRun"):
             raise ApiError(400, "BadRequest", "dry-run updates are not supported by this server")
         with self.cluster.lock:
@@ -970,6 +1006,8 @@ class KubeApi:
             try:
                 if resource.name == "nodes":
                     stored = self.cluster.replace_node(name, updated, expected_resource_version=expected)
+                elif resource.name == "horizontalpodautoscalers":
+                    stored = self.cluster.replace_hpa(namespace, name, updated, expected_resource_version=expected)
                 else:
                     stored = self.cluster.replace_pdb(namespace, name, updated, expected_resource_version=expected)
             except Conflict as error:
@@ -981,7 +1019,7 @@ class KubeApi:
         return self.respond_object(request, resource, stored)
 
     def scale(self, request: Request, resource: Resource, namespace: str | None, name: str) -> Response:
-        """The autoscaling/v1 Scale of a Deployment or ReplicaSet: GET, PUT, or a merge patch."""
+        """The autoscaling/v1 Scale of a Deployment, ReplicaSet or StatefulSet: GET, PUT, or a merge patch."""
         with self.cluster.lock:
             current = self.get(resource, namespace, name)
             if request.method != "GET":

@@ -77,6 +77,8 @@ class ClusterBuilder:
     _deployments: list[_DeploymentSpec] = field(default_factory=list)
     _pdbs: list[tuple[str, str, dict]] = field(default_factory=list)
     _pods: list[_PodSpec] = field(default_factory=list)
+    _statefulsets: list[_DeploymentSpec] = field(default_factory=list)
+    _hpas: list[tuple[str, str, dict]] = field(default_factory=list)
 
     def pool(self, name: str, *, count: int, mode: str = "User", vm_size: str = DEFAULT_VM_SIZE,
              kubernetes_version: str | None = None, max_surge: str | None = None,
@@ -114,6 +116,23 @@ class ClusterBuilder:
             "empty_dir": empty_dir, "cpu_millis": cpu_millis, "grace_seconds": grace_seconds, "labels": labels,
             "tolerations": tolerations,
         }))
+        return self
+
+    def statefulset(self, namespace: str, name: str, *, replicas: int = 1, place_on: list[NodeRef] | None = None,
+                    cpu_millis: int = 100, claim_templates: tuple[str, ...] = ("data",), when_scaled: str = "Retain",
+                    pod_management_policy: str = "OrderedReady") -> ClusterBuilder:
+        """Pods ``<name>-<ordinal>`` labelled app=<name>, each with its claims (emulator only)."""
+        self._statefulsets.append(_DeploymentSpec(namespace, name, replicas, None, place_on, {
+            "cpu_millis": cpu_millis, "claim_templates": claim_templates, "when_scaled": when_scaled,
+            "pod_management_policy": pod_management_policy,
+        }))
+        return self
+
+    def hpa(self, namespace: str, name: str, *, target: tuple[str, str], min_replicas: int,
+            max_replicas: int) -> ClusterBuilder:
+        """An autoscaling/v2 HorizontalPodAutoscaler on ``target`` (kind, name) (emulator only)."""
+        self._hpas.append((namespace, name, {"target_kind": target[0], "target_name": target[1],
+                                             "min_replicas": min_replicas, "max_replicas": max_replicas}))
         return self
 
     def pdb(self, namespace: str, name: str, *, app: str, min_available: int | str | None = None,
@@ -160,6 +179,14 @@ class ClusterBuilder:
                 place_on=[node_name(ref) for ref in deployment.place_on] if deployment.place_on else None,
                 **deployment.options,
             )
+        for statefulset in self._statefulsets:
+            kube.add_statefulset(
+                statefulset.namespace, statefulset.name, replicas=statefulset.replicas,
+                place_on=[node_name(ref) for ref in statefulset.place_on] if statefulset.place_on else None,
+                **statefulset.options,
+            )
+        for namespace, name, options in self._hpas:
+            kube.add_hpa(namespace, name, **options)
         for namespace, name, options in self._pdbs:
             kube.add_pdb(namespace, name, **options)
         for pod in self._pods:
@@ -178,11 +205,15 @@ def _seed_cluster(name: str, user_pool: str, **pool_settings: object) -> Cluster
     return builder
 
 
-def _seed_apps(builder: ClusterBuilder, pool: str, *, pin_to_pool: bool) -> ClusterBuilder:
+def _seed_apps(builder: ClusterBuilder, pool: str, *, pin_to_pool: bool,
+               statefulsets: Iterable[str] = ()) -> ClusterBuilder:
     placement = {"app-a": 0, "app-b": 0, "app-c": 1, "app-d": 1}
     for app, node_index in placement.items():
-        builder.deployment(APP_NAMESPACE, app, replicas=1, pool=pool if pin_to_pool else None,
-                           place_on=[(pool, node_index)])
+        if app in statefulsets:
+            builder.statefulset(APP_NAMESPACE, app, replicas=1, place_on=[(pool, node_index)])
+        else:
+            builder.deployment(APP_NAMESPACE, app, replicas=1, pool=pool if pin_to_pool else None,
+                               place_on=[(pool, node_index)])
     return builder
 
 
@@ -191,11 +222,13 @@ def seed_rolling(name: str = "aks-seed-rolling") -> ClusterBuilder:
     return _seed_apps(_seed_cluster(name, "nodepool1", max_surge="1"), "nodepool1", pin_to_pool=True)
 
 
-def seed_pdb(name: str = "aks-seed-pdb") -> ClusterBuilder:
-    """Scenario 2: a PDB blocks pod A; undrainableNodeBehavior Cordon, maxSurge 2."""
+def seed_pdb(name: str = "aks-seed-pdb", *, app_a_statefulset: bool = False) -> ClusterBuilder:
+    """Scenario 2: a PDB blocks pod A; undrainableNodeBehavior Cordon, maxSurge 2. With
+    ``app_a_statefulset``, app-a is a StatefulSet (pod app-a-0, claim data-app-a-0), not a Deployment."""
     builder = _seed_cluster(name, "nodepool1", max_surge="2", undrainable_node_behavior="Cordon")
-    return _seed_apps(builder, "nodepool1", pin_to_pool=True).pdb(APP_NAMESPACE, "app-a-pdb", app="app-a",
-                                                                  min_available=1)
+    return _seed_apps(builder, "nodepool1", pin_to_pool=True,
+                      statefulsets=("app-a",) if app_a_statefulset else ()).pdb(
+        APP_NAMESPACE, "app-a-pdb", app="app-a", min_available=1)
 
 
 def seed_bluegreen() -> ClusterBuilder:

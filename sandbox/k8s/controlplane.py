@@ -353,6 +353,7 @@ _RESOURCES = {
     "RoleBinding": "rolebindings", "Namespace": "namespaces", "Node": "nodes", "Pod": "pods",
     "Deployment": "deployments", "ReplicaSet": "replicasets", "DaemonSet": "daemonsets",
     "StatefulSet": "statefulsets", "PodDisruptionBudget": "poddisruptionbudgets",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
 }
 
 

@@ -4,7 +4,9 @@ complete commands (scale-out first); a second scan sends no duplicate. The scan 
 AKS event, and adds nothing when the post-upgrade reconcile alerted first. Each remediation, requested over HTTP as the alert says, ends
 with every node at 1.31, no quarantine label, the pool back at 2 nodes, pod A running and a
 resolved notice; scale-out also leaves pod A's Deployment at its original replica count, and
-leaves a count its owner changed meanwhile as they set it, with an alert. relax-pdb restores the
+leaves a count its owner changed meanwhile as they set it, with an alert; through an HPA it raises
+and restores the HPA's bounds; for a StatefulSet it removes its added ordinal and names the claim
+Kubernetes keeps. relax-pdb restores the
 original PDB even when the eviction fails after the relax. At scale, a scan costs 2 + (cordoned nodes) API calls, counted by the emulator."""
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ APPROVAL = {"scale-out": "approval-required", "relax-pdb": "approval-required", 
 PLACEHOLDER = re.compile(r"<[^<>]*>")
 
 
-def quarantined_scenario2(emulator, start_devhost, aks_client, alerts_receiver, *, subscribed: bool = True):
-    """Scenario 2 after its upgrade: node 1 quarantined with pod A, the pool at 3 nodes. Subscribed
-    to Event Grid, the app has reconciled the upgrade; unsubscribed, it knows nothing of it."""
-    sandbox = start_sandbox(emulator, start_devhost, alerts_receiver, seed_pdb(),
+def quarantined_scenario2(emulator, start_devhost, aks_client, alerts_receiver, *, subscribed: bool = True,
+                          builder: ClusterBuilder | None = None):
+    """Scenario 2 (or ``builder``'s variant of it) after its upgrade: node 1 quarantined with pod A,
+    the pool at 3 nodes. Subscribed to Event Grid, the app has reconciled the upgrade; unsubscribed,
+    it knows nothing of it."""
+    sandbox = start_sandbox(emulator, start_devhost, alerts_receiver, builder or seed_pdb(),
                             policy=policy_json(remediation=APPROVAL), subscribe=subscribed)
     aks = aks_client(sandbox.emulator)
     assert upgrade_outside_the_product(sandbox, aks) == "UpgradeFailed"
@@ -137,6 +141,62 @@ def test_scale_out_does_not_overwrite_a_replica_count_changed_meanwhile(scenario
     assert app_a_replicas(scenario2) == 3
     [alert] = scenario2.alerts_of("remediation.scale-not-restored")
     assert alert["details"] == {"workload": f"Deployment/{APP_NAMESPACE}/app-a", "original": 1, "raised_to": 2, "current": 3}
+
+
+def test_scale_out_through_an_hpa_raises_its_min_replicas_and_restores_both_bounds(
+        emulator, start_devhost, aks_client, alerts_receiver):
+    # GIVEN Scenario 2 with pod A's Deployment owned by HorizontalPodAutoscaler app-a-hpa (1..3)
+    builder = seed_pdb().hpa(APP_NAMESPACE, "app-a-hpa", target=("Deployment", "app-a"), min_replicas=1,
+                             max_replicas=3)
+    sandbox = quarantined_scenario2(emulator, start_devhost, aks_client, alerts_receiver, builder=builder)
+    [node1] = sandbox.quarantined()
+    # WHEN the operator asks for scale-out
+    status, body = sandbox.host.request("POST", f"/api/quarantine/{sandbox.cluster.name}/{node1}/remediate",
+                                        body={"kind": "scale-out"})
+    assert status == 202, body
+    run = sandbox.wait_run(body["id"], timeout=120)
+    # THEN the node is finished; the run raised the HPA's minimum (the HPA then set 2 replicas), not the scale
+    assert run["status"] == "succeeded", run["reason"]
+    assert sandbox.quarantined() == [] and sandbox.cordoned() == []
+    record = run["facts"]["scales"][f"Deployment/{APP_NAMESPACE}/app-a"]
+    assert (record["autoscaler"], record["bounds"], record["raised_to"]) == (
+        "app-a-hpa", {"original": [1, 3], "raised": [2, 3]}, 2)
+    # AND the HPA's bounds are back exactly; the count is the HPA's again (2, within 1..3: with no
+    # metrics server, an HPA changes a count only when it leaves its bounds)
+    hpa = sandbox.cluster.kube.get_object("horizontalpodautoscalers", APP_NAMESPACE, "app-a-hpa")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    assert app_a_replicas(sandbox) == 2
+    assert sandbox.alerts_of("remediation.scale-not-restored") == []
+
+
+def test_scale_out_of_a_statefulset_removes_its_added_ordinal_and_names_the_claim_kubernetes_kept(
+        emulator, start_devhost, aks_client, alerts_receiver):
+    # GIVEN Scenario 2 with pod A as StatefulSet app-a's only pod (claims retained when scaled, the default)
+    sandbox = quarantined_scenario2(emulator, start_devhost, aks_client, alerts_receiver,
+                                    builder=seed_pdb(app_a_statefulset=True))
+    [node1] = sandbox.quarantined()
+    sandbox.scan()
+    [alert] = sandbox.alerts_of("node.quarantined")
+    assert alert["options"][0]["kind"] == "scale-out" and "kubectl scale statefulset app-a" in alert["options"][0]["command"]
+    # WHEN the operator sends the scale-out request the alert carries
+    request = alert["options"][0]["request"]
+    status, body = sandbox.host.request(request["method"], request["path"], body=request["body"])
+    assert status == 202, body
+    run = sandbox.wait_run(body["id"], timeout=120)
+    # THEN the node is finished and the StatefulSet is back at 1: app-a-0 moved, the added app-a-1 is gone
+    assert run["status"] == "succeeded", run["reason"]
+    assert sandbox.quarantined() == [] and sandbox.cordoned() == [] and len(sandbox.pool_nodes()) == 2
+    kube = sandbox.cluster.kube
+    assert kube.get_object("statefulsets", APP_NAMESPACE, "app-a")["spec"]["replicas"] == 1
+    wait_until(lambda: sorted(p["metadata"]["name"] for p in kube.list_pods(namespace=APP_NAMESPACE)
+                              if p["metadata"]["labels"].get("app") == "app-a") == ["app-a-0"],
+               timeout=30, what="app-a back to its one ordinal")
+    # AND the claim of ordinal 1 is kept by Kubernetes, not deleted by the run, and an alert names it
+    claims = {c["metadata"]["name"] for c in kube.list_objects("persistentvolumeclaims", APP_NAMESPACE)}
+    assert claims == {"data-app-a-0", "data-app-a-1"}
+    [kept] = sandbox.alerts_of("remediation.claims-retained")
+    assert kept["details"]["claims"] == ["data-app-a-1"] and kept["severity"] == "info"
+    assert len(sandbox.alerts_of("node.resolved", node1)) == 1
 
 
 def test_relax_pdb_restores_the_original_pdb_when_eviction_fails_after_the_relax(scenario2):

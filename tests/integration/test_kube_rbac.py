@@ -257,7 +257,19 @@ PORT_CALLS = [
              lambda scale: scale.replicas >= 1),
     PortCall("replace_scale", "a ReplicaSet's, conditionally",
              lambda k, o: _rescale(k, "ReplicaSet", _replica_set(k, "db"), 1), lambda scale: scale.replicas == 1),
-    PortCall("list_autoscalers", "one namespace", lambda k, o: k.list_autoscalers(namespace="apps"), _is_list),
+    PortCall("get_scale", "a StatefulSet's", lambda k, o: k.get_scale("StatefulSet", "apps", "store"),
+             lambda scale: scale.replicas >= 1),
+    PortCall("replace_scale", "a StatefulSet's, conditionally",
+             lambda k, o: _rescale(k, "StatefulSet", "store", 2), lambda scale: scale.replicas == 2),
+    PortCall("list_volume_claims", "one namespace", lambda k, o: k.list_volume_claims(namespace="apps"),
+             _listed_some),
+    PortCall("list_autoscalers", "one namespace", lambda k, o: k.list_autoscalers(namespace="apps"), _listed_some),
+    PortCall("get_autoscaler", "one HPA", lambda k, o: k.get_autoscaler("apps", "web-hpa"),
+             lambda hpa: hpa.min_replicas >= 1),
+    PortCall("patch_autoscaler_bounds", "raise an HPA's minReplicas, conditionally",
+             lambda k, o: k.patch_autoscaler_bounds("apps", "web-hpa", 4, 6,
+                                                    resource_version=k.get_autoscaler("apps", "web-hpa").resource_version),
+             lambda hpa: (hpa.min_replicas, hpa.max_replicas) == (4, 6)),
     PortCall("list_events", "every reason", lambda k, o: k.list_events(), _is_list),
     PortCall("list_events", "upgrade reasons", lambda k, o: k.list_events(reasons=("Surge", "Drain")), _is_list),
 ]
@@ -284,6 +296,8 @@ def _cluster_builder():
         .deployment("apps", "db", replicas=1, pool="work")
         .pdb("apps", "db-pdb", app="db", min_available=1)
         .pod("apps", "scratch", on=("work", 0))
+        .statefulset("apps", "store", replicas=1)
+        .hpa("apps", "web-hpa", target=("Deployment", "web"), min_replicas=2, max_replicas=4)
     )
 
 

@@ -36,7 +36,7 @@ import yaml
 
 from sandbox.k8s.controlplane import ControlPlane, Pool
 from tests.realk8s.conftest import wait_for
-from upgrade.adapters.kube import PodJson, node_from_json, pdb_from_json, pod_from_json
+from upgrade.adapters.kube import PodJson, autoscaler_from_json, node_from_json, pdb_from_json, pod_from_json
 
 pytestmark = pytest.mark.realk8s
 
@@ -49,15 +49,11 @@ EMULATOR_README = Path(__file__).resolve().parents[2] / "sandbox" / "aks_emulato
 
 # check -> why the emulator answers differently (keep in step with sandbox/aks_emulator/README.md)
 KNOWN_DIFFERENCES: dict[str, str] = {
-    "autoscalers": "autoscaling/v2 is not served (404, no HPAs exist there); the adapter reads the 404 as none, "
-                   "as the real server's empty HorizontalPodAutoscalerList",
     "bad_label_selector": "same 400 BadRequest; the parser's message after 'unable to parse requirement' differs",
-    "discovery": "only the verbs the emulator implements are listed, and StatefulSets are not served",
+    "discovery": "only the verbs the emulator implements are listed",
     "invalid_continue": "same 400 BadRequest; the token format, hence the decoding error, differs",
     "invalid_pdb": "same 422 Invalid and field; the API server quotes the Go struct in its message",
     "list_paging": "a filtered list's last page carries no continue token (etcd's may, as more keys follow)",
-    "workloads": "StatefulSets are not served (404); the adapter reads the 404 as none",
-    "lists_across_namespaces": "StatefulSets are not served (404); the adapter reads the 404 as none",
 }
 
 
@@ -110,7 +106,7 @@ class Backend:
 
 
 ROUTE_NAMES = re.compile(r"/(nodes|pods|poddisruptionbudgets|namespaces|deployments|replicasets|statefulsets|"
-                         r"daemonsets|events|leases)/[^/?]+")
+                         r"daemonsets|events|leases|horizontalpodautoscalers)/[^/?]+")
 
 
 def request_shape(method: str, url: str) -> str:
@@ -124,6 +120,13 @@ def request_shape(method: str, url: str) -> str:
 
 # ---- the cluster on both backends -------------------------------------------------------------------
 
+# web's HorizontalPodAutoscaler; no metrics server runs on either backend
+WEB_HPA = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+           "metadata": {"name": "web-hpa", "namespace": NS},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "minReplicas": 2, "maxReplicas": 4,
+                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                        "type": "Utilization", "averageUtilization": 80}}}]}}
 WEB_PDB = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web-pdb"},
            "spec": {"maxUnavailable": 1,
                     "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}}}
@@ -140,7 +143,8 @@ def emulator_backend() -> Iterator[Backend]:
      .pool(POOL, count=2)
      .deployment(NS, "web", replicas=2, pool=POOL, grace_seconds=0)
      .deployment(NS, "db", replicas=1, pool=POOL, grace_seconds=0)
-     .pdb(NS, "db-pdb", app="db", min_available=1)).build(emu)
+     .pdb(NS, "db-pdb", app="db", min_available=1)
+     .hpa(NS, "web-hpa", target=("Deployment", "web"), min_replicas=2, max_replicas=4)).build(emu)
     emu.start()
     workdir = tempfile.TemporaryDirectory()
     try:
@@ -170,6 +174,7 @@ def real_backend(control_plane: ControlPlane) -> Iterator[Backend]:
                          "metadata": {"name": "db-pdb", "namespace": NS},
                          "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}})
     control_plane.apply(WEB_PDB | {"metadata": {"name": "web-pdb", "namespace": NS}})
+    control_plane.apply(WEB_HPA)
     backend = Backend("real", control_plane.kubeconfigs["admin"])
     wait_for(lambda: _settled(backend), "the real cluster's pods Ready and PDB status written")
     yield backend
@@ -264,13 +269,14 @@ def check_discovery(s: Session) -> dict[str, Any]:
     api = s.b.get("/api")
     groups = {g["name"]: g["preferredVersion"]["groupVersion"] for g in s.b.get("/apis")["groups"]}
     resources = {}
-    for group_version in ("api/v1", "apis/apps/v1", "apis/policy/v1", "apis/events.k8s.io/v1"):
+    for group_version in ("api/v1", "apis/apps/v1", "apis/policy/v1", "apis/events.k8s.io/v1", "apis/autoscaling/v2"):
         for r in s.b.get(f"/{group_version}")["resources"]:
             if r["name"] in ("nodes", "pods", "pods/eviction", "namespaces", "events", "poddisruptionbudgets",
-                             "deployments", "replicasets", "statefulsets", "daemonsets"):
+                             "deployments", "replicasets", "statefulsets", "daemonsets", "persistentvolumeclaims",
+                             "horizontalpodautoscalers"):
                 resources[f"{group_version}/{r['name']}"] = [r["kind"], r["namespaced"], sorted(r["verbs"])]
     return {"api": [api["kind"], api["versions"]],
-            "groups": {g: groups.get(g) for g in ("apps", "policy", "events.k8s.io")},
+            "groups": {g: groups.get(g) for g in ("apps", "autoscaling", "policy", "events.k8s.io")},
             "resources": resources}
 
 
@@ -517,6 +523,55 @@ def check_autoscalers(s: Session) -> dict[str, Any]:
             "read by the adapter": [] if answer.status == 404 else [i["metadata"]["name"] for i in items]}
 
 
+def _hpa_read(answer: Answer) -> dict[str, Any]:
+    """An HPA as the adapter reads it (its bounds, target, a resourceVersion), or the Status."""
+    if answer.status != 200:
+        return status_of(answer)
+    hpa = autoscaler_from_json(answer.body)
+    return {"status": answer.status, "kind": answer.body.get("kind"), "apiVersion": answer.body.get("apiVersion"),
+            "read by the adapter": [hpa.namespace, hpa.name, hpa.target_kind, hpa.target_name, hpa.min_replicas,
+                                    hpa.max_replicas, bool(hpa.resource_version)]}
+
+
+def _web_replicas(s: Session) -> int:
+    return s.b.get(f"/apis/apps/v1/namespaces/{NS}/deployments/web/scale")["spec"]["replicas"]
+
+
+def check_hpa_bounds(s: Session) -> dict[str, Any]:
+    """The scale-out remediation through an HPA: read it, raise minReplicas with a conditional merge
+    patch (the HPA controller then sets its target to the new minimum, with no metrics server),
+    a stale and an invalid patch; a maximum below the count brings the target down to it."""
+    path = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/web-hpa"
+    first = s.b.request("GET", path)
+    version = first.body["metadata"]["resourceVersion"]
+    raised = s.b.request("PATCH", path, {"metadata": {"resourceVersion": version},
+                                         "spec": {"minReplicas": 3, "maxReplicas": 4}},
+                         content_type="application/merge-patch+json")
+    wait_for(lambda: _web_replicas(s) == 3 and len(_ready_pods(s.b, "web")) == 3, f"{s.b.name}: the HPA raised web to 3")
+    stale = s.b.request("PATCH", path, {"metadata": {"resourceVersion": version}, "spec": {"minReplicas": 2}},
+                        content_type="application/merge-patch+json")
+    invalid = s.b.request("PATCH", path, {"spec": {"minReplicas": 5, "maxReplicas": 4}},
+                          content_type="application/merge-patch+json")
+    capped = s.b.request("PATCH", path, {"spec": {"minReplicas": 2, "maxReplicas": 2}},
+                         content_type="application/merge-patch+json")
+    wait_for(lambda: _web_replicas(s) == 2 and _settled(s.b), f"{s.b.name}: the HPA capped web at 2")
+    back = s.b.request("PATCH", path, {"spec": {"minReplicas": 2, "maxReplicas": 4}},
+                       content_type="application/merge-patch+json")
+    return {"get": _hpa_read(first), "raised": _hpa_read(raised), "stale": status_of(stale),
+            "invalid": status_of(invalid), "capped": _hpa_read(capped), "back": _hpa_read(back),
+            "missing": status_of(s.b.request("GET", path.replace("web-hpa", "nope")))}
+
+
+def check_statefulset_scale_and_claims(s: Session) -> dict[str, Any]:
+    """A StatefulSet's Scale and the claims list as the scale-out remediation sends them (no
+    StatefulSet exists here: a missing one's scale read and replaced; an empty claims list)."""
+    path = f"/apis/apps/v1/namespaces/{NS}/statefulsets/nope/scale"
+    claims = s.b.request("GET", f"/api/v1/namespaces/{NS}/persistentvolumeclaims?limit=500")
+    return {"get missing": status_of(s.b.request("GET", path)),
+            "replace missing": status_of(s.b.request("PUT", path, _scale_body("nope", 2, "1"))),
+            "claims": [claims.status, (claims.body or {}).get("kind"), (claims.body or {}).get("items")]}
+
+
 def check_strict_field_validation(s: Session) -> dict[str, Any]:
     """kubectl create and apply: fieldManager and fieldValidation=Strict on POST and PATCH."""
     collection = f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets"
@@ -582,6 +637,7 @@ CHECKS: list[Callable[[Session], dict[str, Any]]] = [
     check_strategic_merge_cordon, check_merge_patch_labels, check_json_patch, check_pdb_merge_patch_restore,
     check_stale_resource_version, check_invalid_pdb, check_strict_field_validation, check_tables,
     check_deployment_scale, check_replicaset_scale, check_autoscalers, check_delete_pod, check_openapi,
+    check_statefulset_scale_and_claims, check_hpa_bounds,
 ]
 
 

@@ -104,6 +104,19 @@ def rbac_cluster(control_plane: ControlPlane) -> Iterator[RbacCluster]:
                             "spec": {"nodeSelector": {"kubernetes.azure.com/agentpool": POOL},
                                      "terminationGracePeriodSeconds": 0,
                                      "containers": [{"name": "app", "image": "registry.invalid/app:1"}]}}}})
+    # the scale-out calls: a StatefulSet's scale and its claims (Pending here: no provisioner), an HPA's bounds
+    cluster.create({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "store", "namespace": NAMESPACE},
+                    "spec": {"replicas": 1, "serviceName": "store", "selector": {"matchLabels": {"app": "store"}},
+                             "template": {"metadata": {"labels": {"app": "store"}},
+                                          "spec": {"nodeSelector": {"kubernetes.azure.com/agentpool": POOL},
+                                                   "terminationGracePeriodSeconds": 0,
+                                                   "containers": [{"name": "app", "image": "registry.invalid/app:1"}]}},
+                             "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                                 "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}})
+    cluster.create({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                    "metadata": {"name": "web-hpa", "namespace": NAMESPACE},
+                    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                             "minReplicas": 2, "maxReplicas": 4}})
     # daemonset_exists looks for kube-system/kube-proxy (kept to this pool, away from other tests)
     cluster.create({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "kube-proxy", "namespace": "kube-system"},
                     "spec": {"selector": {"matchLabels": {"app": "kube-proxy"}}, "template": {

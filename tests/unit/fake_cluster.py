@@ -43,6 +43,7 @@ from upgrade.domain.model import (
     PdbManifest,
     Pod,
     Scale,
+    StatefulSetState,
     Workload,
 )
 from upgrade.domain.pdb import desired_healthy, disruptions_allowed, is_healthy
@@ -66,7 +67,12 @@ class FakeCluster:
         self.pools: dict[str, AgentPool] = {}
         self.deployments: dict[tuple[str, str], int] = {}  # (namespace, name) -> replicas
         self.scale_versions: dict[tuple[str, str], int] = {}  # (namespace, name) -> its scale's resourceVersion
-        self.autoscalers: list[Autoscaler] = []  # HorizontalPodAutoscalers, as given
+        # HorizontalPodAutoscalers, as given; a patch of their bounds (or edit_autoscaler) brings the
+        # target inside them at once, as the HPA controller's next sync does without metrics
+        self.autoscalers: list[Autoscaler] = []
+        # StatefulSets: (namespace, name) -> {"replicas": n, "state": StatefulSetState}; pods <name>-<ordinal>
+        self.statefulsets: dict[tuple[str, str], dict[str, Any]] = {}
+        self.claims: set[tuple[str, str]] = set()  # PersistentVolumeClaims: (namespace, name)
         self.crashloop: set[tuple[str, str, str]] = set()  # (namespace, app, pool): its pods crash-loop there
         self.ops: dict[str, str] = {}  # pool -> "create" | "delete", finished at the next look
         self.created: dict[str, dict] = {}  # pool -> the ARM properties begin_create_pool got
@@ -286,14 +292,15 @@ class FakeCluster:
         """The pod goes; a ReplicaSet recreates it (same labels and owner, a new name and UID) on the
         least loaded schedulable, Ready node (by name), or Pending until there is one."""
         del self.pods[pod.key]
-        if pod.owner_kind != "ReplicaSet":
+        if pod.owner_kind not in ("ReplicaSet", "StatefulSet"):
             return
         schedulable = [n for n in sorted(self.nodes) if not self.nodes[n].unschedulable and self.nodes[n].ready]
         load = Counter(p.node for p in self.pods.values())
         target = min(schedulable, key=lambda n: (load[n], n)) if schedulable else None
         app = pod.label_map().get("app", pod.name)
         crash = target is not None and (pod.namespace, app, self.nodes[target].pool) in self.crashloop
-        new = replace(pod, name=f"{app}-{next(self._ids)}", uid=f"uid-{next(self._ids)}", node=target,
+        name = pod.name if pod.owner_kind == "StatefulSet" else f"{app}-{next(self._ids)}"
+        new = replace(pod, name=name, uid=f"uid-{next(self._ids)}", node=target,
                       deleting=False, phase="Running" if target else "Pending", ready=bool(target) and not crash,
                       crash_looping=crash, restart_count=12 if crash else 0)
         self.pods[new.key] = new
@@ -353,7 +360,76 @@ class FakeCluster:
         for (ns, name), replicas in sorted(self.deployments.items()):
             ready = sum(1 for p in self.pods.values() if p.owner_name == f"{name}-rs" and p.ready)
             workloads.append(Workload(ns, "Deployment", name, replicas, ready, replica_sets=(f"{name}-rs",)))
+        for (ns, name), sts in sorted(self.statefulsets.items()):
+            ready = sum(1 for p in self.pods.values()
+                        if p.namespace == ns and p.owner_kind == "StatefulSet" and p.owner_name == name and p.ready)
+            workloads.append(Workload(ns, "StatefulSet", name, sts["replicas"], ready, statefulset=sts["state"]))
         return [w for w in workloads if namespace in (None, w.namespace)]
+
+    def add_statefulset(self, namespace: str, name: str, *, replicas: int, place_on: Sequence[str],
+                        state: StatefulSetState | None = None) -> None:
+        """A StatefulSet's pods ``<name>-<ordinal>`` (app=<name>), placed round-robin on ``place_on``,
+        each with its claims ``<template>-<name>-<ordinal>``."""
+        state = state or StatefulSetState(claim_templates=("data",))
+        self.statefulsets[(namespace, name)] = {"replicas": replicas, "state": state}
+        for i in range(replicas):
+            self.add_pod(namespace, f"{name}-{i}", place_on[i % len(place_on)], app=name, owner="StatefulSet")
+            self.pods[f"{namespace}/{name}-{i}"] = replace(self.pods[f"{namespace}/{name}-{i}"], owner_name=name)
+            self.claims |= {(namespace, f"{t}-{name}-{i}") for t in state.claim_templates}
+
+    def _scale_statefulset(self, namespace: str, name: str, replicas: int) -> None:
+        """The StatefulSet controller: missing ordinals are created (with their claims), the highest
+        go first; whenScaled Delete removes the claims of the ordinals it removes."""
+        sts = self.statefulsets[(namespace, name)]
+        state, before = sts["state"], sts["replicas"]
+        sts["replicas"] = replicas
+        for ordinal in range(before - 1, replicas - 1, -1):
+            self.pods.pop(f"{namespace}/{name}-{ordinal}", None)
+            if state.when_scaled == "Delete":
+                self.claims -= {(namespace, f"{t}-{name}-{ordinal}") for t in state.claim_templates}
+        for ordinal in range(before, replicas):
+            template = Pod(namespace, f"{name}-{ordinal}", "", None, labels=(("app", name),),
+                           owner_kind="StatefulSet", owner_name=name)
+            self.pods[template.key] = template
+            self._replace_pod(template)
+            self.claims |= {(namespace, f"{t}-{name}-{ordinal}") for t in state.claim_templates}
+
+    def list_volume_claims(self, *, namespace: str) -> list[str]:
+        self.calls["list_volume_claims"] += 1
+        return sorted(name for ns, name in self.claims if ns == namespace)
+
+    def get_autoscaler(self, namespace: str, name: str) -> Autoscaler:
+        self.calls["get_autoscaler"] += 1
+        for hpa in self.autoscalers:
+            if (hpa.namespace, hpa.name) == (namespace, name):
+                return hpa if hpa.resource_version else self._store_autoscaler(hpa)
+        raise NotFound(f"HorizontalPodAutoscaler {namespace}/{name} not found", status=404)
+
+    def _store_autoscaler(self, hpa: Autoscaler) -> Autoscaler:
+        stored = replace(hpa, resource_version=str(next(self._resource_versions)))
+        self.autoscalers = [stored if (a.namespace, a.name) == (hpa.namespace, hpa.name) else a for a in self.autoscalers]
+        return stored
+
+    def patch_autoscaler_bounds(self, namespace: str, name: str, min_replicas: int, max_replicas: int, *,
+                                resource_version: str) -> Autoscaler:
+        self.calls["patch_autoscaler_bounds"] += 1
+        current = self.get_autoscaler(namespace, name)
+        if resource_version != current.resource_version:
+            raise Conflict(f"HorizontalPodAutoscaler {namespace}/{name}: 409 the object has been modified", status=409)
+        return self.edit_autoscaler(namespace, name, min_replicas, max_replicas)
+
+    def edit_autoscaler(self, namespace: str, name: str, min_replicas: int, max_replicas: int) -> Autoscaler:
+        """New bounds (also someone else's edit); the HPA controller then clamps its target into them."""
+        stored = self._store_autoscaler(replace(self.get_autoscaler(namespace, name), min_replicas=min_replicas,
+                                                max_replicas=max_replicas))
+        replicas = self._replicas(stored.target_kind, namespace, stored.target_name)
+        if replicas and not min_replicas <= replicas <= max_replicas:
+            self.set_replicas(namespace, stored.target_name, min(max(replicas, min_replicas), max_replicas))
+        return stored
+
+    def _replicas(self, kind: str, namespace: str, name: str) -> int:
+        return (self.statefulsets[(namespace, name)]["replicas"] if kind == "StatefulSet"
+                else self.deployments[(namespace, name)])
 
     def list_autoscalers(self, *, namespace: str) -> list[Autoscaler]:
         self.calls["list_autoscalers"] += 1
@@ -363,10 +439,11 @@ class FakeCluster:
         """A Deployment's scale (its pods are the ``<name>-rs`` ReplicaSet's); the resourceVersion
         changes with every count set."""
         self.calls["get_scale"] += 1
-        if kind != "Deployment" or (namespace, name) not in self.deployments:
+        known = self.statefulsets if kind == "StatefulSet" else self.deployments if kind == "Deployment" else {}
+        if (namespace, name) not in known:
             raise NotFound(f"{kind} {namespace}/{name} not found", status=404)
         version = self.scale_versions.setdefault((namespace, name), next(self._resource_versions))
-        return Scale(kind, namespace, name, self.deployments[(namespace, name)], str(version))
+        return Scale(kind, namespace, name, self._replicas(kind, namespace, name), str(version))
 
     def replace_scale(self, kind: str, namespace: str, name: str, replicas: int, *, resource_version: str) -> Scale:
         self.calls["replace_scale"] += 1
@@ -378,9 +455,13 @@ class FakeCluster:
 
     def set_replicas(self, namespace: str, name: str, replicas: int) -> None:
         """Scale a Deployment as its ReplicaSet would (also someone else's ``kubectl scale``): missing
-        pods are scheduled like a recreated pod, excess ones go newest first."""
-        self.deployments[(namespace, name)] = replicas
+        pods are scheduled like a recreated pod, excess ones go newest first. A StatefulSet's ordinals
+        follow its controller (``_scale_statefulset``)."""
         self.scale_versions[(namespace, name)] = next(self._resource_versions)
+        if (namespace, name) in self.statefulsets:
+            self._scale_statefulset(namespace, name, replicas)
+            return
+        self.deployments[(namespace, name)] = replicas
         pods = [p for p in self.pods.values() if p.namespace == namespace and p.owner_name == f"{name}-rs"]
         for pod in pods[replicas:][::-1] if len(pods) > replicas else ():
             del self.pods[pod.key]

@@ -53,7 +53,7 @@ def test_diagnosis_names_the_blocking_pod_its_pdb_and_skips_daemonset_and_mirror
     pytest.param(dict(owner="ReplicaSet", owner_name="web-7d9f", labels=(("app", "a"), ("pod-template-hash", "7d9f"))),
                  ["scale-out", "relax-pdb", "delete-pod", "replace-node"], "kubectl scale deployment web", id="deployment"),
     pytest.param(dict(owner="StatefulSet", owner_name="db"),
-                 ["relax-pdb", "delete-pod", "replace-node", "scale-out"], None, id="statefulset"),
+                 ["scale-out", "relax-pdb", "delete-pod", "replace-node"], "kubectl scale statefulset db", id="statefulset"),
     pytest.param(dict(owner="ReplicaSet", owner_name="solo"),
                  ["scale-out", "relax-pdb", "delete-pod", "replace-node"], "kubectl scale replicaset solo", id="replicaset"),
     # Nothing to scale: offered last, not applicable, saying why.
@@ -76,7 +76,7 @@ def test_scale_out_is_offered_first_when_the_blocking_pod_has_a_scalable_workloa
     scale_out = next(o for o in finding.options if o.kind == "scale-out")
     text = "\n".join(scale_out.commands)
     if scale_command is None:
-        assert not scale_out.applicable and "no Deployment or ReplicaSet" in scale_out.caveat
+        assert not scale_out.applicable and "no Deployment, ReplicaSet or StatefulSet" in scale_out.caveat
     else:
         assert scale_out.applicable
         assert f'{scale_command} --namespace default --current-replicas="$REPLICAS0" --replicas=$(( REPLICAS0 + 1 ))' in text

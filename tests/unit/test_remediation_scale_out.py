@@ -21,7 +21,7 @@ from tests.unit.test_remediation import (
     poison,
     run_until_state,
 )
-from upgrade.domain.model import Autoscaler
+from upgrade.domain.model import Autoscaler, StatefulSetState
 from upgrade.domain.pdb_lease import lease_partition
 from upgrade.domain.policy import parse_policy
 from upgrade.errors import NotAllowed
@@ -167,16 +167,6 @@ def test_the_scan_starts_scale_out_first_and_falls_back_when_it_is_refused(room,
     assert any("automatic scale-out not started: scale-out refused" in n for n in notes) is (not room)
 
 
-def test_scale_out_is_refused_when_an_hpa_owns_the_replicas():
-    # GIVEN pod A's Deployment is scaled by a HorizontalPodAutoscaler
-    fake, platform = scenario()
-    fake.autoscalers = [Autoscaler("default", "a-hpa", "Deployment", "a", 1, 5)]
-    # WHEN scale-out is asked for THEN it is refused, naming the HPA, and nothing is scaled
-    with pytest.raises(NotAllowed, match="HorizontalPodAutoscaler default/a-hpa owns the replicas of Deployment default/a"):
-        request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
-    assert fake.calls["replace_scale"] == 0
-
-
 def test_extra_pods_that_never_become_ready_end_in_the_restore_at_the_drain_timeout():
     # GIVEN pod A's new replicas crash-loop wherever they land, and a 1-minute drain timeout
     fake, platform = scenario()
@@ -206,4 +196,190 @@ def test_an_aborted_scale_out_restores_the_replicas():
     # THEN the count is back at 1 and the PDB lease is released
     assert platform.runs.get(run.run_id).status != "running"
     assert fake.deployments[DEPLOYMENT] == 1
+    assert platform.state.list(lease_partition(CLUSTER)) == []
+
+
+# ---- a HorizontalPodAutoscaler owns the replicas: its bounds are raised instead -------------------
+
+
+def hpa_scenario(bounds: tuple[int, int]):
+    """Scenario 2 with Deployment a scaled by HPA a-hpa at ``bounds`` (min, max)."""
+    fake, platform = scenario()
+    fake.autoscalers = [Autoscaler("default", "a-hpa", "Deployment", "a", *bounds)]
+    return fake, platform
+
+
+def hpa_bounds(fake) -> tuple[int, int]:
+    [hpa] = fake.autoscalers
+    return hpa.min_replicas, hpa.max_replicas
+
+
+@pytest.mark.parametrize("delivery", DELIVERIES)
+@pytest.mark.parametrize(("bounds", "raised", "final_replicas"), [
+    # no metrics in the fake: within its bounds the HPA keeps the raised count, as a real one without metrics
+    pytest.param((1, 5), (2, 5), 2, id="room-under-max-the-hpa-keeps-its-count"),
+    # maxReplicas restored to 1 brings the target back to 1: the HPA enforces its maximum without metrics
+    pytest.param((1, 1), (2, 2), 1, id="pinned-max-raised-too-and-enforced-back"),
+])
+def test_an_hpa_owned_deployment_is_scaled_out_through_the_hpa_bounds(delivery, bounds, raised, final_replicas):
+    # GIVEN Scenario 2 with pod A's Deployment (1 replica) owned by an HPA
+    fake, platform = hpa_scenario(bounds)
+    seen_when_evicted = []
+    evict = fake.evict
+
+    def recording_evict(namespace, name, **kwargs):
+        seen_when_evicted.append((hpa_bounds(fake), fake.deployments[DEPLOYMENT]))
+        return evict(namespace, name, **kwargs)
+
+    fake.evict = recording_evict
+    # WHEN the operator asks for scale-out and the steps run
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    deliver_all(platform, **delivery)
+    # THEN the node is finished; pod A left only once the HPA had raised the Deployment to 2
+    final = platform.runs.get(run.run_id)
+    assert final.status == "succeeded", final.reason
+    assert not fake.nodes[NODE1].quarantined and seen_when_evicted and seen_when_evicted[0] == (raised, 2)
+    # AND the HPA's bounds are back exactly, written twice only; the scale itself was never written
+    assert hpa_bounds(fake) == bounds
+    assert fake.calls["patch_autoscaler_bounds"] == 2 and fake.calls["replace_scale"] == 0
+    assert fake.deployments[DEPLOYMENT] == final_replicas
+    assert final.facts["scales"]["Deployment/default/a"]["bounds"] == {"original": list(bounds), "raised": list(raised)}
+    assert "are the HPA's again" in next(h.reason for h in platform.runs.history(run.run_id)
+                                        if h.step == "remediation.restore_scale")
+    assert platform.state.list(lease_partition(CLUSTER)) == []
+
+
+@pytest.mark.parametrize("step", ["remediation.wait_scaled_out", "remediation.evict", "remediation.restore_scale"])
+def test_hpa_bounds_changed_by_someone_else_are_not_overwritten_and_alerted(step):
+    # GIVEN a scale-out run that raised HPA a-hpa from (1, 5) to (2, 5)
+    fake, platform = hpa_scenario((1, 5))
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    message = run_until_state(platform, run.run_id, step)
+    assert hpa_bounds(fake) == (2, 5)
+    # WHEN its owner sets maxReplicas to 8 before the run's restore
+    fake.edit_autoscaler("default", "a-hpa", 2, 8)
+    platform.queue.send(message)
+    deliver_all(platform)
+    # THEN the node is finished, the owner's bounds stay, and an alert says why the run did not restore
+    final = platform.runs.get(run.run_id)
+    assert final.status == "succeeded", final.reason
+    assert hpa_bounds(fake) == (2, 8)
+    [alert] = [a for a in platform.alerts.published if a.kind == "remediation.scale-not-restored"]
+    assert alert.details == {"workload": "Deployment/default/a", "autoscaler": "a-hpa", "original": [1, 5],
+                             "raised_to": [2, 5], "current": [2, 8]}
+
+
+def test_hpa_bounds_changed_before_the_raise_are_not_raised_and_the_run_fails():
+    fake, platform = hpa_scenario((1, 5))
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    message = run_until_state(platform, run.run_id, "remediation.raise_replicas")
+    fake.edit_autoscaler("default", "a-hpa", 1, 3)
+    platform.queue.send(message)
+    deliver_all(platform)
+    final = platform.runs.get(run.run_id)
+    assert final.status == "failed" and "not raised" in final.reason
+    assert hpa_bounds(fake) == (1, 3) and fake.calls["patch_autoscaler_bounds"] == 0
+    assert fake.nodes[NODE1].quarantined
+
+
+def test_a_run_poisoned_after_the_hpa_raise_restores_its_bounds():
+    fake, platform = hpa_scenario((1, 5))
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    evict = run_until_state(platform, run.run_id, "remediation.evict")
+    assert hpa_bounds(fake) == (2, 5) and fake.deployments[DEPLOYMENT] == 2
+    poison(platform, evict)
+    assert platform.runs.get(run.run_id).status == "failed"
+    assert hpa_bounds(fake) == (1, 5)
+    assert platform.state.list(lease_partition(CLUSTER)) == []
+
+
+def test_two_hpas_on_one_deployment_are_refused():
+    fake, platform = hpa_scenario((1, 5))
+    fake.autoscalers.append(Autoscaler("default", "a-hpa2", "Deployment", "a", 1, 3))
+    with pytest.raises(NotAllowed, match="HorizontalPodAutoscalers a-hpa, a-hpa2 all scale Deployment default/a"):
+        request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+
+
+# ---- StatefulSets: the highest ordinals come and go; Retain keeps their claims ----------------------
+
+
+STS = ("default", "a")
+
+
+def sts_scenario(**state):
+    """Scenario 2 with pod A as StatefulSet a's only pod a-0 (claim data-a-0), on the quarantined node."""
+    fake, platform = scenario()
+    del fake.pods["default/a-1"]
+    del fake.deployments[DEPLOYMENT]
+    fake.add_statefulset("default", "a", replicas=1, place_on=[NODE1],
+                         state=StatefulSetState(current_revision="a-1", update_revision="a-1", generation=1,
+                                                observed_generation=1, claim_templates=("data",), **state))
+    return fake, platform
+
+
+@pytest.mark.parametrize("delivery", DELIVERIES)
+def test_a_statefulset_is_scaled_out_and_back_and_its_retained_claim_is_named(delivery):
+    # GIVEN pod a-0 of StatefulSet a (1 replica, claims retained when scaled) blocked on the quarantined node
+    fake, platform = sts_scenario()
+    scan_cluster(platform, CLUSTER)  # the operator got the quarantine alert
+    # WHEN scale-out runs
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    deliver_all(platform, **delivery)
+    # THEN the node is finished, the StatefulSet is back at 1 (ordinal a-1, the run's, went; a-0 moved)
+    assert_remediated(fake, platform, run.run_id)
+    assert fake.statefulsets[STS]["replicas"] == 1 and [p.name for p in fake.pods_of("a")] == ["a-0"]
+    assert fake.pods["default/a-0"].node != NODE1
+    # AND the claim of ordinal 1 stays (Kubernetes keeps it), the run did not delete it, and says so
+    assert fake.claims >= {("default", "data-a-0"), ("default", "data-a-1")}
+    claims_alerts = [a for a in platform.alerts.published if a.kind == "remediation.claims-retained"]
+    assert claims_alerts and {a.dedup_key for a in claims_alerts} == {claims_alerts[0].dedup_key}
+    assert claims_alerts[0].severity == "info" and claims_alerts[0].details["claims"] == ["data-a-1"]
+    final = platform.runs.get(run.run_id)
+    assert final.facts["scales"]["StatefulSet/default/a"]["claims"] == ["data-a-1"]
+    assert any("data-a-1" in c for c in final.facts["claims_retained"])
+
+
+def test_a_statefulset_whose_claims_are_deleted_when_scaled_leaves_nothing_to_name():
+    fake, platform = sts_scenario(when_scaled="Delete")
+    scan_cluster(platform, CLUSTER)
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    deliver_all(platform)
+    assert_remediated(fake, platform, run.run_id)
+    assert ("default", "data-a-1") not in fake.claims
+    assert not [a for a in platform.alerts.published if a.kind == "remediation.claims-retained"]
+
+
+def test_a_claim_that_existed_before_the_raise_is_not_named_as_left_by_the_run():
+    # GIVEN data-a-1 left by an earlier scale-down (Retain): the StatefulSet reuses it for ordinal 1
+    fake, platform = sts_scenario()
+    fake.claims.add(("default", "data-a-1"))
+    scan_cluster(platform, CLUSTER)
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    deliver_all(platform)
+    assert_remediated(fake, platform, run.run_id)
+    assert platform.runs.get(run.run_id).facts["scales"]["StatefulSet/default/a"]["claims_before"] == ["data-a-1"]
+    assert not [a for a in platform.alerts.published if a.kind == "remediation.claims-retained"]
+
+
+def test_a_statefulset_mid_rollout_is_refused():
+    fake, platform = sts_scenario()
+    fake.statefulsets[STS]["state"] = replace(fake.statefulsets[STS]["state"], update_revision="a-2")
+    with pytest.raises(NotAllowed, match="StatefulSet default/a is mid-update"):
+        request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    assert fake.calls["replace_scale"] == 0
+
+
+def test_a_rollout_begun_after_the_request_ends_the_run_before_any_raise():
+    # GIVEN a scale-out run planned on a settled StatefulSet
+    fake, platform = sts_scenario()
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    message = run_until_state(platform, run.run_id, "remediation.record_scale")
+    # WHEN a rollout starts before the replicas are recorded
+    fake.statefulsets[STS]["state"] = replace(fake.statefulsets[STS]["state"], update_revision="a-2")
+    platform.queue.send(message)
+    deliver_all(platform)
+    # THEN the run fails saying why, nothing was scaled, and the PDB lease is given back
+    final = platform.runs.get(run.run_id)
+    assert final.status == "failed" and "mid-update" in final.reason
+    assert fake.calls["replace_scale"] == 0 and fake.statefulsets[STS]["replicas"] == 1
     assert platform.state.list(lease_partition(CLUSTER)) == []

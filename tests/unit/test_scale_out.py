@@ -3,10 +3,29 @@ workloads the blocking pods belong to, whether the extra pods fit, and what the 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from upgrade.domain.model import QUARANTINE_LABEL, QUARANTINE_VALUE, Autoscaler, Node, Pod, Workload
-from upgrade.domain.scale_out import ScaleRestore, ScaleTarget, room_refusal, scale_restore, scale_targets
+from upgrade.domain.model import (
+    QUARANTINE_LABEL,
+    QUARANTINE_VALUE,
+    Autoscaler,
+    Node,
+    Pod,
+    StatefulSetState,
+    Workload,
+)
+from upgrade.domain.scale_out import (
+    ScaleRestore,
+    ScaleTarget,
+    added_claims,
+    raised_bounds,
+    restore_action,
+    room_refusal,
+    scale_restore,
+    scale_targets,
+)
 
 
 def pod(name: str, node: str | None = "n1", *, owner: tuple[str, str] | None = ("ReplicaSet", "web-7d9f"),
@@ -20,48 +39,80 @@ WEB = Workload("apps", "Deployment", "web", 2, 2, replica_sets=("web-7d9f", "web
 
 
 HPA_WEB = Autoscaler("apps", "web-hpa", "Deployment", "web", 2, 10)
+DB = Workload("apps", "StatefulSet", "db", 3, 3, statefulset=StatefulSetState(
+    current_revision="db-1", update_revision="db-1", generation=2, observed_generation=2, claim_templates=("data",)))
 
 
 @pytest.mark.parametrize(("autoscalers", "targets", "refused"), [
-    pytest.param([HPA_WEB], [], ["HorizontalPodAutoscaler apps/web-hpa owns the replicas of Deployment apps/web "
-                                 "(minReplicas 2"], id="an-hpa-owns-the-deployment"),
+    pytest.param([HPA_WEB], [ScaleTarget("Deployment", "apps", "web", 1, autoscaler="web-hpa")], [],
+                 id="an-hpa-owns-the-deployment"),
     pytest.param([Autoscaler("other", "web-hpa", "Deployment", "web", 2, 10)], [ScaleTarget("Deployment", "apps", "web", 1)],
                  [], id="an-hpa-in-another-namespace"),
     pytest.param([Autoscaler("apps", "api-hpa", "Deployment", "api", 2, 10)], [ScaleTarget("Deployment", "apps", "web", 1)],
                  [], id="an-hpa-of-another-deployment"),
+    pytest.param([Autoscaler("apps", "web-hpa", "ReplicaSet", "web", 2, 10)], [ScaleTarget("Deployment", "apps", "web", 1)],
+                 [], id="an-hpa-of-another-kind-same-name"),
+    pytest.param([HPA_WEB, Autoscaler("apps", "web-hpa2", "Deployment", "web", 1, 3)], [],
+                 ["HorizontalPodAutoscalers web-hpa, web-hpa2 all scale Deployment apps/web"], id="two-hpas-fight"),
 ])
-def test_a_workload_an_hpa_scales_is_refused_naming_the_hpa(autoscalers, targets, refused):
+def test_a_workload_an_hpa_scales_is_raised_through_the_hpa(autoscalers, targets, refused):
     # GIVEN pod web-1 blocked, and HorizontalPodAutoscalers WHEN its workload is resolved
     found, refusals = scale_targets([pod("web-1")], [WEB], autoscalers)
-    # THEN a workload whose replicas an HPA owns is not raised (the HPA would undo it), and the reason names it
+    # THEN a workload whose replicas one HPA owns is raised through that HPA; two HPAs on it are refused
     assert found == targets
-    assert [r.split(")")[0].rsplit(",", 1)[0] for r in refusals] == refused
-    assert all("raise minReplicas by hand" in r for r in refusals)
+    assert [r.split(":")[0] for r in refusals] == refused
 
 
-@pytest.mark.parametrize(("blocking", "workloads", "targets", "refused"), [
-    pytest.param([pod("web-1")], [WEB], [ScaleTarget("Deployment", "apps", "web", 1)], [], id="deployment-pod"),
-    pytest.param([pod("web-1"), pod("web-2")], [WEB], [ScaleTarget("Deployment", "apps", "web", 2)], [],
-                 id="two-pods-of-one-deployment"),
-    pytest.param([pod("web-1", cpu=250)], [WEB], [ScaleTarget("Deployment", "apps", "web", 1, 250)], [],
-                 id="keeps-the-cpu-request"),
-    pytest.param([pod("solo-1", owner=("ReplicaSet", "solo"))], [WEB], [ScaleTarget("ReplicaSet", "apps", "solo", 1)],
-                 [], id="replicaset-without-deployment"),
-    pytest.param([pod("db-0", owner=("StatefulSet", "db"))], [], [],
-                 ["pod apps/db-0 is controlled by StatefulSet db: scaling a StatefulSet up and back down leaves the new "
-                  "ordinal's PersistentVolumeClaims behind: use relax-pdb for it"], id="statefulset-refused"),
-    pytest.param([pod("web-1", namespace="other")], [WEB], [ScaleTarget("ReplicaSet", "other", "web-7d9f", 1)], [],
-                 id="same-replicaset-name-other-namespace"),
-    pytest.param([pod("bare", owner=None)], [WEB], [], ["pod apps/bare is controlled by nothing"], id="no-controller"),
-    pytest.param([pod("job-1", owner=("Job", "nightly"))], [], [], ["pod apps/job-1 is controlled by Job"],
-                 id="a-job"),
+@pytest.mark.parametrize(("bounds", "replicas", "add", "raised"), [
+    pytest.param((2, 10), 2, 1, (3, 10), id="at-its-minimum"),
+    pytest.param((2, 10), 4, 1, (5, 10), id="above-its-minimum-raises-from-the-current-count"),
+    pytest.param((2, 3), 3, 1, (4, 4), id="at-its-maximum-raises-the-maximum-too"),
+    pytest.param((1, 1), 1, 2, (3, 3), id="pinned-two-blocked"),
+    pytest.param((3, 10), 1, 1, (4, 10), id="below-its-minimum-counts-from-the-minimum"),
 ])
-def test_scale_targets_group_the_blocking_pods_by_workload(blocking, workloads, targets, refused):
-    # GIVEN pods a PDB blocks on a node WHEN their workloads are resolved
-    found, refusals = scale_targets(blocking, workloads)
-    # THEN each scalable workload is raised by its blocked pods; the others are refused, named
+def test_raised_bounds_give_the_target_as_many_more_replicas_as_are_blocked(bounds, replicas, add, raised):
+    # GIVEN an HPA's (min, max), its target's replicas and the blocked pods WHEN the raise is planned
+    # THEN minReplicas is the count plus the blocked pods, maxReplicas raised only to keep min <= max
+    assert raised_bounds(*bounds, replicas, add) == raised
+
+
+def sts(**changes) -> Workload:
+    return replace(DB, statefulset=replace(DB.statefulset, **changes))
+
+
+@pytest.mark.parametrize(("workloads", "targets", "refused"), [
+    pytest.param([DB], [ScaleTarget("StatefulSet", "apps", "db", 1)], [], id="settled-statefulset"),
+    pytest.param([sts(partition=2)], [ScaleTarget("StatefulSet", "apps", "db", 1)], [],
+                 id="a-partition-with-nothing-pending"),
+    pytest.param([sts(pod_management_policy="Parallel", when_scaled="Delete")], [ScaleTarget("StatefulSet", "apps", "db", 1)],
+                 [], id="parallel-delete-claims"),
+    pytest.param([sts(update_revision="db-2")], [], ["pod apps/db-0: StatefulSet apps/db is mid-update"],
+                 id="rollout-pending"),
+    pytest.param([sts(update_revision="db-2", partition=2)], [], ["pod apps/db-0: StatefulSet apps/db is mid-update"],
+                 id="staged-by-partition"),
+    pytest.param([sts(generation=3)], [], ["pod apps/db-0: StatefulSet apps/db's controller has not observed"],
+                 id="spec-not-observed-yet"),
+    pytest.param([], [], ["pod apps/db-0: StatefulSet apps/db was not found"], id="statefulset-gone"),
+])
+def test_a_statefulset_is_scaled_out_unless_a_rollout_is_pending(workloads, targets, refused):
+    # GIVEN pod db-0 of StatefulSet db blocked WHEN its workload is resolved
+    found, refusals = scale_targets([pod("db-0", owner=("StatefulSet", "db"))], workloads)
+    # THEN a settled StatefulSet is raised; one mid-update (its added ordinals would run the new template) is refused
     assert found == targets
-    assert [r.split(",")[0] for r in refusals] == refused
+    assert len(refusals) == len(refused) and all(r.startswith(p) for r, p in zip(refusals, refused, strict=True))
+
+
+@pytest.mark.parametrize(("state", "original", "raised_to", "claims"), [
+    pytest.param(StatefulSetState(claim_templates=("data",)), 3, 4, ["data-db-3"], id="one-ordinal"),
+    pytest.param(StatefulSetState(claim_templates=("data", "logs")), 2, 4,
+                 ["data-db-2", "logs-db-2", "data-db-3", "logs-db-3"], id="two-templates-two-ordinals"),
+    pytest.param(StatefulSetState(claim_templates=("data",), ordinals_start=5), 2, 3, ["data-db-7"],
+                 id="ordinals-start"),
+    pytest.param(StatefulSetState(), 2, 3, [], id="no-claim-templates"),
+])
+def test_added_claims_are_those_of_the_highest_ordinals(state, original, raised_to, claims):
+    # GIVEN a StatefulSet raised from ``original`` to ``raised_to`` THEN its new ordinals' claims are named
+    assert added_claims("db", state, original, raised_to) == claims
 
 
 def node(name: str, cpu: int, *, cordoned: bool = False, quarantined: bool = False, ready: bool = True) -> Node:
@@ -107,3 +158,16 @@ def test_room_refusal_checks_requests_against_allocatable_on_schedulable_nodes(t
 def test_the_restore_writes_only_over_its_own_raise(current, action):
     # GIVEN a workload raised from 2 to 3 WHEN it is found at ``current`` THEN the restore does ``action``
     assert scale_restore({"original": 2, "raised_to": 3}, current) is action
+
+
+@pytest.mark.parametrize(("current", "action"), [
+    ([3, 10], ScaleRestore.RESTORE),
+    ([2, 10], ScaleRestore.UNCHANGED),
+    ([3, 12], ScaleRestore.EDITED),
+    ([5, 10], ScaleRestore.EDITED),
+    ([2, 12], ScaleRestore.EDITED),
+])
+def test_the_restore_of_hpa_bounds_writes_only_over_its_own_raise(current, action):
+    # GIVEN an HPA raised from minReplicas 2 (max 10) to 3 WHEN its bounds are found at ``current``
+    # THEN both bounds must still be the run's for the restore to write; anything else is someone's edit
+    assert restore_action([2, 10], [3, 10], current) is action

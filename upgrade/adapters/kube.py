@@ -35,6 +35,7 @@ from upgrade.domain.model import (
     PdbManifest,
     Pod,
     Scale,
+    StatefulSetState,
     Workload,
     product_annotations,
 )
@@ -376,7 +377,34 @@ def _workload(kind: str, raw: dict[str, Any]) -> Workload:
         name=meta.get("name", ""),
         desired=1 if replicas is None else int(replicas),
         ready=int(status.get("readyReplicas") or 0),
+        statefulset=_statefulset_state(meta, spec, status) if kind == "StatefulSet" else None,
     )
+
+
+def _statefulset_state(meta: dict[str, Any], spec: dict[str, Any], status: dict[str, Any]) -> StatefulSetState:
+    rolling = (spec.get("updateStrategy") or {}).get("rollingUpdate") or {}
+    return StatefulSetState(
+        current_revision=str(status.get("currentRevision") or ""),
+        update_revision=str(status.get("updateRevision") or ""),
+        generation=int(meta.get("generation") or 0),
+        observed_generation=int(status.get("observedGeneration") or 0),
+        partition=int(rolling.get("partition") or 0),
+        pod_management_policy=str(spec.get("podManagementPolicy") or "OrderedReady"),
+        when_scaled=str((spec.get("persistentVolumeClaimRetentionPolicy") or {}).get("whenScaled") or "Retain"),
+        claim_templates=tuple(str((t.get("metadata") or {}).get("name") or "")
+                              for t in spec.get("volumeClaimTemplates") or ()),
+        ordinals_start=int((spec.get("ordinals") or {}).get("start") or 0),
+    )
+
+
+def autoscaler_from_json(raw: dict[str, Any], namespace: str = "") -> Autoscaler:
+    meta, spec = raw.get("metadata") or {}, raw.get("spec") or {}
+    target = spec.get("scaleTargetRef") or {}
+    return Autoscaler(
+        namespace=meta.get("namespace", namespace), name=meta.get("name", ""),
+        target_kind=target.get("kind", ""), target_name=target.get("name", ""),
+        min_replicas=int(spec.get("minReplicas") or 1), max_replicas=int(spec.get("maxReplicas") or 0),
+        resource_version=str(meta.get("resourceVersion") or ""))
 
 
 def _event(raw: dict[str, Any]) -> dict[str, Any]:
@@ -619,9 +647,12 @@ class KubernetesKube:
         calls = {
             "Deployment": (self.apps.read_namespaced_deployment_scale, self.apps.replace_namespaced_deployment_scale),
             "ReplicaSet": (self.apps.read_namespaced_replica_set_scale, self.apps.replace_namespaced_replica_set_scale),
+            "StatefulSet": (self.apps.read_namespaced_stateful_set_scale,
+                            self.apps.replace_namespaced_stateful_set_scale),
         }
         if kind not in calls:
-            raise InvalidInput("scale", "kind", f"{kind!r}: only a Deployment's or a ReplicaSet's scale is read here")
+            raise InvalidInput("scale", "kind", f"{kind!r}: only a Deployment's, a ReplicaSet's or a StatefulSet's "
+                                                "scale is read here")
         return calls[kind]
 
     def get_scale(self, kind: str, namespace: str, name: str) -> Scale:
@@ -634,15 +665,29 @@ class KubernetesKube:
                                     self.autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace=namespace))
         except NotFound:
             return []  # the server does not serve autoscaling/v2: nothing autoscales
-        autoscalers = []
-        for raw in items:
-            meta, spec = raw.get("metadata") or {}, raw.get("spec") or {}
-            target = spec.get("scaleTargetRef") or {}
-            autoscalers.append(Autoscaler(
-                namespace=meta.get("namespace", namespace), name=meta.get("name", ""),
-                target_kind=target.get("kind", ""), target_name=target.get("name", ""),
-                min_replicas=int(spec.get("minReplicas") or 1), max_replicas=int(spec.get("maxReplicas") or 0)))
-        return autoscalers
+        return [autoscaler_from_json(raw, namespace) for raw in items]
+
+    def get_autoscaler(self, namespace: str, name: str) -> Autoscaler:
+        return autoscaler_from_json(self._get(f"get HorizontalPodAutoscaler {namespace}/{name}",
+                                               self.autoscaling.read_namespaced_horizontal_pod_autoscaler,
+                                               name, namespace), namespace)
+
+    def patch_autoscaler_bounds(self, namespace: str, name: str, min_replicas: int, max_replicas: int, *,
+                                resource_version: str) -> Autoscaler:
+        """A merge patch of both bounds carrying ``resource_version`` in metadata: the API server
+        applies it only to that version (409 Conflict otherwise)."""
+        body = {"metadata": {"resourceVersion": resource_version},
+                "spec": {"minReplicas": min_replicas, "maxReplicas": max_replicas}}
+        with _translated(f"set HorizontalPodAutoscaler {namespace}/{name} to minReplicas {min_replicas}, "
+                         f"maxReplicas {max_replicas}"):
+            response = self.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+                name, namespace, body, _content_type=MERGE_PATCH, _preload_content=False)
+            return autoscaler_from_json(json.loads(response.data), namespace)
+
+    def list_volume_claims(self, *, namespace: str) -> list[str]:
+        items = self._list("list PersistentVolumeClaims", self.core.list_namespaced_persistent_volume_claim,
+                           namespace=namespace)
+        return sorted(str((c.get("metadata") or {}).get("name") or "") for c in items)
 
     def replace_scale(self, kind: str, namespace: str, name: str, replicas: int, *, resource_version: str) -> Scale:
         _, write = self._scale_calls(kind)

@@ -253,7 +253,7 @@ class Scale:
     """A workload's autoscaling/v1 Scale subresource: its desired replicas and the resourceVersion
     a conditional replace must carry."""
 
-    kind: str  # Deployment | ReplicaSet
+    kind: str  # Deployment | ReplicaSet | StatefulSet
     namespace: str
     name: str
     replicas: int
@@ -262,7 +262,8 @@ class Scale:
 
 @dataclass(frozen=True)
 class Autoscaler:
-    """A HorizontalPodAutoscaler: the workload whose replicas it sets, and its bounds."""
+    """A HorizontalPodAutoscaler: the workload whose replicas it sets, its bounds, and the
+    resourceVersion a conditional patch of them must carry."""
 
     namespace: str
     name: str
@@ -270,6 +271,23 @@ class Autoscaler:
     target_name: str
     min_replicas: int
     max_replicas: int
+    resource_version: str = ""
+
+
+@dataclass(frozen=True)
+class StatefulSetState:
+    """What the scale-out remediation reads of a StatefulSet besides its counts: whether a rollout
+    is pending, and which volume claims its ordinals get and keep."""
+
+    current_revision: str = ""
+    update_revision: str = ""
+    generation: int = 0
+    observed_generation: int = 0
+    partition: int = 0
+    pod_management_policy: str = "OrderedReady"  # | Parallel
+    when_scaled: str = "Retain"  # persistentVolumeClaimRetentionPolicy.whenScaled: Retain | Delete
+    claim_templates: tuple[str, ...] = ()  # volumeClaimTemplates' names
+    ordinals_start: int = 0  # spec.ordinals.start
 
 
 @dataclass(frozen=True)
@@ -283,6 +301,7 @@ class Workload:
     ready: int
     # A Deployment's ReplicaSets: those whose controller ownerReference names it (its pods' owners).
     replica_sets: tuple[str, ...] = ()
+    statefulset: StatefulSetState | None = None  # a StatefulSet's rollout and claims
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,8 @@ def _finish_commands(cluster: ClusterRef, node: str, pool: str, pool_version: st
 def _scaled_workload(pod: Pod) -> tuple[str, str] | None:
     """The kind and name ``kubectl scale`` takes for a pod's controller: a Deployment's ReplicaSet
     is named after it plus the pods' ``pod-template-hash``."""
+    if pod.owner_kind == "StatefulSet" and pod.owner_name:
+        return "statefulset", pod.owner_name
     if pod.owner_kind != "ReplicaSet" or not pod.owner_name:
         return None
     suffix = f"-{pod.label_map().get('pod-template-hash', '')}"
@@ -220,11 +222,13 @@ def _scale_out_option(cluster: ClusterRef, node: str, blocking: Sequence[Pod], f
     if not blocking:
         caveat = nothing_blocks
     elif unscalable:
-        caveat = (f"{', '.join(unscalable)} has no Deployment or ReplicaSet whose replicas could be raised "
-                  "(a StatefulSet's scale-down would leave the new ordinal's volume claims behind)")
+        caveat = f"{', '.join(unscalable)} has no Deployment, ReplicaSet or StatefulSet whose replicas could be raised"
     else:
-        caveat = ("refused when the extra pods' cpu requests do not fit on the schedulable nodes or a "
-                  "HorizontalPodAutoscaler owns the replicas; a count someone else changes meanwhile is left as they set it")
+        caveat = ("refused when the extra pods' cpu requests do not fit on the schedulable nodes or a StatefulSet "
+                  "is mid-rollout; when a HorizontalPodAutoscaler owns the replicas, the app's request raises its "
+                  "minReplicas instead (it would undo the commands' scale); a StatefulSet keeps the added ordinals' "
+                  "volume claims unless its whenScaled policy is Delete; a count someone else changes meanwhile is "
+                  "left as they set it")
     return RemediationOption(
         kind="scale-out",
         description=(

@@ -1,13 +1,26 @@
-"""The scale-out remediation's decisions: which workloads to scale, whether the extra pods fit,
-and whether the restore may write.
+"""The scale-out remediation's decisions: which workloads to scale and through what, whether the
+extra pods fit, and whether the restore may write.
 
 A pod a PDB keeps on a cordoned node can leave without lowering anyone's availability when its
 workload first gets one more replica per blocked pod elsewhere (what AKS's automatic PDB
 management does with the eviction-autoscaler). Only controllers with a scale subresource
-qualify: a Deployment (through the ReplicaSet that owns the pod) or a ReplicaSet of its own. A
-StatefulSet is refused: scaling it up and back down leaves the new ordinal's PersistentVolumeClaims
-behind (its default retention policy keeps them when scaled), so the remediation would not leave
-the cluster as it found it.
+qualify: a Deployment (through the ReplicaSet that owns the pod), a ReplicaSet of its own, or a
+StatefulSet.
+
+- **A HorizontalPodAutoscaler owns the replicas**: a raise of the scale would be undone at its
+  next sync, so the run raises the HPA's ``minReplicas`` instead, to the workload's current
+  replicas plus its blocked pods (``minReplicas + blocked`` adds nothing when the HPA already
+  runs more than its minimum), and ``maxReplicas`` with it when it would fall below; the HPA
+  controller then sets the replicas to at least the new minimum, with or without metrics. The
+  restore puts both bounds back; the replica count is the HPA's again.
+- **A StatefulSet** scales up by adding its highest ordinals and down by removing the highest
+  ordinals, so the restore removes exactly the run's extra pods. Their PersistentVolumeClaims
+  follow ``persistentVolumeClaimRetentionPolicy.whenScaled``: ``Delete`` removes them with the
+  pods, ``Retain`` (the default) leaves them, and the run names them (it never deletes claims
+  the StatefulSet controller made). Refused while a rollout is pending (``updateRevision`` is
+  not ``currentRevision``, or the controller has not observed the latest spec): the added
+  ordinals would be created from the new template, and with a partition or ``OnDelete`` the
+  set is mid-update by design.
 """
 
 from __future__ import annotations
@@ -16,68 +29,101 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from upgrade.domain.model import Autoscaler, Node, Pod, Workload
+from upgrade.domain.model import Autoscaler, Node, Pod, StatefulSetState, Workload
 
-SCALABLE_KINDS = ("Deployment", "ReplicaSet")
-STATEFULSET_REFUSAL = ("scaling a StatefulSet up and back down leaves the new ordinal's PersistentVolumeClaims "
-                       "behind: use relax-pdb for it")
+SCALABLE_KINDS = ("Deployment", "ReplicaSet", "StatefulSet")
 
 
 @dataclass(frozen=True)
 class ScaleTarget:
     """One workload to raise: by ``add`` replicas (its pods blocked on the node), each asking the
-    scheduler for ``cpu_request_millis``."""
+    scheduler for ``cpu_request_millis``; through ``autoscaler`` (an HPA's name) when one owns
+    its replicas."""
 
-    kind: str  # Deployment | ReplicaSet
+    kind: str  # Deployment | ReplicaSet | StatefulSet
     namespace: str
     name: str
     add: int
     cpu_request_millis: int = 0
+    autoscaler: str | None = None
 
     @property
     def key(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
 
 
+def statefulset_refusal(name: str, state: StatefulSetState | None) -> str | None:
+    """Why a StatefulSet may not be scaled out now, or None."""
+    if state is None:
+        return f"StatefulSet {name} was not found"
+    if state.observed_generation < state.generation:
+        return (f"StatefulSet {name}'s controller has not observed its latest spec (generation {state.generation}, "
+                f"observed {state.observed_generation}): try again once it has")
+    if state.update_revision != state.current_revision:
+        return (f"StatefulSet {name} is mid-update (currentRevision {state.current_revision or '-'}, updateRevision "
+                f"{state.update_revision or '-'}"
+                + (f", partition {state.partition}" if state.partition else "")
+                + "): its added ordinals would run the new template; use relax-pdb, or finish the rollout first")
+    return None
+
+
 def scale_targets(
     blocking: Sequence[Pod], workloads: Sequence[Workload], autoscalers: Sequence[Autoscaler] = ()
 ) -> tuple[list[ScaleTarget], list[str]]:
-    """The workloads of the blocking pods, each with how many of its pods are blocked, and why any
-    pod cannot be scaled out (no controller with a scale subresource, or a HorizontalPodAutoscaler
-    owns the workload's replicas: it would set them back, and raising its minReplicas is not done
-    here)."""
+    """The workloads of the blocking pods, each with how many of its pods are blocked and the HPA
+    that owns its replicas, if any; and why any pod cannot be scaled out (no controller with a
+    scale subresource, a StatefulSet mid-rollout, two HPAs on one workload)."""
     by_replica_set = {
         (w.namespace, rs): w for w in workloads if w.kind == "Deployment" for rs in w.replica_sets
     }
+    statefulsets = {(w.namespace, w.name): w for w in workloads if w.kind == "StatefulSet"}
     counts: dict[tuple[str, str, str], list[Pod]] = {}
     refusals = []
     for pod in blocking:
         if pod.owner_kind == "ReplicaSet" and pod.owner_name:
             owner = by_replica_set.get((pod.namespace, pod.owner_name))
             kind, name = ("Deployment", owner.name) if owner else ("ReplicaSet", pod.owner_name)
-        elif pod.owner_kind == "StatefulSet":
-            refusals.append(f"pod {pod.key} is controlled by StatefulSet {pod.owner_name}: {STATEFULSET_REFUSAL}")
-            continue
+        elif pod.owner_kind == "StatefulSet" and pod.owner_name:
+            found = statefulsets.get((pod.namespace, pod.owner_name))
+            refusal = statefulset_refusal(f"{pod.namespace}/{pod.owner_name}", found.statefulset if found else None)
+            if refusal:
+                refusals.append(f"pod {pod.key}: {refusal}")
+                continue
+            kind, name = "StatefulSet", pod.owner_name
         else:
             refusals.append(f"pod {pod.key} is controlled by {pod.owner_kind or 'nothing'}, "
                             f"not by a {', '.join(SCALABLE_KINDS)} with a scale subresource")
             continue
         counts.setdefault((kind, pod.namespace, name), []).append(pod)
-    targets = [
-        ScaleTarget(kind, namespace, name, len(pods), max(p.cpu_request_millis for p in pods))
-        for (kind, namespace, name), pods in sorted(counts.items())
-    ]
-    owners = {(a.namespace, a.target_kind, a.target_name): a for a in autoscalers}
-    for target in targets:
-        hpa = owners.get((target.namespace, target.kind, target.name))
-        if hpa is not None:
-            refusals.append(
-                f"HorizontalPodAutoscaler {hpa.namespace}/{hpa.name} owns the replicas of {target.kind} "
-                f"{target.namespace}/{target.name} (minReplicas {hpa.min_replicas}, maxReplicas {hpa.max_replicas}): "
-                "it would undo a raise, and this product does not raise its minReplicas; use relax-pdb, or raise "
-                "minReplicas by hand"
-            )
-    return [t for t in targets if (t.namespace, t.kind, t.name) not in owners], refusals
+    owners: dict[tuple[str, str, str], list[Autoscaler]] = {}
+    for a in autoscalers:
+        owners.setdefault((a.namespace, a.target_kind, a.target_name), []).append(a)
+    targets = []
+    for (kind, namespace, name), pods in sorted(counts.items()):
+        hpas = sorted(h.name for h in owners.get((namespace, kind, name), ()))
+        if len(hpas) > 1:
+            refusals.append(f"HorizontalPodAutoscalers {', '.join(hpas)} all scale {kind} {namespace}/{name}: "
+                            "they fight over its replicas, and no one minReplicas decides them")
+            continue
+        targets.append(ScaleTarget(kind, namespace, name, len(pods), max(p.cpu_request_millis for p in pods),
+                                   hpas[0] if hpas else None))
+    return targets, refusals
+
+
+def raised_bounds(min_replicas: int, max_replicas: int, replicas: int, add: int) -> tuple[int, int]:
+    """The HPA bounds that give its target ``add`` more replicas than the ``replicas`` it has now:
+    the minimum at ``replicas + add`` (the controller sets a target below its minimum to it, without
+    metrics), the maximum raised to it only if it would be lower (min <= max is required)."""
+    floor = max(replicas, min_replicas) + add
+    return floor, max(max_replicas, floor)
+
+
+def added_claims(name: str, state: StatefulSetState, original: int, raised_to: int) -> list[str]:
+    """The PersistentVolumeClaims the StatefulSet controller gives the ordinals a raise from
+    ``original`` to ``raised_to`` adds: ``<template>-<set>-<ordinal>`` for each claim template."""
+    return [f"{template}-{name}-{ordinal}"
+            for ordinal in range(state.ordinals_start + original, state.ordinals_start + raised_to)
+            for template in state.claim_templates]
 
 
 def room_refusal(targets: Sequence[ScaleTarget], nodes: Sequence[Node], pods: Sequence[Pod]) -> str | None:
@@ -108,14 +154,19 @@ def room_refusal(targets: Sequence[ScaleTarget], nodes: Sequence[Node], pods: Se
 class ScaleRestore(Enum):
     RESTORE = "restore"  # still at what the run set: put the original back
     UNCHANGED = "unchanged"  # already at the original (never raised, or restored already)
-    EDITED = "edited"  # someone else set another count: leave it, alert
+    EDITED = "edited"  # someone else set another value: leave it, alert
+
+
+def restore_action(original: object, raised: object, current: object) -> ScaleRestore:
+    """What the conditional restore does with a value (a replica count, an HPA's bounds) the run
+    raised from ``original`` to ``raised``, now ``current``."""
+    if current == original:
+        return ScaleRestore.UNCHANGED
+    if current == raised:
+        return ScaleRestore.RESTORE
+    return ScaleRestore.EDITED
 
 
 def scale_restore(record: Mapping[str, int], current_replicas: int) -> ScaleRestore:
-    """What the conditional restore does with a workload whose scale the run recorded as
-    ``{"original": n, "raised_to": m}``, now at ``current_replicas``."""
-    if current_replicas == record["original"]:
-        return ScaleRestore.UNCHANGED
-    if current_replicas == record["raised_to"]:
-        return ScaleRestore.RESTORE
-    return ScaleRestore.EDITED
+    """The restore of a workload's scale the run recorded as ``{"original": n, "raised_to": m}``."""
+    return restore_action(record["original"], record["raised_to"], current_replicas)

@@ -4,13 +4,16 @@ Four ways out, from seed Scenario 2, each a run of kind ``remediation`` on the n
 
 - ``scale-out``: take each blocking PDB's lease as relax-pdb does, record each blocking pod's
   workload's replicas, raise them by its pods blocked on the node (conditional on the scale's
-  resourceVersion), wait (delayed messages) until the workload's pods are Ready and the PDB
-  allows the disruptions, evict the blocking pods, then restore the replicas exactly, unless
-  someone else changed them meanwhile (left as they set them, with an alert). Refused when a
-  blocking pod has no Deployment or ReplicaSet (a StatefulSet is refused), when a
-  HorizontalPodAutoscaler owns the replicas, or when the extra pods' cpu requests do not fit on
-  the schedulable nodes (upgrade.domain.scale_out). Between the raise and the
-  restore, a failure leads to the restore, and the poison handler restores too.
+  resourceVersion; when a HorizontalPodAutoscaler owns them, its minReplicas, and maxReplicas if
+  needed, conditional on the HPA's), wait (delayed messages) until the workload's pods are Ready
+  and the PDB allows the disruptions, evict the blocking pods, then restore the replicas (or the
+  HPA's bounds) exactly, unless someone else changed them meanwhile (left as they set them, with
+  an alert). A StatefulSet's added ordinals are the ones its scale-down removes; the claims
+  Kubernetes keeps for them (whenScaled Retain) are named in an alert, never deleted. Refused
+  when a blocking pod has no Deployment, ReplicaSet or StatefulSet, a StatefulSet is
+  mid-rollout, two HPAs scale one workload, or the extra pods' cpu requests do not fit on the
+  schedulable nodes (upgrade.domain.scale_out). Between the raise and the restore, a failure
+  leads to the restore, and the poison handler restores too.
 - ``relax-pdb``: take each blocking PDB's lease (one run at a time per PDB, across runs and
   pools: upgrade.domain.pdb_lease), recording its spec as the original, then relax it to allow
   one disruption, evict the blocking pods, and restore the original exactly, unless someone else
@@ -45,6 +48,7 @@ from urllib.parse import unquote
 from upgrade.domain.alerts import Alert
 from upgrade.domain.model import (
     QUARANTINE_LABEL,
+    Autoscaler,
     ClusterRef,
     Node,
     pool_selector,
@@ -60,11 +64,20 @@ from upgrade.domain.pdb_lease import (
 from upgrade.domain.policy import REMEDIATION_KINDS
 from upgrade.domain.quarantine import PoolUpgradeFacts, is_application_pod
 from upgrade.domain.runs import RunRecord
-from upgrade.domain.scale_out import ScaleRestore, room_refusal, scale_restore, scale_targets
+from upgrade.domain.scale_out import (
+    ScaleRestore,
+    added_claims,
+    raised_bounds,
+    restore_action,
+    room_refusal,
+    scale_restore,
+    scale_targets,
+    statefulset_refusal,
+)
 from upgrade.domain.steps import Done, Failed, Next, Outcome, Retry, StepMessage
 from upgrade.domain.versions import same_version
 from upgrade.errors import Conflict, InvalidInput, NotAllowed, NotFound, PermanentError, TemporaryError
-from upgrade.ports import Platform
+from upgrade.ports import Kube, Platform
 from upgrade.services.outbox import create_run
 from upgrade.services.pdb_leases import active_run, alert_edited, restore_leased_pdbs
 from upgrade.services.quarantine_scan import resolve_cluster, resolve_node, rolling_upgrade_facts
@@ -309,7 +322,8 @@ def plan(ctx: StepContext) -> Outcome:
         if refusal:
             return Failed(reason=f"scale-out refused: {refusal}")
         facts["scale_targets"] = [
-            {"kind": t.kind, "namespace": t.namespace, "name": t.name, "add": t.add} for t in targets
+            {"kind": t.kind, "namespace": t.namespace, "name": t.name, "add": t.add}
+            | ({"autoscaler": t.autoscaler} if t.autoscaler else {}) for t in targets
         ]
     return Next(_first_step(kind), reason=f"{len(blockers)} blocking pod(s); pool to {target} node(s)", facts=facts)
 
@@ -465,8 +479,9 @@ def restore_after_poison(run: RunRecord, platform: Platform) -> str:
     relaxed (nor keep its lease)."""
     notes = []
     if run.facts.get("scales") and run.facts.get("scale_restored") is None:
-        restored, edited = _restore_scales(platform, ClusterRef.parse(run.cluster), run)
+        restored, edited, claims = _restore_scales(platform, ClusterRef.parse(run.cluster), run)
         notes.append("; ".join(edited) or f"replicas restored: {', '.join(restored) or '(already as recorded)'}")
+        notes += claims
     notes.append(restore_pdbs_after_poison(run, platform))
     return "; ".join(notes)
 
@@ -492,32 +507,85 @@ def _target_key(target: dict) -> str:
     return f"{target['kind']}/{target['namespace']}/{target['name']}"
 
 
+def _bounds(hpa: Autoscaler) -> list[int]:
+    return [hpa.min_replicas, hpa.max_replicas]
+
+
+def _record_target(kube: Kube, target: dict) -> dict:
+    """What the run will raise for one workload, read before anything changes: its replicas and,
+    for an HPA-owned one, the HPA's bounds; for a StatefulSet, the claims its added ordinals get."""
+    current = kube.get_scale(target["kind"], target["namespace"], target["name"])
+    record = {**target, "original": current.replicas, "raised_to": current.replicas + target["add"]}
+    if target.get("autoscaler"):
+        hpa = kube.get_autoscaler(target["namespace"], target["autoscaler"])
+        raised = list(raised_bounds(hpa.min_replicas, hpa.max_replicas, current.replicas, target["add"]))
+        record.update(raised_to=raised[0], bounds={"original": _bounds(hpa), "raised": raised})
+    if target["kind"] == "StatefulSet":
+        found = next((w for w in kube.list_workloads(namespace=target["namespace"])
+                      if w.kind == "StatefulSet" and w.name == target["name"]), None)
+        refusal = statefulset_refusal(_target_key(target), found.statefulset if found else None)
+        if refusal or found is None or found.statefulset is None:
+            raise PermanentError(f"scale-out refused: {refusal}")
+        claims = added_claims(target["name"], found.statefulset, record["original"], record["raised_to"])
+        existing = set(kube.list_volume_claims(namespace=target["namespace"])) if claims else set()
+        record.update(when_scaled=found.statefulset.when_scaled, claims=claims,
+                      claims_before=[c for c in claims if c in existing])
+    return record
+
+
 def record_scale(ctx: StepContext) -> Outcome:
     """Record each workload's replicas as the original, and what the raise sets: durable before
-    any replica count changes, so a retry or the restore knows both."""
+    any replica count (or HPA bound) changes, so a retry or the restore knows both."""
     if "scales" in ctx.run.facts:
         return Next(RAISE_REPLICAS, reason="replicas already recorded")
-    kube, scales = ctx.platform.kube(ctx.cluster), {}
-    for target in ctx.run.facts["scale_targets"]:
-        current = kube.get_scale(target["kind"], target["namespace"], target["name"])
-        scales[_target_key(target)] = {**target, "original": current.replicas,
-                                       "raised_to": current.replicas + target["add"]}
-    return Next(RAISE_REPLICAS, reason="; ".join(f"{k}: {v['original']} replicas" for k, v in scales.items()),
-                facts={"scales": scales})
+    kube = ctx.platform.kube(ctx.cluster)
+    try:
+        scales = {_target_key(t): _record_target(kube, t) for t in ctx.run.facts["scale_targets"]}
+    except PermanentError as exc:  # refused now (a StatefulSet's rollout began): give the leases back
+        return Next(RESTORE_SCALE, reason=str(exc), args={"failure": str(exc)})
+    return Next(RAISE_REPLICAS, reason="; ".join(_recorded(k, v) for k, v in scales.items()), facts={"scales": scales})
+
+
+def _recorded(key: str, record: dict) -> str:
+    text = f"{key}: {record['original']} replicas"
+    if record.get("bounds"):
+        low, high = record["bounds"]["original"]
+        text += f", HorizontalPodAutoscaler {record['autoscaler']} minReplicas {low}, maxReplicas {high}"
+    if record.get("claims"):
+        text += f"; its added ordinals' claims {', '.join(record['claims'])} (whenScaled {record['when_scaled']})"
+    return text
+
+
+def _changed_before_raise(key: str, what: str) -> Next:
+    return Next(RESTORE_SCALE, reason=f"{key} changed meanwhile",
+                args={"failure": f"{what} before the scale-out: not raised"})
 
 
 def raise_replicas(ctx: StepContext) -> Outcome:
-    """Set each workload to its recorded raise, conditional on the scale's resourceVersion; one
-    already there (a redelivery, a crash after the write) is left alone."""
+    """Set each workload to its recorded raise (an HPA-owned one through the HPA's bounds),
+    conditional on the resourceVersion read; one already there (a redelivery, a crash after the
+    write) is left alone."""
     kube = ctx.platform.kube(ctx.cluster)
     for key, record in ctx.run.facts["scales"].items():
+        if record.get("bounds"):
+            hpa = kube.get_autoscaler(record["namespace"], record["autoscaler"])
+            low, high = record["bounds"]["raised"]
+            if _bounds(hpa) == [low, high]:
+                continue
+            if _bounds(hpa) != record["bounds"]["original"]:
+                return _changed_before_raise(key, f"HorizontalPodAutoscaler {record['autoscaler']} went from "
+                                                  f"{record['bounds']['original']} to {_bounds(hpa)}")
+            try:
+                kube.patch_autoscaler_bounds(record["namespace"], record["autoscaler"], low, high,
+                                             resource_version=hpa.resource_version)
+            except Conflict:
+                return Retry(delay_seconds=1.0, reason=f"the HPA of {key} changed while being raised: reading it again")
+            continue
         current = kube.get_scale(record["kind"], record["namespace"], record["name"])
         if current.replicas == record["raised_to"]:
             continue
         if current.replicas != record["original"]:
-            return Next(RESTORE_SCALE, reason=f"{key} changed meanwhile",
-                        args={"failure": f"{key} went from {record['original']} to {current.replicas} replicas "
-                                         "before the scale-out: not raised"})
+            return _changed_before_raise(key, f"{key} went from {record['original']} to {current.replicas} replicas")
         try:
             kube.replace_scale(record["kind"], record["namespace"], record["name"], record["raised_to"],
                                resource_version=current.resource_version)
@@ -525,13 +593,21 @@ def raise_replicas(ctx: StepContext) -> Outcome:
             return Retry(delay_seconds=1.0, reason=f"the scale of {key} changed while being raised: reading it again")
     deadline = ctx.platform.clock.now() + timedelta(minutes=_drain_timeout(ctx))
     return Next(WAIT_SCALED_OUT, delay_seconds=_poll(ctx), args={"deadline": deadline.isoformat()},
-                reason="replicas raised: " + ", ".join(f"{k} to {v['raised_to']}"
-                                                       for k, v in ctx.run.facts["scales"].items()))
+                reason="replicas raised: " + ", ".join(_raised(k, v) for k, v in ctx.run.facts["scales"].items()))
+
+
+def _raised(key: str, record: dict) -> str:
+    if record.get("bounds"):
+        low, high = record["bounds"]["raised"]
+        return (f"{key} to {record['raised_to']} through HorizontalPodAutoscaler {record['autoscaler']} "
+                f"(minReplicas {low}, maxReplicas {high})")
+    return f"{key} to {record['raised_to']}"
 
 
 def wait_scaled_out(ctx: StepContext) -> Outcome:
-    """Go on once every raised workload has all its replicas Ready and each blocking PDB allows
-    as many disruptions as it has blocking pods; at the drain timeout, restore instead."""
+    """Go on once every raised workload has all its replicas Ready (an HPA sets them at its next
+    sync; an OrderedReady StatefulSet adds them one at a time) and each blocking PDB allows as many
+    disruptions as it has blocking pods; at the drain timeout, restore instead."""
     kube = ctx.platform.kube(ctx.cluster)
     waiting = []
     scales = ctx.run.facts["scales"]
@@ -557,46 +633,116 @@ def wait_scaled_out(ctx: StepContext) -> Outcome:
     return Retry(delay_seconds=_poll(ctx), reason="; ".join(waiting))
 
 
-def _restore_scales(platform: Platform, cluster: ClusterRef, run: RunRecord) -> tuple[list[str], list[str]]:
-    """Put each recorded workload back to its original replicas if it is still at the raise
-    (conditional on the resourceVersion read); one someone else changed is left, with an alert."""
+def _restore_one(kube: Kube, key: str, record: dict) -> tuple[ScaleRestore, object]:
+    """Put one workload's replicas (or its HPA's bounds) back if they are still what the run set,
+    conditional on the resourceVersion read. Returns what was done and the value found."""
+    if record.get("bounds"):
+        hpa = kube.get_autoscaler(record["namespace"], record["autoscaler"])
+        action = restore_action(record["bounds"]["original"], record["bounds"]["raised"], _bounds(hpa))
+        if action is ScaleRestore.RESTORE:
+            low, high = record["bounds"]["original"]
+            try:
+                kube.patch_autoscaler_bounds(record["namespace"], record["autoscaler"], low, high,
+                                             resource_version=hpa.resource_version)
+            except Conflict as exc:
+                raise TemporaryError(f"the HPA of {key} changed while being restored: reading it again",
+                                     delay_seconds=1.0) from exc
+        return action, _bounds(hpa)
+    current = kube.get_scale(record["kind"], record["namespace"], record["name"])
+    action = scale_restore(record, current.replicas)
+    if action is ScaleRestore.RESTORE:
+        try:
+            kube.replace_scale(record["kind"], record["namespace"], record["name"], record["original"],
+                               resource_version=current.resource_version)
+        except Conflict as exc:
+            raise TemporaryError(f"the scale of {key} changed while being restored: reading it again",
+                                 delay_seconds=1.0) from exc
+    return action, current.replicas
+
+
+def _alert_not_restored(platform: Platform, cluster: ClusterRef, run: RunRecord, key: str, record: dict,
+                        current: object) -> str:
+    if record.get("bounds"):
+        what = f"HorizontalPodAutoscaler {record['namespace']}/{record['autoscaler']} of {key}"
+        reason = (f"{what} was set to minReplicas/maxReplicas {current} by someone else while run {run.run_id} had "
+                  f"raised them from {record['bounds']['original']} to {record['bounds']['raised']}: left as they set them")
+        original, raised = record["bounds"]["original"], record["bounds"]["raised"]
+    else:
+        reason = (f"{key} was set to {current} replicas by someone else while run {run.run_id} had "
+                  f"raised it from {record['original']} to {record['raised_to']}: left as they set it")
+        original, raised = record["original"], record["raised_to"]
+    details = {"workload": key, "original": original, "raised_to": raised, "current": current}
+    if record.get("bounds"):
+        details["autoscaler"] = record["autoscaler"]
+    platform.alerts.publish(Alert(
+        kind="remediation.scale-not-restored", severity="warning", cluster=cluster.arm_id, pool=run.pool,
+        node=run.options.get("node"), run_id=run.run_id, summary=f"{reason}. Check that the count is what you want.",
+        details=details, dedup_key=f"{cluster.arm_id.lower()}|{run.run_id}|{key}|not-restored",
+    ))
+    return reason
+
+
+def _claims_left(platform: Platform, cluster: ClusterRef, run: RunRecord, key: str, record: dict) -> str | None:
+    """With whenScaled Retain, the claims the StatefulSet controller made for the run's added
+    ordinals stay after the scale-down: name them (the run does not delete what it did not create)."""
+    if record.get("when_scaled") != "Retain" or not record.get("claims"):
+        return None
+    existing = set(platform.kube(cluster).list_volume_claims(namespace=record["namespace"]))
+    left = [c for c in record["claims"] if c in existing and c not in record.get("claims_before", ())]
+    if not left:
+        return None
+    when = "once the HorizontalPodAutoscaler scales it back down" if record.get("bounds") else "after the scale-down"
+    note = (f"{key}'s PersistentVolumeClaims {', '.join(left)} of the ordinals run {run.run_id} added stay {when} "
+            "(persistentVolumeClaimRetentionPolicy.whenScaled: Retain); the run left them: delete them once no "
+            "longer needed (a later scale-up would reuse them)")
+    platform.alerts.publish(Alert(
+        kind="remediation.claims-retained", severity="info", cluster=cluster.arm_id, pool=run.pool,
+        node=run.options.get("node"), run_id=run.run_id, summary=note,
+        details={"workload": key, "claims": left, "namespace": record["namespace"]},
+        dedup_key=f"{cluster.arm_id.lower()}|{run.run_id}|{key}|claims-retained",
+    ))
+    return note
+
+
+def _restore_scales(platform: Platform, cluster: ClusterRef, run: RunRecord) -> tuple[list[str], list[str], list[str]]:
+    """Put each recorded workload back to its original replicas (an HPA-owned one: the HPA's
+    original bounds) if still at the raise; one someone else changed is left, with an alert.
+    Returns the restored, the reasons of those left, and the notes on claims a StatefulSet keeps."""
     kube = platform.kube(cluster)
-    restored, edited = [], []
+    restored, edited, claims = [], [], []
     for key, record in (run.facts.get("scales") or {}).items():
         try:
-            current = kube.get_scale(record["kind"], record["namespace"], record["name"])
+            action, current = _restore_one(kube, key, record)
         except NotFound:
             continue
-        action = scale_restore(record, current.replicas)
+        if action is ScaleRestore.EDITED:
+            edited.append(_alert_not_restored(platform, cluster, run, key, record, current))
+            continue
         if action is ScaleRestore.RESTORE:
-            try:
-                kube.replace_scale(record["kind"], record["namespace"], record["name"], record["original"],
-                                   resource_version=current.resource_version)
-            except Conflict as exc:
-                raise TemporaryError(f"the scale of {key} changed while being restored: reading it again",
-                                     delay_seconds=1.0) from exc
             restored.append(key)
-        elif action is ScaleRestore.EDITED:
-            reason = (f"{key} was set to {current.replicas} replicas by someone else while run {run.run_id} had "
-                      f"raised it from {record['original']} to {record['raised_to']}: left as they set it")
-            platform.alerts.publish(Alert(
-                kind="remediation.scale-not-restored", severity="warning", cluster=cluster.arm_id, pool=run.pool,
-                node=run.options.get("node"), run_id=run.run_id, summary=f"{reason}. Check that the count is what you want.",
-                details={"workload": key, "original": record["original"], "raised_to": record["raised_to"],
-                         "current": current.replicas},
-                dedup_key=f"{cluster.arm_id.lower()}|{run.run_id}|{key}|not-restored",
-            ))
-            edited.append(reason)
-    return restored, edited
+        note = _claims_left(platform, cluster, run, key, record)
+        if note:
+            claims.append(note)
+    return restored, edited, claims
+
+
+def _hpa_note(run: RunRecord) -> str:
+    owned = [f"{k} (HorizontalPodAutoscaler {r['autoscaler']})" for k, r in (run.facts.get("scales") or {}).items()
+             if r.get("bounds")]
+    if not owned:
+        return ""
+    return (f"; the replicas of {', '.join(owned)} are the HPA's again: it scales them within the restored bounds "
+            "from its metrics (with none, it keeps the count)")
 
 
 def restore_scale(ctx: StepContext) -> Outcome:
     """Restore the replicas (conditionally), release the PDB leases, then fail if the attempt had."""
-    restored, edited = _restore_scales(ctx.platform, ctx.cluster, ctx.run)
+    restored, edited, claims = _restore_scales(ctx.platform, ctx.cluster, ctx.run)
     released = restore_leased_pdbs(ctx.platform, ctx.cluster, ctx.run)
     notes = edited + list(released.edited)
     note = "; ".join(notes) if notes else f"replicas restored ({', '.join(restored) or 'already as recorded'})"
-    facts = {**released.facts(), "scale_restored": not edited, "scales_not_restored": edited}
+    note += _hpa_note(ctx.run) + "".join(f"; {c}" for c in claims)
+    facts = {**released.facts(), "scale_restored": not edited, "scales_not_restored": edited, "claims_retained": claims}
     failure = ctx.message.args.get("failure")
     if failure:
         return Failed(reason=f"{failure}; {note}", facts=facts)
