@@ -2,7 +2,8 @@
 
 Every product call goes through ``KubernetesKube`` as the app identity (bound only to the infra
 ClusterRole): the adapter's selectors and patches, the drain engine, PDB analysis, quarantine
-diagnosis, remediation's relax-and-restore and pod deletion, and the preflight snapshot.
+diagnosis, remediation's relax-and-restore and pod deletion, scale-out through an HPA's bounds and
+a StatefulSet's ordinals, and the preflight snapshot.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from upgrade.domain.drain import DrainOptions, DrainStatus
 from upgrade.domain.model import ClusterRef
 from upgrade.domain.preflight import PlannedUpgrade, preflight
 from upgrade.domain.quarantine import diagnose_node, relaxed_spec
+from upgrade.domain.scale_out import ScaleRestore, raised_bounds, restore_action, statefulset_refusal
 from upgrade.errors import Conflict, NotFound, TemporaryError
 from upgrade.services.drain import drain_node, drain_node_step
 from upgrade.services.snapshot import read_snapshot
@@ -247,3 +249,79 @@ def test_workloads_and_events_are_read(real_cluster: RealCluster, app_kube):
     assert [(w.kind, w.name, w.desired, w.ready) for w in workloads] == [("Deployment", "web", 2, 2)]
     events = app_kube.list_events(reasons=("ScalingReplicaSet",))
     assert any(e["object"]["name"] == "web" and e["object"]["namespace"] == real_cluster.namespace for e in events)
+
+
+# ---- scale-out: an HPA's bounds and a StatefulSet's ordinals --------------------------------------------
+
+
+def test_an_hpa_raised_minimum_scales_its_target_without_metrics_and_its_restore_is_conditional(
+        real_cluster: RealCluster, app_kube):
+    # GIVEN web (2 replicas) scaled by an HPA (2..4) on cpu, and no metrics server in the cluster
+    real_cluster.add_nodes(2)
+    real_cluster.deployment("web", 2)
+    real_cluster.create({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                         "metadata": {"name": "web-hpa"},
+                         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                                  "minReplicas": 2, "maxReplicas": 4}})
+    ns = real_cluster.namespace
+    hpa = app_kube.get_autoscaler(ns, "web-hpa")
+    original = [hpa.min_replicas, hpa.max_replicas]
+    raised = list(raised_bounds(*original, app_kube.get_scale("Deployment", ns, "web").replicas, 1))
+    assert raised == [3, 4]
+    # WHEN the product raises its minimum, conditionally on what it read
+    app_kube.patch_autoscaler_bounds(ns, "web-hpa", *raised, resource_version=hpa.resource_version)
+    # THEN the real HPA controller scales web to the new minimum though it can read no metrics
+    real_cluster.wait_ready("app=web", 3)
+    status = wait_for(lambda: next((c for c in real_cluster.get(
+        f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/web-hpa").get("status", {}).get(
+        "conditions", []) if c["type"] == "ScalingActive" and c["status"] == "False"), None),
+        "the HPA to report it cannot read metrics")
+    assert status["reason"] == "FailedGetResourceMetric", status
+    # AND a restore at a stale version is a real 409; at the version read it puts both bounds back
+    with pytest.raises(Conflict, match="409"):
+        app_kube.patch_autoscaler_bounds(ns, "web-hpa", *original, resource_version=hpa.resource_version)
+    current = app_kube.get_autoscaler(ns, "web-hpa")
+    assert restore_action(original, raised, [current.min_replicas, current.max_replicas]) is ScaleRestore.RESTORE
+    back = app_kube.patch_autoscaler_bounds(ns, "web-hpa", *original, resource_version=current.resource_version)
+    assert [back.min_replicas, back.max_replicas] == original
+
+
+def test_a_statefulset_scale_out_adds_and_removes_its_highest_ordinal(real_cluster: RealCluster, app_kube):
+    # GIVEN StatefulSet db (2 replicas, OrderedReady; no claim templates: nothing provisions volumes here)
+    real_cluster.add_nodes(2)
+    real_cluster.create({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+                         "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                                  "template": {"metadata": {"labels": {"app": "db"}}, "spec": {
+                                      "nodeSelector": {"kubernetes.azure.com/agentpool": real_cluster.pool},
+                                      "terminationGracePeriodSeconds": 0,
+                                      "containers": [{"name": "app", "image": "registry.invalid/app:1"}]}}}})
+    real_cluster.wait_ready("app=db", 2)
+    ns = real_cluster.namespace
+
+    def settled():
+        found = [w for w in app_kube.list_workloads(namespace=ns) if w.kind == "StatefulSet"]
+        return found and found[0].statefulset.observed_generation == found[0].statefulset.generation and found[0]
+
+    db = wait_for(settled, "the StatefulSet controller to observe db")
+    assert statefulset_refusal("db", db.statefulset) is None and db.statefulset.when_scaled == "Retain"
+    # WHEN the product raises it by one THEN the new pod is the next ordinal
+    scale = app_kube.get_scale("StatefulSet", ns, "db")
+    app_kube.replace_scale("StatefulSet", ns, "db", 3, resource_version=scale.resource_version)
+    assert {p["metadata"]["name"] for p in real_cluster.wait_ready("app=db", 3)} == {"db-0", "db-1", "db-2"}
+    # AND an evicted pod comes back under its own name
+    uid = app_kube.get_pod(ns, "db-0").uid
+    app_kube.evict(ns, "db-0")
+    wait_for(lambda: any(p["metadata"]["name"] == "db-0" and p["metadata"]["uid"] != uid
+                         for p in real_cluster.ready_pods("app=db")), "db-0 back as a new pod")
+    # AND scaled back, the highest ordinal (the one added) is the one removed
+    scale = app_kube.get_scale("StatefulSet", ns, "db")
+    app_kube.replace_scale("StatefulSet", ns, "db", 2, resource_version=scale.resource_version)
+    wait_for(lambda: sorted(p["metadata"]["name"] for p in real_cluster.pods("app=db")) == ["db-0", "db-1"],
+             "db back to ordinals 0 and 1")
+    # AND a rollout held by a partition shows as a pending revision: scale-out would refuse it
+    real_cluster.cp.request("PATCH", f"/apis/apps/v1/namespaces/{ns}/statefulsets/db", {"spec": {
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}},
+        "template": {"metadata": {"annotations": {"rollout": "2"}}}}}, content_type="application/merge-patch+json")
+    pending = wait_for(lambda: (w := settled()) and w.statefulset.update_revision != w.statefulset.current_revision
+                       and w, "the StatefulSet controller to record the update revision")
+    assert "is mid-update" in statefulset_refusal("db", pending.statefulset)
