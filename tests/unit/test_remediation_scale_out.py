@@ -383,3 +383,22 @@ def test_a_rollout_begun_after_the_request_ends_the_run_before_any_raise():
     assert final.status == "failed" and "mid-update" in final.reason
     assert fake.calls["replace_scale"] == 0 and fake.statefulsets[STS]["replicas"] == 1
     assert platform.state.list(lease_partition(CLUSTER)) == []
+
+
+def test_an_hpa_owned_statefulset_is_raised_through_the_hpa_and_its_kept_claim_named():
+    # GIVEN StatefulSet a (pod a-0 blocked) scaled by HPA a-hpa pinned at (1, 1)
+    fake, platform = sts_scenario()
+    fake.autoscalers = [Autoscaler("default", "a-hpa", "StatefulSet", "a", 1, 1)]
+    scan_cluster(platform, CLUSTER)
+    # WHEN scale-out runs
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    deliver_all(platform, crash_after_effect=True)
+    # THEN the HPA was raised to (2, 2) and put back to (1, 1), which brought the StatefulSet back to 1
+    assert_remediated(fake, platform, run.run_id)
+    assert hpa_bounds(fake) == (1, 1) and fake.calls["replace_scale"] == 0
+    assert fake.statefulsets[STS]["replicas"] == 1
+    record = platform.runs.get(run.run_id).facts["scales"]["StatefulSet/default/a"]
+    assert record["bounds"] == {"original": [1, 1], "raised": [2, 2]} and record["claims"] == ["data-a-1"]
+    # AND the claim of the added ordinal is named, as left once the HPA scales the StatefulSet down
+    [kept] = {a.summary: a for a in platform.alerts.published if a.kind == "remediation.claims-retained"}.values()
+    assert kept.details["claims"] == ["data-a-1"] and "once the HorizontalPodAutoscaler scales it back down" in kept.summary
