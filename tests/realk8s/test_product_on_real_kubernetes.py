@@ -245,8 +245,10 @@ def test_a_json_patch_with_a_failing_test_op_is_refused(real_cluster: RealCluste
 def test_workloads_and_events_are_read(real_cluster: RealCluster, app_kube):
     real_cluster.add_nodes(1)
     real_cluster.deployment("web", 2)
-    workloads = app_kube.list_workloads(namespace=real_cluster.namespace)
-    assert [(w.kind, w.name, w.desired, w.ready) for w in workloads] == [("Deployment", "web", 2, 2)]
+    # the deployment controller writes readyReplicas some time after the pods became Ready
+    wait_for(lambda: [(w.kind, w.name, w.desired, w.ready)
+                      for w in app_kube.list_workloads(namespace=real_cluster.namespace)]
+             == [("Deployment", "web", 2, 2)], "the product to read Deployment web as 2 of 2 ready")
     events = app_kube.list_events(reasons=("ScalingReplicaSet",))
     assert any(e["object"]["name"] == "web" and e["object"]["namespace"] == real_cluster.namespace for e in events)
 
