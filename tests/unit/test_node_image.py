@@ -84,3 +84,45 @@ def test_a_blue_green_node_image_run_is_refused_when_blue_is_on_the_latest_image
     with pytest.raises(InvalidInput, match="already on the latest node image"):
         start_bluegreen_run(platform_for(fake), cluster=CLUSTER.arm_id, pool=POOL, target_version="nodeImage",
                             options={}, actor="alice")
+
+
+# ---- a run fixed on one image (a rollout's pin) never goes past it --------------------------------
+
+NEWER_IMAGE = "AKSUbuntu-2204gen2containerd-202701.09.0"
+
+
+def test_a_rolling_run_started_for_an_image_fails_unupgraded_once_aks_offers_a_newer_one():
+    fake = on_old_image(seed_rolling_cluster())
+    pinned = fake.latest_image
+    platform = platform_for(fake)
+    run = rolling.start_rolling_run(platform, cluster=CLUSTER, pool=POOL, target_version="nodeImage",
+                                    node_image=pinned)
+    assert run.facts["target_node_image"] == pinned  # fixed at the start, not when the upgrade is asked for
+    fake.latest_image = NEWER_IMAGE  # AKS publishes while the run waits (for its maintenance window, say)
+    deliver_all(platform)
+    final = platform.runs.get(run.run_id)
+    assert final.status == "failed"
+    assert f"this run is for node image {pinned}, but AKS now offers it {NEWER_IMAGE}" in final.reason
+    assert fake.calls["begin_upgrade_node_image"] == 0
+    assert {n.label(NODE_IMAGE_LABEL) for n in fake.nodes.values()} == {OLD_IMAGE}
+
+
+def test_a_blue_green_run_started_for_an_image_is_refused_before_green_once_aks_offers_a_newer_one():
+    from upgrade.services.bluegreen.start import start_bluegreen_run
+
+    fake = on_old_image(seed_rolling_cluster())
+    pinned = fake.latest_image
+    platform = platform_for(fake)
+    fake.latest_image = NEWER_IMAGE
+    with pytest.raises(InvalidInput, match=f"a new pool would get node image {NEWER_IMAGE}, not {pinned}"):
+        start_bluegreen_run(platform, cluster=CLUSTER.arm_id, pool=POOL, target_version="nodeImage",
+                            options={}, actor="alice", node_image=pinned)
+    fake.latest_image = pinned
+    run = start_bluegreen_run(platform, cluster=CLUSTER.arm_id, pool=POOL, target_version="nodeImage",
+                              options={}, actor="alice", node_image=pinned)
+    fake.latest_image = NEWER_IMAGE  # published between the start and the preflight (a window's wait)
+    deliver_all(platform)
+    final = platform.runs.get(run.run_id)
+    assert final.status == "failed" and final.facts["failedIn"] == "preflight"
+    assert f"green would get node image {NEWER_IMAGE}, not {pinned} this run is for" in final.reason
+    assert fake.calls["begin_create_pool"] == 0 and set(fake.pools) == {POOL}

@@ -85,9 +85,9 @@ def test_no_common_image_is_refused_on_the_target_naming_the_pools(given, words)
 PIN = {"AKSUbuntu-2204gen2containerd": NEW}
 
 
-@pytest.mark.parametrize(("current", "latest", "needed"), [(OLD, NEW, True), (NEW, NEW, False), (NEW, NEWER, False)])
-def test_a_pool_that_can_reach_the_pin_is_upgraded_or_left(current, latest, needed):
-    assert pool_image_check(PoolImage("c", "p", current, latest), PIN)[0] is needed
+@pytest.mark.parametrize(("current", "latest", "upgrade_to"), [(OLD, NEW, NEW), (NEW, NEW, None), (NEW, NEWER, None)])
+def test_a_pool_that_can_reach_the_pin_is_upgraded_or_left(current, latest, upgrade_to):
+    assert pool_image_check(PoolImage("c", "p", current, latest), PIN) == upgrade_to
 
 
 @pytest.mark.parametrize(("current", "latest", "words"), [

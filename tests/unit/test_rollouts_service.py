@@ -324,3 +324,20 @@ def test_a_run_that_overshot_the_pin_is_caught_by_the_gate_naming_the_nodes():
     view = deliver_until(platform, run.run_id, "gate-blocked")
     assert f"{IDS[1]}: node(s) not on the rollout's node image: aks-{POOL}-1-1 ({NEWER_IMAGE})" in view["reason"]
     assert view["stage"] == 1 and fakes[IDS[3]].calls["begin_upgrade_node_image"] == 0
+
+
+def test_a_pool_run_that_waited_while_aks_published_a_newer_image_fails_rather_than_overshoot_the_pin():
+    fakes = on_old_image(clusters())
+    platform = platform_for(fakes)
+    run = rollouts.start_rollout(platform, {"stages": [{"name": "dev", "groups": [{"clusters": [IDS[0]]}]}],
+                                            "targetVersion": "nodeImage"}, actor="alice")
+    [tick] = platform.queue.take()
+    run_step_message(tick.message.to_json(), platform, message_id=str(uuid.uuid4()))  # the pool's run starts
+    [pool_run] = [r for r in platform.runs.list_runs(limit=100) if r.kind == "rolling"]
+    assert pool_run.facts["target_node_image"] == NEW_IMAGE  # the run carries the pin from its start
+    fakes[IDS[0]].latest_image = NEWER_IMAGE  # published while the run waits (for its maintenance window, say)
+    deliver_all(platform)
+    view = rollouts.rollout_view(platform, run.run_id)
+    assert view["status"] == "halted", view["reason"]
+    assert f"this run is for node image {NEW_IMAGE}, but AKS now offers it {NEWER_IMAGE}" in view["reason"]
+    assert fakes[IDS[0]].calls["begin_upgrade_node_image"] == 0 and node_images(fakes) == {OLD_IMAGE}

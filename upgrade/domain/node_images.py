@@ -84,18 +84,19 @@ def resolve_node_images(pools: Iterable[PoolImage], *, field: str = "targetVersi
     return pinned
 
 
-def pool_image_check(pool: PoolImage, pinned: Mapping[str, str]) -> tuple[bool, str]:
-    """Whether the pool needs its node image upgrade to reach the pin (True) or is on it already
-    (False); ValueError with why the pool cannot reach the pin: its latest image moved past it (or
-    it runs another one already), or its family was not in the rollout when the pin was resolved."""
+def pool_image_check(pool: PoolImage, pinned: Mapping[str, str]) -> str | None:
+    """The pinned image the pool's node image upgrade is to reach (its latest is it), or None when
+    the pool runs it already; ValueError with why the pool cannot reach the pin: its latest image
+    moved past it (or it runs another one already), or its family was not in the rollout when the
+    pin was resolved."""
     target = pinned.get(pool.family or "")
     if target is None:
         raise ValueError(f"pool {pool.pool} runs node image family {pool.family or 'unknown'}, not pinned by the "
                          f"rollout (pinned: {', '.join(sorted(pinned.values())) or 'none'})")
     if pool.current == target:
-        return False, f"pool {pool.pool} already on node image {target}"
+        return None
     if pool.latest == target:
-        return True, f"pool {pool.pool}: {pool.current or 'unknown'} -> {target}"
+        return target
     raise ValueError(f"pool {pool.pool} can no longer reach the pinned node image {target}: it runs "
                      f"{pool.current or 'an unknown image'} and AKS now offers it {pool.latest or 'none'} "
                      "(a node image upgrade goes only to the latest)")

@@ -74,6 +74,7 @@ def start_rolling_run(
     target_version: str,
     options: dict[str, Any] | None = None,
     actor: str = "system",
+    node_image: str | None = None,
 ) -> RunRecord:
     """Start a rolling upgrade of ``pool`` to ``target_version``, checked before anything is written
     or applied: a busy pool answers Conflict (``.code`` the active run) first, then a pool that does
@@ -81,7 +82,8 @@ def start_rolling_run(
     profile InvalidInput listing what is offered. ``options.upgradeSettings`` (ARM names) override
     the policy's rolling settings field by field; ``options.restoreSettings`` the policy's choice to
     put the pool's own upgradeSettings back after the run. NotAllowed for a cluster outside the
-    allow-list."""
+    allow-list. ``node_image``: a node image run's image fixed at its start (a rollout's pin), the
+    only one it will upgrade to (see ``set_node_image``)."""
     ref = cluster if isinstance(cluster, ClusterRef) else ClusterRef.parse(cluster)
     require_allowed_cluster(ref, platform.allowed_clusters)
     options = dict(options or {})
@@ -118,7 +120,7 @@ def start_rolling_run(
         run_id=f"rolling-{pool}-{uuid.uuid4().hex[:12]}",
         kind=KIND, cluster=ref.arm_id, pool=pool, state=APPLY_SETTINGS, status="running",
         created_at=now, updated_at=now, target_version=target, options=options,
-        facts={"started_by": actor},
+        facts={"started_by": actor, **({"target_node_image": node_image} if node_image and target == NODE_IMAGE else {})},
     )
     return create_run(platform, run, StepMessage(v=1, run_id=run.run_id, step=APPLY_SETTINGS, cluster=ref.arm_id,
                                                  pool=pool, attempt=1, actor=actor), source=KIND)
@@ -194,15 +196,24 @@ def surge_unavailable_alert(cluster: ClusterRef, pool: AgentPool, run_id: str | 
 
 def set_node_image(ctx: StepContext) -> Outcome:
     """``set_version`` of a node image run: AKS's upgradeNodeImageVersion to the latest image the
-    pool's upgrade profile offers (recorded as ``target_node_image`` the first time)."""
+    pool's upgrade profile offers (recorded as ``target_node_image`` the first time, unless the run
+    was started with it). upgradeNodeImageVersion takes no version, so once the latest is another
+    image than the recorded one (AKS published a newer one while the run waited, for its maintenance
+    window or a busy pool) the run fails before upgrading anything rather than overshoot it."""
     aks, run = ctx.platform.aks(ctx.cluster), ctx.run
     pool = aks.get_pool(ctx.cluster, ctx.message.pool)
-    latest = run.facts.get("target_node_image") or aks.latest_node_image_version(ctx.cluster, pool.name)
+    offered = aks.latest_node_image_version(ctx.cluster, pool.name)
+    latest = run.facts.get("target_node_image") or offered
     facts = {"target_node_image": latest}
     if pool.busy:
         return Retry(delay_seconds=_poll(ctx), reason=f"pool {pool.name} is {pool.provisioning_state}", facts=facts)
     if not latest or pool.node_image_version == latest:
         return Next(RECONCILE, reason=f"pool {pool.name} already on node image {pool.node_image_version}", facts=facts)
+    if offered != latest:
+        return _ending(ctx, Failed(
+            reason=f"pool {pool.name} not upgraded: this run is for node image {latest}, but AKS now offers it "
+                   f"{offered or 'none'} (upgradeNodeImageVersion goes only to the latest); start a new run",
+            facts={**facts, "node_image_offered": offered}))
     try:
         aks.begin_upgrade_node_image(ctx.cluster, pool.name)
     except PermanentError as exc:

@@ -168,17 +168,20 @@ def _lock_name(run_id: str) -> str:
 # ---- the tick ------------------------------------------------------------------------------------
 
 
-def _start_pool_run(platform: Platform, cluster: str, pool: str, target: str, actor: str) -> str:
+def _start_pool_run(platform: Platform, cluster: str, pool: str, target: str, actor: str,
+                    node_image: str | None = None) -> str:
     """Start (or adopt) pool ``pool``'s ordinary run to ``target`` with the policy's strategy and,
     for blue-green, the policy's ``blueGreen`` options (as an automatic start takes them; a rolling
-    run reads its policy itself)."""
+    run reads its policy itself); ``node_image``: a node-image rollout's pin for the pool, the only
+    image its run may upgrade to (it fails rather than overshoot it)."""
     from upgrade.services.upgrade_requests import start_upgrade
 
     pool_policy = platform.policy.for_pool(cluster, pool)
     options = pool_policy.blue_green if pool_policy.strategy == "blue-green" else {}
     try:
         return start_upgrade(platform, {"cluster": cluster, "pool": pool, "targetVersion": target,
-                                        "strategy": pool_policy.strategy, "options": options}, actor=actor).run_id
+                                        "strategy": pool_policy.strategy, "options": options}, actor=actor,
+                             node_image=node_image).run_id
     except Conflict as exc:
         if exc.code:
             return exc.code  # the pool's active run: started by an earlier copy of this tick, or by someone
@@ -201,21 +204,21 @@ def _cluster_step(platform: Platform, cluster: str, entry: dict[str, Any], targe
     for pool in entry["pools"]:
         run_id = entry["runs"].get(pool)
         if run_id is None:
+            pinned = None
             if node_images:
                 # AKS may have published a newer image since the pin: a run now would overshoot it
                 try:
-                    (image,) = _pool_images(platform, cluster, [pool])
-                    needed, _ = pool_image_check(image, node_images)
+                    pinned = pool_image_check(*_pool_images(platform, cluster, [pool]), node_images)
                 except ValueError as exc:
                     entry["reason"] = str(exc)
                     return entry, "held"
                 except NotFound as exc:
                     entry["reason"] = f"pool {pool}: {exc}"
                     return entry, "failed"
-                if not needed:
+                if pinned is None:
                     continue
             try:
-                entry["runs"][pool] = _start_pool_run(platform, cluster, pool, target, actor)
+                entry["runs"][pool] = _start_pool_run(platform, cluster, pool, target, actor, pinned)
             except (InvalidInput, NotFound, Conflict) as exc:
                 entry["reason"] = f"pool {pool}: the run could not start: {exc}"
                 return entry, "failed"

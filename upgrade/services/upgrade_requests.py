@@ -13,9 +13,10 @@ START_FIELDS = frozenset({"cluster", "pool", "targetVersion", "strategy", "optio
 STRATEGIES = ("blue-green", "rolling")
 
 
-def start_upgrade(platform: Platform, body: object, *, actor: str) -> RunRecord:
+def start_upgrade(platform: Platform, body: object, *, actor: str, node_image: str | None = None) -> RunRecord:
     """``POST /api/upgrades``: validate the body and start a blue-green or rolling run. ``actor``
-    is the signed-in caller; a body ``actor`` (older clients send one) is ignored, never recorded."""
+    is the signed-in caller; a body ``actor`` (older clients send one) is ignored, never recorded.
+    ``node_image`` (not from the body: a rollout's pin) the one image a node image run may reach."""
     if not isinstance(body, Mapping):
         raise InvalidInput("upgrade request", "(body)", "must be a JSON object")
     unknown = sorted(set(body) - START_FIELDS)
@@ -34,7 +35,7 @@ def start_upgrade(platform: Platform, body: object, *, actor: str) -> RunRecord:
         raise InvalidInput("upgrade request", "actor", "must be a string")
     arguments = {"cluster": body["cluster"].strip(), "pool": body["pool"].strip(),
                  "target_version": body["targetVersion"].strip(), "options": dict(options),
-                 "actor": actor}
+                 "actor": actor, "node_image": node_image}
     if strategy == "rolling":
         from upgrade.services.rolling import start_rolling_run
 

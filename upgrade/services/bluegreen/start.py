@@ -26,13 +26,19 @@ from upgrade.services.bluegreen.prepare import plan_green
 from upgrade.services.outbox import create_run
 
 
-def _node_image_target(aks: Aks, cluster: ClusterRef, pool: AgentPool) -> tuple[str, dict[str, Any]]:
-    """A node image run: green at blue's version with the latest image (a new pool gets it)."""
+def _node_image_target(aks: Aks, cluster: ClusterRef, pool: AgentPool,
+                       pinned: str | None) -> tuple[str, dict[str, Any]]:
+    """A node image run: green at blue's version with the latest image (a new pool gets it);
+    ``pinned``: the only image the run may create green on (a rollout's pin; see preflight)."""
     latest = aks.latest_node_image_version(cluster, pool.name)
     if not latest or latest == pool.node_image_version:
         raise InvalidInput("upgrade request", "targetVersion",
                            f"pool {pool.name} is already on the latest node image ({pool.node_image_version})")
-    return pool.orchestrator_version, {"nodeImage": {"from": pool.node_image_version, "to": latest}}
+    if pinned and latest != pinned:
+        raise InvalidInput("upgrade request", "targetVersion",
+                           f"a new pool would get node image {latest}, not {pinned}")
+    return pool.orchestrator_version, {"nodeImage": {"from": pool.node_image_version, "to": latest,
+                                                     **({"pinned": True} if pinned else {})}}
 
 
 
@@ -59,9 +65,11 @@ def _refuse_if_active(platform: Platform, cluster: ClusterRef, pools: set[str]) 
 
 
 def start_bluegreen_run(platform: Platform, *, cluster: str, pool: str, target_version: str,
-                        options: Mapping[str, Any] | None, actor: str) -> RunRecord:
+                        options: Mapping[str, Any] | None, actor: str, node_image: str | None = None) -> RunRecord:
     """Validate the request against the cluster, create the run (one active run per pool) and
-    send its first step. Raises InvalidInput, NotAllowed, NotFound or Conflict(code=active run id)."""
+    send its first step. Raises InvalidInput, NotAllowed, NotFound or Conflict(code=active run id).
+    ``node_image``: a node image run's image fixed at its start (a rollout's pin), the only one green
+    may be created on."""
     ref = ClusterRef.parse(cluster, what="upgrade request", field="cluster")
     require_allowed_cluster(ref, platform.allowed_clusters)
     if not isinstance(pool, str) or not pool:
@@ -78,7 +86,7 @@ def start_bluegreen_run(platform: Platform, *, cluster: str, pool: str, target_v
                            f"(registered: {', '.join(sorted(CUSTOM_CHECKS)) or 'none'})")
     facts: dict[str, Any] = {}
     if is_node_image(target_version):
-        target, facts = _node_image_target(aks, ref, blue)
+        target, facts = _node_image_target(aks, ref, blue, node_image)
     else:
         target = check_target_version(target_version, pool=blue.name, current=blue.orchestrator_version,
                                       offered=aks.available_upgrades(ref, blue.name))
