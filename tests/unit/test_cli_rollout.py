@@ -129,6 +129,25 @@ def test_watch_on_a_terminal_redraws_the_table_in_place_then_prints_the_last_sta
     assert "status done" in final and final.count("STAGE") == 1 and "status running" not in final
 
 
+def test_ctrl_c_on_a_terminal_leaves_the_last_state_seen_printed_whole():
+    from rich.console import Console
+
+    first, second, *_ = looks()
+    answers = iter([first, second])
+
+    def fetch():
+        try:
+            return next(answers)
+        except StopIteration:
+            raise KeyboardInterrupt from None
+
+    out = Console(file=io.StringIO(), force_terminal=True, width=160, color_system=None)
+    with pytest.raises(KeyboardInterrupt):
+        rollout.watch(fetch, every=7.0, output=None, out=out, sleep=lambda _: None)
+    final = out.file.getvalue().rsplit("\x1b[2K", 1)[-1]  # after the live view is cleared
+    assert "status running" in final and final.count("STAGE") == 1
+
+
 def test_show_watch_of_a_rollout_that_is_not_moving_prints_it_once(api, capsys):
     assert main(["rollout", "show", "rollout-abcdef012345", "--watch", "--api-url", "http://app.test"]) == 0
     out = capsys.readouterr().out

@@ -145,14 +145,17 @@ def _watch_live(fetch: Fetch, rollout: dict, every: float, output: str | None, o
                 sleep: Callable[[float], None]) -> dict:
     from rich.live import Live
 
-    # transient: the live view may be cut to the terminal's height; the final table is printed whole
-    with Live(rollout_renderable(rollout, output, out.width), console=out, auto_refresh=False,
-              transient=True) as live:
-        while rollout["status"] in MOVING:
-            sleep(every)
-            rollout = fetch()
-            live.update(rollout_renderable(rollout, output, out.width), refresh=True)
-    print_rollout(rollout, output, out=out)
+    # transient: the live view may be cut to the terminal's height; the last state is printed whole,
+    # also when the watch is stopped (Ctrl-C) or a look fails, so the screen is not left empty
+    try:
+        with Live(rollout_renderable(rollout, output, out.width), console=out, auto_refresh=False,
+                  transient=True) as live:
+            while rollout["status"] in MOVING:
+                sleep(every)
+                rollout = fetch()
+                live.update(rollout_renderable(rollout, output, out.width), refresh=True)
+    finally:
+        print_rollout(rollout, output, out=out)
     return rollout
 
 
