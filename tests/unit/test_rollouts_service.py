@@ -341,3 +341,26 @@ def test_a_pool_run_that_waited_while_aks_published_a_newer_image_fails_rather_t
     assert view["status"] == "halted", view["reason"]
     assert f"this run is for node image {NEW_IMAGE}, but AKS now offers it {NEWER_IMAGE}" in view["reason"]
     assert fakes[IDS[0]].calls["begin_upgrade_node_image"] == 0 and node_images(fakes) == {OLD_IMAGE}
+
+
+def one_stage(cluster: str, **plan: object) -> dict:
+    return {"stages": [{"name": "dev", "groups": [{"clusters": [cluster]}]}], **plan}
+
+
+@pytest.mark.parametrize("node_image", [False, True])
+def test_a_pools_active_run_that_goes_elsewhere_is_not_taken_as_the_rollouts(node_image):
+    from upgrade.services.rolling import start_rolling_run
+
+    fakes = on_old_image(clusters(upgrades={"1.30.0": ["1.30.9", "1.31.7"]}))
+    platform = platform_for(fakes)
+    # someone's run on the pool: to another version, or a node image run not fixed on the pin
+    theirs = start_rolling_run(platform, cluster=IDS[0], pool=POOL, target_version="nodeImage" if node_image else "1.30.9")
+    platform.queue.take()  # it waits (its window, say)
+    run = rollouts.start_rollout(platform, one_stage(IDS[0], **({"targetVersion": "nodeImage"} if node_image else {})),
+                                 actor="alice")
+    deliver_until(platform, run.run_id, "halted")
+    view = rollouts.rollout_view(platform, run.run_id)
+    [cluster] = view["stages"][0]["groups"][0]["clusters"]
+    assert cluster["status"] == "failed" and cluster["runs"] == {}
+    assert f"has another active run, rolling run {theirs.run_id} (to " in cluster["reason"]
+    assert (f"no recorded target, not {NEW_IMAGE}" if node_image else "1.30.9, not 1.31.7") in cluster["reason"]

@@ -11,7 +11,8 @@ Each tick looks at the clusters in flight and moves the stage machine (``domain.
 A cluster's upgrade is its pools' ordinary runs, one pool after the other, each started through
 the HTTP API's own start service with the strategy the policy gives the pool (so maintenance
 windows, holds and the allow-list apply as to any run). Starting is idempotent: a pool that already
-has an active run adopts it, a pool already at the target needs no run.
+has an active upgrade to the rollout's target adopts it (any other active run fails the cluster), a
+pool already at the target needs no run.
 
 The run's status follows the rollout's: running while it is polled (running, soaking,
 gate-blocked), paused while it waits for an operator (awaiting-approval, halted, paused),
@@ -174,7 +175,7 @@ def _start_pool_run(platform: Platform, cluster: str, pool: str, target: str, ac
     for blue-green, the policy's ``blueGreen`` options (as an automatic start takes them; a rolling
     run reads its policy itself); ``node_image``: a node-image rollout's pin for the pool, the only
     image its run may upgrade to (it fails rather than overshoot it)."""
-    from upgrade.services.upgrade_requests import start_upgrade
+    from upgrade.services.upgrade_requests import STRATEGIES, start_upgrade
 
     pool_policy = platform.policy.for_pool(cluster, pool)
     options = pool_policy.blue_green if pool_policy.strategy == "blue-green" else {}
@@ -183,9 +184,22 @@ def _start_pool_run(platform: Platform, cluster: str, pool: str, target: str, ac
                                         "strategy": pool_policy.strategy, "options": options}, actor=actor,
                              node_image=node_image).run_id
     except Conflict as exc:
-        if exc.code:
-            return exc.code  # the pool's active run: started by an earlier copy of this tick, or by someone
-        raise
+        if not exc.code:
+            raise
+        # the pool's active run: started by an earlier copy of this tick (adopted), or by someone
+        # else; that one is adopted only when it goes where the rollout goes (not a remediation,
+        # another version, or a node image run free to take whatever image AKS offers by then)
+        active = platform.runs.get(exc.code)
+        if node_image:  # a rolling run records its image, a blue-green one the image green gets
+            goes_to = active.facts.get("target_node_image") or (active.facts.get("nodeImage") or {}).get("to")
+            same = goes_to == node_image
+        else:
+            goes_to = active.target_version
+            same = bool(goes_to) and same_version(goes_to, target)
+        if active.kind not in STRATEGIES or not same:
+            raise Conflict(f"pool {pool} has another active run, {active.kind} run {active.run_id} "
+                           f"(to {goes_to or 'no recorded target'}, not {node_image or target})") from exc
+        return exc.code
 
 
 def _cluster_step(platform: Platform, cluster: str, entry: dict[str, Any], target: str, actor: str,
