@@ -28,6 +28,13 @@ WIN = "AKSWindows-2022-containerd-20348.2762.241009"
     (NEW, "AKSUbuntu-2204gen2containerd", "202612.05.0"),
     (AZL_NEW, "AKSAzureLinux-V2gen2", "202612.05.0"),
     (WIN, "AKSWindows-2022-containerd", "20348.2762.241009"),
+    # names as AKS reports them (nodeImageVersion and the nodes' node-image-version label)
+    ("AKSUbuntu-2404gen2containerd-202411.12.0", "AKSUbuntu-2404gen2containerd", "202411.12.0"),
+    ("AKSUbuntu-2204gen2arm64containerd-202411.12.0", "AKSUbuntu-2204gen2arm64containerd", "202411.12.0"),
+    ("AKSAzureLinux-V3gen2-202411.12.0", "AKSAzureLinux-V3gen2", "202411.12.0"),
+    ("AKSWindows-2019-17763.2114.210811", "AKSWindows-2019", "17763.2114.210811"),
+    ("AKSWindows-2022-containerd-gen2-20348.4529.251212", "AKSWindows-2022-containerd-gen2", "20348.4529.251212"),
+    ("AKSWindows-2025-gen2-26100.6905.251027", "AKSWindows-2025-gen2", "26100.6905.251027"),
 ])
 def test_an_image_name_is_its_family_then_its_release(image, family, release):
     assert (image_family(image), image_release(image)) == (family, release)
@@ -37,6 +44,8 @@ def test_releases_order_numerically_part_by_part():
     images = [U + "202612.10.0", U + "202612.2.0", U + "202611.30.1", U + "202612.2.1"]
     assert sorted(images, key=release_key) == [U + "202611.30.1", U + "202612.2.0", U + "202612.2.1",
                                                U + "202612.10.0"]
+    windows = ["AKSWindows-2022-containerd-20348.4529.251212", "AKSWindows-2022-containerd-20348.2762.241009"]
+    assert sorted(windows, key=release_key) == windows[::-1]  # monthly: OS build, then the date
 
 
 def pools(*images: tuple[str | None, str | None]) -> list[PoolImage]:
