@@ -132,3 +132,22 @@ def test_a_pool_state_nobody_knows_counts_as_busy(state):
     assert state in report.outcome.reason
     assert fake.calls["begin_put_pool"] == 0
     assert platform.runs.get(run.run_id).state == rolling.APPLY_SETTINGS
+
+
+def test_a_node_image_run_refused_surge_quota_restores_the_settings_too():
+    from upgrade.errors import PermanentError
+
+    fake = cluster()
+    platform = platform_for(fake, undrainableNodeBehavior="Cordon", restoreSettings=True)
+
+    def no_quota(cluster_ref, pool):
+        raise PermanentError("Insufficient vcpu quota requested 4, remaining 0", code="InsufficientVCPUQuota")
+
+    fake.begin_upgrade_node_image = no_quota
+    run = rolling.start_rolling_run(platform, cluster=CLUSTER, pool=POOL, target_version="nodeImage", actor="alice")
+    deliver_all(platform)
+    ended = platform.runs.get(run.run_id)
+    assert ended.status == "failed" and "surge nodes unavailable" in ended.reason
+    assert "upgradeSettings restored" in ended.reason
+    assert fake.pools[POOL].upgrade_settings == OWN_SETTINGS
+    assert [a.kind for a in platform.alerts.published] == ["upgrade.surge-unavailable"]

@@ -219,8 +219,8 @@ def set_node_image(ctx: StepContext) -> Outcome:
     except PermanentError as exc:
         if is_quota_error(exc):
             ctx.platform.alerts.publish(surge_unavailable_alert(ctx.cluster, pool, run.run_id, str(exc), latest))
-            return Failed(reason=f"surge nodes unavailable: {exc}", facts={**facts, "surge_unavailable": str(exc)},
-                          alerted=True)
+            return _ending(ctx, Failed(reason=f"surge nodes unavailable: {exc}",
+                                       facts={**facts, "surge_unavailable": str(exc)}, alerted=True))
         raise
     return Next(WAIT_POOL, delay_seconds=_poll(ctx), args={"then": RECONCILE},
                 reason=f"upgrading pool {pool.name} to node image {latest}", facts={**facts, "version_set": True})
