@@ -61,13 +61,6 @@ def preflight(ctx: StepContext) -> Outcome:
     if not image and version_key(blue.orchestrator_version) >= version_key(target):
         return advance(ctx, "refused", reason=f"pool {blue.name} runs {blue.orchestrator_version}, "
                                                f"not lower than the target {target}")
-    if image and image.get("pinned"):
-        # green gets AKS's latest image when created: once that moved past the pinned one (a
-        # rollout's; the run may have waited days for its window) green would overshoot it
-        latest = aks.latest_node_image_version(cluster, blue.name)
-        if latest != image["to"]:
-            return advance(ctx, "refused", reason=f"green would get node image {latest or 'unknown'}, not "
-                                                   f"{image['to']} this run is for (a new pool gets the latest)")
     offered = [target] if image else aks.available_upgrades(cluster, blue.name)
     if target not in offered:
         return advance(ctx, "refused", reason=f"{target} is not offered by pool {blue.name}'s upgrade profile "
@@ -107,6 +100,16 @@ def create_green(ctx: StepContext) -> Outcome:
     existing = find_pool(aks, cluster, green)
     if existing is None:
         blue = aks.get_pool(cluster, blue_of(ctx))
+        image = run.facts.get("nodeImage") or {}
+        if image.get("pinned"):
+            # green gets AKS's latest image when created: once that moved past the pinned one (a
+            # rollout's; the run may have waited days for its window) green would overshoot it
+            latest = aks.latest_node_image_version(cluster, blue.name)
+            if latest != image["to"]:
+                cause = (f"green would get node image {latest or 'unknown'}, not {image['to']} this run is for "
+                         "(a new pool gets the latest): not created")
+                return advance(ctx, "error", reason=cause,
+                               facts={"rollbackAfterFailure": True, "rollbackCause": cause})
         logical = run.facts.get("logicalPool") or logical_name(blue.name, blue.tag_map())
         properties = green_clone(blue, run.target_version, run_id=run.run_id, logical=logical)
         try:

@@ -29,7 +29,7 @@ from upgrade.services.outbox import create_run
 def _node_image_target(aks: Aks, cluster: ClusterRef, pool: AgentPool,
                        pinned: str | None) -> tuple[str, dict[str, Any]]:
     """A node image run: green at blue's version with the latest image (a new pool gets it);
-    ``pinned``: the only image the run may create green on (a rollout's pin; see preflight)."""
+    ``pinned``: the only image the run may create green on (a rollout's pin; see create_green)."""
     latest = aks.latest_node_image_version(cluster, pool.name)
     if not latest or latest == pool.node_image_version:
         raise InvalidInput("upgrade request", "targetVersion",
