@@ -99,6 +99,7 @@ def test_a_statefulset_scales_by_its_highest_ordinals_one_at_a_time_and_keeps_th
     assert state.current_revision and state.current_revision == state.update_revision
     assert (state.pod_management_policy, state.when_scaled, state.claim_templates) == ("OrderedReady", "Retain",
                                                                                       ("data",))
+    assert (state.update_strategy, state.replicas, state.updated_replicas) == ("RollingUpdate", 2, 2)
     assert kube.list_volume_claims(namespace="apps") == ["data-db-0", "data-db-1"]
     scale = kube.get_scale("StatefulSet", "apps", "db")
     # WHEN it is raised to 4 at the version read while no node takes a pod (all cordoned)

@@ -92,6 +92,11 @@ def sts(**changes) -> Workload:
                  id="staged-by-partition"),
     pytest.param([sts(generation=3)], [], ["pod apps/db-0: StatefulSet apps/db's controller has not observed"],
                  id="spec-not-observed-yet"),
+    # Kubernetes leaves an OnDelete set's currentRevision behind for good: its pods' revisions decide
+    pytest.param([sts(update_strategy="OnDelete", update_revision="db-2", replicas=3, updated_replicas=3)],
+                 [ScaleTarget("StatefulSet", "apps", "db", 1)], [], id="on-delete-update-applied-to-every-pod"),
+    pytest.param([sts(update_strategy="OnDelete", update_revision="db-2", replicas=3, updated_replicas=2)], [],
+                 ["pod apps/db-0: StatefulSet apps/db is mid-update (OnDelete: 2 of 3"], id="on-delete-pods-left-to-delete"),
     pytest.param([], [], ["pod apps/db-0: StatefulSet apps/db was not found"], id="statefulset-gone"),
 ])
 def test_a_statefulset_is_scaled_out_unless_a_rollout_is_pending(workloads, targets, refused):

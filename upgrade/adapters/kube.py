@@ -382,13 +382,17 @@ def _workload(kind: str, raw: dict[str, Any]) -> Workload:
 
 
 def _statefulset_state(meta: dict[str, Any], spec: dict[str, Any], status: dict[str, Any]) -> StatefulSetState:
-    rolling = (spec.get("updateStrategy") or {}).get("rollingUpdate") or {}
+    strategy = spec.get("updateStrategy") or {}
+    rolling = strategy.get("rollingUpdate") or {}
     return StatefulSetState(
         current_revision=str(status.get("currentRevision") or ""),
         update_revision=str(status.get("updateRevision") or ""),
         generation=int(meta.get("generation") or 0),
         observed_generation=int(status.get("observedGeneration") or 0),
         partition=int(rolling.get("partition") or 0),
+        update_strategy=str(strategy.get("type") or "RollingUpdate"),
+        replicas=int(status.get("replicas") or 0),
+        updated_replicas=int(status.get("updatedReplicas") or 0),
         pod_management_policy=str(spec.get("podManagementPolicy") or "OrderedReady"),
         when_scaled=str((spec.get("persistentVolumeClaimRetentionPolicy") or {}).get("whenScaled") or "Retain"),
         claim_templates=tuple(str((t.get("metadata") or {}).get("name") or "")

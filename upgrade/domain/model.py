@@ -284,6 +284,9 @@ class StatefulSetState:
     generation: int = 0
     observed_generation: int = 0
     partition: int = 0
+    update_strategy: str = "RollingUpdate"  # spec.updateStrategy.type: RollingUpdate | OnDelete
+    replicas: int = 0  # status.replicas: its pods
+    updated_replicas: int = 0  # status.updatedReplicas: its pods at updateRevision
     pod_management_policy: str = "OrderedReady"  # | Parallel
     when_scaled: str = "Retain"  # persistentVolumeClaimRetentionPolicy.whenScaled: Retain | Delete
     claim_templates: tuple[str, ...] = ()  # volumeClaimTemplates' names

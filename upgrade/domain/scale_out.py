@@ -59,6 +59,14 @@ def statefulset_refusal(name: str, state: StatefulSetState | None) -> str | None
     if state.observed_generation < state.generation:
         return (f"StatefulSet {name}'s controller has not observed its latest spec (generation {state.generation}, "
                 f"observed {state.observed_generation}): try again once it has")
+    if state.update_strategy == "OnDelete":
+        # Kubernetes never moves an OnDelete set's currentRevision on (kubernetes/kubernetes#73492):
+        # its update is applied once every pod runs the updateRevision, which is what added ordinals get.
+        if state.updated_replicas < state.replicas:
+            return (f"StatefulSet {name} is mid-update (OnDelete: {state.updated_replicas} of {state.replicas} pods "
+                    f"at updateRevision {state.update_revision or '-'}): its added ordinals would run the new "
+                    "template; use relax-pdb, or delete the remaining old pods first")
+        return None
     if state.update_revision != state.current_revision:
         return (f"StatefulSet {name} is mid-update (currentRevision {state.current_revision or '-'}, updateRevision "
                 f"{state.update_revision or '-'}"
