@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from upgrade.domain.model import QUARANTINE_LABEL, QUARANTINE_VALUE, ClusterRef, Node, Pdb, Pod
+from upgrade.domain.model import QUARANTINE_LABEL, QUARANTINE_VALUE, Autoscaler, ClusterRef, Node, Pdb, Pod
 from upgrade.domain.policy import AlertThresholds
 from upgrade.domain.quarantine import (
     AlertState,
@@ -17,6 +20,7 @@ from upgrade.domain.quarantine import (
     relaxed_spec,
     resolved_alert,
 )
+from upgrade.domain.scale_out import raised_bounds
 from upgrade.domain.selectors import LabelSelector
 
 CLUSTER = ClusterRef("sub", "rg", "aks")
@@ -82,6 +86,67 @@ def test_scale_out_is_offered_first_when_the_blocking_pod_has_a_scalable_workloa
         assert f'{scale_command} --namespace default --current-replicas="$REPLICAS0" --replicas=$(( REPLICAS0 + 1 ))' in text
         assert f'{scale_command} --namespace default --current-replicas=$(( REPLICAS0 + 1 )) --replicas="$REPLICAS0"' in text
         assert text.index("--replicas=$(( REPLICAS0") < text.index("kubectl drain") < text.index('--replicas="$REPLICAS0"')
+
+
+WEB_POD = Pod("default", "web-1", "uid-web-1", "n1", labels=(("app", "a"), ("pod-template-hash", "7d9f")),
+              owner_kind="ReplicaSet", owner_name="web-7d9f")
+FAKE_KUBECTL = """#!/bin/sh
+# reads: the Deployment's replicas, the HPA's bounds; patches: their -p argument, one a line
+case "$*" in
+  "get hpa"*minReplicas*) printf %s "$MIN" ;;
+  "get hpa"*maxReplicas*) printf %s "$MAX" ;;
+  "get deployment"*) printf %s "$REPLICAS" ;;
+  "scale "*) echo "kubectl scale: the HPA would undo it" >> "$LOG"; exit 1 ;;
+  patch*) while [ $# -gt 0 ]; do [ "$1" = -p ] && printf '%s\\n' "$2" >> "$LOG"; shift; done ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(("bounds", "replicas"), [
+    pytest.param((1, 5), 1, id="at-its-minimum"),
+    pytest.param((2, 10), 4, id="above-its-minimum"),
+    pytest.param((2, 3), 3, id="at-its-maximum"),
+])
+def test_scale_out_commands_raise_the_hpa_that_owns_the_workload_as_the_run_would(tmp_path, bounds, replicas):
+    # GIVEN pod web-1 of Deployment web blocked, web scaled by HPA web-hpa at ``bounds``, ``replicas`` now
+    hpa = Autoscaler("default", "web-hpa", "Deployment", "web", *bounds)
+    finding = diagnose_node(CLUSTER, node(), [WEB_POD], [PDB_A], autoscalers=[hpa])
+    scale_out = next(o for o in finding.options if o.kind == "scale-out")
+    assert scale_out.applicable and finding.options[0] is scale_out
+    # WHEN an operator pastes the commands into a shell (kubectl answering as the cluster would)
+    (tmp_path / "kubectl").write_text(FAKE_KUBECTL)
+    (tmp_path / "kubectl").chmod(0o755)
+    (tmp_path / "az").write_text("#!/bin/sh\n")
+    (tmp_path / "az").chmod(0o755)
+    log = tmp_path / "patches"
+    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "LOG": str(log), "REPLICAS": str(replicas),
+           "MIN": str(bounds[0]), "MAX": str(bounds[1])}
+    done = subprocess.run(["/bin/sh", "-eu", "-c", "\n".join(scale_out.commands)], env=env, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    # THEN they patch the HPA's bounds (never kubectl scale, which it would undo), to what the app's
+    # run raises them to, only while they are as read; and back, only while they are as raised
+    raised = list(raised_bounds(*bounds, replicas, 1))
+    [up, down] = [json.loads(line) for line in log.read_text().splitlines()]
+
+    def patch(test, to):
+        return [{"op": "test", "path": "/spec/minReplicas", "value": test[0]},
+                {"op": "test", "path": "/spec/maxReplicas", "value": test[1]},
+                {"op": "replace", "path": "/spec/minReplicas", "value": to[0]},
+                {"op": "replace", "path": "/spec/maxReplicas", "value": to[1]}]
+
+    assert up == patch(list(bounds), raised)
+    assert down == patch(raised, list(bounds))
+    text = "\n".join(scale_out.commands)
+    assert text.index("kubectl patch hpa web-hpa") < text.index("kubectl drain") < text.rindex("kubectl patch hpa")
+
+
+def test_scale_out_for_a_workload_two_hpas_scale_is_not_applicable():
+    hpas = [Autoscaler("default", name, "Deployment", "web", 1, 5) for name in ("web-hpa", "web-hpa2")]
+    finding = diagnose_node(CLUSTER, node(), [WEB_POD], [PDB_A], autoscalers=hpas)
+    scale_out = finding.options[-1]
+    assert scale_out.kind == "scale-out" and not scale_out.applicable
+    assert "more than one HorizontalPodAutoscaler scales default/web" in scale_out.caveat
 
 
 def test_an_unmanaged_blocking_pod_makes_delete_pod_inapplicable_with_the_reason():

@@ -17,6 +17,7 @@ from tests.unit.fake_cluster import (
     deliver_all,
     scenario2_after_upgrade,
 )
+from upgrade.domain.model import Autoscaler
 from upgrade.domain.policy import parse_policy
 from upgrade.domain.quarantine import alert_state_partition
 from upgrade.domain.runs import RunRecord
@@ -91,7 +92,7 @@ def test_the_alert_offers_the_apps_request_only_for_what_policy_allows(modes, of
     assert [o["kind"] for o in finding["options"] if o["request"]] == offered
 
 
-def test_the_scan_costs_one_node_list_one_pdb_list_and_one_pod_list_per_cordoned_node():
+def test_the_scan_costs_one_node_list_one_pdb_list_one_pod_list_per_cordoned_node_and_one_hpa_list_per_namespace():
     fake = scenario2_after_upgrade()
     for index in range(2, 4):
         fake.add_node(f"aks-nodepool1-q{index}", POOL, "1.30.0", quarantined=True)
@@ -99,8 +100,24 @@ def test_the_scan_costs_one_node_list_one_pdb_list_and_one_pod_list_per_cordoned
         fake.add_node(f"aks-nodepool1-ok{index}", POOL, "1.31.7")
     platform = platform_for(fake)
     scan_cluster(platform, CLUSTER)
-    assert sum(fake.calls.values()) == 2 + 3
+    # the HPAs of the one namespace with a blocking pod (default), for scale-out's commands
+    assert sum(fake.calls.values()) == 2 + 3 + 1
     assert (fake.calls["list_nodes"], fake.calls["list_pdbs"], fake.calls["list_pods"]) == (1, 1, 3)
+    assert fake.calls["list_autoscalers"] == 1
+
+
+def test_the_alert_raises_an_hpa_that_owns_the_blocking_pods_workload_not_its_scale():
+    # GIVEN Scenario 2 with pod A's ReplicaSet scaled by HorizontalPodAutoscaler a-hpa
+    fake = scenario2_after_upgrade()
+    fake.autoscalers = [Autoscaler("default", "a-hpa", "ReplicaSet", "a-rs", 1, 3)]
+    platform = platform_for(fake)
+    # WHEN the scan alerts
+    scan_cluster(platform, CLUSTER)
+    [alert] = platform.alerts.published
+    # THEN scale-out's commands patch the HPA's bounds (conditionally), never kubectl scale, which it would undo
+    scale_out = next(o for o in alert.options if o["kind"] == "scale-out")
+    assert "kubectl patch hpa a-hpa --namespace default --type json" in scale_out["command"]
+    assert "kubectl scale" not in scale_out["command"]
 
 
 # minutes after the first scan -> alerts sent by a scan at that time

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from upgrade.domain.alerts import Alert
 from upgrade.domain.holds import Hold, holds_on
-from upgrade.domain.model import QUARANTINE_LABEL, ClusterRef, Node, Pdb, Pod
+from upgrade.domain.model import QUARANTINE_LABEL, Autoscaler, ClusterRef, Node, Pdb, Pod
 from upgrade.domain.pdb import EvictionBlocker, eviction_blockers
 from upgrade.domain.policy import AlertThresholds, RemediationPolicy
 from upgrade.domain.selectors import LabelSelector
@@ -196,8 +196,41 @@ def _scaled_workload(pod: Pod) -> tuple[str, str] | None:
     return "replicaset", pod.owner_name
 
 
+def _hpa_patch(hpa: str, namespace: str, test: tuple[str, str], to: tuple[str, str]) -> str:
+    """``kubectl patch`` of an HPA's bounds from the shell variables ``test`` to ``to``, applied only
+    while both are still at ``test`` (JSON patch ``test`` operations: the API server refuses it otherwise)."""
+    ops = [("test", "minReplicas", test[0]), ("test", "maxReplicas", test[1]),
+           ("replace", "minReplicas", to[0]), ("replace", "maxReplicas", to[1])]
+    body = ",".join(f'{{\\"op\\":\\"{op}\\",\\"path\\":\\"/spec/{field}\\",\\"value\\":${var}}}'
+                    for op, field, var in ops)
+    return f'kubectl patch hpa {shlex.quote(hpa)} --namespace {shlex.quote(namespace)} --type json -p "[{body}]"'
+
+
+def _scale_commands(i: int, kind: str, name: str, namespace: str, add: int,
+                    hpa: str | None) -> tuple[list[str], list[str]]:
+    """The raise and the restore of one workload by ``add`` replicas, each conditional on the value
+    read: its scale, or, when HorizontalPodAutoscaler ``hpa`` owns its replicas (it would undo a
+    ``kubectl scale`` at its next sync), the HPA's bounds as the app's request raises them."""
+    target = f"{kind} {shlex.quote(name)} --namespace {shlex.quote(namespace)}"
+    var = f"REPLICAS{i}"
+    read = f"{var}=$(kubectl get {target} -o jsonpath='{{.spec.replicas}}')"
+    if hpa is None:
+        return ([read, f'kubectl scale {target} --current-replicas="${var}" --replicas=$(( {var} + {add} ))',
+                 f"kubectl rollout status {target}"],
+                [f'kubectl scale {target} --current-replicas=$(( {var} + {add} )) --replicas="${var}"'])
+    # The HPA's minReplicas to the current count plus the blocked pods, its maxReplicas up to it if
+    # lower; the HPA controller sets the replicas at its next sync and the drain retries until then.
+    get = f"kubectl get hpa {shlex.quote(hpa)} --namespace {shlex.quote(namespace)} -o jsonpath="
+    low, high, new_low, new_high = (f"HPA{i}_MIN", f"HPA{i}_MAX", f"HPA{i}_RAISED_MIN", f"HPA{i}_RAISED_MAX")
+    return ([read, f"{low}=$({get}'{{.spec.minReplicas}}')", f"{high}=$({get}'{{.spec.maxReplicas}}')",
+             f"{new_low}=$(( ({var} > {low} ? {var} : {low}) + {add} )); "
+             f"{new_high}=$(( {high} > {new_low} ? {high} : {new_low} ))",
+             _hpa_patch(hpa, namespace, (low, high), (new_low, new_high))],
+            [_hpa_patch(hpa, namespace, (new_low, new_high), (low, high))])
+
+
 def _scale_out_option(cluster: ClusterRef, node: str, blocking: Sequence[Pod], finish: Sequence[str],
-                      nothing_blocks: str) -> RemediationOption:
+                      nothing_blocks: str, autoscalers: Sequence[Autoscaler] = ()) -> RemediationOption:
     workloads: dict[tuple[str, str, str], int] = {}
     unscalable = []
     for pod in blocking:
@@ -207,28 +240,32 @@ def _scale_out_option(cluster: ClusterRef, node: str, blocking: Sequence[Pod], f
         else:
             key = (scaled[0], scaled[1], pod.namespace)
             workloads[key] = workloads.get(key, 0) + 1
+    owners: dict[tuple[str, str, str], list[str]] = {}
+    for a in autoscalers:
+        owners.setdefault((a.target_kind.lower(), a.target_name, a.namespace), []).append(a.name)
+    contested = sorted(f"{namespace}/{name}" for (kind, name, namespace) in workloads
+                       if len(owners.get((kind, name, namespace), ())) > 1)
     raise_, restore = [], []
     for i, ((kind, name, namespace), add) in enumerate(sorted(workloads.items())):
-        target = f"{kind} {shlex.quote(name)} --namespace {shlex.quote(namespace)}"
-        var = f"REPLICAS{i}"
-        raise_ += [
-            f"{var}=$(kubectl get {target} -o jsonpath='{{.spec.replicas}}')",
-            f'kubectl scale {target} --current-replicas="${var}" --replicas=$(( {var} + {add} ))',
-            f"kubectl rollout status {target}",
-        ]
-        restore.append(f'kubectl scale {target} --current-replicas=$(( {var} + {add} )) --replicas="${var}"')
+        hpas = owners.get((kind, name, namespace), [])
+        up, down = _scale_commands(i, kind, name, namespace, add, hpas[0] if hpas else None)
+        raise_ += up
+        restore += down
     drain = f"kubectl drain {shlex.quote(node)} --ignore-daemonsets --delete-emptydir-data"
-    applicable = bool(workloads) and not unscalable
+    applicable = bool(workloads) and not unscalable and not contested
     if not blocking:
         caveat = nothing_blocks
     elif unscalable:
         caveat = f"{', '.join(unscalable)} has no Deployment, ReplicaSet or StatefulSet whose replicas could be raised"
+    elif contested:
+        caveat = f"more than one HorizontalPodAutoscaler scales {', '.join(contested)}: no one minReplicas decides"
     else:
-        caveat = ("refused when the extra pods' cpu requests do not fit on the schedulable nodes or a StatefulSet "
-                  "is mid-rollout; when a HorizontalPodAutoscaler owns the replicas, the app's request raises its "
-                  "minReplicas instead (it would undo the commands' scale); a StatefulSet keeps the added ordinals' "
-                  "volume claims unless its whenScaled policy is Delete; a count someone else changes meanwhile is "
-                  "left as they set it")
+        caveat = ("refused when the extra pods' cpu requests do not fit on the schedulable nodes, a StatefulSet "
+                  "is mid-rollout or two HorizontalPodAutoscalers scale one workload; where a HorizontalPodAutoscaler "
+                  "owns the replicas, the commands and the app's request raise its minReplicas (and maxReplicas if "
+                  "lower) instead of the scale, which it would undo; a StatefulSet keeps the added ordinals' volume "
+                  "claims unless its whenScaled policy is Delete; a value someone else changes meanwhile is left as "
+                  "they set it")
     return RemediationOption(
         kind="scale-out",
         description=(
@@ -254,6 +291,7 @@ def remediation_options(
     pool_version: str | None = None,
     pre_upgrade_count: int | None = None,
     pods: Sequence[Pod] = (),
+    autoscalers: Sequence[Autoscaler] = (),
 ) -> tuple[RemediationOption, ...]:
     """The four ways out from seed Scenario 2, each with exact commands and the product request.
     scale-out, the kindest, comes first when it applies (every blocking pod has a workload with a
@@ -287,7 +325,7 @@ def remediation_options(
     nothing_blocks = "no PDB blocks this node's pods now: removing the label and re-applying the version is enough"
     by_pod = {p.key: p for p in pods}
     scale_out = _scale_out_option(cluster, node, [by_pod[k] for k in dict.fromkeys(blocking_pods) if k in by_pod],
-                                  finish, nothing_blocks)
+                                  finish, nothing_blocks, autoscalers)
     others = (
         RemediationOption(
             kind="relax-pdb",
@@ -339,6 +377,7 @@ def diagnose_node(
     pool_version: str | None = None,
     pre_upgrade_count: int | None = None,
     hold_selectors: Sequence[LabelSelector] = (),
+    autoscalers: Sequence[Autoscaler] = (),
 ) -> NodeFinding:
     app_pods = [p for p in pods if is_application_pod(p) and p.node == node.name]
     blockers = tuple(eviction_blockers(app_pods, pdbs))
@@ -355,7 +394,7 @@ def diagnose_node(
         unmanaged_pods=unmanaged,
         options=remediation_options(
             cluster, node.name, node.pool, blockers, unmanaged, pdbs,
-            pool_version=pool_version, pre_upgrade_count=pre_upgrade_count, pods=app_pods,
+            pool_version=pool_version, pre_upgrade_count=pre_upgrade_count, pods=app_pods, autoscalers=autoscalers,
         ),
         holds=tuple(holds_on(node, app_pods, hold_selectors)),
     )
@@ -378,9 +417,12 @@ def diagnose_cordoned_nodes(
     *,
     pool_facts: Mapping[str, PoolUpgradeFacts] | None = None,
     hold_selectors: Callable[[str], Sequence[LabelSelector]] | None = None,
+    autoscalers: Sequence[Autoscaler] = (),
 ) -> list[NodeFinding]:
     """One finding per cordoned node, by node name; ``hold_selectors`` gives a pool's blocking-pod
-    selectors (the policy's), so a finding names every hold its remediation's drain would wait for."""
+    selectors (the policy's), so a finding names every hold its remediation's drain would wait for;
+    ``autoscalers`` (the HPAs of the blocking pods' namespaces) make scale-out's commands raise an
+    HPA that owns a workload's replicas rather than its scale."""
     facts = pool_facts or {}
     findings = []
     for node in sorted(nodes, key=lambda n: n.name):
@@ -390,7 +432,7 @@ def diagnose_cordoned_nodes(
         findings.append(diagnose_node(
             cluster, node, pods_by_node.get(node.name, ()), pdbs,
             pool_version=pool.target_version, pre_upgrade_count=pool.pre_upgrade_count,
-            hold_selectors=hold_selectors(node.pool) if hold_selectors else (),
+            hold_selectors=hold_selectors(node.pool) if hold_selectors else (), autoscalers=autoscalers,
         ))
     return findings
 

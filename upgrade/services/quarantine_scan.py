@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from upgrade.domain.model import ClusterRef, Pdb, pool_selector, require_allowed_cluster
+from upgrade.domain.model import Autoscaler, ClusterRef, Pdb, pool_selector, require_allowed_cluster
 from upgrade.domain.quarantine import (
     AlertState,
     NodeFinding,
@@ -83,7 +83,8 @@ class ClusterReading:
 def read_cordoned(kube: Kube, cluster: ClusterRef, *, pool: str | None = None,
                   pool_facts: dict[str, PoolUpgradeFacts] | None = None,
                   hold_selectors: Callable[[str], Sequence[LabelSelector]] | None = None) -> ClusterReading:
-    """Cordoned nodes (of one pool, or all) with their blockers: 1 + (1 + N if any) API calls."""
+    """Cordoned nodes (of one pool, or all) with their blockers: 1 + (1 + N if any) API calls, and
+    one HPA list per namespace of blocking pods."""
     nodes = kube.list_nodes(
         field_selector=CORDONED_SELECTOR, label_selector=pool_selector(pool) if pool else None
     )
@@ -95,7 +96,24 @@ def read_cordoned(kube: Kube, cluster: ClusterRef, *, pool: str | None = None,
     calls += 1 + len(nodes)
     findings = diagnose_cordoned_nodes(cluster, nodes, pods_by_node, pdbs, pool_facts=pool_facts,
                                        hold_selectors=hold_selectors)
+    # scale-out's commands raise an HPA that owns a blocking pod's workload, not the scale it would undo
+    namespaces = sorted({b.pod.split("/", 1)[0] for finding in findings for b in finding.blockers})
+    autoscalers = _autoscalers(kube, cluster, namespaces)
+    calls += len(namespaces)
+    if autoscalers:
+        findings = diagnose_cordoned_nodes(cluster, nodes, pods_by_node, pdbs, pool_facts=pool_facts,
+                                           hold_selectors=hold_selectors, autoscalers=autoscalers)
     return ClusterReading(findings, pdbs, calls)
+
+
+def _autoscalers(kube: Kube, cluster: ClusterRef, namespaces: Sequence[str]) -> list[Autoscaler]:
+    """The HPAs of ``namespaces``; none when they cannot be read (the findings and their alerts
+    matter more than the commands' form: the caveat still says what an HPA changes)."""
+    try:
+        return [a for namespace in namespaces for a in kube.list_autoscalers(namespace=namespace)]
+    except PermanentError as exc:
+        log.warning("HorizontalPodAutoscalers of %s in %s not read: %s", cluster.name, ", ".join(namespaces), exc)
+        return []
 
 
 def rolling_upgrade_facts(platform: Platform, cluster: ClusterRef) -> dict[str, PoolUpgradeFacts]:
