@@ -361,6 +361,21 @@ def test_a_claim_that_existed_before_the_raise_is_not_named_as_left_by_the_run()
     assert not [a for a in platform.alerts.published if a.kind == "remediation.claims-retained"]
 
 
+def test_claims_that_existed_before_are_not_handed_to_a_scale_down_that_deletes_them():
+    # GIVEN data-a-1 left from before, and StatefulSet a deleting its removed ordinals' claims when scaled
+    fake, platform = sts_scenario(when_scaled="Delete")
+    fake.claims.add(("default", "data-a-1"))
+    # WHEN scale-out runs (ordinal 1 would mount data-a-1, and the scale-down back would delete it)
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    deliver_all(platform)
+    # THEN the run ends before any raise, saying why; the claim is still there and the lease given back
+    final = platform.runs.get(run.run_id)
+    assert final.status == "failed" and "would mount the existing PersistentVolumeClaims data-a-1" in final.reason
+    assert fake.calls["replace_scale"] == 0 and fake.statefulsets[STS]["replicas"] == 1
+    assert ("default", "data-a-1") in fake.claims
+    assert platform.state.list(lease_partition(CLUSTER)) == []
+
+
 def test_a_statefulset_mid_rollout_is_refused():
     fake, platform = sts_scenario()
     fake.statefulsets[STS]["state"] = replace(fake.statefulsets[STS]["state"], update_revision="a-2")

@@ -22,6 +22,7 @@ from upgrade.domain.scale_out import (
     added_claims,
     raised_bounds,
     restore_action,
+    reused_claims_refusal,
     room_refusal,
     scale_restore,
     scale_targets,
@@ -118,6 +119,20 @@ def test_a_statefulset_is_scaled_out_unless_a_rollout_is_pending(workloads, targ
 def test_added_claims_are_those_of_the_highest_ordinals(state, original, raised_to, claims):
     # GIVEN a StatefulSet raised from ``original`` to ``raised_to`` THEN its new ordinals' claims are named
     assert added_claims("db", state, original, raised_to) == claims
+
+
+@pytest.mark.parametrize(("when_scaled", "reused", "refused"), [
+    pytest.param("Delete", ["data-db-3"], True, id="delete-would-take-a-claim-from-before"),
+    pytest.param("Delete", [], False, id="delete-only-its-own-claims"),
+    pytest.param("Retain", ["data-db-3"], False, id="retain-keeps-it"),
+])
+def test_a_scale_down_that_deletes_claims_may_not_take_claims_from_before(when_scaled, reused, refused):
+    # GIVEN a StatefulSet's whenScaled policy and the existing claims its added ordinals would mount
+    refusal = reused_claims_refusal("db", StatefulSetState(when_scaled=when_scaled), reused)
+    # THEN it is refused only when the scale-down back would delete a claim the run did not create
+    assert (refusal is not None) == refused
+    if refused:
+        assert "data-db-3" in refusal
 
 
 def node(name: str, cpu: int, *, cordoned: bool = False, quarantined: bool = False, ready: bool = True) -> Node:

@@ -134,6 +134,18 @@ def added_claims(name: str, state: StatefulSetState, original: int, raised_to: i
             for template in state.claim_templates]
 
 
+def reused_claims_refusal(name: str, state: StatefulSetState, reused: Sequence[str]) -> str | None:
+    """Why a StatefulSet may not be scaled out when its added ordinals would mount claims that
+    exist already (left by an earlier scale-down, or by a set deleted and made again): with
+    ``whenScaled: Delete`` the scale-down back deletes the claims of the ordinals it removes,
+    whoever made them, so the run would delete data it did not create."""
+    if state.when_scaled != "Delete" or not reused:
+        return None
+    return (f"StatefulSet {name}'s added ordinals would mount the existing PersistentVolumeClaims "
+            f"{', '.join(reused)}, and its persistentVolumeClaimRetentionPolicy.whenScaled Delete would delete them "
+            "when the run scales it back down: use relax-pdb, or remove or move those claims first")
+
+
 def room_refusal(targets: Sequence[ScaleTarget], nodes: Sequence[Node], pods: Sequence[Pod]) -> str | None:
     """Why the extra pods would not fit, or None when they do: each extra pod's cpu request must fit
     in what a schedulable node's allocatable cpu leaves after the requests of the pods on it

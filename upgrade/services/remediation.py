@@ -69,6 +69,7 @@ from upgrade.domain.scale_out import (
     added_claims,
     raised_bounds,
     restore_action,
+    reused_claims_refusal,
     room_refusal,
     scale_restore,
     scale_targets,
@@ -528,8 +529,11 @@ def _record_target(kube: Kube, target: dict) -> dict:
             raise PermanentError(f"scale-out refused: {refusal}")
         claims = added_claims(target["name"], found.statefulset, record["original"], record["raised_to"])
         existing = set(kube.list_volume_claims(namespace=target["namespace"])) if claims else set()
-        record.update(when_scaled=found.statefulset.when_scaled, claims=claims,
-                      claims_before=[c for c in claims if c in existing])
+        before = [c for c in claims if c in existing]
+        refusal = reused_claims_refusal(_target_key(target), found.statefulset, before)
+        if refusal:
+            raise PermanentError(f"scale-out refused: {refusal}")
+        record.update(when_scaled=found.statefulset.when_scaled, claims=claims, claims_before=before)
     return record
 
 
