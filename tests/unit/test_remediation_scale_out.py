@@ -260,10 +260,13 @@ def test_hpa_bounds_changed_by_someone_else_are_not_overwritten_and_alerted(step
     fake.edit_autoscaler("default", "a-hpa", 2, 8)
     platform.queue.send(message)
     deliver_all(platform)
-    # THEN the node is finished, the owner's bounds stay, and an alert says why the run did not restore
+    # THEN the node is finished, the owner's maxReplicas stays, the run's own minReplicas raise is put
+    # back, and an alert says what someone else changed
     final = platform.runs.get(run.run_id)
     assert final.status == "succeeded", final.reason
-    assert hpa_bounds(fake) == (2, 8)
+    assert hpa_bounds(fake) == (1, 8)
+    assert "the other put back: now [1, 8]" in final.reason or any(
+        "the other put back: now [1, 8]" in h.reason for h in platform.runs.history(run.run_id))
     [alert] = [a for a in platform.alerts.published if a.kind == "remediation.scale-not-restored"]
     assert alert.details == {"workload": "Deployment/default/a", "autoscaler": "a-hpa", "original": [1, 5],
                              "raised_to": [2, 5], "current": [2, 8]}

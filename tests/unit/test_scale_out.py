@@ -22,6 +22,7 @@ from upgrade.domain.scale_out import (
     added_claims,
     raised_bounds,
     restore_action,
+    restore_bounds,
     reused_claims_refusal,
     room_refusal,
     scale_restore,
@@ -133,6 +134,32 @@ def test_a_scale_down_that_deletes_claims_may_not_take_claims_from_before(when_s
     assert (refusal is not None) == refused
     if refused:
         assert "data-db-3" in refusal
+
+
+@pytest.mark.parametrize(("current", "written"), [
+    pytest.param([3, 10], [2, 10], id="still-as-raised"),
+    pytest.param([2, 10], [2, 10], id="already-back"),
+    pytest.param([3, 12], [2, 12], id="max-changed-by-someone-min-still-the-runs"),
+    pytest.param([4, 10], [4, 10], id="min-changed-by-someone"),
+    pytest.param([4, 12], [4, 12], id="both-changed"),
+])
+def test_the_restore_of_hpa_bounds_puts_back_only_its_own_bound(current, written):
+    # GIVEN an HPA raised from (2, 10) to (3, 10) WHEN found at ``current`` THEN the restore writes ``written``
+    assert restore_bounds([2, 10], [3, 10], current) == written
+
+
+@pytest.mark.parametrize(("raised", "current", "written"), [
+    pytest.param([4, 4], [4, 4], [1, 3], id="both-raised-both-back"),
+    pytest.param([4, 4], [2, 4], [2, 3], id="min-changed-max-back"),
+    pytest.param([4, 4], [4, 6], [1, 6], id="max-changed-min-back"),
+    # minReplicas set to 5 with maxReplicas still the run's 6: putting 3 back would put max below min
+    pytest.param([6, 6], [5, 6], [5, 6], id="max-back-would-fall-below-their-min-both-stay"),
+])
+def test_hpa_bounds_raised_together_come_back_each_on_its_own(raised, current, written):
+    # GIVEN an HPA raised from (1, 3) to ``raised`` (the maximum with the minimum) WHEN found at ``current``
+    # THEN each bound still at the raise goes back; minReplicas never ends above maxReplicas
+    found = restore_bounds([1, 3], raised, current)
+    assert found == written and found[0] <= found[1]
 
 
 def node(name: str, cpu: int, *, cordoned: bool = False, quarantined: bool = False, ready: bool = True) -> Node:

@@ -187,6 +187,15 @@ def restore_action(original: object, raised: object, current: object) -> ScaleRe
     return ScaleRestore.EDITED
 
 
+def restore_bounds(original: Sequence[int], raised: Sequence[int], current: Sequence[int]) -> list[int]:
+    """The HPA bounds ``[minReplicas, maxReplicas]`` the conditional restore writes: each bound
+    still at what the run raised it to goes back to its original; one someone else changed, or
+    one the run did not change, stays as found. When putting one back alone would leave
+    minReplicas above maxReplicas, both stay."""
+    bounds = [o if c == r != o else c for o, r, c in zip(original, raised, current, strict=True)]
+    return bounds if bounds[0] <= bounds[1] else list(current)
+
+
 def scale_restore(record: Mapping[str, int], current_replicas: int) -> ScaleRestore:
     """The restore of a workload's scale the run recorded as ``{"original": n, "raised_to": m}``."""
     return restore_action(record["original"], record["raised_to"], current_replicas)

@@ -69,6 +69,7 @@ from upgrade.domain.scale_out import (
     added_claims,
     raised_bounds,
     restore_action,
+    restore_bounds,
     reused_claims_refusal,
     room_refusal,
     scale_restore,
@@ -638,13 +639,16 @@ def wait_scaled_out(ctx: StepContext) -> Outcome:
 
 
 def _restore_one(kube: Kube, key: str, record: dict) -> tuple[ScaleRestore, object]:
-    """Put one workload's replicas (or its HPA's bounds) back if they are still what the run set,
-    conditional on the resourceVersion read. Returns what was done and the value found."""
+    """Put one workload's replicas back if they are still what the run set, conditional on the
+    resourceVersion read; an HPA's bounds one by one (a bound someone else changed stays, the
+    other still at the run's raise goes back). Returns what was found (EDITED: someone else
+    changed something) and the value found."""
     if record.get("bounds"):
         hpa = kube.get_autoscaler(record["namespace"], record["autoscaler"])
-        action = restore_action(record["bounds"]["original"], record["bounds"]["raised"], _bounds(hpa))
-        if action is ScaleRestore.RESTORE:
-            low, high = record["bounds"]["original"]
+        original, raised = record["bounds"]["original"], record["bounds"]["raised"]
+        action = restore_action(original, raised, _bounds(hpa))
+        low, high = restore_bounds(original, raised, _bounds(hpa))
+        if [low, high] != _bounds(hpa):
             try:
                 kube.patch_autoscaler_bounds(record["namespace"], record["autoscaler"], low, high,
                                              resource_version=hpa.resource_version)
@@ -668,9 +672,12 @@ def _alert_not_restored(platform: Platform, cluster: ClusterRef, run: RunRecord,
                         current: object) -> str:
     if record.get("bounds"):
         what = f"HorizontalPodAutoscaler {record['namespace']}/{record['autoscaler']} of {key}"
-        reason = (f"{what} was set to minReplicas/maxReplicas {current} by someone else while run {run.run_id} had "
-                  f"raised them from {record['bounds']['original']} to {record['bounds']['raised']}: left as they set them")
         original, raised = record["bounds"]["original"], record["bounds"]["raised"]
+        put_back = restore_bounds(original, raised, current)
+        reason = (f"{what} was set to minReplicas/maxReplicas {current} by someone else while run {run.run_id} had "
+                  f"raised them from {original} to {raised}: "
+                  + (f"the bound they changed is left as they set it, the other put back: now {put_back}"
+                     if put_back != current else "left as they set them"))
     else:
         reason = (f"{key} was set to {current} replicas by someone else while run {run.run_id} had "
                   f"raised it from {record['original']} to {record['raised_to']}: left as they set it")
