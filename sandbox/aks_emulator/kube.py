@@ -381,6 +381,8 @@ class KubeCluster:
         self._event_correlations: dict[tuple[str, str], tuple] = {}
         self._dirty_replicasets: dict[tuple[str, str], None] = {}
         self._revisions: dict[tuple[str, str], tuple[str, str]] = {}  # StatefulSet -> (current, update) revision
+        # whenScaled Delete: claim -> (StatefulSet, ordinal) of the condemned pod that owns it until it is gone
+        self._condemned_claims: dict[tuple[str, str], tuple[tuple[str, str], int]] = {}
         self._dirty_pdb_namespaces: set[str] = set()
         self._scheduling_needed = False
         self.changes: deque[tuple[int, str, str, dict]] = deque(maxlen=CHANGES_KEPT)
@@ -948,6 +950,22 @@ class KubeCluster:
     def _claim_name(self, template: str, statefulset: dict, ordinal: int) -> str:
         return f"{template}-{statefulset['metadata']['name']}-{ordinal}"
 
+    def add_volume_claim(self, namespace: str, name: str, *, storage: str = "1Gi") -> dict:
+        """A Bound PersistentVolumeClaim no pod mounts (one an earlier scale-down, or a StatefulSet
+        deleted and made again, left behind)."""
+        with self.lock:
+            self._ensure_namespace(namespace)
+            return self._bound_claim(namespace, name, {"accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
+                                                       "resources": {"requests": {"storage": storage}}})
+
+    def _bound_claim(self, namespace: str, name: str, template_spec: dict, *, labels: dict | None = None) -> dict:
+        metadata = self._metadata(name, namespace, labels=labels or {}, finalizers=["kubernetes.io/pvc-protection"])
+        spec = dict(_clone(template_spec), storageClassName="managed-csi", volumeName=f"pvc-{metadata['uid']}")
+        return self._save("persistentvolumeclaims", (namespace, name), {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata, "spec": spec,
+            "status": {"phase": "Bound", "accessModes": list(spec["accessModes"]),
+                       "capacity": dict(spec["resources"]["requests"])}}, "ADDED")
+
     def _create_ordinal(self, statefulset: dict, ordinal: int, node_name: str | None) -> dict:
         """The StatefulSet controller's pod for one ordinal, after the claims it mounts (a claim
         left by an earlier scale-down is reused, as Kubernetes does)."""
@@ -955,14 +973,8 @@ class KubeCluster:
         for claim_template in statefulset["spec"]["volumeClaimTemplates"]:
             claim = self._claim_name(claim_template["metadata"]["name"], statefulset, ordinal)
             if (namespace, claim) not in self._objects["persistentvolumeclaims"]:
-                metadata = self._metadata(claim, namespace, labels=dict(statefulset["spec"]["selector"]["matchLabels"]),
-                                          finalizers=["kubernetes.io/pvc-protection"])
-                spec = dict(_clone(claim_template["spec"]), storageClassName="managed-csi",
-                            volumeName=f"pvc-{metadata['uid']}")
-                self._save("persistentvolumeclaims", (namespace, claim), {
-                    "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata, "spec": spec,
-                    "status": {"phase": "Bound", "accessModes": list(spec["accessModes"]),
-                               "capacity": dict(spec["resources"]["requests"])}}, "ADDED")
+                self._bound_claim(namespace, claim, claim_template["spec"],
+                                  labels=dict(statefulset["spec"]["selector"]["matchLabels"]))
         template = statefulset["spec"]["template"]
         pod_name = f"{name}-{ordinal}"
         labels = dict(template["metadata"]["labels"], **{
@@ -981,7 +993,8 @@ class KubeCluster:
         """The StatefulSet controller: ordinals below spec.replicas are created (a deleted one again
         under its name, once the old pod is gone), the highest above it removed; OrderedReady does
         one at a time and only while every lower ordinal is Running and Ready, Parallel all at once.
-        whenScaled Delete removes a removed ordinal's claims once its pod is gone."""
+        whenScaled Delete removes the claims of an ordinal a scale-down removed once its pod is gone
+        (a claim no removed pod mounted, left from before, stays)."""
         statefulset = self._objects["statefulsets"][key]
         spec, namespace = statefulset["spec"], key[0]
         ordered = spec.get("podManagementPolicy", "OrderedReady") == "OrderedReady"
@@ -1006,18 +1019,21 @@ class KubeCluster:
         if ordered and (any(pods[o]["metadata"].get("deletionTimestamp") for o in condemned)
                         or not all(healthy(o) for o in range(replicas))):
             condemned = []  # one at a time, and only while the ordinals it keeps are all Running and Ready
+        delete_claims = (spec.get("persistentVolumeClaimRetentionPolicy") or {}).get("whenScaled") == "Delete"
         for ordinal in condemned[:1] if ordered else condemned:
             if not pods[ordinal]["metadata"].get("deletionTimestamp"):
+                if delete_claims:  # Kubernetes makes the condemned pod own its claims: they go with it
+                    self._condemned_claims.update({
+                        (namespace, self._claim_name(t["metadata"]["name"], statefulset, ordinal)): (key, ordinal)
+                        for t in spec["volumeClaimTemplates"]})
                 self.delete_pod(namespace, pods[ordinal]["metadata"]["name"])
-        if (spec.get("persistentVolumeClaimRetentionPolicy") or {}).get("whenScaled") == "Delete":
-            for claim_key in list(self._objects["persistentvolumeclaims"]):
-                for template in spec["volumeClaimTemplates"]:
-                    prefix = f"{template['metadata']['name']}-{key[1]}-"
-                    index = claim_key[1][len(prefix):]
-                    if (claim_key[0] == namespace and claim_key[1].startswith(prefix) and index.isdigit()
-                            and int(index) >= replicas and int(index) not in pods):
-                        self._forget("persistentvolumeclaims", claim_key)
-                        break
+        # Only the claims of pods a scale-down removed: a claim left from before (no pod owns it) stays
+        for claim_key, (owner, ordinal) in list(self._condemned_claims.items()):
+            if owner != key or (ordinal in pods and ordinal >= replicas):
+                continue  # its pod is still going
+            del self._condemned_claims[claim_key]  # gone, or its ordinal kept again by a scale-up
+            if ordinal not in pods and ordinal >= replicas and claim_key in self._objects["persistentvolumeclaims"]:
+                self._forget("persistentvolumeclaims", claim_key)
 
     # ------------------------------------------------------------------ HorizontalPodAutoscalers
 

@@ -142,10 +142,12 @@ def test_a_statefulset_that_deletes_claims_when_scaled_leaves_none_behind(connec
     for node in nodes:
         kube.set_unschedulable(node, False)
     _wait_until(lambda: _workload(kube, "StatefulSet", "db").ready == 4, "db at 4 Ready replicas")
+    # (a claim no pod mounts, left from before, is no removed pod's)
+    emulated.kube.add_volume_claim("apps", "data-db-7")
     scale = kube.get_scale("StatefulSet", "apps", "db")
     kube.replace_scale("StatefulSet", "apps", "db", 2, resource_version=scale.resource_version)
-    _wait_until(lambda: kube.list_volume_claims(namespace="apps") == ["data-db-0", "data-db-1"],
-                "the removed ordinals' claims deleted")
+    _wait_until(lambda: kube.list_volume_claims(namespace="apps") == ["data-db-0", "data-db-1", "data-db-7"],
+                "the removed ordinals' claims deleted, the one left from before kept")
 
 
 def test_an_evicted_statefulset_pod_comes_back_under_its_own_name(connect):
