@@ -28,6 +28,7 @@ from upgrade.errors import NotAllowed
 from upgrade.services.decisions import decide
 from upgrade.services.quarantine_scan import scan_cluster
 from upgrade.services.remediation import request_remediation
+from upgrade.services.step_runner import run_step_message
 
 pytestmark = pytest.mark.usefixtures("production_steps")
 DEPLOYMENT = ("default", "a")
@@ -377,6 +378,37 @@ def test_claims_that_existed_before_are_not_handed_to_a_scale_down_that_deletes_
     assert fake.calls["replace_scale"] == 0 and fake.statefulsets[STS]["replicas"] == 1
     assert ("default", "data-a-1") in fake.claims
     assert platform.state.list(lease_partition(CLUSTER)) == []
+
+
+@pytest.mark.parametrize("comes_back", [True, False], ids=["evicted-pod-ready-again", "never-ready-again"])
+def test_a_parallel_statefulset_is_scaled_back_only_once_its_evicted_pod_is_ready_again(comes_back):
+    # GIVEN StatefulSet a (Parallel: its scale-down does not wait for lower ordinals), raised to 2
+    fake, platform = sts_scenario(pod_management_policy="Parallel")
+    platform.policy = parse_policy(json.dumps({"defaults": {
+        "pollSeconds": 1, "rolling": {"drainTimeoutInMinutes": 2}, "remediation": {"scale-out": "approval-required"}}}))
+    scan_cluster(platform, CLUSTER)  # the operator got the quarantine alert
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    evict = run_until_state(platform, run.run_id, "remediation.evict")
+    assert fake.statefulsets[STS]["replicas"] == 2
+    # WHEN pod a-0, evicted, comes back elsewhere not Ready yet
+    fake.crashloop |= {("default", "a", n.pool) for n in fake.nodes.values()}
+    platform.queue.send(evict)
+    restore = run_until_state(platform, run.run_id, "remediation.restore_scale")
+    run_step_message(restore.to_json(), platform, message_id="first-restore")
+    # THEN the run does not scale back yet: that would remove a-1, the only Ready pod
+    assert fake.statefulsets[STS]["replicas"] == 2 and not fake.pods["default/a-0"].ready
+    assert "waiting for the evicted pods to be Ready again" in platform.runs.history(run.run_id)[-1].reason
+    if comes_back:
+        fake.crashloop.clear()
+        fake.pods["default/a-0"] = replace(fake.pods["default/a-0"], ready=True, crash_looping=False)
+    deliver_all(platform)
+    # AND once a-0 is Ready again (or at the drain timeout, saying so) the count goes back to 1
+    assert_remediated(fake, platform, run.run_id)
+    assert fake.statefulsets[STS]["replicas"] == 1
+    final = platform.runs.get(run.run_id)
+    assert any(("not all Ready again" in h.reason) is not comes_back
+               for h in platform.runs.history(run.run_id) if "replicas restored" in h.reason)
+    assert final.facts["scale_restored"] is True
 
 
 def test_a_statefulset_mid_rollout_is_refused():

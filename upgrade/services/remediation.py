@@ -534,7 +534,8 @@ def _record_target(kube: Kube, target: dict) -> dict:
         refusal = reused_claims_refusal(_target_key(target), found.statefulset, before)
         if refusal:
             raise PermanentError(f"scale-out refused: {refusal}")
-        record.update(when_scaled=found.statefulset.when_scaled, claims=claims, claims_before=before)
+        record.update(when_scaled=found.statefulset.when_scaled, claims=claims, claims_before=before,
+                      pod_management_policy=found.statefulset.pod_management_policy)
     return record
 
 
@@ -746,15 +747,41 @@ def _hpa_note(run: RunRecord) -> str:
             "from its metrics (with none, it keeps the count)")
 
 
+def _evicted_not_back(ctx: StepContext) -> list[str]:
+    """The Parallel StatefulSets not all Ready again after the eviction: their scale-down removes
+    the run's added ordinal at once, without waiting for the evicted ordinal to come back (an
+    OrderedReady one waits, and a ReplicaSet removes a pod not Ready first)."""
+    parallel = {k: r for k, r in ctx.run.facts["scales"].items() if r.get("pod_management_policy") == "Parallel"}
+    if not parallel:
+        return []
+    kube = ctx.platform.kube(ctx.cluster)
+    ready = {(w.kind, w.namespace, w.name): w.ready
+             for ns in sorted({r["namespace"] for r in parallel.values()}) for w in kube.list_workloads(namespace=ns)}
+    return [f"{key}: {have}/{record['raised_to']} Ready" for key, record in parallel.items()
+            if (have := ready.get((record["kind"], record["namespace"], record["name"]), 0)) < record["raised_to"]]
+
+
 def restore_scale(ctx: StepContext) -> Outcome:
-    """Restore the replicas (conditionally), release the PDB leases, then fail if the attempt had."""
+    """Restore the replicas (conditionally), release the PDB leases, then fail if the attempt had.
+    After a successful eviction, a Parallel StatefulSet is first given until the drain timeout to
+    have its evicted ordinals Ready again, so that the scale-down does not leave it short."""
+    failure = ctx.message.args.get("failure")
+    waiting = [] if failure else _evicted_not_back(ctx)
+    if waiting:
+        now = ctx.platform.clock.now()
+        settle = ctx.message.args.get("settle_deadline") or (now + timedelta(minutes=_drain_timeout(ctx))).isoformat()
+        if now < datetime.fromisoformat(settle):
+            return Retry(delay_seconds=_poll(ctx), args={**ctx.message.args, "settle_deadline": settle},
+                         reason="before scaling back, waiting for the evicted pods to be Ready again (a Parallel "
+                                "StatefulSet's scale-down does not wait for them): " + "; ".join(waiting))
     restored, edited, claims = _restore_scales(ctx.platform, ctx.cluster, ctx.run)
     released = restore_leased_pdbs(ctx.platform, ctx.cluster, ctx.run)
     notes = edited + list(released.edited)
     note = "; ".join(notes) if notes else f"replicas restored ({', '.join(restored) or 'already as recorded'})"
     note += _hpa_note(ctx.run) + "".join(f"; {c}" for c in claims)
+    if waiting:
+        note += f"; scaled back at the drain timeout though not all Ready again ({'; '.join(waiting)})"
     facts = {**released.facts(), "scale_restored": not edited, "scales_not_restored": edited, "claims_retained": claims}
-    failure = ctx.message.args.get("failure")
     if failure:
         return Failed(reason=f"{failure}; {note}", facts=facts)
     return Next(UNQUARANTINE, reason=note, facts=facts)
