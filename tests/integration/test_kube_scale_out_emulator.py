@@ -160,3 +160,62 @@ def test_an_evicted_statefulset_pod_comes_back_under_its_own_name(connect):
     _wait_until(lambda: (p := next((p for p in kube.list_pods(namespace="apps", label_selector="app=db")
                                     if p.name == "db-0"), None)) is not None and p.uid != before.uid and p.ready,
                 "db-0 back, a new pod, Ready")
+
+
+def test_the_alerts_commands_for_an_hpa_owned_deployment_work_with_kubectl(emulator, tmp_path):
+    """The quarantine alert's scale-out commands for a workload an HPA scales, run by kubectl."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sandbox.aks_emulator.scenarios import ClusterBuilder
+    from upgrade.domain.model import ClusterRef
+    from upgrade.domain.quarantine import diagnose_node
+
+    # GIVEN web (2 replicas, scaled by web-hpa 2..2) with both pods on node 0, whose PDB allows no disruption
+    emu = emulator(ClusterBuilder("aks-hpa-commands").pool("work", count=3)
+                   .deployment("apps", "web", replicas=2, pool="work", place_on=[("work", 0), ("work", 0)])
+                   .hpa("apps", "web-hpa", target=("Deployment", "web"), min_replicas=2, max_replicas=2)
+                   .pdb("apps", "web-pdb", app="web", min_available=2))
+    (emulated,) = emu.clusters()
+    kubeconfig = tmp_path / "kubeconfig"
+    emu.write_kubeconfig(emulated.arm_id, kubeconfig)
+    kube = kube_from_kubeconfig(str(kubeconfig))
+    try:
+        [node] = sorted({p.node for p in kube.list_pods(namespace="apps", label_selector="app=web")})
+        kube.set_unschedulable(node, True)
+        finding = diagnose_node(ClusterRef.parse(emulated.arm_id), kube.get_node(node), kube.list_pods(node=node),
+                                kube.list_pdbs(), autoscalers=kube.list_autoscalers(namespace="apps"))
+        [scale_out] = [o for o in finding.options if o.kind == "scale-out"]
+        commands = list(scale_out.commands)
+        drain = next(i for i, c in enumerate(commands) if c.startswith("kubectl drain"))
+        restore = [c for c in commands[drain + 1:] if c.startswith("kubectl patch hpa")]
+        kubectl_dir = Path(sys.executable).parent
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path),
+               "PATH": f"{kubectl_dir}:{os.environ['PATH']}"}
+
+        def shell(lines: list[str]) -> subprocess.CompletedProcess:
+            return subprocess.run(["/bin/sh", "-eu", "-c", "\n".join(lines)], env=env, capture_output=True,
+                                  text=True, timeout=120, check=False)
+
+        # WHEN an operator runs the raise (its reads, then the patch of the HPA's bounds), and, in the
+        # same shell, the restore (the drain between them left out)
+        seen = tmp_path / "bounds-while-raised"
+        show = (f"kubectl get hpa web-hpa --namespace apps -o jsonpath='{{.spec.minReplicas}},{{.spec.maxReplicas}},' > "
+                f"{seen}; kubectl get deployment web --namespace apps -o jsonpath='{{.spec.replicas}}' >> {seen}")
+        done = shell([*commands[:drain], show, *restore])
+        # THEN kubectl applied both: the HPA was at (4, 4) (2 replicas + 2 blocked) and had set web to 4
+        # (the emulator's HPA controller acts at once), and is back at (2, 2)
+        assert done.returncode == 0, done.stderr
+        assert seen.read_text() == "4,4,4"
+        hpa = kube.get_autoscaler("apps", "web-hpa")
+        assert (hpa.min_replicas, hpa.max_replicas) == (2, 2)
+        # AND the raise is refused (the patch's test operations fail) when the bounds changed after the reads
+        edit = "kubectl patch hpa web-hpa --namespace apps --type merge -p '{\"spec\":{\"maxReplicas\":3}}'"
+        stale = shell([*commands[: drain - 1], edit, commands[drain - 1]])
+        assert stale.returncode != 0
+        hpa = kube.get_autoscaler("apps", "web-hpa")
+        assert (hpa.min_replicas, hpa.max_replicas) == (2, 3)
+    finally:
+        kube.close()
