@@ -297,6 +297,41 @@ def test_a_run_poisoned_after_the_hpa_raise_restores_its_bounds():
     assert platform.state.list(lease_partition(CLUSTER)) == []
 
 
+@pytest.mark.parametrize(("status_writes", "restored"), [
+    pytest.param(1, True, id="one-status-write-read-again-and-restored"),
+    pytest.param(2, True, id="two-status-writes-read-again-and-restored"),
+    pytest.param(3, False, id="moving-every-read-left-to-the-retry"),
+])
+def test_the_hpa_controllers_status_writes_do_not_stop_the_restore_of_a_poisoned_run(status_writes, restored):
+    """The HPA controller writes the HPA's status every sync, which moves its resourceVersion
+    between the restore's read and its write: the poison cleanup (which has no retry of its own)
+    reads and decides again, a bounded number of times."""
+    fake, platform = hpa_scenario((1, 5))
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    evict = run_until_state(platform, run.run_id, "remediation.evict")
+    assert hpa_bounds(fake) == (2, 5)
+    patch, writes = fake.patch_autoscaler_bounds, [status_writes]
+
+    def status_write_first(namespace, name, low, high, *, resource_version):
+        if writes[0]:  # the controller's status write lands first: same bounds, new resourceVersion
+            writes[0] -= 1
+            [hpa] = fake.autoscalers
+            fake._store_autoscaler(hpa)
+        return patch(namespace, name, low, high, resource_version=resource_version)
+
+    fake.patch_autoscaler_bounds = status_write_first
+    poison(platform, evict)
+    after = platform.runs.get(run.run_id)
+    assert after.status == "failed"
+    assert hpa_bounds(fake) == ((1, 5) if restored else (2, 5))
+    cleanup_failed = [a.summary for a in platform.alerts.published if a.kind == "run.cleanup-failed"]
+    if restored:
+        assert cleanup_failed == []
+    else:  # the cleanup says so (critical), naming the HPA that kept moving
+        assert len(cleanup_failed) == 1 and "HPA of Deployment/default/a changed while being restored (3 reads)" \
+            in cleanup_failed[0], cleanup_failed
+
+
 def test_two_hpas_on_one_deployment_are_refused():
     fake, platform = hpa_scenario((1, 5))
     fake.autoscalers.append(Autoscaler("default", "a-hpa2", "Deployment", "a", 1, 3))

@@ -639,33 +639,44 @@ def wait_scaled_out(ctx: StepContext) -> Outcome:
     return Retry(delay_seconds=_poll(ctx), reason="; ".join(waiting))
 
 
+# Re-reads of one workload's restore when its write meets a newer resourceVersion: the HPA
+# controller writes the HPA's status every sync (15 s), which moves the resourceVersion without
+# touching the bounds; the values are compared again on each read.
+RESTORE_READS = 3
+
+
 def _restore_one(kube: Kube, key: str, record: dict) -> tuple[ScaleRestore, object]:
     """Put one workload's replicas back if they are still what the run set, conditional on the
     resourceVersion read; an HPA's bounds one by one (a bound someone else changed stays, the
     other still at the run's raise goes back). Returns what was found (EDITED: someone else
-    changed something) and the value found."""
+    changed something) and the value found. A write refused as stale is read and decided again,
+    up to RESTORE_READS times, then left to the step's retry (TemporaryError)."""
+    for read in range(1, RESTORE_READS + 1):
+        try:
+            return _restore_once(kube, record)
+        except Conflict as exc:
+            if read == RESTORE_READS:
+                what = "HPA" if record.get("bounds") else "scale"
+                raise TemporaryError(f"the {what} of {key} changed while being restored ({read} reads): "
+                                     "reading it again", delay_seconds=1.0) from exc
+    raise AssertionError("unreachable")
+
+
+def _restore_once(kube: Kube, record: dict) -> tuple[ScaleRestore, object]:
     if record.get("bounds"):
         hpa = kube.get_autoscaler(record["namespace"], record["autoscaler"])
         original, raised = record["bounds"]["original"], record["bounds"]["raised"]
         action = restore_action(original, raised, _bounds(hpa))
         low, high = restore_bounds(original, raised, _bounds(hpa))
         if [low, high] != _bounds(hpa):
-            try:
-                kube.patch_autoscaler_bounds(record["namespace"], record["autoscaler"], low, high,
-                                             resource_version=hpa.resource_version)
-            except Conflict as exc:
-                raise TemporaryError(f"the HPA of {key} changed while being restored: reading it again",
-                                     delay_seconds=1.0) from exc
+            kube.patch_autoscaler_bounds(record["namespace"], record["autoscaler"], low, high,
+                                         resource_version=hpa.resource_version)
         return action, _bounds(hpa)
     current = kube.get_scale(record["kind"], record["namespace"], record["name"])
     action = scale_restore(record, current.replicas)
     if action is ScaleRestore.RESTORE:
-        try:
-            kube.replace_scale(record["kind"], record["namespace"], record["name"], record["original"],
-                               resource_version=current.resource_version)
-        except Conflict as exc:
-            raise TemporaryError(f"the scale of {key} changed while being restored: reading it again",
-                                 delay_seconds=1.0) from exc
+        kube.replace_scale(record["kind"], record["namespace"], record["name"], record["original"],
+                           resource_version=current.resource_version)
     return action, current.replicas
 
 
