@@ -316,3 +316,20 @@ def test_the_gate_names_nodes_off_the_pinned_image():
     evidence = ClusterEvidence(A, off_image=("n2 (AKSUbuntu-2204gen2containerd-202611.01.0)",))
     assert gate_failures(HealthGate(), [evidence]) == [
         f"{A}: node(s) not on the rollout's node image: n2 (AKSUbuntu-2204gen2containerd-202611.01.0)"]
+
+
+@pytest.mark.parametrize(("b_result", "b_evidence", "gate"), [
+    # a failure the threshold tolerates is not upgraded: its nodes off the image are what failed means
+    pytest.param(False, ClusterEvidence(B, off_image=("n1 (old)",)), "passes", id="failed-off-image-tolerated"),
+    # ... but what it leaves behind still blocks the gate
+    pytest.param(False, ClusterEvidence(B, off_image=("n1 (old)",), open_findings=("node n1 cordoned",)), "blocked",
+                 id="failed-with-findings-blocks"),
+    # a cluster that ended done with a node off the pin blocks it (AKS moved past the pin mid-run)
+    pytest.param(True, ClusterEvidence(B, off_image=("n1 (new)",)), "blocked", id="done-off-image-blocks"),
+])
+def test_the_image_gate_looks_at_the_clusters_that_ended_done(b_result, b_evidence, gate):
+    plan = plan_of(stage(A, B, failureThreshold=2), stage(C), targetVersion="nodeImage")
+    progress = finish(advance(plan, RolloutProgress.start(plan), now=NOW).progress, (A, True), (B, b_result))
+    step = advance(plan, progress, now=NOW, evidence=lambda asked: {A: ClusterEvidence(A), B: b_evidence})
+    assert (step.progress.status == "gate-blocked") == (gate == "blocked"), step.progress.reason
+    assert step.start == (() if gate == "blocked" else (C,))

@@ -403,7 +403,9 @@ def advance(plan: RolloutPlan, progress: RolloutProgress, *, now: datetime, evid
     missing = [c for c in ended if c not in found]
     if missing:
         raise ValueError(f"no gate evidence for {', '.join(missing)}")
-    reasons = gate_failures(stage.gate, (found[c] for c in ended))
+    # ... but not for the image a failed cluster never reached: the threshold already counts it
+    reasons = gate_failures(stage.gate, (found[c] if progress.clusters[c] == "done" else replace(found[c], off_image=())
+                                         for c in ended))
     if reasons:
         return Step(replace(progress, status="gate-blocked",
                             reason=f"stage {stage.name}: health gate blocked: " + "; ".join(reasons)))
