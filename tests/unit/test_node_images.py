@@ -113,3 +113,5 @@ def test_a_pool_that_cannot_reach_the_pin_says_why(current, latest, words):
 def test_the_nodes_off_the_pin_are_named_with_their_image():
     nodes = [("n1", NEW), ("n2", OLD), ("n3", None), ("n4", AZL_NEW)]
     assert nodes_off_image(nodes, PIN) == [f"n2 ({OLD})", f"n4 ({AZL_NEW})"]
+    # past the pin: only a newer release of a pinned family (behind it, or an unpinned family, is not)
+    assert nodes_off_image([*nodes, ("n5", NEWER)], PIN, past_only=True) == [f"n5 ({NEWER})"]

@@ -324,6 +324,9 @@ def test_the_gate_names_nodes_off_the_pinned_image():
     # ... but what it leaves behind still blocks the gate
     pytest.param(False, ClusterEvidence(B, off_image=("n1 (old)",), open_findings=("node n1 cordoned",)), "blocked",
                  id="failed-with-findings-blocks"),
+    # ... and a failed cluster that overshot the pin (AKS published during its upgrade) blocks it too
+    pytest.param(False, ClusterEvidence(B, off_image=("n1 (new)",), past_image=("n1 (new)",)), "blocked",
+                 id="failed-past-the-pin-blocks"),
     # a cluster that ended done with a node off the pin blocks it (AKS moved past the pin mid-run)
     pytest.param(True, ClusterEvidence(B, off_image=("n1 (new)",)), "blocked", id="done-off-image-blocks"),
 ])

@@ -102,8 +102,11 @@ def pool_image_check(pool: PoolImage, pinned: Mapping[str, str]) -> str | None:
                      "(a node image upgrade goes only to the latest)")
 
 
-def nodes_off_image(nodes: Sequence[tuple[str, str | None]], pinned: Mapping[str, str]) -> list[str]:
+def nodes_off_image(nodes: Sequence[tuple[str, str | None]], pinned: Mapping[str, str], *,
+                    past_only: bool = False) -> list[str]:
     """The nodes, given as (name, node image label), not on their family's pinned image, each with
-    the image it runs. A node with no image label is not judged."""
+    the image it runs; ``past_only``: only those on a newer release than the pin (overshot). A node
+    with no image label is not judged."""
     return [f"{name} ({image})" for name, image in nodes
-            if image is not None and pinned.get(image_family(image)) != image]
+            if image is not None and (pin := pinned.get(image_family(image))) != image
+            and (not past_only or (pin is not None and release_key(image) > release_key(pin)))]

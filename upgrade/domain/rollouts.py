@@ -294,6 +294,7 @@ class ClusterEvidence:
     validation_failed: tuple[str, ...] = ()  # what workload validation found wrong (empty: passed)
     open_alerts: tuple[tuple[str, str], ...] = ()  # (severity, title) of alerts still open
     off_image: tuple[str, ...] = ()  # a node-image rollout's nodes not on its pinned image
+    past_image: tuple[str, ...] = ()  # ... of them, those on a newer release than the pin (overshot)
 
 
 @dataclass(frozen=True)
@@ -403,9 +404,10 @@ def advance(plan: RolloutPlan, progress: RolloutProgress, *, now: datetime, evid
     missing = [c for c in ended if c not in found]
     if missing:
         raise ValueError(f"no gate evidence for {', '.join(missing)}")
-    # ... but not for the image a failed cluster never reached: the threshold already counts it
-    reasons = gate_failures(stage.gate, (found[c] if progress.clusters[c] == "done" else replace(found[c], off_image=())
-                                         for c in ended))
+    # ... a failed one not for the image it never reached (the threshold counts it), only for nodes
+    # past the pin: a cluster the threshold tolerates may stay behind, never end ahead of the others
+    reasons = gate_failures(stage.gate, (found[c] if progress.clusters[c] == "done"
+                                         else replace(found[c], off_image=found[c].past_image) for c in ended))
     if reasons:
         return Step(replace(progress, status="gate-blocked",
                             reason=f"stage {stage.name}: health gate blocked: " + "; ".join(reasons)))

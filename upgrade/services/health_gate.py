@@ -45,10 +45,10 @@ def gate_evidence(platform: Platform, clusters: Sequence[str], runs_of: RunsOf, 
                 continue
             if state.severity in SEVERITIES:
                 alerts.append((state.severity, f"node {state.node} {state.condition}"))
-        off_image = nodes_off_image([(n.name, n.label(NODE_IMAGE_LABEL)) for n in platform.kube(ref).list_nodes()],
-                                    node_images) if node_images else []
+        images = [(n.name, n.label(NODE_IMAGE_LABEL)) for n in platform.kube(ref).list_nodes()] if node_images else []
         found[cluster] = ClusterEvidence(cluster, open_findings=findings, validation_failed=tuple(failed_validation),
-                                         open_alerts=tuple(alerts), off_image=tuple(off_image))
+                                         open_alerts=tuple(alerts), off_image=tuple(nodes_off_image(images, node_images or {})),
+                                         past_image=tuple(nodes_off_image(images, node_images or {}, past_only=True)))
     return found
 
 
