@@ -332,6 +332,20 @@ def test_the_hpa_controllers_status_writes_do_not_stop_the_restore_of_a_poisoned
             in cleanup_failed[0], cleanup_failed
 
 
+def test_an_hpa_deleted_while_raised_is_named_in_the_restore_not_skipped_silently():
+    fake, platform = hpa_scenario((1, 5))
+    run = request_remediation(platform, CLUSTER, NODE1, "scale-out", actor="alice")
+    evict = run_until_state(platform, run.run_id, "remediation.evict")
+    fake.autoscalers = []  # its owners delete the HPA while the run has it raised
+    platform.queue.send(evict)
+    deliver_all(platform)
+    final = platform.runs.get(run.run_id)
+    gone = "HorizontalPodAutoscaler default/a-hpa of Deployment/default/a was deleted meanwhile: nothing to restore"
+    assert final.status == "succeeded", final.reason
+    assert gone in final.facts["scale_notes"]
+    assert any(gone in h.reason for h in platform.runs.history(run.run_id)), "the history says so"
+
+
 def test_two_hpas_on_one_deployment_are_refused():
     fake, platform = hpa_scenario((1, 5))
     fake.autoscalers.append(Autoscaler("default", "a-hpa2", "Deployment", "a", 1, 3))
@@ -375,7 +389,7 @@ def test_a_statefulset_is_scaled_out_and_back_and_its_retained_claim_is_named(de
     assert claims_alerts[0].severity == "info" and claims_alerts[0].details["claims"] == ["data-a-1"]
     final = platform.runs.get(run.run_id)
     assert final.facts["scales"]["StatefulSet/default/a"]["claims"] == ["data-a-1"]
-    assert any("data-a-1" in c for c in final.facts["claims_retained"])
+    assert any("data-a-1" in c for c in final.facts["scale_notes"])
 
 
 def test_a_statefulset_whose_claims_are_deleted_when_scaled_leaves_nothing_to_name():

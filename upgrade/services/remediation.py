@@ -481,9 +481,9 @@ def restore_after_poison(run: RunRecord, platform: Platform) -> str:
     relaxed (nor keep its lease)."""
     notes = []
     if run.facts.get("scales") and run.facts.get("scale_restored") is None:
-        restored, edited, claims = _restore_scales(platform, ClusterRef.parse(run.cluster), run)
+        restored, edited, scale_notes = _restore_scales(platform, ClusterRef.parse(run.cluster), run)
         notes.append("; ".join(edited) or f"replicas restored: {', '.join(restored) or '(already as recorded)'}")
-        notes += claims
+        notes += scale_notes
     notes.append(restore_pdbs_after_poison(run, platform))
     return "; ".join(notes)
 
@@ -730,13 +730,17 @@ def _claims_left(platform: Platform, cluster: ClusterRef, run: RunRecord, key: s
 def _restore_scales(platform: Platform, cluster: ClusterRef, run: RunRecord) -> tuple[list[str], list[str], list[str]]:
     """Put each recorded workload back to its original replicas (an HPA-owned one: the HPA's
     original bounds) if still at the raise; one someone else changed is left, with an alert.
-    Returns the restored, the reasons of those left, and the notes on claims a StatefulSet keeps."""
+    Returns the restored, the reasons of those left, and notes: the claims a StatefulSet keeps, a
+    workload (or its HPA) deleted meanwhile."""
     kube = platform.kube(cluster)
-    restored, edited, claims = [], [], []
+    restored, edited, notes = [], [], []
     for key, record in (run.facts.get("scales") or {}).items():
         try:
             action, current = _restore_one(kube, key, record)
         except NotFound:
+            what = f"HorizontalPodAutoscaler {record['namespace']}/{record['autoscaler']} of {key}" \
+                if record.get("bounds") else key
+            notes.append(f"{what} was deleted meanwhile: nothing to restore")
             continue
         if action is ScaleRestore.EDITED:
             edited.append(_alert_not_restored(platform, cluster, run, key, record, current))
@@ -745,8 +749,8 @@ def _restore_scales(platform: Platform, cluster: ClusterRef, run: RunRecord) -> 
             restored.append(key)
         note = _claims_left(platform, cluster, run, key, record)
         if note:
-            claims.append(note)
-    return restored, edited, claims
+            notes.append(note)
+    return restored, edited, notes
 
 
 def _hpa_note(run: RunRecord) -> str:
@@ -785,14 +789,14 @@ def restore_scale(ctx: StepContext) -> Outcome:
             return Retry(delay_seconds=_poll(ctx), args={**ctx.message.args, "settle_deadline": settle},
                          reason="before scaling back, waiting for the evicted pods to be Ready again (a Parallel "
                                 "StatefulSet's scale-down does not wait for them): " + "; ".join(waiting))
-    restored, edited, claims = _restore_scales(ctx.platform, ctx.cluster, ctx.run)
+    restored, edited, scale_notes = _restore_scales(ctx.platform, ctx.cluster, ctx.run)
     released = restore_leased_pdbs(ctx.platform, ctx.cluster, ctx.run)
     notes = edited + list(released.edited)
     note = "; ".join(notes) if notes else f"replicas restored ({', '.join(restored) or 'already as recorded'})"
-    note += _hpa_note(ctx.run) + "".join(f"; {c}" for c in claims)
+    note += _hpa_note(ctx.run) + "".join(f"; {n}" for n in scale_notes)
     if waiting:
         note += f"; scaled back at the drain timeout though not all Ready again ({'; '.join(waiting)})"
-    facts = {**released.facts(), "scale_restored": not edited, "scales_not_restored": edited, "claims_retained": claims}
+    facts = {**released.facts(), "scale_restored": not edited, "scales_not_restored": edited, "scale_notes": scale_notes}
     if failure:
         return Failed(reason=f"{failure}; {note}", facts=facts)
     return Next(UNQUARANTINE, reason=note, facts=facts)
