@@ -9,6 +9,7 @@ import json
 import pytest
 
 from upgrade.cli import main, rollout, status
+from upgrade.errors import NotAllowed, NotFound, PermanentError
 
 SUB = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters"
 ROLLING_ID = "rolling-nodepool1-0123456789ab"
@@ -170,3 +171,46 @@ def test_a_node_image_rollout_shows_the_image_it_pinned(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert f"rollout fleet -> nodeImage {image}" in out
     assert ["staging", "east", f"{SUB}/aks-3", "held"] in [line.split()[:4] for line in out.splitlines()]
+
+
+def failing_then(errors, *, terminal: bool = False):
+    """--watch over the looks, with ``errors`` raised by the looks after the first, in order."""
+    from rich.console import Console
+
+    answers, errors, slept = iter(looks()), list(errors), []
+
+    def fetch():
+        if slept and errors:
+            raise errors.pop(0)
+        return next(answers)
+
+    out = Console(file=io.StringIO(), force_terminal=terminal, width=160, color_system=None)
+    return (lambda: rollout.watch(fetch, every=7.0, output=None, out=out, sleep=slept.append)), out, slept
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+@pytest.mark.parametrize("error", [
+    PermanentError("cannot reach the app at http://app: connection refused"),
+    PermanentError("HTTP 503: the host is restarting", status=503),
+    PermanentError("HTTP 429: too many requests", status=429),
+])
+def test_watch_looks_again_after_a_failure_that_passes(error, terminal):
+    run, out, slept = failing_then([error, error], terminal=terminal)
+    assert run()["status"] == "done"  # two failures in a row, then the looks go on to the end
+    text = out.file.getvalue()
+    assert f"look 1 of 3 failed: {error}; looking again in 7 s" in text and "look 2 of 3 failed" in text
+    assert len(slept) == 5  # every failed look waited its interval too
+
+
+@pytest.mark.parametrize("errors", [
+    [PermanentError("HTTP 503: down", status=503)] * 3,  # the third failure in a row
+    [NotFound("rollout r-1 not found")],  # a refusal: at once
+    [NotAllowed("the Upgrade.Operator role is needed")],
+    [PermanentError("HTTP 405: method not allowed", status=405)],
+])
+def test_watch_gives_up_on_a_refusal_or_the_third_failure_in_a_row(errors):
+    run, out, _ = failing_then(errors)
+    with pytest.raises(type(errors[-1])) as raised:
+        run()
+    assert raised.value is errors[-1]
+    assert out.file.getvalue().count("failed:") == len(errors) - 1

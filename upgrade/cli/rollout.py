@@ -27,7 +27,7 @@ from upgrade.cli.output import (
     table_renderable,
 )
 from upgrade.cli.status import API_HELP, UpgradeApi, add_api_arguments
-from upgrade.errors import InvalidInput
+from upgrade.errors import InvalidInput, PermanentError
 
 DECISIONS = {
     "approve": "let a stage that passed its health gate and waits for approval go on",
@@ -37,6 +37,9 @@ DECISIONS = {
 }
 # The rollout's statuses in which it moves on its own; --watch stops on any other.
 MOVING = ("running", "soaking", "gate-blocked")
+# Looks in a row --watch lets fail (the app unreachable, or answering 429/5xx) before it gives up;
+# any other refusal (400, 401, 403, 404) ends it at once.
+WATCH_FAILURES = 3
 
 STAGE_COLUMNS = (
     Column("stage", key=True), Column("group", drop=2), Column("cluster", key=True), Column("status", key=True),
@@ -130,6 +133,7 @@ def watch(fetch: Fetch, *, every: float, output: str | None, out: Any = None,
     (for ``-o json|yaml``: the whole document again, once per change), so a log holds no
     repeated tables."""
     out, sleep = out or console(), sleep or time.sleep
+    fetch = _tolerant(fetch, every, out, sleep)
     rollout = fetch()
     if output not in ("json", "yaml") and out.is_terminal:
         return _watch_live(fetch, rollout, every, output, out, sleep)
@@ -139,6 +143,26 @@ def watch(fetch: Fetch, *, every: float, output: str | None, out: Any = None,
         previous, rollout = rollout, fetch()
         _print_state(rollout, previous, output, out)
     return rollout
+
+
+def _tolerant(fetch: Fetch, every: float, out: Any, sleep: Callable[[float], None]) -> Fetch:
+    """``fetch`` that looks again, after ``every`` seconds, when a look fails for a reason that
+    passes (the app unreachable, a 429 or 5xx answer), saying so on stderr's side of the console;
+    the WATCH_FAILURES-th failure in a row, or any other error, is raised."""
+    def look() -> dict:
+        for failure in range(1, WATCH_FAILURES + 1):
+            try:
+                return fetch()
+            except PermanentError as exc:
+                # the plain PermanentError of an unreachable app or a 429/5xx answer, not a refusal
+                passing = type(exc) is PermanentError and (exc.status is None or exc.status == 429 or exc.status >= 500)
+                if not passing or failure == WATCH_FAILURES:
+                    raise
+                out.print(f"look {failure} of {WATCH_FAILURES} failed: {exc}; looking again in {every:g} s",
+                          highlight=False, markup=False)
+                sleep(every)
+        raise AssertionError("unreachable")
+    return look
 
 
 def _watch_live(fetch: Fetch, rollout: dict, every: float, output: str | None, out: Any,
