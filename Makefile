@@ -30,8 +30,13 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
+# The test files run side by side on pytest-xdist workers, each starting and stopping what its
+# tests need: most of the suite's time is waiting (queues, controllers, maintenance windows), and
+# the waits overlap (tests/scheduling.py). TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 4
+
 test: lint k8s
-	$(PY) -m pytest tests/unit tests/integration tests/e2e tests/realk8s
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests/unit tests/integration tests/e2e tests/realk8s
 
 # K8S=real: each cluster's nodes and workloads on a real control plane (make k8s), driven by the
 # emulator's AKS half; the emulator's own Kubernetes model is the fast default.

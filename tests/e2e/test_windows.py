@@ -4,7 +4,8 @@ the first drain batch pauses it between batches; it resumes in the next window a
 history showing both waits.
 
 The windows are the policy's own (minute-granular, in UTC) and placed relative to the wall clock
-the app reads, so this test waits for real minutes (about four).
+the app reads, so this test waits for real minutes (about six; marked ``waits``, so ``make test``
+starts it first and the other files run meanwhile).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tests.e2e.conftest import wait_until
 from tests.e2e.test_bluegreen import FAST, app_pods, pools, wait_status
 from tests.integration.conftest_emulator import FAST_TIME_SCALE
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.waits]
 
 
 def _daily(start: datetime, minutes: int) -> dict:

@@ -1,4 +1,5 @@
-"""The real-Kubernetes lane: one control plane (``sandbox.k8s``) for the whole session.
+"""The real-Kubernetes lane: one control plane (``sandbox.k8s``) for the whole session (under
+``make test``'s workers the lane is one unit of work, on one worker: ``tests/scheduling.py``).
 
 Each test gets its own namespace and its own agent pool of kwok nodes (``real_cluster``), so tests
 that cordon, drain or relax budgets cannot see each other. The product talks to the API server as
