@@ -210,3 +210,30 @@ def test_a_refused_gate_completed_in_fleet_or_deleted_is_no_longer_looked_at():
     fleet.gates.clear()
     assert "forgotten" in recheck_blocked_gates(platform)[0]
     assert platform.state.get(RECORD_PARTITION, gate.record_key) is None
+
+
+def test_the_event_of_the_apps_own_approval_never_records_over_the_approval():
+    """The race of a look again (the timer) and the gate-updated event its approval sends: the event
+    reads the gate Completed and the record still "blocked"; the look again then records
+    "approved"; the event's "found Completed after" record must not replace it."""
+    platform, fleet, gate = setting(quarantined=IDS[2])
+    react_to_gate_event(parse_gate_event(sample()), platform)  # blocked
+    platform.kubes[IDS[2]].nodes.pop("aks-3-node-1")
+    key = gate.arm_id.lower()
+    fleet.gates[key] = replace(fleet.gates[key], state=COMPLETED, etag="e1+")  # the look again's approval landed
+    get, looks = platform.state.get, []
+
+    def record_read(partition, row):
+        found = get(partition, row)
+        if partition == RECORD_PARTITION and not looks:  # right after the event read "blocked":
+            looks.append(1)  # the look again records its approval
+            value, etag = found
+            platform.state.put(partition, row, {**value, "verdict": "approved", "reason": "healthy"}, etag=etag)
+        return found
+
+    platform.state.get = record_read
+    with pytest.raises(Conflict):  # the event's write is refused: Event Grid delivers it again
+        react_to_gate_event(parse_gate_event(sample()), platform)
+    platform.state.get = get
+    assert "nothing to do" in react_to_gate_event(parse_gate_event(sample()), platform)  # the redelivery
+    assert platform.state.get(RECORD_PARTITION, gate.record_key)[0]["verdict"] == "approved"

@@ -17,7 +17,10 @@ is approved once its findings are gone; a gate completed or skipped in Fleet mea
 as such and no longer looked at, a deleted one forgotten.
 
 Records: the state table, partition ``fleetgate``, a row per gate (``GateRef.record_key``) with the
-verdict, the reason, the clusters, the event id, whether the alert went out, and when.
+verdict, the reason, the clusters, the event id, whether the alert went out, and when. A verdict is
+written conditional on the record read before deciding, so an event that decided on a record
+another reaction changed meanwhile (the timer's approval, say) is refused and, delivered again,
+decides on what it then finds; an approval made in Fleet is always recorded.
 """
 
 from __future__ import annotations
@@ -45,18 +48,26 @@ BLOCKED = "blocked"
 log = logging.getLogger(__name__)
 
 
-def _previous(platform: Platform, gate: GateRef) -> dict[str, Any]:
+def _previous(platform: Platform, gate: GateRef) -> tuple[dict[str, Any], str | None]:
+    """The gate's record and its ETag (``{}``, None: none yet)."""
     found = platform.state.get(RECORD_PARTITION, gate.record_key)
-    return found[0] if found else {}
+    return found if found else ({}, None)
+
+
+# The ETag to write a record over: the one read before deciding (the write is refused, Conflict,
+# when another reaction recorded meanwhile: the caller is retried and decides again on what it
+# finds), or LATEST, for the record of an approval already made in Fleet (which is the truth).
+LATEST = object()
 
 
 def _record(platform: Platform, gate: FleetGate, event: GateEvent, verdict: str, reason: str,
-            clusters: list[str], *, alerted: bool = False) -> None:
+            clusters: list[str], *, over: object, alerted: bool = False) -> None:
     value = {"gate": gate.gate.arm_id, "updateRun": gate.update_run, "stage": gate.stage, "group": gate.group,
              "verdict": verdict, "reason": reason, "clusters": clusters, "eventId": event.id, "alerted": alerted,
              "checkedAt": platform.clock.now().isoformat()}
-    existing = platform.state.get(RECORD_PARTITION, gate.gate.record_key)  # a concurrent writer: Conflict, retried
-    platform.state.put(RECORD_PARTITION, gate.gate.record_key, value, etag=existing[1] if existing else None)
+    if over is LATEST:
+        over = _previous(platform, gate.gate)[1]  # a writer in between still gets Conflict: retried
+    platform.state.put(RECORD_PARTITION, gate.gate.record_key, value, etag=over)
 
 
 def react_to_gate_event(event: GateEvent, platform: Platform) -> str:
@@ -66,13 +77,13 @@ def react_to_gate_event(event: GateEvent, platform: Platform) -> str:
         return f"gate {event.gate.arm_id} deleted with its update run: nothing to do"
     fleet = platform.fleet(event.gate.subscription_id)
     gate = fleet.get_gate(event.gate)
-    previous = _previous(platform, event.gate)
+    previous, read = _previous(platform, event.gate)
     if gate.state != PENDING:
         # completed or skipped in Fleet since (or by this app just before a crash left the record
         # behind): no longer looked at
         if previous.get("verdict") == BLOCKED:
             _record(platform, gate, event, gate.state.lower(), f"found {gate.state} after: "
-                    f"{previous.get('reason')}", list(previous.get("clusters") or []))
+                    f"{previous.get('reason')}", list(previous.get("clusters") or []), over=read)
         return f"gate {gate.gate.arm_id} is {gate.state}: nothing to do"
     clusters = gate_clusters(fleet.update_run_stages(gate.update_run), gate.stage, gate.group)
     allowed = {c.lower() for c in platform.allowed_clusters}
@@ -90,7 +101,7 @@ def react_to_gate_event(event: GateEvent, platform: Platform) -> str:
         except Conflict as exc:  # changed since read (completed or skipped meanwhile): its own event follows
             return f"gate {gate.gate.arm_id} changed since read, left to its next event: {exc}"
         reason = f"healthy: {len(clusters)} cluster(s) of {where}"
-        _record(platform, gate, event, "approved", reason, clusters)
+        _record(platform, gate, event, "approved", reason, clusters, over=LATEST)
         return f"gate {gate.gate.arm_id} approved: {reason}"
     reason = "; ".join(reasons)
     alerted = previous.get("verdict") == BLOCKED and previous.get("reason") == reason and previous.get("alerted")
@@ -101,7 +112,7 @@ def react_to_gate_event(event: GateEvent, platform: Platform) -> str:
             details={"gate": gate.gate.arm_id, "updateRun": gate.update_run, "stage": gate.stage, "group": gate.group,
                      "clusters": clusters},
             dedup_key=f"{gate.gate.record_key}:{BLOCKED}:{reason}"))
-    _record(platform, gate, event, BLOCKED, reason, clusters, alerted=bool(alerted))
+    _record(platform, gate, event, BLOCKED, reason, clusters, over=read, alerted=bool(alerted))
     return f"gate {gate.gate.arm_id} left Pending: {reason}"
 
 
