@@ -302,6 +302,8 @@ def test_a_cluster_outside_the_allow_list_fails_the_run_without_running_the_step
     assert run.status == "failed"
     assert "ALLOWED_CLUSTERS" in run.reason
     assert [(a.kind, a.run_id) for a in platform.alerts.published] == [("run.failed", "run-1")]
+    # AND the refusal is in the run's history (audited like any failure), with no cleanup
+    assert [(h.step, h.outcome) for h in platform.runs.history("run-1")][-1:] == [("work", "refused")]
 
 
 def test_a_throttled_read_of_a_refused_clusters_run_is_put_back_not_left_to_the_host(monkeypatch):

@@ -36,19 +36,14 @@ def alert_failed(platform: Platform, run: RunRecord | None, message: StepMessage
 
 
 def fail_run_if_active(platform: Platform, message: StepMessage, reason: str) -> None:
-    """Fail the message's run, if active, and alert; no cleanup hook runs (it would act on the cluster)."""
+    """Fail the message's run, if active, record it (history ``refused``) and alert; no cleanup
+    hook runs (it would act on the cluster the step was refused for)."""
     try:
         run = platform.runs.get(message.run_id)
     except NotFound:
         return
     if run.active:
-        try:
-            failed = platform.runs.update(run.evolve(now=platform.clock.now(), status="failed", reason=reason,
-                                                     claim=None))
-        except Conflict:
-            log.warning("run %s changed while being failed; left as is", run.run_id)
-            return
-        alert_failed(platform, failed, message, reason)
+        fail_run(platform, message, reason, outcome="refused", cleanup=False)
 
 
 def record_poisoned_step(body: str, platform: Platform) -> RunRecord | None:
@@ -97,9 +92,10 @@ def _not_poisoned_by(run: RunRecord, message: StepMessage) -> bool:
     return run.status != "failed"
 
 
-def fail_run(platform: Platform, message: StepMessage, reason: str, *, outcome: str = "poison") -> RunRecord | None:
+def fail_run(platform: Platform, message: StepMessage, reason: str, *, outcome: str = "poison",
+             cleanup: bool = True) -> RunRecord | None:
     """Fail the message's run for ``reason`` (a small write), record it (history ``outcome``), run
-    the step's cleanup hook, and raise the run.failed alert."""
+    the step's cleanup hook (unless ``cleanup`` is False), and raise the run.failed alert."""
     run: RunRecord | None = None
     try:
         run = platform.runs.get(message.run_id)
@@ -115,8 +111,8 @@ def fail_run(platform: Platform, message: StepMessage, reason: str, *, outcome: 
     if run is not None:
         _append_history(platform, run, message.step, message.attempt, outcome, reason)
     log.error("%s: %s (run %s on %s)", outcome, reason, message.run_id, message.cluster)
-    cleanup = run_cleanup(platform, run, message.step, attempt=message.attempt) if run is not None else None
-    alert_failed(platform, run, message, reason, **({"cleanup": cleanup} if cleanup else {}))
+    done = run_cleanup(platform, run, message.step, attempt=message.attempt) if run is not None and cleanup else None
+    alert_failed(platform, run, message, reason, **({"cleanup": done} if done else {}))
     return run
 
 
