@@ -610,19 +610,21 @@ def _raised(key: str, record: dict) -> str:
     return f"{key} to {record['raised_to']}"
 
 
+def _not_all_ready(kube: Kube, scales: dict[str, dict]) -> list[str]:
+    """The recorded workloads with fewer Ready replicas than the run raised them to, as
+    ``key: ready/raised Ready``: one workload list per namespace."""
+    ready = {(w.kind, w.namespace, w.name): w.ready
+             for ns in sorted({r["namespace"] for r in scales.values()}) for w in kube.list_workloads(namespace=ns)}
+    return [f"{key}: {have}/{record['raised_to']} Ready" for key, record in scales.items()
+            if (have := ready.get((record["kind"], record["namespace"], record["name"]), 0)) < record["raised_to"]]
+
+
 def wait_scaled_out(ctx: StepContext) -> Outcome:
     """Go on once every raised workload has all its replicas Ready (an HPA sets them at its next
     sync; an OrderedReady StatefulSet adds them one at a time) and each blocking PDB allows as many
     disruptions as it has blocking pods; at the drain timeout, restore instead."""
     kube = ctx.platform.kube(ctx.cluster)
-    waiting = []
-    scales = ctx.run.facts["scales"]
-    ready = {(w.kind, w.namespace, w.name): w.ready
-             for ns in sorted({r["namespace"] for r in scales.values()}) for w in kube.list_workloads(namespace=ns)}
-    for key, record in scales.items():
-        have = ready.get((record["kind"], record["namespace"], record["name"]), 0)
-        if have < record["raised_to"]:
-            waiting.append(f"{key}: {have}/{record['raised_to']} Ready")
+    waiting = _not_all_ready(kube, ctx.run.facts["scales"])
     blocked_by: dict[str, int] = {}
     for pod in _pods_still_there(ctx):
         blocked_by[pod["pdb"]] = blocked_by.get(pod["pdb"], 0) + 1
@@ -767,13 +769,7 @@ def _evicted_not_back(ctx: StepContext) -> list[str]:
     the run's added ordinal at once, without waiting for the evicted ordinal to come back (an
     OrderedReady one waits, and a ReplicaSet removes a pod not Ready first)."""
     parallel = {k: r for k, r in ctx.run.facts["scales"].items() if r.get("pod_management_policy") == "Parallel"}
-    if not parallel:
-        return []
-    kube = ctx.platform.kube(ctx.cluster)
-    ready = {(w.kind, w.namespace, w.name): w.ready
-             for ns in sorted({r["namespace"] for r in parallel.values()}) for w in kube.list_workloads(namespace=ns)}
-    return [f"{key}: {have}/{record['raised_to']} Ready" for key, record in parallel.items()
-            if (have := ready.get((record["kind"], record["namespace"], record["name"]), 0)) < record["raised_to"]]
+    return _not_all_ready(ctx.platform.kube(ctx.cluster), parallel) if parallel else []
 
 
 def restore_scale(ctx: StepContext) -> Outcome:
