@@ -23,6 +23,7 @@ from upgrade.domain.holds import Hold, holds_on
 from upgrade.domain.model import QUARANTINE_LABEL, Autoscaler, ClusterRef, Node, Pdb, Pod
 from upgrade.domain.pdb import EvictionBlocker, eviction_blockers
 from upgrade.domain.policy import AlertThresholds, RemediationPolicy
+from upgrade.domain.scale_out import autoscalers_by_target
 from upgrade.domain.selectors import LabelSelector
 
 REMEDIATE_PATH = "/api/quarantine/{cluster}/{node}/remediate"
@@ -240,14 +241,12 @@ def _scale_out_option(cluster: ClusterRef, node: str, blocking: Sequence[Pod], f
         else:
             key = (scaled[0], scaled[1], pod.namespace)
             workloads[key] = workloads.get(key, 0) + 1
-    owners: dict[tuple[str, str, str], list[str]] = {}
-    for a in autoscalers:
-        owners.setdefault((a.target_kind.lower(), a.target_name, a.namespace), []).append(a.name)
+    owners = autoscalers_by_target(autoscalers)
     contested = sorted(f"{namespace}/{name}" for (kind, name, namespace) in workloads
-                       if len(owners.get((kind, name, namespace), ())) > 1)
+                       if len(owners.get((namespace, kind, name), ())) > 1)
     raise_, restore = [], []
     for i, ((kind, name, namespace), add) in enumerate(sorted(workloads.items())):
-        hpas = owners.get((kind, name, namespace), [])
+        hpas = owners.get((namespace, kind, name), [])
         up, down = _scale_commands(i, kind, name, namespace, add, hpas[0] if hpas else None)
         raise_ += up
         restore += down

@@ -75,6 +75,16 @@ def statefulset_refusal(name: str, state: StatefulSetState | None) -> str | None
     return None
 
 
+def autoscalers_by_target(autoscalers: Sequence[Autoscaler]) -> dict[tuple[str, str, str], list[str]]:
+    """The names (sorted) of the HPAs scaling each workload, by ``(namespace, kind, name)`` with the
+    kind in lower case: one owns its replicas; more than one fight over them, and no one
+    minReplicas decides."""
+    owners: dict[tuple[str, str, str], list[str]] = {}
+    for a in sorted(autoscalers, key=lambda a: a.name):
+        owners.setdefault((a.namespace, a.target_kind.lower(), a.target_name), []).append(a.name)
+    return owners
+
+
 def scale_targets(
     blocking: Sequence[Pod], workloads: Sequence[Workload], autoscalers: Sequence[Autoscaler] = ()
 ) -> tuple[list[ScaleTarget], list[str]]:
@@ -103,12 +113,10 @@ def scale_targets(
                             f"not by a {', '.join(SCALABLE_KINDS)} with a scale subresource")
             continue
         counts.setdefault((kind, pod.namespace, name), []).append(pod)
-    owners: dict[tuple[str, str, str], list[Autoscaler]] = {}
-    for a in autoscalers:
-        owners.setdefault((a.namespace, a.target_kind, a.target_name), []).append(a)
+    owners = autoscalers_by_target(autoscalers)
     targets = []
     for (kind, namespace, name), pods in sorted(counts.items()):
-        hpas = sorted(h.name for h in owners.get((namespace, kind, name), ()))
+        hpas = owners.get((namespace, kind.lower(), name), [])
         if len(hpas) > 1:
             refusals.append(f"HorizontalPodAutoscalers {', '.join(hpas)} all scale {kind} {namespace}/{name}: "
                             "they fight over its replicas, and no one minReplicas decides them")
