@@ -364,3 +364,28 @@ def test_a_pools_active_run_that_goes_elsewhere_is_not_taken_as_the_rollouts(nod
     assert cluster["status"] == "failed" and cluster["runs"] == {}
     assert f"has another active run, rolling run {theirs.run_id} (to " in cluster["reason"]
     assert (f"no recorded target, not {NEW_IMAGE}" if node_image else "1.30.9, not 1.31.7") in cluster["reason"]
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_a_blue_green_node_image_run_is_taken_as_the_rollouts_only_when_pinned(pinned):
+    from upgrade.domain.runs import RunRecord
+
+    fakes = on_old_image(clusters())
+    platform = platform_for(fakes)
+    now = platform.clock.now()
+    # someone's blue-green node image run to the image the rollout pins; unpinned, its green would be
+    # created on whatever image AKS offers by then (it may overshoot the pin)
+    image = {"from": OLD_IMAGE, "to": NEW_IMAGE, **({"pinned": True} if pinned else {})}
+    platform.runs.create(RunRecord(run_id="bg-theirs", kind="blue-green", cluster=IDS[0], pool=POOL,
+                                   target_version="nodeImage", state="bluegreen.wait_green_ready",
+                                   status="running", created_at=now, updated_at=now, facts={"nodeImage": image}))
+    run = rollouts.start_rollout(platform, one_stage(IDS[0], targetVersion="nodeImage"), actor="alice")
+    for sent in platform.queue.take():  # the rollout's first tick: it starts the cluster
+        run_step_message(sent.message.to_json(), platform, message_id=str(uuid.uuid4()))
+    [cluster] = rollouts.rollout_view(platform, run.run_id)["stages"][0]["groups"][0]["clusters"]
+    if pinned:
+        assert cluster["status"] == "running" and cluster["runs"] == {POOL: "bg-theirs"}
+    else:
+        assert cluster["status"] == "failed" and cluster["runs"] == {}
+        assert f"has another active run, blue-green run bg-theirs (to no recorded target, not {NEW_IMAGE})" \
+            in cluster["reason"]

@@ -175,7 +175,7 @@ def _start_pool_run(platform: Platform, cluster: str, pool: str, target: str, ac
     for blue-green, the policy's ``blueGreen`` options (as an automatic start takes them; a rolling
     run reads its policy itself); ``node_image``: a node-image rollout's pin for the pool, the only
     image its run may upgrade to (it fails rather than overshoot it)."""
-    from upgrade.services.upgrade_requests import STRATEGIES, start_upgrade
+    from upgrade.services.upgrade_requests import STRATEGIES, bound_node_image, start_upgrade
 
     pool_policy = platform.policy.for_pool(cluster, pool)
     options = pool_policy.blue_green if pool_policy.strategy == "blue-green" else {}
@@ -190,8 +190,8 @@ def _start_pool_run(platform: Platform, cluster: str, pool: str, target: str, ac
         # else; that one is adopted only when it goes where the rollout goes (not a remediation,
         # another version, or a node image run free to take whatever image AKS offers by then)
         active = platform.runs.get(exc.code)
-        if node_image:  # a rolling run records its image, a blue-green one the image green gets
-            goes_to = active.facts.get("target_node_image") or (active.facts.get("nodeImage") or {}).get("to")
+        if node_image:
+            goes_to = bound_node_image(active)
             same = goes_to == node_image
         else:
             goes_to = active.target_version

@@ -13,6 +13,15 @@ START_FIELDS = frozenset({"cluster", "pool", "targetVersion", "strategy", "optio
 STRATEGIES = ("blue-green", "rolling")
 
 
+def bound_node_image(run: RunRecord) -> str | None:
+    """The one node image an upgrade run cannot go past (None: not a node image run, or not bound
+    yet): a rolling run's ``target_node_image`` (given at its start or recorded at its upgrade call,
+    then never overshot), a blue-green run's ``nodeImage.to`` when pinned at its start (unpinned,
+    green is created on whatever image AKS offers by then)."""
+    image = run.facts.get("nodeImage") or {}
+    return run.facts.get("target_node_image") or (image.get("to") if image.get("pinned") else None)
+
+
 def start_upgrade(platform: Platform, body: object, *, actor: str, node_image: str | None = None) -> RunRecord:
     """``POST /api/upgrades``: validate the body and start a blue-green or rolling run. ``actor``
     is the signed-in caller; a body ``actor`` (older clients send one) is ignored, never recorded.
