@@ -11,12 +11,11 @@ from upgrade.domain.rollouts import (
     HealthGate,
     RolloutProgress,
     advance,
+    cluster_ended,
     decide,
     gate_failures,
-    hold,
     parse_plan,
     resolve_target,
-    run_ended,
     tag_selections,
     with_selected_clusters,
 )
@@ -134,7 +133,7 @@ def healthy(*clusters: str):
 
 def finish(progress: RolloutProgress, *results: tuple[str, bool]) -> RolloutProgress:
     for cluster, ok in results:
-        progress = run_ended(progress, cluster, ok)
+        progress = cluster_ended(progress, cluster, "done" if ok else "failed")
     return progress
 
 
@@ -291,7 +290,7 @@ def test_a_node_image_rollout_is_planned_with_the_runs_own_target_name():
 def test_a_held_cluster_halts_the_rollout_with_why_and_resume_checks_it_again():
     plan = plan_of(stage(A, B), stage(C), targetVersion="nodeImage")
     step = advance(plan, RolloutProgress.start(plan), now=NOW)
-    progress = hold(finish(step.progress, (A, True)), B, "pool p can no longer reach the pinned node image X")
+    progress = cluster_ended(finish(step.progress, (A, True)), B, "held", "pool p can no longer reach the pinned node image X")
     assert progress.clusters[B] == "held"
     step = advance(plan, progress, now=NOW)
     assert step.progress.status == "halted" and not step.start
@@ -303,7 +302,7 @@ def test_a_held_cluster_halts_the_rollout_with_why_and_resume_checks_it_again():
 
 def test_a_held_cluster_may_be_skipped_and_the_rollout_goes_on():
     plan = plan_of(stage(A, B), stage(C), targetVersion="nodeImage")
-    progress = hold(advance(plan, RolloutProgress.start(plan), now=NOW).progress, B, "moved on")
+    progress = cluster_ended(advance(plan, RolloutProgress.start(plan), now=NOW).progress, B, "held", "moved on")
     halted = advance(plan, finish(progress, (A, True)), now=NOW).progress
     skipped = decide(plan, halted, "skip", now=NOW, cluster=B).progress
     assert skipped.clusters[B] == "skipped" and skipped.held == {}

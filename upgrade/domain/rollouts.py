@@ -474,15 +474,12 @@ def decide(plan: RolloutPlan, progress: RolloutProgress, decision: str, *, now: 
                 look_again_at=now if progress.status in POLLED_STATUSES else None)
 
 
-def run_ended(progress: RolloutProgress, cluster: str, succeeded: bool) -> RolloutProgress:
-    """A cluster's upgrade ended: done or failed (only a running cluster moves)."""
+def cluster_ended(progress: RolloutProgress, cluster: str, outcome: str, why: str = "") -> RolloutProgress:
+    """A cluster's upgrade ended (only a running cluster moves): ``done``, ``failed``, or ``held``
+    (it cannot go on without diverging from the rollout's pin; ``why`` is kept for the halt)."""
+    if outcome not in ("done", "failed", "held"):
+        raise ValueError(f"{outcome!r} is not how a cluster's upgrade ends")
     if progress.clusters.get(cluster) != "running":
         return progress
-    return replace(progress, clusters={**progress.clusters, cluster: "done" if succeeded else "failed"})
-
-
-def hold(progress: RolloutProgress, cluster: str, why: str) -> RolloutProgress:
-    """A running cluster cannot go on without diverging from the rollout's pin: held, with why."""
-    if progress.clusters.get(cluster) != "running":
-        return progress
-    return replace(progress, clusters={**progress.clusters, cluster: "held"}, held={**progress.held, cluster: why})
+    held = {**progress.held, cluster: why} if outcome == "held" else progress.held
+    return replace(progress, clusters={**progress.clusters, cluster: outcome}, held=held)

@@ -39,11 +39,10 @@ from upgrade.domain.rollouts import (
     RolloutProgress,
     Step,
     advance,
+    cluster_ended,
     decide,
-    hold,
     parse_plan,
     resolve_target,
-    run_ended,
     tag_selections,
     with_selected_clusters,
 )
@@ -248,10 +247,6 @@ def _cluster_step(platform: Platform, cluster: str, entry: dict[str, Any], targe
     return entry, "done"
 
 
-def _ended(progress: RolloutProgress, cluster: str, outcome: str, why: str) -> RolloutProgress:
-    return hold(progress, cluster, why) if outcome == "held" else run_ended(progress, cluster, outcome == "done")
-
-
 def _poll_seconds(platform: Platform, run: RunRecord) -> float:
     return platform.policy.for_pool(run.cluster, None).poll_seconds
 
@@ -270,7 +265,7 @@ def tick(ctx: Any) -> Outcome:
         clusters[cluster], result = _cluster_step(platform, cluster, clusters.get(cluster, {}), run.target_version,
                                                   ctx.message.actor, node_images)
         if result is not None:
-            progress = _ended(progress, cluster, result, clusters[cluster]["reason"])
+            progress = cluster_ended(progress, cluster, result, clusters[cluster]["reason"])
             ended.append(f"{cluster}: {result}: {clusters[cluster]['reason']}")
     checked: list = []
 
@@ -286,7 +281,7 @@ def tick(ctx: Any) -> Outcome:
         clusters[cluster], result = _cluster_step(platform, cluster, {}, run.target_version, ctx.message.actor,
                                                   node_images)
         if result is not None:  # nothing to upgrade, its first run refused, or held: ended at once
-            step = replace(step, progress=_ended(step.progress, cluster, result, clusters[cluster]["reason"]),
+            step = replace(step, progress=cluster_ended(step.progress, cluster, result, clusters[cluster]["reason"]),
                            look_again_at=now)
     return _outcome(platform, run, step, clusters, ended, gate_at)
 
